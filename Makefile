@@ -1,0 +1,36 @@
+# pvss-secagg — every set-up step lives here so a fresh clone needs only `make demo` / `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test bench lint typecheck clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch pinned: 2.13.0 is the CPU wheel; an unpinned torch pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[fl,evm,dev]"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/pvss-secagg demo
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(BIN)/python bench/group_ops.py
+
+lint: install
+	$(BIN)/ruff check pvss secagg fl bench tests
+
+typecheck: install
+	$(BIN)/mypy pvss secagg
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
