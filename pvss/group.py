@@ -1,0 +1,809 @@
+"""BN254 (alt_bn128) G1 on gmpy2 — SPEC.md §2.
+
+The curve is y^2 = x^3 + 3 over F_p, the group G1 = E(F_p) of prime order r (cofactor
+1), exactly the group of the EVM precompiles ecAdd (0x06) and ecMul (0x07).
+
+Two layers live here:
+
+* ``G1Point`` — the readable, immutable affine point with ``+``, ``-``, ``==``,
+  ``k * P``, ``to_bytes`` / ``from_bytes`` in the EVM layout.
+* fast paths on raw tuples — Jacobian formulas with lazy reduction, GLV + wNAF
+  variable-base multiplication, signed-window fixed-base tables evaluated in lock
+  step with batched affine additions (one field inversion per step for a whole
+  batch, Montgomery's trick), and a Pippenger multi-scalar multiplication whose
+  bucket sums are reduced the same way.
+
+Internal representations (never exposed): an affine point is ``(x, y)`` of ``mpz``
+or ``None`` for the identity; a Jacobian point is ``(X, Y, Z)`` with ``Z == 0`` for
+the identity. Every fast path is checked against ``py_ecc`` in the tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import gmpy2
+from gmpy2 import mpz
+from Crypto.Hash import keccak
+
+from pvss.errors import InvalidEncoding
+
+# ---------------------------------------------------------------------------
+# Constants (SPEC.md §2.1). Checked when the module loads (bottom of the file).
+# ---------------------------------------------------------------------------
+
+FIELD_MODULUS = mpz(0x30644E72E131A029B85045B68181585D97816A916871CA8D3C208C16D87CFD47)
+ORDER = mpz(0x30644E72E131A029B85045B68181585D2833E84879B9709143E1F593F0000001)
+CURVE_B = mpz(3)
+POINT_BYTES = 64
+SCALAR_BYTES = 32
+H_TAG = b"pvss-secagg/v1/generator-h"
+#: cube root of unity in F_p: (x, y) -> (GLV_BETA * x, y) is multiplication by GLV_LAMBDA
+GLV_BETA = mpz(0x59E26BCEA0D48BACD4F263F1ACDB5C4F5763473177FFFFFE)
+GLV_LAMBDA = mpz(0xB3C4D79D41A917585BFC41088D8DAAA78B17EA66B99C90DD)
+
+_P = FIELD_MODULUS
+_R = ORDER
+_invert = gmpy2.invert
+_SQRT_EXP = (_P + 1) // 4  # p = 3 mod 4
+
+Affine = tuple[Any, Any] | None
+Jacobian = tuple[Any, Any, Any]
+_JAC_INF: Jacobian = (mpz(1), mpz(1), mpz(0))
+
+
+# ---------------------------------------------------------------------------
+# Raw affine / Jacobian arithmetic
+# ---------------------------------------------------------------------------
+
+
+def _is_on_curve(x: Any, y: Any) -> bool:
+    return (y * y - x * x * x - CURVE_B) % _P == 0
+
+
+def _jac_double(X: Any, Y: Any, Z: Any) -> Jacobian:
+    """dbl-2009-l for a = 0 (2M + 5S); reductions only after products."""
+    if not Z or not Y:
+        return _JAC_INF
+    p = _P
+    A = X * X % p
+    B = Y * Y % p
+    C = B * B % p
+    D = 2 * (((X + B) ** 2 - A - C) % p)
+    E = 3 * A
+    F = E * E % p
+    X3 = (F - 2 * D) % p
+    Y3 = (E * (D - X3) - 8 * C) % p
+    Z3 = 2 * Y * Z % p
+    return X3, Y3, Z3
+
+
+def _jac_add_affine(X1: Any, Y1: Any, Z1: Any, x2: Any, y2: Any) -> Jacobian:
+    """madd-2007-bl: Jacobian + affine (x2, y2) (7M + 4S)."""
+    if not Z1:
+        return x2, y2, mpz(1)
+    p = _P
+    Z1Z1 = Z1 * Z1 % p
+    U2 = x2 * Z1Z1 % p
+    S2 = y2 * Z1 * Z1Z1 % p
+    H = U2 - X1
+    r_ = 2 * (S2 - Y1)
+    if H % p == 0:
+        if r_ % p == 0:
+            return _jac_double(X1, Y1, Z1)
+        return _JAC_INF
+    HH = H * H % p
+    I_ = 4 * HH
+    J = H * I_ % p
+    V = X1 * I_ % p
+    X3 = (r_ * r_ - J - 2 * V) % p
+    Y3 = (r_ * (V - X3) - 2 * Y1 * J) % p
+    Z3 = ((Z1 + H) ** 2 - Z1Z1 - HH) % p
+    return X3, Y3, Z3
+
+
+def _jac_add(X1: Any, Y1: Any, Z1: Any, X2: Any, Y2: Any, Z2: Any) -> Jacobian:
+    """add-2007-bl: general Jacobian addition."""
+    if not Z1:
+        return X2, Y2, Z2
+    if not Z2:
+        return X1, Y1, Z1
+    p = _P
+    Z1Z1 = Z1 * Z1 % p
+    Z2Z2 = Z2 * Z2 % p
+    U1 = X1 * Z2Z2 % p
+    U2 = X2 * Z1Z1 % p
+    S1 = Y1 * Z2 * Z2Z2 % p
+    S2 = Y2 * Z1 * Z1Z1 % p
+    H = U2 - U1
+    r_ = 2 * (S2 - S1)
+    if H % p == 0:
+        if r_ % p == 0:
+            return _jac_double(X1, Y1, Z1)
+        return _JAC_INF
+    I_ = (2 * H) ** 2 % p
+    J = H * I_ % p
+    V = U1 * I_ % p
+    X3 = (r_ * r_ - J - 2 * V) % p
+    Y3 = (r_ * (V - X3) - 2 * S1 * J) % p
+    Z3 = ((Z1 + Z2) ** 2 - Z1Z1 - Z2Z2) * H % p
+    return X3, Y3, Z3
+
+
+def _to_affine(X: Any, Y: Any, Z: Any) -> Affine:
+    if not Z:
+        return None
+    p = _P
+    zi = _invert(Z, p)
+    zi2 = zi * zi % p
+    return X * zi2 % p, Y * zi2 * zi % p
+
+
+def _batch_inverse(values: Sequence[Any]) -> list[Any]:
+    """Montgomery's trick: all inverses mod p for one inversion and 3 products each.
+    Every value must be non-zero mod p."""
+    p = _P
+    n = len(values)
+    if n == 0:
+        return []
+    prefix = [None] * n
+    acc = mpz(1)
+    for i in range(n):
+        prefix[i] = acc
+        acc = acc * values[i] % p
+    inv = _invert(acc, p)
+    out: list[Any] = [None] * n
+    for i in range(n - 1, -1, -1):
+        out[i] = inv * prefix[i] % p
+        inv = inv * values[i] % p
+    return out
+
+
+def _batch_to_affine(points: Sequence[Jacobian]) -> list[Affine]:
+    idx = [i for i, pt in enumerate(points) if pt[2]]
+    invs = _batch_inverse([points[i][2] for i in idx])
+    out: list[Affine] = [None] * len(points)
+    p = _P
+    for i, zi in zip(idx, invs, strict=True):
+        X, Y, _ = points[i]
+        zi2 = zi * zi % p
+        out[i] = (X * zi2 % p, Y * zi2 * zi % p)
+    return out
+
+
+def _batch_add(left: Sequence[Affine], right: Sequence[Affine]) -> list[Affine]:
+    """Pairwise affine sums left[i] + right[i] with one shared inversion.
+
+    Handles the identity, P + P (doubling) and P + (-P) exactly, so it is correct for
+    any input, adversarial or not."""
+    p = _P
+    n = len(left)
+    out: list[Affine] = [None] * n
+    dens: list[Any] = []
+    slots: list[int] = []
+    for i in range(n):
+        a = left[i]
+        b = right[i]
+        if a is None:
+            out[i] = b
+        elif b is None:
+            out[i] = a
+        elif a[0] != b[0]:
+            dens.append(b[0] - a[0])
+            slots.append(i)
+        elif a[1] == b[1] and a[1]:
+            dens.append(2 * a[1])
+            slots.append(~i)  # marks a doubling
+        # else: a == -b, the sum is the identity (out[i] stays None)
+    if not dens:
+        return out
+    # Montgomery's trick, inlined: this loop is the hot path of every batched routine.
+    m = len(dens)
+    prefix = [None] * m
+    acc = mpz(1)
+    for j in range(m):
+        prefix[j] = acc
+        acc = acc * dens[j] % p
+    inv = _invert(acc, p)
+    for j in range(m - 1, -1, -1):
+        d_inv = inv * prefix[j] % p
+        inv = inv * dens[j] % p
+        i = slots[j]
+        if i >= 0:
+            x1, y1 = left[i]
+            x2, y2 = right[i]
+            lam = (y2 - y1) * d_inv % p
+        else:
+            i = ~i
+            x1, y1 = left[i]
+            x2 = x1
+            lam = 3 * x1 * x1 * d_inv % p
+        x3 = (lam * lam - x1 - x2) % p
+        out[i] = (x3, (lam * (x1 - x3) - y1) % p)
+    return out
+
+
+def _neg(a: Affine) -> Affine:
+    if a is None:
+        return None
+    return (a[0], (-a[1]) % _P)
+
+
+# ---------------------------------------------------------------------------
+# Scalar recoding: GLV decomposition, wNAF, signed windows
+# ---------------------------------------------------------------------------
+
+
+def _glv_basis() -> tuple[tuple[Any, Any], tuple[Any, Any]]:
+    """Short basis of the lattice {(a, b): a + b*lambda = 0 mod r} by the extended
+    Euclidean algorithm stopped at sqrt(r) (Gallant–Lambert–Vanstone, 2001)."""
+    sqrt_r = gmpy2.isqrt(_R)
+    r0, r1 = _R, GLV_LAMBDA
+    t0, t1 = mpz(0), mpz(1)
+    while r1 >= sqrt_r:
+        q = r0 // r1
+        r0, r1 = r1, r0 - q * r1
+        t0, t1 = t1, t0 - q * t1
+    # now r1 < sqrt(r) <= r0: (r1, -t1) is short; pick the shorter of the two neighbours
+    v1 = (r1, -t1)
+    q = r0 // r1
+    r2, t2 = r0 - q * r1, t0 - q * t1
+    cand_a = (r0, -t0)
+    cand_b = (r2, -t2)
+    v2 = cand_a if cand_a[0] ** 2 + cand_a[1] ** 2 <= cand_b[0] ** 2 + cand_b[1] ** 2 else cand_b
+    return v1, v2
+
+
+(_GLV_A1, _GLV_B1), (_GLV_A2, _GLV_B2) = _glv_basis()
+_GLV_DET = _GLV_A1 * _GLV_B2 - _GLV_A2 * _GLV_B1
+
+
+def _round_div(num: Any, den: Any) -> Any:
+    # nearest integer to num/den for den > 0
+    return (2 * num + den) // (2 * den)
+
+
+def glv_decompose(k: int) -> tuple[Any, Any]:
+    """Split k (mod r) into (k1, k2) with k = k1 + k2*GLV_LAMBDA (mod r), |k1|, |k2| < 2^128."""
+    k = mpz(k) % _R
+    det = _GLV_DET
+    if det > 0:
+        c1 = _round_div(_GLV_B2 * k, det)
+        c2 = _round_div(-_GLV_B1 * k, det)
+    else:
+        c1 = _round_div(-_GLV_B2 * k, -det)
+        c2 = _round_div(_GLV_B1 * k, -det)
+    k1 = k - c1 * _GLV_A1 - c2 * _GLV_A2
+    k2 = -c1 * _GLV_B1 - c2 * _GLV_B2
+    return k1, k2
+
+
+def _endo(a: Affine) -> Affine:
+    """phi(x, y) = (beta*x, y) = GLV_LAMBDA * (x, y)."""
+    if a is None:
+        return None
+    return (GLV_BETA * a[0] % _P, a[1])
+
+
+def _wnaf(k: Any, w: int) -> list[int]:
+    """Width-w NAF of k >= 0, least significant digit first."""
+    digits: list[int] = []
+    k = int(k)
+    full = 1 << w
+    half = 1 << (w - 1)
+    while k:
+        if k & 1:
+            d = k & (full - 1)
+            if d >= half:
+                d -= full
+            k -= d
+        else:
+            d = 0
+        digits.append(d)
+        k >>= 1
+    return digits
+
+
+def _signed_digits(k: int, c: int, count: int) -> list[int]:
+    """Radix-2^c digits of k in [-2^(c-1), 2^(c-1)], least significant first.
+    Requires k < 2^(c*count - 1) so the final carry fits in the last digit."""
+    digits = [0] * count
+    full = 1 << c
+    half = 1 << (c - 1)
+    mask = full - 1
+    for i in range(count):
+        d = k & mask
+        k >>= c
+        if d > half:
+            d -= full
+            k += 1
+        digits[i] = d
+    if k:
+        raise ValueError("scalar too large for the signed-digit recoding")
+    return digits
+
+
+# ---------------------------------------------------------------------------
+# Variable-base multiplication: GLV + interleaved wNAF
+# ---------------------------------------------------------------------------
+
+_WNAF_W = 5
+
+
+def _odd_multiples(a: tuple[Any, Any], count: int) -> list[Affine]:
+    """[P, 3P, 5P, ...] (count entries) in affine, one shared inversion."""
+    X, Y, Z = a[0], a[1], mpz(1)
+    twice = _jac_double(X, Y, Z)
+    jac = [(X, Y, Z)]
+    for _ in range(count - 1):
+        jac.append(_jac_add(*jac[-1], *twice))
+    return _batch_to_affine(jac)
+
+
+def _mul_var(a: Affine, k: int) -> Affine:
+    """k * a for an arbitrary point: GLV split, then Straus over (a, phi(a)) with wNAF."""
+    if a is None:
+        return None
+    k = mpz(k) % _R
+    if not k:
+        return None
+    k1, k2 = glv_decompose(k)
+    table1 = _odd_multiples(a, 1 << (_WNAF_W - 2))
+    if k1 < 0:
+        k1 = -k1
+        table1 = [_neg(t) for t in table1]
+    table2 = [_endo(t) for t in _odd_multiples(a, 1 << (_WNAF_W - 2))]
+    if k2 < 0:
+        k2 = -k2
+        table2 = [_neg(t) for t in table2]
+    neg1 = [_neg(t) for t in table1]
+    neg2 = [_neg(t) for t in table2]
+    n1 = _wnaf(k1, _WNAF_W)
+    n2 = _wnaf(k2, _WNAF_W)
+    length = max(len(n1), len(n2))
+    n1 += [0] * (length - len(n1))
+    n2 += [0] * (length - len(n2))
+    X, Y, Z = _JAC_INF
+    for i in range(length - 1, -1, -1):
+        if Z:
+            X, Y, Z = _jac_double(X, Y, Z)
+        d = n1[i]
+        if d:
+            t = table1[d >> 1] if d > 0 else neg1[(-d) >> 1]
+            X, Y, Z = _jac_add_affine(X, Y, Z, t[0], t[1])  # type: ignore[index]
+        d = n2[i]
+        if d:
+            t = table2[d >> 1] if d > 0 else neg2[(-d) >> 1]
+            X, Y, Z = _jac_add_affine(X, Y, Z, t[0], t[1])  # type: ignore[index]
+    return _to_affine(X, Y, Z)
+
+
+# ---------------------------------------------------------------------------
+# Fixed-base tables
+# ---------------------------------------------------------------------------
+
+
+class FixedBaseTable:
+    """Precomputed signed-window table of a point P for fast ``k * P``.
+
+    Window w (radix 2^c): entries j * 2^(c*w) * P for j = 1 .. 2^(c-1). A scalar is
+    recoded into signed digits, so ``k * P`` is one table look-up and one addition per
+    window and no doubling at all. ``mul_many`` runs many scalars in lock step with one
+    shared inversion per window (batched affine additions).
+    """
+
+    __slots__ = ("point", "window", "count", "rows")
+
+    def __init__(self, point: G1Point, window: int = 8) -> None:
+        if not 2 <= window <= 16:
+            raise ValueError(f"window must be in [2, 16], got {window}")
+        self.point = point
+        self.window = window
+        self.count = (_R.bit_length() + 1 + window - 1) // window + 1
+        half = 1 << (window - 1)
+        base = point._affine()
+        if base is None:
+            self.rows: list[list[Affine]] = [[None] * half for _ in range(self.count)]
+            return
+        # bases B_w = 2^(c*w) P
+        bases: list[Affine] = [base]
+        jac = (base[0], base[1], mpz(1))
+        bases_jac = [jac]
+        for _ in range(self.count - 1):
+            for _ in range(window):
+                jac = _jac_double(*jac)
+            bases_jac.append(jac)
+        bases = _batch_to_affine(bases_jac)
+        # rows: row[w][j-1] = j * B_w, built in lock step across windows
+        rows: list[list[Affine]] = [[b] for b in bases]
+        current = list(bases)
+        for _ in range(half - 1):
+            current = _batch_add(current, bases)
+            for w in range(self.count):
+                rows[w].append(current[w])
+        self.rows = rows
+
+    def _digits(self, k: int) -> list[int]:
+        return _signed_digits(int(mpz(k) % _R), self.window, self.count)
+
+    def mul(self, k: int) -> G1Point:
+        """k * P with mixed Jacobian additions (no inversion until the end)."""
+        X, Y, Z = _JAC_INF
+        rows = self.rows
+        for w, d in enumerate(self._digits(k)):
+            if d:
+                t = rows[w][d - 1] if d > 0 else _neg(rows[w][-d - 1])
+                if t is not None:
+                    X, Y, Z = _jac_add_affine(X, Y, Z, t[0], t[1])
+        return G1Point._from_affine(_to_affine(X, Y, Z))
+
+    def mul_many(self, scalars: Sequence[int]) -> list[G1Point]:
+        """[k * P for k in scalars], all windows in lock step (batched affine adds)."""
+        digits = [self._digits(k) for k in scalars]
+        acc: list[Affine] = [None] * len(scalars)
+        rows = self.rows
+        for w in range(self.count):
+            row = rows[w]
+            addend: list[Affine] = []
+            for ds in digits:
+                d = ds[w]
+                if d > 0:
+                    addend.append(row[d - 1])
+                elif d < 0:
+                    addend.append(_neg(row[-d - 1]))
+                else:
+                    addend.append(None)
+            acc = _batch_add(acc, addend)
+        return [G1Point._from_affine(a) for a in acc]
+
+
+# ---------------------------------------------------------------------------
+# Multi-scalar multiplication (Pippenger, signed buckets, batched affine sums)
+# ---------------------------------------------------------------------------
+
+
+def _reduce_lists(lists: list[list[Affine]]) -> list[Affine]:
+    """Sum every list of affine points; all lists are reduced together, pairwise,
+    one batched addition (one inversion) per level of the tree."""
+    work = [lst for lst in lists]
+    while True:
+        left: list[Affine] = []
+        right: list[Affine] = []
+        where: list[int] = []
+        for i, lst in enumerate(work):
+            if len(lst) > 1:
+                half = len(lst) // 2
+                left.extend(lst[:half])
+                right.extend(lst[half : 2 * half])
+                where.append(i)
+        if not where:
+            break
+        sums = _batch_add(left, right)
+        pos = 0
+        for i in where:
+            lst = work[i]
+            half = len(lst) // 2
+            new = sums[pos : pos + half]
+            pos += half
+            if len(lst) % 2:
+                new.append(lst[-1])
+            work[i] = new
+    return [lst[0] if lst else None for lst in work]
+
+
+def _pippenger_window(n_points: int, bits: int) -> int:
+    if n_points < 4:
+        return 2
+    best_c, best_cost = 2, None
+    for c in range(2, 16):
+        windows = (bits + c) // c + 1
+        cost = windows * (n_points + 2 * (1 << (c - 1)))
+        if best_cost is None or cost < best_cost:
+            best_c, best_cost = c, cost
+    return best_c
+
+
+def _msm_affine(points: Sequence[Affine], scalars: Sequence[Any]) -> Affine:
+    """sum k_i * P_i for non-negative scalars of any size (no reduction mod r here)."""
+    pts: list[tuple[Any, Any]] = []
+    ks: list[int] = []
+    for a, k in zip(points, scalars, strict=True):
+        if a is not None and k:
+            pts.append(a)
+            ks.append(int(k))
+    if not pts:
+        return None
+    bits = max(k.bit_length() for k in ks)
+    c = _pippenger_window(len(pts), bits)
+    count = (bits + 1 + c - 1) // c + 1
+    half = 1 << (c - 1)
+    # buckets[w][b-1] collects the points whose digit in window w is +-b
+    buckets: list[list[list[Affine]]] = [[[] for _ in range(half)] for _ in range(count)]
+    for a, k in zip(pts, ks, strict=True):
+        neg = None
+        for w, d in enumerate(_signed_digits(k, c, count)):
+            if d > 0:
+                buckets[w][d - 1].append(a)
+            elif d < 0:
+                if neg is None:
+                    neg = (a[0], (-a[1]) % _P)
+                buckets[w][-d - 1].append(neg)
+    flat = [b for row in buckets for b in row]
+    sums = _reduce_lists(flat)
+    # per window: sum_b b * B_b by running sums, all windows in lock step
+    running: list[Affine] = [None] * count
+    total: list[Affine] = [None] * count
+    for b in range(half - 1, -1, -1):
+        running = _batch_add(running, [sums[w * half + b] for w in range(count)])
+        total = _batch_add(total, running)
+    # Horner over windows, most significant first, in Jacobian
+    X, Y, Z = _JAC_INF
+    for w in range(count - 1, -1, -1):
+        for _ in range(c):
+            X, Y, Z = _jac_double(X, Y, Z)
+        t = total[w]
+        if t is not None:
+            X, Y, Z = _jac_add_affine(X, Y, Z, t[0], t[1])
+    return _to_affine(X, Y, Z)
+
+
+def msm(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
+    """Multi-scalar multiplication sum(k_i * P_i) (Pippenger with GLV-split scalars).
+
+    Scalars are taken mod r; each is split as k = k1 + k2*lambda so all buckets work on
+    ~128-bit digits, and small scalars (random batch weights) stay small."""
+    if len(points) != len(scalars):
+        raise ValueError(f"msm: {len(points)} points but {len(scalars)} scalars")
+    aff: list[Affine] = []
+    ks: list[Any] = []
+    for pt, k in zip(points, scalars, strict=True):
+        a = pt._affine()
+        if a is None:
+            continue
+        k1, k2 = glv_decompose(k)
+        if k1:
+            aff.append(a if k1 > 0 else _neg(a))
+            ks.append(abs(k1))
+        if k2:
+            e = _endo(a)
+            aff.append(e if k2 > 0 else _neg(e))
+            ks.append(abs(k2))
+    return G1Point._from_affine(_msm_affine(aff, ks))
+
+
+# ---------------------------------------------------------------------------
+# The public point type
+# ---------------------------------------------------------------------------
+
+
+class G1Point:
+    """An immutable point of BN254 G1 in affine coordinates.
+
+    The identity is stored as (0, 0), which is also its EVM encoding (64 zero bytes);
+    (0, 0) is not on the curve, so there is no ambiguity.
+    """
+
+    __slots__ = ("x", "y")
+    x: Any
+    y: Any
+
+    def __init__(self, x: int, y: int) -> None:
+        x, y = mpz(x), mpz(y)
+        if not (x == 0 and y == 0):
+            if not (0 <= x < _P and 0 <= y < _P):
+                raise InvalidEncoding("point: coordinate outside [0, p)")
+            if not _is_on_curve(x, y):
+                raise InvalidEncoding("point: (x, y) is not on y^2 = x^3 + 3")
+        object.__setattr__(self, "x", x)
+        object.__setattr__(self, "y", y)
+
+    def __setattr__(self, name: str, value: object) -> None:  # immutability
+        raise AttributeError("G1Point is immutable")
+
+    @classmethod
+    def _from_affine(cls, a: Affine) -> G1Point:
+        """Wrap an internal affine tuple known to be valid (no curve check)."""
+        pt = object.__new__(cls)
+        if a is None:
+            object.__setattr__(pt, "x", mpz(0))
+            object.__setattr__(pt, "y", mpz(0))
+        else:
+            object.__setattr__(pt, "x", a[0])
+            object.__setattr__(pt, "y", a[1])
+        return pt
+
+    def _affine(self) -> Affine:
+        if not self.x and not self.y:
+            return None
+        return (self.x, self.y)
+
+    @classmethod
+    def identity(cls) -> G1Point:
+        return cls._from_affine(None)
+
+    @property
+    def is_identity(self) -> bool:
+        return not self.x and not self.y
+
+    # -- encoding ----------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """64 bytes x || y big-endian; the identity is 64 zero bytes (EVM layout)."""
+        return int(self.x).to_bytes(32, "big") + int(self.y).to_bytes(32, "big")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, field: str = "point") -> G1Point:
+        """Decode the EVM layout, validating length, range and curve membership."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidEncoding(f"{field}: expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) != POINT_BYTES:
+            raise InvalidEncoding(f"{field}: expected {POINT_BYTES} bytes, got {len(data)}")
+        x = int.from_bytes(data[:32], "big")
+        y = int.from_bytes(data[32:], "big")
+        if x >= _P or y >= _P:
+            raise InvalidEncoding(f"{field}: coordinate >= field modulus p")
+        if (x or y) and not _is_on_curve(mpz(x), mpz(y)):
+            raise InvalidEncoding(f"{field}: not on the curve y^2 = x^3 + 3")
+        return cls._from_affine((mpz(x), mpz(y)) if (x or y) else None)
+
+    # -- group law -----------------------------------------------------------
+    def __add__(self, other: G1Point) -> G1Point:
+        if not isinstance(other, G1Point):
+            return NotImplemented
+        return G1Point._from_affine(_batch_add([self._affine()], [other._affine()])[0])
+
+    def __neg__(self) -> G1Point:
+        return G1Point._from_affine(_neg(self._affine()))
+
+    def __sub__(self, other: G1Point) -> G1Point:
+        if not isinstance(other, G1Point):
+            return NotImplemented
+        return self + (-other)
+
+    def __mul__(self, k: int) -> G1Point:
+        if not isinstance(k, int | type(mpz(0))):
+            return NotImplemented
+        return G1Point._from_affine(_mul_var(self._affine(), k))
+
+    __rmul__ = __mul__
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, G1Point):
+            return NotImplemented
+        return self.x == other.x and self.y == other.y
+
+    def __hash__(self) -> int:
+        return hash((int(self.x), int(self.y)))
+
+    def __repr__(self) -> str:
+        if self.is_identity:
+            return "G1Point(identity)"
+        return f"G1Point(0x{int(self.x):064x}, 0x{int(self.y):064x})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (G1Point.from_bytes, (self.to_bytes(),))
+
+
+def point_sum(points: Iterable[G1Point]) -> G1Point:
+    """Sum of many points with one inversion at the end."""
+    X, Y, Z = _JAC_INF
+    for pt in points:
+        a = pt._affine()
+        if a is not None:
+            X, Y, Z = _jac_add_affine(X, Y, Z, a[0], a[1])
+    return G1Point._from_affine(_to_affine(X, Y, Z))
+
+
+# ---------------------------------------------------------------------------
+# Generators and scalars
+# ---------------------------------------------------------------------------
+
+
+def _keccak(data: bytes) -> bytes:
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+def compute_h_generator(tag: bytes = H_TAG) -> tuple[G1Point, int]:
+    """Try-and-increment hash to G1 (SPEC.md §2.2).
+
+    For ctr = 0, 1, ...: x = keccak256(tag || uint32_be(ctr)) mod p; if x^3 + 3 is a
+    square, y = its square root with the smaller representative (y <= (p-1)/2) and
+    (x, y) is h. Cofactor 1, so every curve point is in G1; nobody knows log_g h
+    because x comes out of a hash. Returns (h, ctr)."""
+    ctr = 0
+    while True:
+        x = mpz(int.from_bytes(_keccak(tag + ctr.to_bytes(4, "big")), "big")) % _P
+        rhs = (x * x * x + CURVE_B) % _P
+        y = gmpy2.powmod(rhs, _SQRT_EXP, _P)
+        if y * y % _P == rhs:
+            if y > (_P - 1) // 2:
+                y = _P - y
+            return G1Point(x, y), ctr
+        ctr += 1
+
+
+G = G1Point(1, 2)
+H, H_COUNTER = compute_h_generator()
+
+
+def random_scalar(nonzero: bool = True) -> int:
+    """Uniform scalar in [1, r) (or [0, r)) from the OS CSPRNG."""
+    while True:
+        k = secrets.randbelow(int(_R))
+        if k or not nonzero:
+            return k
+
+
+def scalar_to_bytes(k: int) -> bytes:
+    """32-byte big-endian encoding of a scalar in [0, r)."""
+    if not 0 <= k < _R:
+        raise InvalidEncoding("scalar: outside [0, r)")
+    return int(k).to_bytes(32, "big")
+
+
+def scalar_from_bytes(data: bytes, *, field: str = "scalar") -> int:
+    """Decode a 32-byte big-endian scalar, rejecting values >= r."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise InvalidEncoding(f"{field}: expected bytes, got {type(data).__name__}")
+    if len(data) != SCALAR_BYTES:
+        raise InvalidEncoding(f"{field}: expected {SCALAR_BYTES} bytes, got {len(data)}")
+    k = int.from_bytes(bytes(data), "big")
+    if k >= _R:
+        raise InvalidEncoding(f"{field}: scalar >= group order r")
+    return k
+
+
+_G_TABLE: FixedBaseTable | None = None
+_H_TABLE: FixedBaseTable | None = None
+FIXED_BASE_WINDOW = 12
+
+
+def g_table() -> FixedBaseTable:
+    """The fixed-base table of G (built on first use, ~0.1 s)."""
+    global _G_TABLE
+    if _G_TABLE is None:
+        _G_TABLE = FixedBaseTable(G, FIXED_BASE_WINDOW)
+    return _G_TABLE
+
+
+def h_table() -> FixedBaseTable:
+    """The fixed-base table of H (built on first use, ~0.1 s)."""
+    global _H_TABLE
+    if _H_TABLE is None:
+        _H_TABLE = FixedBaseTable(H, FIXED_BASE_WINDOW)
+    return _H_TABLE
+
+
+# ---------------------------------------------------------------------------
+# Load-time checks (SPEC.md §2.1)
+# ---------------------------------------------------------------------------
+
+
+def _check_constants() -> None:
+    assert gmpy2.is_prime(_P, 50) and gmpy2.is_prime(_R, 50), "p and r must be prime"
+    assert _P % 4 == 3, "square roots use p = 3 mod 4"
+    assert _is_on_curve(G.x, G.y), "G must be on the curve"
+    assert _is_on_curve(H.x, H.y), "H must be on the curve"
+    assert GLV_BETA != 1 and gmpy2.powmod(GLV_BETA, 3, _P) == 1, "beta: cube root of 1 mod p"
+    assert GLV_LAMBDA != 1 and gmpy2.powmod(GLV_LAMBDA, 3, _R) == 1, "lambda: cube root mod r"
+    assert (_GLV_A1 + _GLV_B1 * GLV_LAMBDA) % _R == 0
+    assert (_GLV_A2 + _GLV_B2 * GLV_LAMBDA) % _R == 0
+    # order r: r*G is the identity, by a plain double-and-add independent of GLV
+    X, Y, Z = _JAC_INF
+    for bit in bin(int(_R))[2:]:
+        X, Y, Z = _jac_double(X, Y, Z)
+        if bit == "1":
+            X, Y, Z = _jac_add_affine(X, Y, Z, G.x, G.y)
+    assert not Z, "G must have order r"
+    # phi(G) = lambda * G (the endomorphism matches the eigenvalue)
+    X, Y, Z = _JAC_INF
+    for bit in bin(int(GLV_LAMBDA))[2:]:
+        X, Y, Z = _jac_double(X, Y, Z)
+        if bit == "1":
+            X, Y, Z = _jac_add_affine(X, Y, Z, G.x, G.y)
+    assert _to_affine(X, Y, Z) == _endo((G.x, G.y)), "phi must act as lambda"
+
+
+_check_constants()
