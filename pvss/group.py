@@ -176,8 +176,38 @@ def _batch_to_affine(points: Sequence[Jacobian]) -> list[Affine]:
 def _batch_add(left: Sequence[Affine], right: Sequence[Affine]) -> list[Affine]:
     """Pairwise affine sums left[i] + right[i] with one shared inversion.
 
-    Handles the identity, P + P (doubling) and P + (-P) exactly, so it is correct for
-    any input, adversarial or not."""
+    Fast path: no identity and no equal x-coordinates (the product of all
+    denominators is then non-zero). Anything else — the identity, P + P, P + (-P) —
+    goes to ``_batch_add_general``, which is exact for every input."""
+    if None in left or None in right:
+        return _batch_add_general(left, right)
+    p = _P
+    dens = [b[0] - a[0] for a, b in zip(left, right, strict=True)]  # type: ignore[index]
+    n = len(dens)
+    if n == 0:
+        return []
+    prefix: list[Any] = [None] * n
+    acc = mpz(1)
+    for j in range(n):
+        prefix[j] = acc
+        acc = acc * dens[j] % p
+    if not acc:
+        return _batch_add_general(left, right)
+    inv = _invert(acc, p)
+    out: list[Affine] = [None] * n
+    for j in range(n - 1, -1, -1):
+        d_inv = inv * prefix[j] % p
+        inv = inv * dens[j] % p
+        x1, y1 = left[j]  # type: ignore[misc]
+        x2, y2 = right[j]  # type: ignore[misc]
+        lam = (y2 - y1) * d_inv % p
+        x3 = (lam * lam - x1 - x2) % p
+        out[j] = (x3, (lam * (x1 - x3) - y1) % p)
+    return out
+
+
+def _batch_add_general(left: Sequence[Affine], right: Sequence[Affine]) -> list[Affine]:
+    """``_batch_add`` for any inputs, including the identity, doublings and inverses."""
     p = _P
     n = len(left)
     out: list[Affine] = [None] * n
@@ -197,27 +227,15 @@ def _batch_add(left: Sequence[Affine], right: Sequence[Affine]) -> list[Affine]:
             dens.append(2 * a[1])
             slots.append(~i)  # marks a doubling
         # else: a == -b, the sum is the identity (out[i] stays None)
-    if not dens:
-        return out
-    # Montgomery's trick, inlined: this loop is the hot path of every batched routine.
-    m = len(dens)
-    prefix = [None] * m
-    acc = mpz(1)
-    for j in range(m):
-        prefix[j] = acc
-        acc = acc * dens[j] % p
-    inv = _invert(acc, p)
-    for j in range(m - 1, -1, -1):
-        d_inv = inv * prefix[j] % p
-        inv = inv * dens[j] % p
+    for j, d_inv in enumerate(_batch_inverse(dens)):
         i = slots[j]
         if i >= 0:
-            x1, y1 = left[i]
-            x2, y2 = right[i]
+            x1, y1 = left[i]  # type: ignore[misc]
+            x2, y2 = right[i]  # type: ignore[misc]
             lam = (y2 - y1) * d_inv % p
         else:
             i = ~i
-            x1, y1 = left[i]
+            x1, y1 = left[i]  # type: ignore[misc]
             x2 = x1
             lam = 3 * x1 * x1 * d_inv % p
         x3 = (lam * lam - x1 - x2) % p
@@ -441,22 +459,53 @@ class FixedBaseTable:
 
     def mul_many(self, scalars: Sequence[int]) -> list[G1Point]:
         """[k * P for k in scalars], all windows in lock step (batched affine adds)."""
-        digits = [self._digits(k) for k in scalars]
-        acc: list[Affine] = [None] * len(scalars)
-        rows = self.rows
-        for w in range(self.count):
-            row = rows[w]
-            addend: list[Affine] = []
-            for ds in digits:
-                d = ds[w]
-                if d > 0:
-                    addend.append(row[d - 1])
-                elif d < 0:
-                    addend.append(_neg(row[-d - 1]))
-                else:
-                    addend.append(None)
-            acc = _batch_add(acc, addend)
-        return [G1Point._from_affine(a) for a in acc]
+        return mul_each([self] * len(scalars), scalars)
+
+
+def mul_each(tables: Sequence[FixedBaseTable], scalars: Sequence[int]) -> list[G1Point]:
+    """[k_i * P_i] for tables of possibly different points P_i (same window width),
+    evaluated in lock step: one batched affine addition (one inversion) per window."""
+    if len(tables) != len(scalars):
+        raise ValueError(f"mul_each: {len(tables)} tables but {len(scalars)} scalars")
+    if not tables:
+        return []
+    window = tables[0].window
+    if any(t.window != window for t in tables):
+        raise ValueError("mul_each: all tables must use the same window width")
+    digits = [t._digits(k) for t, k in zip(tables, scalars, strict=True)]
+    acc: list[Affine] = [None] * len(scalars)
+    for w in range(tables[0].count):
+        addend: list[Affine] = []
+        for t, ds in zip(tables, digits, strict=True):
+            d = ds[w]
+            if d > 0:
+                addend.append(t.rows[w][d - 1])
+            elif d < 0:
+                addend.append(_neg(t.rows[w][-d - 1]))
+            else:
+                addend.append(None)
+        acc = _batch_add(acc, addend)
+    return [G1Point._from_affine(a) for a in acc]
+
+
+_TABLE_CACHE: dict[tuple[int, int, int], FixedBaseTable] = {}
+_TABLE_CACHE_MAX = 512
+KEY_TABLE_WINDOW = 8
+
+
+def table_for(point: G1Point, window: int = KEY_TABLE_WINDOW) -> FixedBaseTable:
+    """A cached fixed-base table for a point used many times (committee public keys).
+
+    Building costs about 20 variable-base multiplications (~8 ms at window 8); each
+    multiplication through it then costs about a seventh of a variable-base one."""
+    key = (int(point.x), int(point.y), window)
+    table = _TABLE_CACHE.get(key)
+    if table is None:
+        if len(_TABLE_CACHE) >= _TABLE_CACHE_MAX:
+            _TABLE_CACHE.pop(next(iter(_TABLE_CACHE)))
+        table = FixedBaseTable(point, window)
+        _TABLE_CACHE[key] = table
+    return table
 
 
 # ---------------------------------------------------------------------------
@@ -467,30 +516,35 @@ class FixedBaseTable:
 def _reduce_lists(lists: list[list[Affine]]) -> list[Affine]:
     """Sum every list of affine points; all lists are reduced together, pairwise,
     one batched addition (one inversion) per level of the tree."""
-    work = [lst for lst in lists]
-    while True:
+    result: list[Affine] = [None] * len(lists)
+    active: list[tuple[int, list[Affine]]] = []
+    for i, lst in enumerate(lists):
+        if len(lst) == 1:
+            result[i] = lst[0]
+        elif lst:
+            active.append((i, lst))
+    while active:
         left: list[Affine] = []
         right: list[Affine] = []
-        where: list[int] = []
-        for i, lst in enumerate(work):
-            if len(lst) > 1:
-                half = len(lst) // 2
-                left.extend(lst[:half])
-                right.extend(lst[half : 2 * half])
-                where.append(i)
-        if not where:
-            break
+        for _, lst in active:
+            h = len(lst) >> 1
+            left += lst[:h]
+            right += lst[h : 2 * h]
         sums = _batch_add(left, right)
         pos = 0
-        for i in where:
-            lst = work[i]
-            half = len(lst) // 2
-            new = sums[pos : pos + half]
-            pos += half
-            if len(lst) % 2:
+        nxt: list[tuple[int, list[Affine]]] = []
+        for i, lst in active:
+            h = len(lst) >> 1
+            new = sums[pos : pos + h]
+            pos += h
+            if len(lst) & 1:
                 new.append(lst[-1])
-            work[i] = new
-    return [lst[0] if lst else None for lst in work]
+            if len(new) == 1:
+                result[i] = new[0]
+            else:
+                nxt.append((i, new))
+        active = nxt
+    return result
 
 
 def _pippenger_window(n_points: int, bits: int) -> int:
@@ -549,11 +603,40 @@ def _msm_affine(points: Sequence[Affine], scalars: Sequence[Any]) -> Affine:
     return _to_affine(X, Y, Z)
 
 
-def msm(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
-    """Multi-scalar multiplication sum(k_i * P_i) (Pippenger with GLV-split scalars).
+def _straus_affine(points: Sequence[Affine], scalars: Sequence[Any]) -> Affine:
+    """sum k_i * P_i by interleaved wNAF (shared doublings): best for a few points."""
+    entries = []
+    for a, k in zip(points, scalars, strict=True):
+        if a is None or not k:
+            continue
+        table = _odd_multiples(a, 1 << (_WNAF_W - 2))
+        entries.append((table, [_neg(t) for t in table], _wnaf(k, _WNAF_W)))
+    if not entries:
+        return None
+    length = max(len(e[2]) for e in entries)
+    X, Y, Z = _JAC_INF
+    for i in range(length - 1, -1, -1):
+        if Z:
+            X, Y, Z = _jac_double(X, Y, Z)
+        for table, neg, naf in entries:
+            if i < len(naf):
+                d = naf[i]
+                if d:
+                    t = table[d >> 1] if d > 0 else neg[(-d) >> 1]
+                    X, Y, Z = _jac_add_affine(X, Y, Z, t[0], t[1])  # type: ignore[index]
+    return _to_affine(X, Y, Z)
 
-    Scalars are taken mod r; each is split as k = k1 + k2*lambda so all buckets work on
-    ~128-bit digits, and small scalars (random batch weights) stay small."""
+
+STRAUS_MAX_POINTS = 8
+
+
+def msm(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
+    """Multi-scalar multiplication sum(k_i * P_i).
+
+    Scalars are taken mod r; each is split as k = k1 + k2*lambda so the work is on
+    ~128-bit scalars, and small scalars (random batch weights) stay small. Up to
+    STRAUS_MAX_POINTS split points use Straus (interleaved wNAF), more use Pippenger
+    with signed buckets reduced by batched affine additions."""
     if len(points) != len(scalars):
         raise ValueError(f"msm: {len(points)} points but {len(scalars)} scalars")
     aff: list[Affine] = []
@@ -570,6 +653,27 @@ def msm(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
             e = _endo(a)
             aff.append(e if k2 > 0 else _neg(e))
             ks.append(abs(k2))
+    if len(aff) <= STRAUS_MAX_POINTS:
+        return G1Point._from_affine(_straus_affine(aff, ks))
+    return G1Point._from_affine(_msm_affine(aff, ks))
+
+
+def msm_signed(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
+    """sum k_i * P_i for signed integer scalars that are *short* (e.g. random 128-bit
+    batch weights): no reduction mod r and no GLV split, so a 150-bit scalar costs
+    150 bits of work. Use ``msm`` for arbitrary scalars."""
+    if len(points) != len(scalars):
+        raise ValueError(f"msm_signed: {len(points)} points but {len(scalars)} scalars")
+    aff: list[Affine] = []
+    ks: list[int] = []
+    for pt, k in zip(points, scalars, strict=True):
+        a = pt._affine()
+        if a is None or not k:
+            continue
+        aff.append(a if k > 0 else _neg(a))
+        ks.append(abs(int(k)))
+    if len(aff) <= STRAUS_MAX_POINTS:
+        return G1Point._from_affine(_straus_affine(aff, ks))
     return G1Point._from_affine(_msm_affine(aff, ks))
 
 

@@ -1,0 +1,530 @@
+"""SCRAPE PVSS, DDH variant, with an optional recipient at index 0 (SPEC.md §4).
+
+Notation of the paper (Cascudo–David, "SCRAPE", ACNS 2017), kept inside this module:
+p(X) the dealer's polynomial of degree t, s = p(0); for every evaluation point k
+``v[k] = p(k)*G`` (SCRAPE's v_i), ``s_hat[k] = p(k)*pk_k`` (the encrypted share
+ŝ_i), a DLEQ proof that both use the same p(k); the shared secret is S = s*H.
+
+Evaluation points are consecutive integers: 1..m for the committee, plus 0 for a
+recipient when the dealing has one. The recipient decrypts S directly from
+s_hat[0]; committee members decrypt S_k = p(k)*H and t+1 of them reconstruct S.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pvss.dleq import DleqProof, prove_dleq, verify_dleq
+from pvss.errors import InvalidEncoding, InvalidParameters, InvalidProof
+from pvss.field import dual_codeword, eval_poly, inv_mod_r, lagrange_at_zero
+from pvss.group import (
+    ORDER,
+    G,
+    G1Point,
+    H,
+    g_table,
+    h_table,
+    msm,
+    msm_signed,
+    mul_each,
+    random_scalar,
+    scalar_from_bytes,
+    scalar_to_bytes,
+    table_for,
+)
+from pvss.keys import KeyPair
+from pvss.transcript import DST_DEALING, DST_DECRYPTED_SHARE, DST_RS_DUAL, Context, Transcript
+
+R = int(ORDER)
+MAX_POINTS = 1024
+SHARE_RECORD_BYTES = 4 * 64 + 32
+DEALING_HEADER_BYTES = 5
+DECRYPTED_SHARE_BYTES = 2 + 64 + 64
+#: bits of each random weight of the batch verifiers (soundness error 2^-128)
+BATCH_WEIGHT_BITS = 128
+
+
+# ---------------------------------------------------------------------------
+# Messages
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dealing:
+    """A SCRAPE dealing: for each evaluation point (0 first when there is a recipient,
+    then 1..m) the commitment v, the encrypted share s_hat, the DLEQ commitments a1,
+    a2 and the response z. The challenge e is recomputed, never sent."""
+
+    threshold: int
+    has_recipient: bool
+    v: tuple[G1Point, ...]
+    s_hat: tuple[G1Point, ...]
+    a1: tuple[G1Point, ...]
+    a2: tuple[G1Point, ...]
+    z: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        n = len(self.v)
+        for name in ("s_hat", "a1", "a2", "z"):
+            if len(getattr(self, name)) != n:
+                raise InvalidEncoding(f"dealing.{name}: {len(getattr(self, name))} entries, v has {n}")
+        if not 1 <= n <= MAX_POINTS:
+            raise InvalidEncoding(f"dealing: {n} evaluation points, allowed 1..{MAX_POINTS}")
+        if not isinstance(self.threshold, int) or self.threshold < 1:
+            raise InvalidEncoding(f"dealing.threshold: {self.threshold} < 1")
+        if self.committee_size < self.threshold + 1:
+            raise InvalidEncoding(
+                f"dealing.threshold: t={self.threshold} needs at least t+1 committee "
+                f"points, dealing has {self.committee_size}"
+            )
+        for i, z in enumerate(self.z):
+            if not isinstance(z, int) or not 0 <= z < R:
+                raise InvalidEncoding(f"dealing.z[{i}]: not a scalar in [0, r)")
+
+    @property
+    def n_points(self) -> int:
+        return len(self.v)
+
+    @property
+    def committee_size(self) -> int:
+        return len(self.v) - int(self.has_recipient)
+
+    @property
+    def indices(self) -> tuple[int, ...]:
+        """Evaluation point of each entry: (0, 1, .., m) or (1, .., m)."""
+        first = 0 if self.has_recipient else 1
+        return tuple(range(first, first + len(self.v)))
+
+    def position(self, index: int) -> int:
+        """Position of evaluation point ``index`` in the tuples."""
+        pos = index - (0 if self.has_recipient else 1)
+        if not 0 <= pos < len(self.v):
+            raise InvalidParameters(f"dealing: no evaluation point {index}")
+        return pos
+
+    def to_bytes(self) -> bytes:
+        """uint16 t || uint8 has_recipient || uint16 N || N x (v || s_hat || a1 || a2 || z)."""
+        out = [
+            self.threshold.to_bytes(2, "big"),
+            bytes([int(self.has_recipient)]),
+            len(self.v).to_bytes(2, "big"),
+        ]
+        for i in range(len(self.v)):
+            out += [
+                self.v[i].to_bytes(),
+                self.s_hat[i].to_bytes(),
+                self.a1[i].to_bytes(),
+                self.a2[i].to_bytes(),
+                scalar_to_bytes(self.z[i]),
+            ]
+        return b"".join(out)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Dealing:
+        """Decode and validate every field; raises ``InvalidEncoding`` naming it."""
+        data = bytes(data)
+        if len(data) < DEALING_HEADER_BYTES:
+            raise InvalidEncoding(f"dealing: {len(data)} bytes is shorter than the header")
+        t = int.from_bytes(data[0:2], "big")
+        if data[2] not in (0, 1):
+            raise InvalidEncoding(f"dealing.has_recipient: byte {data[2]} is not 0 or 1")
+        n = int.from_bytes(data[3:5], "big")
+        expected = DEALING_HEADER_BYTES + n * SHARE_RECORD_BYTES
+        if len(data) != expected:
+            raise InvalidEncoding(f"dealing: expected {expected} bytes for N={n}, got {len(data)}")
+        cols: dict[str, list] = {"v": [], "s_hat": [], "a1": [], "a2": [], "z": []}
+        off = DEALING_HEADER_BYTES
+        for i in range(n):
+            for name in ("v", "s_hat", "a1", "a2"):
+                cols[name].append(G1Point.from_bytes(data[off : off + 64], field=f"dealing.{name}[{i}]"))
+                off += 64
+            cols["z"].append(scalar_from_bytes(data[off : off + 32], field=f"dealing.z[{i}]"))
+            off += 32
+        return cls(
+            threshold=t,
+            has_recipient=bool(data[2]),
+            v=tuple(cols["v"]),
+            s_hat=tuple(cols["s_hat"]),
+            a1=tuple(cols["a1"]),
+            a2=tuple(cols["a2"]),
+            z=tuple(cols["z"]),
+        )
+
+
+@dataclass(frozen=True)
+class DecryptedShare:
+    """Member ``index``'s decryption S_k = p(k)*H of its encrypted share, with a DLEQ
+    proof that log_H pk_k = log_{S_k} s_hat_k."""
+
+    index: int
+    share: G1Point
+    proof: DleqProof = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.index, int) or not 1 <= self.index <= 0xFFFF:
+            raise InvalidEncoding(f"decrypted_share.index: {self.index} outside 1..65535")
+
+    def to_bytes(self) -> bytes:
+        """uint16 index || S_k (64) || e (32) || z (32)."""
+        return self.index.to_bytes(2, "big") + self.share.to_bytes() + self.proof.to_bytes()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> DecryptedShare:
+        data = bytes(data)
+        if len(data) != DECRYPTED_SHARE_BYTES:
+            raise InvalidEncoding(
+                f"decrypted_share: expected {DECRYPTED_SHARE_BYTES} bytes, got {len(data)}"
+            )
+        return cls(
+            index=int.from_bytes(data[0:2], "big"),
+            share=G1Point.from_bytes(data[2:66], field="decrypted_share.share"),
+            proof=DleqProof.from_bytes(data[66:130], field="decrypted_share.proof"),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Transcripts
+# ---------------------------------------------------------------------------
+
+
+def _point_keys(
+    committee_pks: Sequence[G1Point], recipient_pk: G1Point | None
+) -> list[G1Point]:
+    return ([recipient_pk] if recipient_pk is not None else []) + list(committee_pks)
+
+
+def dealing_transcript(
+    context: Context,
+    threshold: int,
+    keys: Sequence[G1Point],
+    has_recipient: bool,
+    v: Sequence[G1Point],
+    s_hat: Sequence[G1Point],
+    a1: Sequence[G1Point],
+    a2: Sequence[G1Point],
+) -> Transcript:
+    """DST_DEALING || context || uint16 t || uint8 has_recipient || uint16 N ||
+    N x (pk_k || v_k || s_hat_k || a1_k || a2_k)   (SPEC.md §4.2)."""
+    tr = (
+        Transcript(DST_DEALING)
+        .context(context)
+        .uint(threshold, 16, "dealing.threshold")
+        .uint(int(has_recipient), 8, "dealing.has_recipient")
+        .uint(len(v), 16, "dealing.n_points")
+    )
+    for i in range(len(v)):
+        tr.point(keys[i]).point(v[i]).point(s_hat[i]).point(a1[i]).point(a2[i])
+    return tr
+
+
+def compute_dealing_challenge(
+    dealing: Dealing,
+    committee_pks: Sequence[G1Point],
+    context: Context,
+    recipient_pk: G1Point | None = None,
+) -> int:
+    """The Fiat–Shamir challenge e of a dealing (shared by all its DLEQ proofs)."""
+    keys = _check_keys(dealing, committee_pks, recipient_pk)
+    return dealing_transcript(
+        context, dealing.threshold, keys, dealing.has_recipient,
+        dealing.v, dealing.s_hat, dealing.a1, dealing.a2,
+    ).challenge()
+
+
+def compute_rs_weights(challenge: int, count: int) -> list[int]:
+    """mu_j = keccak256(DST_RS_DUAL || uint256 e || uint16 j) mod r, j = 0..count-1:
+    the Fiat–Shamir weights of the dual codeword (what the contract uses)."""
+    return [
+        Transcript(DST_RS_DUAL).scalar(challenge).uint(j, 16, "rs.j").challenge()
+        for j in range(count)
+    ]
+
+
+def share_transcript(
+    context: Context, index: int, pk: G1Point, s_hat: G1Point, share: G1Point
+) -> Transcript:
+    """DST_DECRYPTED_SHARE || context || uint16 k || pk_k || s_hat_k || S_k (then the
+    DLEQ appends A1 || A2)."""
+    return (
+        Transcript(DST_DECRYPTED_SHARE)
+        .context(context)
+        .uint(index, 16, "decrypted_share.index")
+        .point(pk)
+        .point(s_hat)
+        .point(share)
+    )
+
+
+def _check_keys(
+    dealing: Dealing, committee_pks: Sequence[G1Point], recipient_pk: G1Point | None
+) -> list[G1Point]:
+    if dealing.has_recipient != (recipient_pk is not None):
+        want = "a recipient key" if dealing.has_recipient else "no recipient key"
+        raise InvalidProof(f"dealing: has_recipient={dealing.has_recipient} needs {want}")
+    if dealing.committee_size != len(committee_pks):
+        raise InvalidProof(
+            f"dealing: {dealing.committee_size} committee points for {len(committee_pks)} members"
+        )
+    return _point_keys(committee_pks, recipient_pk)
+
+
+# ---------------------------------------------------------------------------
+# Dealer
+# ---------------------------------------------------------------------------
+
+
+def _draw(rng: random.Random | None) -> int:
+    return rng.randrange(1, R) if rng is not None else random_scalar()
+
+
+def deal(
+    committee_pks: Sequence[G1Point],
+    threshold: int,
+    context: Context,
+    recipient_pk: G1Point | None = None,
+    *,
+    rng: random.Random | None = None,
+) -> tuple[Dealing, G1Point]:
+    """Deal a fresh secret S = s*H to the committee (and to a recipient at index 0).
+
+    Returns the dealing (to publish) and S (the dealer keeps it). ``rng`` makes the
+    dealing deterministic, for test vectors only."""
+    m = len(committee_pks)
+    if threshold < 1 or m < threshold + 1:
+        raise InvalidParameters(f"deal: threshold t={threshold} needs 1 <= t < m, m={m}")
+    if m + (recipient_pk is not None) > MAX_POINTS:
+        raise InvalidParameters(f"deal: at most {MAX_POINTS} evaluation points")
+    keys = _point_keys(committee_pks, recipient_pk)
+    for i, pk in enumerate(keys):
+        if pk.is_identity:
+            raise InvalidParameters(f"deal: public key of point {i} is the identity")
+    has_recipient = recipient_pk is not None
+    first = 0 if has_recipient else 1
+    indices = list(range(first, first + len(keys)))
+    coeffs = [_draw(rng) for _ in range(threshold + 1)]
+    evals = [eval_poly(coeffs, k) for k in indices]
+    tables = [table_for(pk) for pk in keys]
+    v = g_table().mul_many(evals)
+    s_hat = mul_each(tables, evals)
+    while True:
+        nonces = [_draw(rng) for _ in indices]
+        a1 = g_table().mul_many(nonces)
+        a2 = mul_each(tables, nonces)
+        e = dealing_transcript(context, threshold, keys, has_recipient, v, s_hat, a1, a2).challenge()
+        if e:  # a zero challenge is invalid by rule; redraw the nonces
+            break
+    z = tuple((w - e * p_k) % R for w, p_k in zip(nonces, evals, strict=True))
+    dealing = Dealing(threshold, has_recipient, tuple(v), tuple(s_hat), tuple(a1), tuple(a2), z)
+    return dealing, h_table().mul(coeffs[0])
+
+
+# ---------------------------------------------------------------------------
+# Verification: the readable reference
+# ---------------------------------------------------------------------------
+
+
+def verify_dealing(
+    dealing: Dealing,
+    committee_pks: Sequence[G1Point],
+    context: Context,
+    recipient_pk: G1Point | None = None,
+) -> None:
+    """Reference verifier (SPEC.md §4.3); raises ``InvalidProof`` naming the failing part.
+
+    1. e = challenge(...) must be non-zero;
+    2. for every point k: z_k*G + e*v_k = a1_k and z_k*pk_k + e*s_hat_k = a2_k;
+    3. sum_k c_k*v_k = 0 for the dual codeword c = sum_j mu_j * Delta_j with
+       Fiat–Shamir weights mu_j (v is a degree-t Reed–Solomon codeword)."""
+    keys = _check_keys(dealing, committee_pks, recipient_pk)
+    e = compute_dealing_challenge(dealing, committee_pks, context, recipient_pk)
+    if e == 0:
+        raise InvalidProof("dealing: challenge is zero")
+    for i, k in enumerate(dealing.indices):
+        if G * dealing.z[i] + dealing.v[i] * e != dealing.a1[i]:
+            raise InvalidProof(f"dealing: DLEQ (G side) fails at point {k}")
+        if keys[i] * dealing.z[i] + dealing.s_hat[i] * e != dealing.a2[i]:
+            raise InvalidProof(f"dealing: DLEQ (key side) fails at point {k}")
+    n, t = dealing.n_points, dealing.threshold
+    if n >= t + 2:
+        c = dual_codeword(n, t, compute_rs_weights(e, n - t - 1))
+        if msm(list(dealing.v), c) != G1Point.identity():
+            raise InvalidProof("dealing: commitments are not a degree-t polynomial (RS check)")
+
+
+def is_valid_dealing(
+    dealing: Dealing,
+    committee_pks: Sequence[G1Point],
+    context: Context,
+    recipient_pk: G1Point | None = None,
+) -> bool:
+    """``verify_dealing`` as a bool."""
+    try:
+        verify_dealing(dealing, committee_pks, context, recipient_pk)
+    except InvalidProof:
+        return False
+    return True
+
+
+# ---------------------------------------------------------------------------
+# Verification: the batch fast path
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DealingClaim:
+    """One dealing with what it must verify against."""
+
+    dealing: Dealing
+    committee_pks: tuple[G1Point, ...]
+    context: Context
+    recipient_pk: G1Point | None = None
+
+
+def _weight(rng: random.Random | None) -> int:
+    if rng is not None:
+        return rng.getrandbits(BATCH_WEIGHT_BITS) | 1
+    return secrets.randbits(BATCH_WEIGHT_BITS) | 1
+
+
+def is_valid_dealing_batch(
+    claims: Sequence[DealingClaim], *, rng: random.Random | None = None
+) -> bool:
+    """All dealings valid? One randomized check for the whole batch (SPEC.md §4.4).
+
+    For dealing d with challenge e_d (inverse eps_d), random 128-bit weights tau, tau'
+    and a random short dual codeword c_d = sum_j mu_j Delta_j:
+
+      sum_d sum_k [(tau_dk + c_dk) v_dk + tau'_dk s_hat_dk]
+    + (sum_d eps_d sum_k tau_dk z_dk) G + sum_pk (sum eps_d tau'_dk z_dk) pk
+    - sum_d eps_d (sum_k tau_dk a1_dk + tau'_dk a2_dk)  ==  0.
+
+    Every coefficient on a per-dealing point is short (~128 bits), the full-size ones
+    sit on G, on each distinct key (fixed-base tables) and on one point per dealing.
+    A batch with an invalid dealing passes with probability < 2^-127."""
+    small_pts: list[G1Point] = []
+    small_ks: list[int] = []
+    g_coeff = 0
+    key_coeff: dict[G1Point, int] = {}
+    e_pts: list[G1Point] = []
+    e_ks: list[int] = []
+    for claim in claims:
+        dealing = claim.dealing
+        try:
+            keys = _check_keys(dealing, claim.committee_pks, claim.recipient_pk)
+        except InvalidProof:
+            return False
+        e = dealing_transcript(
+            claim.context, dealing.threshold, keys, dealing.has_recipient,
+            dealing.v, dealing.s_hat, dealing.a1, dealing.a2,
+        ).challenge()
+        if e == 0:
+            return False
+        eps = inv_mod_r(e)
+        n, t = dealing.n_points, dealing.threshold
+        if n >= t + 2:
+            c = dual_codeword(n, t, [_weight(rng) for _ in range(n - t - 1)], reduce=False)
+        else:
+            c = [0] * n
+        a_pts: list[G1Point] = []
+        a_ks: list[int] = []
+        tz = 0
+        for i in range(n):
+            tau = _weight(rng)
+            tau2 = _weight(rng)
+            small_pts += [dealing.v[i], dealing.s_hat[i]]
+            small_ks += [tau + c[i], tau2]
+            a_pts += [dealing.a1[i], dealing.a2[i]]
+            a_ks += [tau, tau2]
+            tz += tau * dealing.z[i]
+            key_coeff[keys[i]] = (key_coeff.get(keys[i], 0) + eps * tau2 * dealing.z[i]) % R
+        g_coeff = (g_coeff + eps * tz) % R
+        e_pts.append(msm_signed(a_pts, a_ks))
+        e_ks.append((R - eps) % R)
+    if not claims:
+        return True
+    key_list = list(key_coeff)
+    full = mul_each([table_for(k) for k in key_list], [key_coeff[k] for k in key_list])
+    total = msm_signed(small_pts, small_ks)
+    total = total + g_table().mul(g_coeff) + msm(e_pts, e_ks)
+    for pt in full:
+        total = total + pt
+    return total.is_identity
+
+
+def verify_dealings(
+    claims: Sequence[DealingClaim], *, rng: random.Random | None = None
+) -> None:
+    """Batch-verify; on failure find and name every invalid dealing (by position in
+    ``claims``) with the reference verifier's reason."""
+    if is_valid_dealing_batch(claims, rng=rng):
+        return
+    reasons = []
+    for pos, claim in enumerate(claims):
+        try:
+            verify_dealing(claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk)
+        except InvalidProof as exc:
+            reasons.append((pos, str(exc)))
+    if not reasons:  # cannot happen unless a bug makes the two verifiers disagree
+        raise InvalidProof("batch: verification failed but every dealing verifies alone")
+    detail = "; ".join(f"#{pos}: {why}" for pos, why in reasons)
+    err = InvalidProof(f"batch: {len(reasons)} invalid dealing(s): {detail}")
+    err.invalid = [pos for pos, _ in reasons]  # type: ignore[attr-defined]
+    raise err
+
+
+# ---------------------------------------------------------------------------
+# Decryption, reconstruction, recipient
+# ---------------------------------------------------------------------------
+
+
+def decrypt_share(
+    dealing: Dealing, index: int, key: KeyPair, context: Context, *, nonce: int | None = None
+) -> DecryptedShare:
+    """Member ``index`` decrypts S_k = sk^-1 * s_hat_k and proves it with DLEQ."""
+    if index < 1:
+        raise InvalidParameters(f"decrypt_share: committee indices start at 1, got {index}")
+    s_hat = dealing.s_hat[dealing.position(index)]
+    share = s_hat * inv_mod_r(key.sk)
+    prefix = share_transcript(context, index, key.pk, s_hat, share)
+    proof = prove_dleq(key.sk, H, share, prefix, nonce=nonce)
+    return DecryptedShare(index, share, proof)
+
+
+def verify_decrypted_share(
+    share: DecryptedShare, dealing: Dealing, pk: G1Point, context: Context
+) -> None:
+    """Raise ``InvalidProof`` naming the member unless log_H pk = log_{S_k} s_hat_k."""
+    try:
+        s_hat = dealing.s_hat[dealing.position(share.index)]
+    except InvalidParameters as exc:
+        raise InvalidProof(f"member {share.index}: {exc}") from None
+    if share.index < 1:
+        raise InvalidProof(f"member {share.index}: index 0 is the recipient's")
+    prefix = share_transcript(context, share.index, pk, s_hat, share.share)
+    verify_dleq(share.proof, H, pk, share.share, s_hat, prefix, what=f"member {share.index}")
+
+
+def reconstruct(shares: Sequence[DecryptedShare], threshold: int) -> G1Point:
+    """S = sum_k l_k * S_k over the first t+1 shares (Lagrange at 0 in the exponent).
+
+    The shares must already be verified (``verify_decrypted_share``)."""
+    chosen: dict[int, G1Point] = {}
+    for sh in shares:
+        chosen.setdefault(sh.index, sh.share)
+    if len(chosen) < threshold + 1:
+        raise InvalidParameters(
+            f"reconstruct: {len(chosen)} distinct shares, need t+1 = {threshold + 1}"
+        )
+    idx = sorted(chosen)[: threshold + 1]
+    return msm([chosen[k] for k in idx], lagrange_at_zero(idx))
+
+
+def recover_as_recipient(dealing: Dealing, key: KeyPair) -> G1Point:
+    """The recipient's S = sk_0^-1 * s_hat_0. Verify the dealing first: then S is the
+    secret the committee would reconstruct."""
+    if not dealing.has_recipient:
+        raise InvalidParameters("recover_as_recipient: the dealing has no recipient")
+    return dealing.s_hat[0] * inv_mod_r(key.sk)
