@@ -1,0 +1,281 @@
+"""SCRAPE PVSS: round trips, reconstruction from every subset, every single-field
+tamper rejected by both verifiers, context binding, codecs."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pvss.dleq import DleqProof
+from pvss.errors import InvalidEncoding, InvalidParameters, InvalidProof
+from pvss.group import ORDER, G, G1Point
+from pvss.keys import KeyPair
+from pvss.scrape import (
+    DealingClaim,
+    DecryptedShare,
+    Dealing,
+    deal,
+    decrypt_share,
+    is_valid_dealing,
+    is_valid_dealing_batch,
+    reconstruct,
+    recover_as_recipient,
+    verify_dealing,
+    verify_dealings,
+    verify_decrypted_share,
+)
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, Context
+
+R = int(ORDER)
+CTX = Context(chain_id=31337, board=b"\xab" * 20, round_id=5, dealer=9, purpose=PURPOSE_PAIR, partner=11)
+
+
+def committee(m: int, seed: int = 0) -> list[KeyPair]:
+    rng = random.Random(seed)
+    return [KeyPair.generate(rng.randrange(1, R)) for _ in range(m)]
+
+
+def both_reject(dealing: Dealing, pks, ctx, rpk) -> None:
+    with pytest.raises(InvalidProof):
+        verify_dealing(dealing, pks, ctx, rpk)
+    assert not is_valid_dealing_batch([DealingClaim(dealing, tuple(pks), ctx, rpk)])
+
+
+@pytest.mark.parametrize(
+    ("m", "t", "with_recipient"),
+    [(2, 1, False), (3, 1, True), (4, 1, False), (5, 2, True), (7, 3, False), (10, 4, True), (16, 7, True)],
+)
+def test_round_trip(m: int, t: int, with_recipient: bool) -> None:
+    keys = committee(m, seed=m)
+    pks = [k.pk for k in keys]
+    rkey = KeyPair.generate() if with_recipient else None
+    rpk = rkey.pk if rkey else None
+    dealing, secret = deal(pks, t, CTX, rpk)
+    verify_dealing(dealing, pks, CTX, rpk)
+    assert is_valid_dealing_batch([DealingClaim(dealing, tuple(pks), CTX, rpk)])
+    shares = [decrypt_share(dealing, k + 1, keys[k], CTX) for k in range(m)]
+    for sh, key in zip(shares, keys):
+        verify_decrypted_share(sh, dealing, key.pk, CTX)
+    assert reconstruct(shares, t) == secret
+    if rkey:
+        assert recover_as_recipient(dealing, rkey) == secret
+    assert Dealing.from_bytes(dealing.to_bytes()) == dealing
+
+
+@pytest.mark.parametrize(("m", "t"), [(3, 1), (4, 1), (5, 2), (6, 2)])
+def test_every_t_plus_1_subset_reconstructs_the_same_secret(m: int, t: int) -> None:
+    keys = committee(m, seed=100 + m)
+    pks = [k.pk for k in keys]
+    dealing, secret = deal(pks, t, CTX)
+    shares = [decrypt_share(dealing, k + 1, keys[k], CTX) for k in range(m)]
+    for subset in itertools.combinations(shares, t + 1):
+        assert reconstruct(list(subset), t) == secret
+    for subset in itertools.combinations(shares, t):
+        with pytest.raises(InvalidParameters, match="need t\\+1"):
+            reconstruct(list(subset), t)
+
+
+def _tampered_dealings(d: Dealing):
+    """Every single-field tamper of a dealing: (label, tampered dealing)."""
+    for name in ("v", "s_hat", "a1", "a2"):
+        for i in range(d.n_points):
+            col = list(getattr(d, name))
+            col[i] = col[i] + G
+            yield f"{name}[{i}]", dataclasses.replace(d, **{name: tuple(col)})
+    for i in range(d.n_points):
+        z = list(d.z)
+        z[i] = (z[i] + 1) % R
+        yield f"z[{i}]", dataclasses.replace(d, z=tuple(z))
+    if d.committee_size >= d.threshold + 2:
+        yield "threshold+1", dataclasses.replace(d, threshold=d.threshold + 1)
+    if d.threshold > 1:
+        yield "threshold-1", dataclasses.replace(d, threshold=d.threshold - 1)
+
+
+@pytest.mark.parametrize("with_recipient", [False, True])
+def test_every_single_field_tamper_is_rejected(with_recipient: bool) -> None:
+    keys = committee(5, seed=3)
+    pks = [k.pk for k in keys]
+    rpk = KeyPair.generate().pk if with_recipient else None
+    dealing, _ = deal(pks, 2, CTX, rpk)
+    labels = []
+    for label, bad in _tampered_dealings(dealing):
+        both_reject(bad, pks, CTX, rpk)
+        labels.append(label)
+    assert len(labels) == 5 * dealing.n_points + 2
+
+
+def test_rs_check_alone_catches_a_high_degree_dealing() -> None:
+    """A dealer using a degree-(t+1) polynomial with perfectly valid DLEQ proofs must
+    fail the Reed–Solomon check (and only it)."""
+    keys = committee(6, seed=4)
+    pks = [k.pk for k in keys]
+    t = 2
+    honest, _ = deal(pks, t + 1, CTX)  # a valid degree-3 dealing ...
+    cheat = dataclasses.replace(honest, threshold=t)  # ... claimed as degree 2
+    with pytest.raises(InvalidProof, match="RS check|DLEQ"):
+        verify_dealing(cheat, pks, CTX)
+    assert not is_valid_dealing_batch([DealingClaim(cheat, tuple(pks), CTX)])
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"chain_id": 1},
+        {"board": b"\xac" * 20},
+        {"round_id": 6},
+        {"dealer": 10},
+        {"purpose": PURPOSE_SELF},
+        {"partner": 12},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_dealing_is_bound_to_its_context(change: dict) -> None:
+    keys = committee(4, seed=5)
+    pks = [k.pk for k in keys]
+    dealing, _ = deal(pks, 1, CTX)
+    other = dataclasses.replace(CTX, **change)
+    both_reject(dealing, pks, other, None)
+    share = decrypt_share(dealing, 2, keys[1], CTX)
+    with pytest.raises(InvalidProof, match="member 2"):
+        verify_decrypted_share(share, dealing, keys[1].pk, other)
+
+
+def test_wrong_keys_or_recipient_mismatch_rejected() -> None:
+    keys = committee(4, seed=6)
+    pks = [k.pk for k in keys]
+    rpk = KeyPair.generate().pk
+    dealing, _ = deal(pks, 1, CTX, rpk)
+    both_reject(dealing, pks, CTX, None)  # recipient key missing
+    both_reject(dealing, pks[::-1], CTX, rpk)  # keys permuted
+    both_reject(dealing, pks[:3], CTX, rpk)  # wrong committee size
+    both_reject(dealing, pks, CTX, pks[0])  # another recipient
+
+
+def test_batch_and_reference_agree_on_mixed_batches() -> None:
+    keys = committee(5, seed=7)
+    pks = tuple(k.pk for k in keys)
+    rng = random.Random(9)
+    claims = []
+    for i in range(6):
+        rpk = KeyPair.generate().pk if i % 2 else None
+        ctx = dataclasses.replace(CTX, dealer=i)
+        d, _ = deal(pks, 2, ctx, rpk)
+        claims.append(DealingClaim(d, pks, ctx, rpk))
+    assert is_valid_dealing_batch(claims, rng=rng)
+    verify_dealings(claims)
+    bad = list(claims)
+    for pos, (_, tampered) in zip((1, 4), list(_tampered_dealings(claims[1].dealing))[3:5]):
+        bad[pos] = dataclasses.replace(bad[pos], dealing=tampered)
+    bad[4] = dataclasses.replace(claims[4], context=dataclasses.replace(CTX, dealer=99))
+    for claim in bad:
+        assert is_valid_dealing_batch([claim]) == is_valid_dealing(
+            claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk
+        )
+    assert not is_valid_dealing_batch(bad)
+    with pytest.raises(InvalidProof, match="2 invalid") as exc:
+        verify_dealings(bad)
+    assert exc.value.invalid == [1, 4]  # type: ignore[attr-defined]
+
+
+def test_decrypted_share_tampers_rejected() -> None:
+    keys = committee(4, seed=8)
+    pks = [k.pk for k in keys]
+    dealing, _ = deal(pks, 1, CTX)
+    share = decrypt_share(dealing, 3, keys[2], CTX)
+    verify_decrypted_share(share, dealing, pks[2], CTX)
+    e, z = share.proof.challenge, share.proof.response
+    tampers = {
+        "index": dataclasses.replace(share, index=2),
+        "share": dataclasses.replace(share, share=share.share + G),
+        "challenge": dataclasses.replace(share, proof=DleqProof((e + 1) % R, z)),
+        "response": dataclasses.replace(share, proof=DleqProof(e, (z + 1) % R)),
+        "index-out-of-range": dataclasses.replace(share, index=9),
+    }
+    for label, bad in tampers.items():
+        with pytest.raises(InvalidProof, match="member"):
+            verify_decrypted_share(bad, dealing, pks[bad.index - 1] if bad.index <= 4 else pks[0], CTX)
+        assert label
+    with pytest.raises(InvalidProof, match="member 3"):
+        verify_decrypted_share(share, dealing, pks[1], CTX)  # another member's key
+
+
+def test_wrong_decryption_key_gives_a_share_that_fails() -> None:
+    keys = committee(4, seed=10)
+    pks = [k.pk for k in keys]
+    dealing, _ = deal(pks, 1, CTX)
+    forged = decrypt_share(dealing, 1, keys[1], CTX)  # member 2 decrypts member 1's share
+    with pytest.raises(InvalidProof):
+        verify_decrypted_share(forged, dealing, pks[0], CTX)
+
+
+def test_deal_parameter_errors() -> None:
+    pks = [k.pk for k in committee(3)]
+    with pytest.raises(InvalidParameters, match="threshold"):
+        deal(pks, 3, CTX)
+    with pytest.raises(InvalidParameters, match="threshold"):
+        deal(pks, 0, CTX)
+    with pytest.raises(InvalidParameters, match="identity"):
+        deal([pks[0], G1Point.identity(), pks[2]], 1, CTX)
+    d, _ = deal(pks, 1, CTX)
+    with pytest.raises(InvalidParameters, match="no recipient"):
+        recover_as_recipient(d, KeyPair.generate())
+
+
+# -- codecs ------------------------------------------------------------------------------
+
+
+def test_dealing_codec_rejects_malformed_bytes() -> None:
+    pks = [k.pk for k in committee(3, seed=11)]
+    data = deal(pks, 1, CTX, KeyPair.generate().pk)[0].to_bytes()
+    for cut in (0, 4, 5, 100, len(data) - 1):
+        with pytest.raises(InvalidEncoding):
+            Dealing.from_bytes(data[:cut])
+    with pytest.raises(InvalidEncoding, match="expected"):
+        Dealing.from_bytes(data + b"\x00")
+    bad = bytearray(data)
+    bad[2] = 2
+    with pytest.raises(InvalidEncoding, match="has_recipient"):
+        Dealing.from_bytes(bytes(bad))
+    bad = bytearray(data)
+    bad[5 + 4 * 64 : 5 + 4 * 64 + 32] = R.to_bytes(32, "big")  # z[0] = r
+    with pytest.raises(InvalidEncoding, match=r"dealing.z\[0\]"):
+        Dealing.from_bytes(bytes(bad))
+    bad = bytearray(data)
+    bad[5 + 64 + 10] ^= 1  # s_hat[0] off the curve
+    with pytest.raises(InvalidEncoding, match=r"dealing.s_hat\[0\]"):
+        Dealing.from_bytes(bytes(bad))
+    bad = bytearray(data)
+    bad[0:2] = (0).to_bytes(2, "big")
+    with pytest.raises(InvalidEncoding, match="threshold"):
+        Dealing.from_bytes(bytes(bad))
+
+
+@given(st.binary(max_size=700))
+def test_dealing_codec_fuzz_raises_only_invalid_encoding(blob: bytes) -> None:
+    try:
+        d = Dealing.from_bytes(blob)
+    except InvalidEncoding:
+        return
+    assert d.to_bytes() == blob
+
+
+def test_decrypted_share_codec() -> None:
+    keys = committee(3, seed=12)
+    dealing, _ = deal([k.pk for k in keys], 1, CTX)
+    sh = decrypt_share(dealing, 2, keys[1], CTX)
+    data = sh.to_bytes()
+    assert DecryptedShare.from_bytes(data) == sh
+    with pytest.raises(InvalidEncoding):
+        DecryptedShare.from_bytes(data[:-1])
+    with pytest.raises(InvalidEncoding, match="index"):
+        DecryptedShare.from_bytes(b"\x00\x00" + data[2:])
+    bad = bytearray(data)
+    bad[66:98] = R.to_bytes(32, "big")
+    with pytest.raises(InvalidEncoding, match="challenge"):
+        DecryptedShare.from_bytes(bytes(bad))
