@@ -1,0 +1,180 @@
+"""Deterministic test vectors shared by the Python and the contract tests
+(tests/vectors/<op>/<case>.json, each ``{"input": {...}, "output": {...}}`` in hex).
+
+Regenerate with ``python -m tests.vector_gen``; ``tests/test_vectors.py`` checks that
+the committed files equal what this module produces and runs every case."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from pvss.group import ORDER, G, H, H_COUNTER, H_TAG, G1Point
+from pvss.keys import KeyPair, pop_transcript, prove_possession
+from pvss.scrape import (
+    Dealing,
+    compute_dealing_challenge,
+    compute_rs_weights,
+    deal,
+    decrypt_share,
+    dealing_transcript,
+)
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, Context
+
+R = int(ORDER)
+VECTOR_DIR = Path(__file__).resolve().parent / "vectors"
+
+
+def ctx_json(ctx: Context) -> dict[str, Any]:
+    return {
+        "chain_id": ctx.chain_id,
+        "board": "0x" + ctx.board.hex(),
+        "round_id": ctx.round_id,
+        "dealer": ctx.dealer,
+        "purpose": ctx.purpose,
+        "partner": ctx.partner,
+        "bytes": ctx.to_bytes().hex(),
+    }
+
+
+def ctx_from_json(d: dict[str, Any]) -> Context:
+    return Context(
+        d["chain_id"], bytes.fromhex(d["board"][2:]), d["round_id"], d["dealer"], d["purpose"], d["partner"]
+    )
+
+
+def _pt(p: G1Point) -> str:
+    return p.to_bytes().hex()
+
+
+def build() -> dict[str, dict[str, Any]]:
+    """All vectors as {relative path: content}."""
+    rng = random.Random(20261121)
+    out: dict[str, dict[str, Any]] = {}
+    out["hash_to_g1/h.json"] = {
+        "input": {"tag": H_TAG.hex()},
+        "output": {"point": _pt(H), "counter": H_COUNTER},
+    }
+    keys = [KeyPair.generate(rng.randrange(1, R)) for _ in range(4)]
+    pks = [k.pk for k in keys]
+    recipient = KeyPair.generate(rng.randrange(1, R))
+    board = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
+    for name, rkey, purpose in (("self_m4_t1", None, PURPOSE_SELF), ("pair_m4_t1", recipient, PURPOSE_PAIR)):
+        ctx = Context(31337, board, 1, 2, purpose, 3 if rkey else 0)
+        rpk = rkey.pk if rkey else None
+        dealing, secret = deal(pks, 1, ctx, rpk, rng=rng)
+        e = compute_dealing_challenge(dealing, pks, ctx, rpk)
+        keys_all = ([rpk] if rpk else []) + pks
+        tr = dealing_transcript(
+            ctx, 1, keys_all, dealing.has_recipient, dealing.v, dealing.s_hat, dealing.a1, dealing.a2
+        )
+        base_input = {
+            "context": ctx_json(ctx),
+            "threshold": 1,
+            "committee_pks": [_pt(p) for p in pks],
+            "recipient_pk": _pt(rpk) if rpk else None,
+        }
+        out[f"transcript/dealing_{name}.json"] = {
+            "input": {**base_input, "dealing": dealing.to_bytes().hex()},
+            "output": {"transcript": tr.to_bytes().hex(), "challenge": hex(e)},
+        }
+        n = dealing.n_points
+        mus = compute_rs_weights(e, n - 2)
+        out[f"rs_weights/{name}.json"] = {
+            "input": {"challenge": hex(e), "count": n - 2},
+            "output": {"mu": [hex(m) for m in mus]},
+        }
+        out[f"dealing/valid_{name}.json"] = {
+            "input": {**base_input, "dealing": dealing.to_bytes().hex()},
+            "output": {"valid": True, "challenge": hex(e), "secret": _pt(secret)},
+        }
+        tampers = {
+            "v1": dataclasses.replace(dealing, v=(dealing.v[0], dealing.v[1] + G) + dealing.v[2:]),
+            "s_hat0": dataclasses.replace(dealing, s_hat=(dealing.s_hat[0] + G,) + dealing.s_hat[1:]),
+            "a1_2": dataclasses.replace(dealing, a1=dealing.a1[:2] + (dealing.a1[2] + G,) + dealing.a1[3:]),
+            "a2_3": dataclasses.replace(dealing, a2=dealing.a2[:3] + (dealing.a2[3] + G,) + dealing.a2[4:]),
+            "z0": dataclasses.replace(dealing, z=((dealing.z[0] + 1) % R,) + dealing.z[1:]),
+            "threshold": dataclasses.replace(dealing, threshold=2),
+        }
+        for label, bad in tampers.items():
+            out[f"dealing/invalid_{name}_{label}.json"] = {
+                "input": {**base_input, "dealing": bad.to_bytes().hex(), "threshold": bad.threshold},
+                "output": {"valid": False},
+            }
+        other = dataclasses.replace(ctx, round_id=2)
+        out[f"dealing/invalid_{name}_context.json"] = {
+            "input": {**base_input, "context": ctx_json(other), "dealing": dealing.to_bytes().hex()},
+            "output": {"valid": False},
+        }
+        if name == "pair_m4_t1":
+            share = decrypt_share(dealing, 2, keys[1], ctx, nonce=rng.randrange(1, R))
+            sh_input = {
+                "context": ctx_json(ctx),
+                "dealing": dealing.to_bytes().hex(),
+                "pk": _pt(pks[1]),
+                "share": share.to_bytes().hex(),
+            }
+            out["decrypted_share/valid.json"] = {"input": sh_input, "output": {"valid": True}}
+            raw = share.to_bytes()
+            variants = {
+                "share": raw[:2] + (share.share + G).to_bytes() + raw[66:],
+                "challenge": raw[:66] + ((share.proof.challenge + 1) % R).to_bytes(32, "big") + raw[98:],
+                "response": raw[:98] + ((share.proof.response + 1) % R).to_bytes(32, "big"),
+                "index": (3).to_bytes(2, "big") + raw[2:],
+            }
+            for label, blob in variants.items():
+                out[f"decrypted_share/invalid_{label}.json"] = {
+                    "input": {**sh_input, "share": blob.hex()},
+                    "output": {"valid": False},
+                }
+            out["decrypted_share/invalid_context.json"] = {
+                "input": {**sh_input, "context": ctx_json(other)},
+                "output": {"valid": False},
+            }
+    key = keys[0]
+    pop = prove_possession(key, 31337, board, 7, nonce=rng.randrange(1, R))
+    pop_in = {"chain_id": 31337, "board": "0x" + board.hex(), "party": 7, "pk": _pt(key.pk)}
+    out["pop/valid.json"] = {
+        "input": {**pop_in, "proof": pop.to_bytes().hex()},
+        "output": {"valid": True, "transcript_prefix": pop_transcript(31337, board, 7, key.pk).to_bytes().hex()},
+    }
+    for label, change in {
+        "party": {"party": 8},
+        "chain_id": {"chain_id": 1},
+        "board": {"board": "0x" + "11" * 20},
+        "pk": {"pk": _pt(key.pk + G)},
+        "challenge": {"proof": (((pop.challenge + 1) % R).to_bytes(32, "big") + pop.to_bytes()[32:]).hex()},
+        "response": {"proof": (pop.to_bytes()[:32] + ((pop.response + 1) % R).to_bytes(32, "big")).hex()},
+    }.items():
+        out[f"pop/invalid_{label}.json"] = {
+            "input": {**pop_in, "proof": pop.to_bytes().hex(), **change},
+            "output": {"valid": False},
+        }
+    return out
+
+
+def render(content: dict[str, Any]) -> str:
+    return json.dumps(content, indent=1, sort_keys=True) + "\n"
+
+
+def write(root: Path = VECTOR_DIR) -> int:
+    files = build()
+    for rel, content in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(render(content))
+    return len(files)
+
+
+def load_dealing_case(inp: dict[str, Any]) -> tuple[Dealing, list[G1Point], Context, G1Point | None]:
+    """Decode a dealing vector's input (shared by the vector tests)."""
+    pks = [G1Point.from_bytes(bytes.fromhex(h)) for h in inp["committee_pks"]]
+    rpk = G1Point.from_bytes(bytes.fromhex(inp["recipient_pk"])) if inp["recipient_pk"] else None
+    return Dealing.from_bytes(bytes.fromhex(inp["dealing"])), pks, ctx_from_json(inp["context"]), rpk
+
+
+if __name__ == "__main__":
+    print(f"wrote {write()} vector files under {VECTOR_DIR}")
