@@ -1,0 +1,178 @@
+"""Group and PVSS micro-benchmarks against py_ecc, measured side by side in one run.
+
+Prints one JSON object per line (bench, params, ours_s, baseline, baseline_s,
+speedup = baseline_s / ours_s, ...) and appends the same lines to
+bench/results/group_ops.jsonl. Times are medians of ``--repeats`` runs.
+
+    .venv/bin/python bench/group_ops.py [--quick] [--repeats N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from py_ecc import optimized_bn128 as pe
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _common import emit  # noqa: E402
+
+from pvss.field import dual_codeword  # noqa: E402
+from pvss.group import ORDER, G, G1Point, g_table, msm, table_for  # noqa: E402
+from pvss.keys import KeyPair  # noqa: E402
+from pvss.scrape import (  # noqa: E402
+    DealingClaim,
+    compute_dealing_challenge,
+    compute_rs_weights,
+    deal,
+    dealing_transcript,
+    is_valid_dealing_batch,
+    verify_dealing,
+)
+from pvss.transcript import Context  # noqa: E402
+
+R = int(ORDER)
+
+
+def median_seconds(fn: Callable[[], object], repeats: int, inner: int = 1) -> float:
+    """Median over ``repeats`` of the mean time of ``inner`` calls."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - t0) / inner)
+    return statistics.median(times)
+
+
+def to_pe(pt: G1Point):
+    if pt.is_identity:
+        return pe.Z1
+    return (pe.FQ(int(pt.x)), pe.FQ(int(pt.y)), pe.FQ(1))
+
+
+def pe_verify_dealing(dealing, pks, ctx, rpk) -> bool:
+    """The same verification as pvss.scrape.verify_dealing, written plainly on py_ecc."""
+    keys = ([rpk] if rpk else []) + list(pks)
+    e = dealing_transcript(
+        ctx, dealing.threshold, keys, dealing.has_recipient,
+        dealing.v, dealing.s_hat, dealing.a1, dealing.a2,
+    ).challenge()
+    for i in range(dealing.n_points):
+        lhs = pe.add(pe.multiply(pe.G1, dealing.z[i]), pe.multiply(to_pe(dealing.v[i]), e))
+        if not pe.eq(lhs, to_pe(dealing.a1[i])):
+            return False
+        lhs = pe.add(pe.multiply(to_pe(keys[i]), dealing.z[i]), pe.multiply(to_pe(dealing.s_hat[i]), e))
+        if not pe.eq(lhs, to_pe(dealing.a2[i])):
+            return False
+    n, t = dealing.n_points, dealing.threshold
+    c = dual_codeword(n, t, compute_rs_weights(e, n - t - 1))
+    acc = pe.Z1
+    for ck, vk in zip(c, dealing.v):
+        acc = pe.add(acc, pe.multiply(to_pe(vk), ck))
+    return pe.is_inf(acc)
+
+
+def pe_deal(pks, t: int, rng: random.Random) -> None:
+    """The dealer's group work on py_ecc: v, s_hat, a1, a2 for every point."""
+    coeffs = [rng.randrange(R) for _ in range(t + 1)]
+    for k, pk in enumerate(pks, start=1):
+        p_k = sum(c * k**j for j, c in enumerate(coeffs)) % R
+        w = rng.randrange(R)
+        pe.multiply(pe.G1, p_k)
+        pe.multiply(to_pe(pk), p_k)
+        pe.multiply(pe.G1, w)
+        pe.multiply(to_pe(pk), w)
+
+
+def record(bench: str, params: dict, ours: float, base: float, **extra) -> None:
+    emit(
+        {
+            "bench": bench,
+            "params": params,
+            "ours_s": ours,
+            "baseline": "py_ecc",
+            "baseline_s": base,
+            "speedup": base / ours,
+            **extra,
+        }
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer repeats, m = 8 for PVSS")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    reps = args.repeats or (3 if args.quick else 7)
+    rng = random.Random(1)
+    p = G * rng.randrange(1, R)
+    ks = [rng.randrange(R) for _ in range(8)]
+    it = iter(ks * 1000)
+
+    ours = median_seconds(lambda: p * next(it), reps, 20)
+    base = median_seconds(lambda: pe.multiply(to_pe(p), next(it)), reps, 3)
+    record("var_base_mul", {}, ours, base, target_speedup=20)
+
+    g_table()  # built once per process (~0.1 s), not part of a multiplication
+    ours = median_seconds(lambda: g_table().mul(next(it)), reps, 50)
+    base = median_seconds(lambda: pe.multiply(pe.G1, next(it)), reps, 3)
+    record("fixed_base_mul", {"window": g_table().window}, ours, base, target_speedup=60)
+
+    key_table = table_for(p)
+    ours = median_seconds(lambda: key_table.mul(next(it)), reps, 50)
+    record("key_table_mul", {"window": key_table.window}, ours, base)
+
+    n = 64
+    pts = [G * rng.randrange(1, R) for _ in range(n)]
+    scal = [rng.randrange(R) for _ in range(n)]
+    pe_pts = [to_pe(q) for q in pts]
+
+    def pe_msm() -> None:
+        acc = pe.Z1
+        for q, k in zip(pe_pts, scal):
+            acc = pe.add(acc, pe.multiply(q, k))
+
+    ours = median_seconds(lambda: msm(pts, scal), reps)
+    base = median_seconds(pe_msm, max(1, reps // 2))
+    record("msm", {"n": n}, ours, base)
+
+    m = 8 if args.quick else 32
+    t = m // 2 - 1
+    keys = [KeyPair.generate() for _ in range(m)]
+    pks = [k.pk for k in keys]
+    ctx = Context(31337, b"\x01" * 20, 1, 1)
+    deal(pks, t, ctx)  # builds the committee's key tables once (per committee, not per dealing)
+    ours = median_seconds(lambda: deal(pks, t, ctx), reps)
+    base = median_seconds(lambda: pe_deal(pks, t, rng), max(1, reps // 3))
+    record("deal", {"m": m, "t": t}, ours, base)
+
+    batch = [DealingClaim(deal(pks, t, ctx)[0], tuple(pks), ctx) for _ in range(10)]
+    d0 = batch[0].dealing
+    assert pe_verify_dealing(d0, pks, ctx, None)
+    base = median_seconds(lambda: pe_verify_dealing(d0, pks, ctx, None), max(1, reps // 3))
+    ours = median_seconds(lambda: verify_dealing(d0, pks, ctx), reps)
+    record("verify_dealing_reference", {"m": m, "t": t}, ours, base)
+    ours = median_seconds(lambda: is_valid_dealing_batch(batch[:1]), reps)
+    record("verify_dealing_batched", {"m": m, "t": t, "batch": 1}, ours, base, target_speedup=100)
+    ours = median_seconds(lambda: is_valid_dealing_batch(batch), reps) / len(batch)
+    record(
+        "verify_dealing_batched",
+        {"m": m, "t": t, "batch": len(batch)},
+        ours,
+        base,
+        target_speedup=100,
+        note="seconds per dealing in a batch of 10",
+    )
+    assert compute_dealing_challenge(d0, pks, ctx)
+
+
+if __name__ == "__main__":
+    main()
