@@ -64,40 +64,38 @@ def _is_on_curve(x: Any, y: Any) -> bool:
 
 
 def _jac_double(X: Any, Y: Any, Z: Any) -> Jacobian:
-    """dbl-2009-l for a = 0 (2M + 5S); reductions only after products."""
+    """dbl-2009-l for a = 0 (2M + 5S). Inputs and outputs reduced mod p; the
+    intermediates are not (a product of unreduced values is still only ~1000 bits,
+    and a skipped reduction is a skipped interpreter round trip)."""
     if not Z or not Y:
         return _JAC_INF
     p = _P
-    A = X * X % p
+    A = X * X
     B = Y * Y % p
-    C = B * B % p
-    D = 2 * (((X + B) ** 2 - A - C) % p)
+    C = B * B
+    D = 2 * ((X + B) ** 2 - A - C)
     E = 3 * A
-    F = E * E % p
-    X3 = (F - 2 * D) % p
+    X3 = (E * E - 2 * D) % p
     Y3 = (E * (D - X3) - 8 * C) % p
-    Z3 = 2 * Y * Z % p
-    return X3, Y3, Z3
+    return X3, Y3, 2 * Y * Z % p
 
 
 def _jac_add_affine(X1: Any, Y1: Any, Z1: Any, x2: Any, y2: Any) -> Jacobian:
-    """madd-2007-bl: Jacobian + affine (x2, y2) (7M + 4S)."""
+    """madd-2007-bl: Jacobian + affine (x2, y2) (7M + 4S), lazy reduction as above."""
     if not Z1:
         return x2, y2, mpz(1)
     p = _P
     Z1Z1 = Z1 * Z1 % p
-    U2 = x2 * Z1Z1 % p
-    S2 = y2 * Z1 * Z1Z1 % p
-    H = U2 - X1
-    r_ = 2 * (S2 - Y1)
-    if H % p == 0:
-        if r_ % p == 0:
+    H = x2 * Z1Z1 % p - X1
+    r_ = 2 * (y2 * Z1 * Z1Z1 % p - Y1)
+    if not H:  # both coordinates are reduced, so equal x means H == 0 exactly
+        if not r_:
             return _jac_double(X1, Y1, Z1)
         return _JAC_INF
-    HH = H * H % p
+    HH = H * H
     I_ = 4 * HH
-    J = H * I_ % p
-    V = X1 * I_ % p
+    J = H * I_
+    V = X1 * I_
     X3 = (r_ * r_ - J - 2 * V) % p
     Y3 = (r_ * (V - X3) - 2 * Y1 * J) % p
     Z3 = ((Z1 + H) ** 2 - Z1Z1 - HH) % p
