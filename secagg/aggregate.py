@@ -1,0 +1,95 @@
+"""Unmasking (SPEC.md §6.7): which masks to remove, with which sign, from which
+revealed secrets — shared by the aggregator and the public verifier so both compute
+the same thing the same way."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from pvss.errors import InvalidProof
+from pvss.scrape import DecryptedShare, reconstruct, verify_decrypted_share
+from pvss.transcript import PURPOSE_SELF
+from secagg.board import RoundState, allowed_share_keys
+from secagg.errors import ProtocolError
+from secagg.graph import DealingKey, compute_mask_seed, dealing_context, pair_sign
+from secagg.masking import unmask_sum
+from secagg.packing import pack
+
+DST_RESULT = b"pvss-secagg/v1/result"
+
+
+@dataclass(frozen=True)
+class Removal:
+    """Remove sign * PRG(seed of dealing ``key``) from the sum of the y_i."""
+
+    key: DealingKey
+    sign: int
+
+
+def removal_plan(state: RoundState) -> list[Removal]:
+    """Self masks of every i in U enter y_i with +1; a boundary pair dealing (one end c
+    in U) entered y_c with pair_sign(c, other end)."""
+    if state.included is None:
+        raise ProtocolError("removal plan: the included set is not fixed yet")
+    u = set(state.included)
+    plan = []
+    for key in allowed_share_keys(state):
+        dealer, purpose, partner = key
+        if purpose == PURPOSE_SELF:
+            plan.append(Removal(key, 1))
+        else:
+            inside, outside = (dealer, partner) if dealer in u else (partner, dealer)
+            plan.append(Removal(key, pair_sign(inside, outside)))
+    return plan
+
+
+def recover_seeds(
+    state: RoundState,
+    plan: list[Removal],
+    *,
+    on_invalid: Callable[[DealingKey, int, str], None] | None = None,
+) -> list[tuple[bytes, int]]:
+    """For every removal: verify posted shares until t+1 are valid, reconstruct S and
+    derive the mask seed. Trusts nothing the board says about the shares' validity;
+    ``on_invalid(key, member, reason)`` is told about any share that fails."""
+    cfg = state.config
+    t = cfg.threshold
+    out: list[tuple[bytes, int]] = []
+    for rem in plan:
+        ctx = dealing_context(cfg, rem.key)
+        dealing = state.dealings[rem.key]
+        good: list[DecryptedShare] = []
+        for member, share in sorted(state.shares.get(rem.key, {}).items()):
+            try:
+                verify_decrypted_share(share, dealing, state.members[member], ctx)
+            except InvalidProof as exc:
+                if on_invalid is not None:
+                    on_invalid(rem.key, member, str(exc))
+                continue
+            good.append(share)
+            if len(good) == t + 1:
+                break
+        if len(good) < t + 1:
+            raise ProtocolError(f"dealing {rem.key}: only {len(good)} valid shares, need t+1 = {t + 1}")
+        secret = reconstruct(good, t)
+        out.append((compute_mask_seed(ctx, secret), rem.sign))
+    return out
+
+
+def compute_sum(
+    state: RoundState,
+    masked_inputs: list[bytes],
+    seeds: list[tuple[bytes, int]],
+    backend: str | None = None,
+) -> np.ndarray:
+    """sum_{i in U} y_i - sum sign * PRG(seed), mod 2^b: the integer weighted sum."""
+    cfg = state.config
+    return unmask_sum(masked_inputs, cfg.vector_length, cfg.bits, seeds, backend=backend)
+
+
+def result_blob(total: np.ndarray, bits: int) -> bytes:
+    """The result blob: the integer sum packed at b bits per coordinate."""
+    return pack(total, bits)

@@ -1,0 +1,461 @@
+"""The board: an append-only public log that validates every post (SPEC.md §6.4).
+
+``Board`` is the interface the roles use; ``MemoryBoard`` implements every rule in
+Python and keeps a hash-chained event log (each event commits to the previous one, so
+altering any byte of the transcript is detected). The round contract enforces the same
+rules on-chain. A post is atomic: it is accepted whole, or rejected whole with a typed
+error naming the sender and the rule (and a ``Fault`` record), and nothing changes.
+
+Senders are authenticated by the board (``msg.sender`` on a chain); the memory board
+takes the sender from its caller.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from pvss.errors import InvalidEncoding, InvalidProof
+from pvss.group import G1Point
+from pvss.keys import ProofOfPossession, verify_possession
+from pvss.scrape import (
+    DealingClaim,
+    Dealing,
+    DecryptedShare,
+    is_valid_dealing_batch,
+    verify_dealing,
+    verify_decrypted_share,
+)
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, keccak256
+from secagg import codec
+from secagg.config import RoundConfig
+from secagg.errors import ProtocolError
+from secagg.graph import (
+    DealingKey,
+    compute_mask_graph,
+    compute_round_seed,
+    dealing_context,
+    pair_key,
+    self_key,
+)
+from secagg.messages import (
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    DealingsPost,
+    Event,
+    MaskedInputPost,
+    Registration,
+    ResultPost,
+    SharesPost,
+    TranscriptFile,
+    party_name,
+)
+from secagg.packing import packed_size
+
+ZERO_HASH = b"\x00" * 32
+
+
+class Phase(enum.IntEnum):
+    """Phases by block height (SPEC.md §6.4)."""
+
+    REGISTER = 0
+    DEAL = 1
+    UPLOAD = 2
+    UNMASK = 3
+    RESULT = 4
+
+
+def pop_party(role: int, party: int) -> int:
+    """The uint32 'party' a proof of possession binds: role * 2^24 + id, so a member's
+    proof cannot be replayed as a client's registration and vice versa."""
+    return (role << 24) | party
+
+
+def event_hash(ev: Event) -> bytes:
+    """keccak256(prev || uint64 seq || uint64 height || uint8 role || uint32 sender || body)."""
+    return keccak256(
+        ev.prev
+        + ev.seq.to_bytes(8, "big")
+        + ev.height.to_bytes(8, "big")
+        + bytes([ev.role])
+        + ev.sender.to_bytes(4, "big")
+        + ev.body
+    )
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A rejected post: who, which rule, details."""
+
+    role: int
+    party: int
+    rule: str
+    detail: str
+
+    @property
+    def who(self) -> str:
+        return party_name(self.role, self.party)
+
+
+class RuleViolation(ProtocolError):
+    """A post broke a board rule; ``fault`` says who and which rule."""
+
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(f"{fault.who}: {fault.rule}: {fault.detail}")
+        self.fault = fault
+
+
+@dataclass
+class RoundState:
+    """Everything the board has accepted (derived from the events alone)."""
+
+    config: RoundConfig
+    clients: dict[int, G1Point] = field(default_factory=dict)
+    members: dict[int, G1Point] = field(default_factory=dict)
+    registration_head: bytes | None = None
+    graph: dict[int, tuple[int, ...]] | None = None
+    dealers: set[int] = field(default_factory=set)
+    dealings: dict[DealingKey, Dealing] = field(default_factory=dict)
+    masked: dict[int, tuple[bytes, int]] = field(default_factory=dict)
+    included: tuple[int, ...] | None = None
+    shares: dict[DealingKey, dict[int, DecryptedShare]] = field(default_factory=dict)
+    result: ResultPost | None = None
+
+
+class Board(ABC):
+    """What roles need from a board. Reads return what the board has accepted."""
+
+    config: RoundConfig
+
+    @abstractmethod
+    def height(self) -> int: ...
+
+    @abstractmethod
+    def advance(self, blocks: int) -> None:
+        """Let ``blocks`` blocks pass (a chain mines them; the memory board counts)."""
+
+    @abstractmethod
+    def submit(self, role: int, sender: int, msg: Any) -> Event:
+        """Post a message; raises ``RuleViolation`` (and records a fault) if rejected."""
+
+    @abstractmethod
+    def state(self) -> RoundState: ...
+
+    @abstractmethod
+    def events(self) -> list[Event]: ...
+
+    # -- derived reads -----------------------------------------------------------
+    def phase(self) -> Phase:
+        return phase_at(self.config, self.height())
+
+    def member_keys(self) -> list[G1Point]:
+        st = self.state()
+        return [st.members[k] for k in range(1, self.config.committee_size + 1)]
+
+    def included(self) -> tuple[int, ...]:
+        st = self.state()
+        if st.included is None:
+            raise ProtocolError(f"included set is fixed at the upload deadline (phase now {self.phase().name})")
+        return st.included
+
+    def allowed_shares(self) -> list[DealingKey]:
+        """The dealings whose shares the committee must reveal (SPEC.md §6.5)."""
+        return allowed_share_keys(self.state())
+
+
+def phase_at(config: RoundConfig, height: int) -> Phase:
+    ends = [
+        config.register_blocks,
+        config.register_blocks + config.deal_blocks,
+        config.register_blocks + config.deal_blocks + config.upload_blocks,
+        config.register_blocks + config.deal_blocks + config.upload_blocks + config.unmask_blocks,
+    ]
+    for phase, end in zip(Phase, ends, strict=False):
+        if height < end:
+            return phase
+    return Phase.RESULT
+
+
+def compute_included(state: RoundState) -> tuple[int, ...]:
+    """U: clients that uploaded, pruned until every one of them has a neighbour in U
+    (so no included client's self and pair secrets are ever all revealed)."""
+    assert state.graph is not None
+    u = set(state.masked)
+    changed = True
+    while changed:
+        changed = False
+        for i in sorted(u):
+            if not any(j in u for j in state.graph[i]):
+                u.discard(i)
+                changed = True
+    return tuple(sorted(u))
+
+
+def allowed_share_keys(state: RoundState) -> list[DealingKey]:
+    """Self dealings of i in U; pair dealings of edges with exactly one end in U."""
+    if state.included is None:
+        return []
+    u = set(state.included)
+    keys = [self_key(i) for i in sorted(u)]
+    for key in sorted(state.dealings):
+        dealer, purpose, partner = key
+        if purpose == PURPOSE_PAIR and ((dealer in u) != (partner in u)):
+            keys.append(key)
+    return keys
+
+
+class MemoryBoard(Board):
+    """In-memory board with a hash-chained event log (tests, simulation, replay)."""
+
+    def __init__(self, config: RoundConfig) -> None:
+        self.config = config
+        self._height = 0
+        self._events: list[Event] = []
+        self._state = RoundState(config)
+        self.faults: list[Fault] = []
+        self._append(ROLE_AGGREGATOR, 0, codec.encode(config))
+
+    # -- Board interface ---------------------------------------------------------
+    def height(self) -> int:
+        return self._height
+
+    def advance(self, blocks: int) -> None:
+        if blocks < 0:
+            raise ValueError("advance: blocks must be >= 0")
+        self._height += blocks
+        self._on_height()
+
+    def state(self) -> RoundState:
+        return self._state
+
+    def events(self) -> list[Event]:
+        return list(self._events)
+
+    @property
+    def head(self) -> bytes:
+        return event_hash(self._events[-1])
+
+    def submit(self, role: int, sender: int, msg: Any) -> Event:
+        try:
+            apply = self._check(role, sender, msg)
+        except RuleViolation as exc:
+            self.faults.append(exc.fault)
+            raise
+        body = codec.encode(msg)
+        apply()
+        return self._append(role, sender, body)
+
+    # -- transcript --------------------------------------------------------------
+    def transcript(self) -> TranscriptFile:
+        return TranscriptFile(tuple(self._events))
+
+    @classmethod
+    def replay(cls, transcript: TranscriptFile) -> MemoryBoard:
+        """Rebuild a board from its events, re-checking the hash chain and every rule.
+        Raises ``RuleViolation`` naming the sender of the first event an honest board
+        would not have accepted, or ``ProtocolError`` for a broken chain."""
+        events = transcript.events
+        if not events:
+            raise ProtocolError("transcript: empty")
+        first = events[0]
+        if first.seq != 0 or first.prev != ZERO_HASH or first.role != ROLE_AGGREGATOR:
+            raise ProtocolError("transcript: event 0 must be the round config")
+        config = codec.decode(first.body, RoundConfig)
+        board = cls(config)
+        if event_hash(board._events[0]) != event_hash(first) or board._events[0] != first:
+            raise ProtocolError("transcript: event 0 does not match its config")
+        for ev in events[1:]:
+            if ev.seq != len(board._events):
+                raise ProtocolError(f"transcript: event {ev.seq} out of order")
+            if ev.prev != board.head:
+                raise ProtocolError(f"transcript: event {ev.seq} does not chain to event {ev.seq - 1}")
+            if ev.height < board._height:
+                raise ProtocolError(f"transcript: event {ev.seq} goes back in time")
+            board.advance(ev.height - board._height)
+            try:
+                msg = codec.decode(ev.body)
+            except InvalidEncoding as exc:
+                raise RuleViolation(Fault(ev.role, ev.sender, "encoding", str(exc))) from None
+            board.submit(ev.role, ev.sender, msg)
+        return board
+
+    # -- internals ---------------------------------------------------------------
+    def _append(self, role: int, sender: int, body: bytes) -> Event:
+        prev = self.head if self._events else ZERO_HASH
+        ev = Event(len(self._events), self._height, role, sender, body, prev)
+        self._events.append(ev)
+        return ev
+
+    def _on_height(self) -> None:
+        st = self._state
+        phase = self.phase()
+        if phase >= Phase.DEAL and st.registration_head is None:
+            st.registration_head = self.head
+            st.graph = compute_mask_graph(self.config, compute_round_seed(st.registration_head))
+        if phase >= Phase.UNMASK and st.included is None:
+            st.included = compute_included(st)
+
+    def _fail(self, role: int, sender: int, rule: str, detail: str) -> RuleViolation:
+        return RuleViolation(Fault(role, sender, rule, detail))
+
+    def _need_phase(self, role: int, sender: int, want: Phase) -> None:
+        now = self.phase()
+        if now != want:
+            raise self._fail(role, sender, "stage", f"{want.name} message in phase {now.name}")
+
+    def _check(self, role: int, sender: int, msg: Any):  # noqa: ANN202 - returns a thunk
+        if isinstance(msg, Registration):
+            return self._check_registration(role, sender, msg)
+        if isinstance(msg, DealingsPost):
+            return self._check_dealings(role, sender, msg)
+        if isinstance(msg, MaskedInputPost):
+            return self._check_masked(role, sender, msg)
+        if isinstance(msg, SharesPost):
+            return self._check_shares(role, sender, msg)
+        if isinstance(msg, ResultPost):
+            return self._check_result(role, sender, msg)
+        raise self._fail(role, sender, "message", f"{type(msg).__name__} cannot be posted")
+
+    def _check_registration(self, role: int, sender: int, msg: Registration):  # noqa: ANN202
+        cfg, st = self.config, self._state
+        self._need_phase(role, sender, Phase.REGISTER)
+        if msg.role != role or msg.party != sender:
+            raise self._fail(role, sender, "sender", "registration for another party")
+        table, limit = (st.clients, cfg.n_clients) if role == ROLE_CLIENT else (st.members, cfg.committee_size)
+        if role not in (ROLE_CLIENT, ROLE_MEMBER) or not 1 <= sender <= limit:
+            raise self._fail(role, sender, "registration", f"id outside 1..{limit}")
+        if sender in table:
+            raise self._fail(role, sender, "registration", "already registered")
+        try:
+            pk = G1Point.from_bytes(msg.pk, field="registration.pk")
+            pop = ProofOfPossession.from_bytes(msg.pop)
+            verify_possession(pk, pop, cfg.chain_id, cfg.board, pop_party(role, sender))
+        except (InvalidEncoding, InvalidProof) as exc:
+            raise self._fail(role, sender, "proof-of-possession", str(exc)) from None
+
+        def apply() -> None:
+            table[sender] = pk
+
+        return apply
+
+    def _check_dealings(self, role: int, sender: int, msg: DealingsPost):  # noqa: ANN202
+        cfg, st = self.config, self._state
+        self._need_phase(role, sender, Phase.DEAL)
+        if role != ROLE_CLIENT or msg.dealer != sender:
+            raise self._fail(role, sender, "sender", "dealings for another client")
+        if sender not in st.clients:
+            raise self._fail(role, sender, "dealings", "dealer is not registered")
+        if sender in st.dealers:
+            raise self._fail(role, sender, "dealings", "already posted its dealings")
+        if len(st.members) != cfg.committee_size:
+            raise self._fail(role, sender, "dealings", "committee incomplete: round cannot proceed")
+        assert st.graph is not None
+        want = {self_key(sender)} | {
+            pair_key(sender, j) for j in st.graph[sender] if j > sender and j in st.clients
+        }
+        got = [(sender, it.purpose, it.partner) for it in msg.items]
+        if len(set(got)) != len(got) or set(got) != want:
+            raise self._fail(
+                role, sender, "dealings",
+                f"expected exactly self + pair dealings for {sorted(k[2] for k in want if k[1] == PURPOSE_PAIR)}",
+            )
+        pks = tuple(self.member_keys())
+        claims = []
+        for it, key in zip(msg.items, got, strict=True):
+            try:
+                dealing = Dealing.from_bytes(it.dealing)
+            except InvalidEncoding as exc:
+                raise self._fail(role, sender, "dealing-encoding", f"{key}: {exc}") from None
+            if dealing.threshold != cfg.threshold:
+                raise self._fail(role, sender, "dealing", f"{key}: threshold {dealing.threshold} != {cfg.threshold}")
+            rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
+            claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
+        if not is_valid_dealing_batch(claims):
+            for claim, key in zip(claims, got, strict=True):
+                try:
+                    verify_dealing(claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk)
+                except InvalidProof as exc:
+                    raise self._fail(role, sender, "dealing-proof", f"{key}: {exc}") from None
+            raise self._fail(role, sender, "dealing-proof", "batch check failed")  # pragma: no cover
+
+        def apply() -> None:
+            st.dealers.add(sender)
+            for claim, key in zip(claims, got, strict=True):
+                st.dealings[key] = claim.dealing
+
+        return apply
+
+    def _check_masked(self, role: int, sender: int, msg: MaskedInputPost):  # noqa: ANN202
+        cfg, st = self.config, self._state
+        self._need_phase(role, sender, Phase.UPLOAD)
+        if role != ROLE_CLIENT or msg.client != sender:
+            raise self._fail(role, sender, "sender", "masked input for another client")
+        if sender not in st.dealers:
+            raise self._fail(role, sender, "upload", "client has no accepted dealings")
+        if sender in st.masked:
+            raise self._fail(role, sender, "upload", "masked input already posted (clients upload once)")
+        size = packed_size(cfg.vector_length, cfg.bits)
+        if msg.size != size:
+            raise self._fail(role, sender, "upload", f"size {msg.size} != {size} bytes")
+
+        def apply() -> None:
+            st.masked[sender] = (msg.digest, msg.size)
+
+        return apply
+
+    def _check_shares(self, role: int, sender: int, msg: SharesPost):  # noqa: ANN202
+        cfg, st = self.config, self._state
+        self._need_phase(role, sender, Phase.UNMASK)
+        if role != ROLE_MEMBER or msg.member != sender or sender not in st.members:
+            raise self._fail(role, sender, "sender", "shares from a non-member or for another member")
+        allowed = set(allowed_share_keys(st))
+        pk = st.members[sender]
+        parsed: list[tuple[DealingKey, DecryptedShare]] = []
+        seen: set[DealingKey] = set()
+        for it in msg.items:
+            key = (it.dealer, it.purpose, it.partner)
+            if key not in allowed:
+                raise self._fail(role, sender, "share-not-allowed", f"{key} is not revealed by the included set")
+            if key in seen or sender in st.shares.get(key, {}):
+                raise self._fail(role, sender, "share", f"{key}: share already posted")
+            seen.add(key)
+            try:
+                share = DecryptedShare.from_bytes(it.share)
+            except InvalidEncoding as exc:
+                raise self._fail(role, sender, "share-encoding", f"{key}: {exc}") from None
+            if share.index != sender:
+                raise self._fail(role, sender, "share", f"{key}: share index {share.index} is not the sender")
+            try:
+                verify_decrypted_share(share, st.dealings[key], pk, dealing_context(cfg, key))
+            except InvalidProof as exc:
+                raise self._fail(role, sender, "share-proof", f"{key}: {exc}") from None
+            parsed.append((key, share))
+
+        def apply() -> None:
+            for key, share in parsed:
+                st.shares.setdefault(key, {})[sender] = share
+
+        return apply
+
+    def _check_result(self, role: int, sender: int, msg: ResultPost):  # noqa: ANN202
+        cfg, st = self.config, self._state
+        self._need_phase(role, sender, Phase.RESULT)
+        if role != ROLE_AGGREGATOR:
+            raise self._fail(role, sender, "sender", "only the aggregator posts the result")
+        if st.result is not None:
+            raise self._fail(role, sender, "result", "result already posted")
+        if msg.included != st.included:
+            raise self._fail(role, sender, "result", f"included set {list(msg.included)} != board's {list(st.included or ())}")
+        for key in allowed_share_keys(st):
+            have = len(st.shares.get(key, {}))
+            if have < cfg.threshold + 1:
+                raise self._fail(role, sender, "result", f"{key}: {have} shares < t+1 = {cfg.threshold + 1}")
+
+        def apply() -> None:
+            st.result = msg
+
+        return apply
+

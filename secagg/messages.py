@@ -1,0 +1,147 @@
+"""Protocol messages (SPEC.md §6.2): frozen dataclasses, serialised only by
+``secagg.codec``. Field validation that does not need round state happens here; the
+board checks the rest (stage, membership, proofs)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
+from secagg.codec import Bytes, ListOf, UInt, message, record
+from secagg.errors import InvalidEncoding
+
+ROLE_CLIENT = 0
+ROLE_MEMBER = 1
+ROLE_AGGREGATOR = 2
+ROLE_NAMES = {ROLE_CLIENT: "client", ROLE_MEMBER: "member", ROLE_AGGREGATOR: "aggregator"}
+
+
+def party_name(role: int, party: int) -> str:
+    """'client 7', 'member 3', 'aggregator'."""
+    name = ROLE_NAMES.get(role, f"role{role}")
+    return name if role == ROLE_AGGREGATOR else f"{name} {party}"
+
+
+@message(2, ("role", UInt(8)), ("party", UInt(32)), ("pk", Bytes(64)), ("pop", Bytes(64)))
+@dataclass(frozen=True)
+class Registration:
+    """A client or committee member registers its key with a proof of possession."""
+
+    role: int
+    party: int
+    pk: bytes
+    pop: bytes
+
+    def __post_init__(self) -> None:
+        if self.role not in (ROLE_CLIENT, ROLE_MEMBER):
+            raise InvalidEncoding(f"registration.role: {self.role} is neither client nor member")
+        if self.party < 1:
+            raise InvalidEncoding("registration.party: ids start at 1")
+
+
+@dataclass(frozen=True)
+class DealingItem:
+    """One dealing: purpose SELF (partner 0) or PAIR (recipient = partner)."""
+
+    purpose: int
+    partner: int
+    dealing: bytes
+
+    def __post_init__(self) -> None:
+        if self.purpose == PURPOSE_SELF and self.partner != 0:
+            raise InvalidEncoding("dealing_item.partner: a self dealing has partner 0")
+        if self.purpose == PURPOSE_PAIR and self.partner < 1:
+            raise InvalidEncoding("dealing_item.partner: a pair dealing names a client >= 1")
+        if self.purpose not in (PURPOSE_SELF, PURPOSE_PAIR):
+            raise InvalidEncoding(f"dealing_item.purpose: {self.purpose} is neither self nor pair")
+
+
+DEALING_ITEM = record(DealingItem, ("purpose", UInt(8)), ("partner", UInt(32)), ("dealing", Bytes()))
+
+
+@message(3, ("dealer", UInt(32)), ("items", ListOf(DEALING_ITEM, 1 << 16)))
+@dataclass(frozen=True)
+class DealingsPost:
+    """All dealings of one client, posted once in the deal phase."""
+
+    dealer: int
+    items: tuple[DealingItem, ...]
+
+
+@message(4, ("client", UInt(32)), ("digest", Bytes(32)), ("size", UInt(64)))
+@dataclass(frozen=True)
+class MaskedInputPost:
+    """sha256 and size of the client's packed masked vector (the blob itself goes to
+    the aggregator / blob store)."""
+
+    client: int
+    digest: bytes
+    size: int
+
+
+@dataclass(frozen=True)
+class ShareItem:
+    """A decrypted share of dealing (dealer, purpose, partner)."""
+
+    dealer: int
+    purpose: int
+    partner: int
+    share: bytes
+
+
+SHARE_ITEM = record(
+    ShareItem, ("dealer", UInt(32)), ("purpose", UInt(8)), ("partner", UInt(32)), ("share", Bytes(130))
+)
+
+
+@message(5, ("member", UInt(32)), ("items", ListOf(SHARE_ITEM, 1 << 20)))
+@dataclass(frozen=True)
+class SharesPost:
+    """A committee member's decrypted shares with their DLEQ proofs."""
+
+    member: int
+    items: tuple[ShareItem, ...]
+
+
+@message(6, ("digest", Bytes(32)), ("included", ListOf(UInt(32))), ("total_weight", UInt(64)))
+@dataclass(frozen=True)
+class ResultPost:
+    """The aggregator's result: sha256 of the packed integer sum (a blob), the included
+    set it used and the total weight (the sum's last coordinate)."""
+
+    digest: bytes
+    included: tuple[int, ...]
+    total_weight: int
+
+
+@dataclass(frozen=True)
+class Event:
+    """One accepted post on the board. ``prev`` is the previous event's hash (32 zero
+    bytes for the first); hash = keccak256(prev || uint64 seq || uint64 height ||
+    uint8 role || uint32 sender || body)."""
+
+    seq: int
+    height: int
+    role: int
+    sender: int
+    body: bytes
+    prev: bytes
+
+
+EVENT = record(
+    Event,
+    ("seq", UInt(64)),
+    ("height", UInt(64)),
+    ("role", UInt(8)),
+    ("sender", UInt(32)),
+    ("body", Bytes()),
+    ("prev", Bytes(32)),
+)
+
+
+@message(7, ("events", ListOf(EVENT, 1 << 24)))
+@dataclass(frozen=True)
+class TranscriptFile:
+    """transcript.msgpack: every board event in order."""
+
+    events: tuple[Event, ...]
