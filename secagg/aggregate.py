@@ -18,9 +18,6 @@ from secagg.graph import DealingKey, compute_mask_seed, dealing_context, pair_si
 from secagg.masking import unmask_sum
 from secagg.packing import pack
 
-DST_RESULT = b"pvss-secagg/v1/result"
-
-
 @dataclass(frozen=True)
 class Removal:
     """Remove sign * PRG(seed of dealing ``key``) from the sum of the y_i."""
@@ -50,11 +47,14 @@ def recover_seeds(
     state: RoundState,
     plan: list[Removal],
     *,
+    verify: bool = True,
     on_invalid: Callable[[DealingKey, int, str], None] | None = None,
 ) -> list[tuple[bytes, int]]:
     """For every removal: verify posted shares until t+1 are valid, reconstruct S and
     derive the mask seed. Trusts nothing the board says about the shares' validity;
-    ``on_invalid(key, member, reason)`` is told about any share that fails."""
+    ``on_invalid(key, member, reason)`` is told about any share that fails. With
+    ``verify=False`` the caller vouches that every share was verified already (the
+    public verifier has, while replaying the transcript)."""
     cfg = state.config
     t = cfg.threshold
     out: list[tuple[bytes, int]] = []
@@ -64,7 +64,8 @@ def recover_seeds(
         good: list[DecryptedShare] = []
         for member, share in sorted(state.shares.get(rem.key, {}).items()):
             try:
-                verify_decrypted_share(share, dealing, state.members[member], ctx)
+                if verify:
+                    verify_decrypted_share(share, dealing, state.members[member], ctx)
             except InvalidProof as exc:
                 if on_invalid is not None:
                     on_invalid(rem.key, member, str(exc))

@@ -1,6 +1,8 @@
 """The ``pvss-secagg`` command line (SPEC.md §1.3).
 
-Subcommands grow with the project; today: ``demo`` (a PVSS walk-through with timings).
+Subcommands: ``demo`` (a PVSS walk-through with timings), ``simulate`` (a whole round
+with dropouts, timed per role and verified), ``verify DIR`` (public verification of a
+round directory; exit 0 if valid, 1 naming the faulty party otherwise).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -113,6 +116,71 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
     return 0 if all_ok else 1
 
 
+def run_simulate(args: Any) -> int:
+    """``pvss-secagg simulate``: one round, JSON line last when --json."""
+    from secagg.errors import ConfigError
+    from secagg.simulate import SimParams, simulate
+
+    if args.board != "memory":
+        print(f"error: --board {args.board} is not available yet (only 'memory')", file=sys.stderr)
+        return 2
+    try:
+        params = SimParams(
+            clients=args.clients, committee=args.committee, threshold=args.threshold, dim=args.dim,
+            dropout=args.dropout, dropout_phase=args.dropout_phase,
+            committee_dropout=args.committee_dropout, graph=args.graph, quant_bits=args.quant_bits,
+            bits=args.bits, clip=args.clip, max_weight=args.max_weight, seed=args.seed,
+            backend=args.backend,
+        )
+        params.round_config()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    res = simulate(params, Path(args.out) if args.out else None, progress=not args.json)
+    if args.json:
+        print(res.to_json())
+    else:
+        print(f"round: n={args.clients} m={args.committee} t={args.threshold} d={args.dim} "
+              f"graph={args.graph} bits={res.params['bits']}")
+        print(f"  included {res.included} clients; verified by a third party: {res.verified}")
+        print(f"  max |error| vs plaintext weighted mean: {res.max_abs_error:.3g} (bound {res.error_bound:.3g})")
+        for role, secs in res.seconds.items():
+            print(f"  {role:<16} {secs:9.4f} s")
+        print(f"  bytes sent per client: {res.bytes_per_client:,.0f} (masked vector {res.masked_bytes_per_client:,.0f})")
+        print(f"  round directory: {res.params['out']}")
+        for f in res.findings:
+            print(f"  finding: {f}")
+    ok = res.verified and res.max_abs_error <= res.error_bound
+    return 0 if ok else 1
+
+
+def run_verify(round_dir: str, as_json: bool) -> int:
+    """``pvss-secagg verify DIR``."""
+    from secagg.errors import PvssError
+    from secagg.verifier import load_round, verify_round
+
+    try:
+        transcript, blobs = load_round(Path(round_dir))
+    except PvssError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = verify_round(transcript, blobs)
+    if as_json:
+        print(json.dumps({
+            "verified": report.ok,
+            "included": list(report.included),
+            "checks": [{"check": name, "passed": ok} for name, ok in report.checks],
+            "faults": [{"party": f.party, "rule": f.rule, "detail": f.detail} for f in report.findings],
+        }))
+    else:
+        for name, ok in report.checks:
+            print(f"[{'ok' if ok else 'FAIL'}] {name}")
+        for f in report.findings:
+            print(f"faulty party: {f}")
+        print("round verified" if report.ok else "round NOT verified")
+    return 0 if report.ok else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvss-secagg`` console script."""
     ap = argparse.ArgumentParser(prog="pvss-secagg", description="Publicly verifiable secure aggregation")
@@ -123,9 +191,37 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--drop", type=int, default=5, help="members that vanish before decrypting")
     demo.add_argument("--seed", type=int, default=None)
     demo.add_argument("--json", action="store_true", help="print one JSON line instead of prose")
+
+    sim = sub.add_parser("simulate", help="run one secure-aggregation round and verify it")
+    sim.add_argument("--clients", type=int, default=10)
+    sim.add_argument("--committee", type=int, default=5)
+    sim.add_argument("--threshold", type=int, default=2)
+    sim.add_argument("--dim", type=int, default=1000)
+    sim.add_argument("--dropout", type=float, default=0.0, help="fraction of clients that drop")
+    sim.add_argument("--dropout-phase", default="upload", choices=["deal", "upload", "unmask", "mixed"])
+    sim.add_argument("--committee-dropout", type=int, default=0, help="members that never reveal")
+    sim.add_argument("--graph", default="complete", help="complete | regular:K")
+    sim.add_argument("--board", default="memory", help="memory")
+    sim.add_argument("--quant-bits", type=int, default=16)
+    sim.add_argument("--bits", type=int, default=None, help="modulus bits (default: smallest safe)")
+    sim.add_argument("--clip", type=float, default=1.0)
+    sim.add_argument("--max-weight", type=int, default=10)
+    sim.add_argument("--backend", default=None, help="masking backend: reference | numba | cupy")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--out", default=None, help="round directory (transcript.msgpack, blobs/)")
+    sim.add_argument("--json", action="store_true", help="print one JSON line last")
+
+    ver = sub.add_parser("verify", help="verify a round directory; exit 0 iff valid")
+    ver.add_argument("round_dir")
+    ver.add_argument("--json", action="store_true")
+
     args: Any = ap.parse_args(argv)
     if args.command == "demo":
         return run_pvss_demo(args.members, args.threshold, args.drop, args.seed, args.json)
+    if args.command == "simulate":
+        return run_simulate(args)
+    if args.command == "verify":
+        return run_verify(args.round_dir, args.json)
     return 2
 
 

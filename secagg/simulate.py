@@ -1,0 +1,222 @@
+"""Simulate a whole round with dropouts, time every role, verify it publicly
+(what ``pvss-secagg simulate`` runs)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secagg.blobs import BlobStore
+from secagg.board import MemoryBoard
+from secagg.config import RoundConfig
+from secagg.errors import ConfigError
+from secagg.messages import Event
+from secagg.quantize import MaskingConfig, bits_needed
+from secagg.roles import Aggregator, Client, CommitteeMember
+from secagg.verifier import BLOB_DIR, verify_round, save_round
+
+DROPOUT_PHASES = ("deal", "upload", "unmask", "mixed")
+
+
+@dataclass(frozen=True)
+class SimParams:
+    """One simulated round."""
+
+    clients: int = 10
+    committee: int = 5
+    threshold: int = 2
+    dim: int = 1000
+    dropout: float = 0.0
+    dropout_phase: str = "upload"
+    committee_dropout: int = 0
+    graph: str = "complete"
+    quant_bits: int = 16
+    bits: int | None = None  # None: the smallest modulus that cannot overflow
+    clip: float = 1.0
+    max_weight: int = 10
+    seed: int = 0
+    backend: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout: fraction must be in [0, 1), got {self.dropout}")
+        if self.dropout_phase not in DROPOUT_PHASES:
+            raise ConfigError(f"dropout_phase: {self.dropout_phase!r} not in {DROPOUT_PHASES}")
+        if not 0 <= self.committee_dropout <= self.committee - self.threshold - 1:
+            raise ConfigError(
+                f"committee_dropout: {self.committee_dropout} members may drop at most "
+                f"m - t - 1 = {self.committee - self.threshold - 1}"
+            )
+
+    def round_config(self) -> RoundConfig:
+        bits = self.bits
+        if bits is None:
+            bits = max(bits_needed(self.clients, self.max_weight, self.quant_bits), 1)
+            MaskingConfig(bits, self.quant_bits, self.clip, self.max_weight, self.clients)
+        return RoundConfig(
+            chain_id=31337,
+            board=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"),
+            round_id=1,
+            n_clients=self.clients,
+            committee_size=self.committee,
+            threshold=self.threshold,
+            graph=self.graph,
+            dim=self.dim,
+            quant_bits=self.quant_bits,
+            bits=bits,
+            clip=float(self.clip),
+            max_weight=self.max_weight,
+        )
+
+
+class TimedBoard(MemoryBoard):
+    """A memory board that adds up the time it spends validating posts."""
+
+    def __init__(self, config: RoundConfig) -> None:
+        self.busy = 0.0
+        super().__init__(config)
+
+    def submit(self, role: int, sender: int, msg: Any) -> Event:
+        t0 = time.perf_counter()
+        try:
+            return super().submit(role, sender, msg)
+        finally:
+            self.busy += time.perf_counter() - t0
+
+
+@dataclass
+class SimResult:
+    verified: bool
+    max_abs_error: float
+    error_bound: float
+    included: int
+    seconds: dict[str, float]
+    bytes_per_client: float
+    masked_bytes_per_client: float
+    findings: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _progress(total: int, enabled: bool):  # noqa: ANN202
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="round", unit="step", leave=False)
+
+
+def simulate(params: SimParams, out_dir: Path | None = None, *, progress: bool = False) -> SimResult:
+    """Run one round end to end on a memory board and verify it as a third party."""
+    cfg = params.round_config()
+    rng = np.random.default_rng(params.seed)
+    out = Path(out_dir) if out_dir is not None else None
+    if out is None:
+        import tempfile
+
+        out = Path(tempfile.mkdtemp(prefix="pvss-secagg-round-"))
+    blobs = BlobStore(out / BLOB_DIR)
+    n, m = cfg.n_clients, cfg.committee_size
+    updates = [rng.uniform(-1.2 * cfg.clip, 1.2 * cfg.clip, cfg.dim) for _ in range(n)]
+    weights = [int(w) for w in rng.integers(1, cfg.max_weight + 1, n)]
+    n_drop = int(round(params.dropout * n))
+    dropped = set(int(i) for i in rng.choice(np.arange(1, n + 1), n_drop, replace=False)) if n_drop else set()
+    phases = ("deal", "upload", "unmask")
+    drop_phase = {
+        i: (params.dropout_phase if params.dropout_phase != "mixed" else phases[int(rng.integers(0, 3))])
+        for i in dropped
+    }
+    member_drop = set(int(k) for k in rng.choice(np.arange(1, m + 1), params.committee_dropout, replace=False))
+
+    board = TimedBoard(cfg)
+    clients = [
+        Client(cfg, i, updates[i - 1], weights[i - 1], rng=np.random.default_rng(params.seed * 1000 + i),
+               backend=params.backend)
+        for i in range(1, n + 1)
+    ]
+    members = [CommitteeMember(cfg, k) for k in range(1, m + 1)]
+    client_time = {c.party: 0.0 for c in clients}
+    member_time = {mb.party: 0.0 for mb in members}
+    sent = {c.party: 0 for c in clients}
+    bar = _progress(3 * n + 2 * m + 2, progress)
+
+    def timed(who: dict[int, float], party: int, fn, *args):  # noqa: ANN001, ANN202
+        busy0, t0 = board.busy, time.perf_counter()
+        out_ = fn(*args)
+        who[party] += (time.perf_counter() - t0) - (board.busy - busy0)
+        if bar is not None:
+            bar.update(1)
+        return out_
+
+    for c in clients:
+        timed(client_time, c.party, c.register, board)
+        sent[c.party] += len(board.events()[-1].body)
+    for mb in members:
+        timed(member_time, mb.party, mb.register, board)
+    board.advance(cfg.register_blocks)
+    for c in clients:
+        if drop_phase.get(c.party) == "deal":
+            continue
+        timed(client_time, c.party, c.deal, board)
+        sent[c.party] += len(board.events()[-1].body)
+    board.advance(cfg.deal_blocks)
+    masked_sizes = []
+    for c in clients:
+        if drop_phase.get(c.party) in ("deal", "upload"):
+            continue
+        timed(client_time, c.party, c.upload, board, blobs)
+        size = board.state().masked[c.party][1]
+        masked_sizes.append(size)
+        sent[c.party] += len(board.events()[-1].body) + size
+    board.advance(cfg.upload_blocks)
+    for mb in members:
+        if mb.party in member_drop:
+            continue
+        timed(member_time, mb.party, mb.reveal, board)
+    board.advance(cfg.unmask_blocks)
+    aggregator = Aggregator(cfg, backend=params.backend)
+    t0, busy0 = time.perf_counter(), board.busy
+    aggregator.aggregate(board, blobs)
+    aggregator_s = (time.perf_counter() - t0) - (board.busy - busy0)
+    save_round(out, board.transcript())
+    if bar is not None:
+        bar.update(1)
+
+    t0 = time.perf_counter()
+    report = verify_round(board.transcript(), blobs)
+    verifier_s = time.perf_counter() - t0
+    if bar is not None:
+        bar.update(1)
+        bar.close()
+
+    included = board.included()
+    mean = aggregator.mean()
+    w = np.array([weights[i - 1] for i in included], dtype=np.float64)
+    clipped = np.array([np.clip(updates[i - 1], -cfg.clip, cfg.clip) for i in included])
+    plain = (w[:, None] * clipped).sum(axis=0) / w.sum()
+    err = float(np.abs(mean - plain).max())
+    active = [c.party for c in clients if drop_phase.get(c.party) != "deal"]
+    return SimResult(
+        verified=report.ok,
+        max_abs_error=err,
+        error_bound=cfg.masking().step,
+        included=len(included),
+        seconds={
+            "client_mean": float(np.mean([client_time[i] for i in active])),
+            "committee_mean": float(np.mean([member_time[k] for k in member_time if k not in member_drop])),
+            "aggregator": aggregator_s,
+            "verifier": verifier_s,
+            "board": board.busy,
+        },
+        bytes_per_client=float(np.mean([sent[i] for i in active])),
+        masked_bytes_per_client=float(np.mean(masked_sizes)) if masked_sizes else 0.0,
+        findings=[str(f) for f in report.findings],
+        params={**asdict(params), "bits": cfg.bits, "out": str(out)},
+    )

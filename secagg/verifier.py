@@ -1,0 +1,123 @@
+"""The public verifier (SPEC.md §6.8): anyone holding a round's transcript and blobs
+re-derives the result and names whoever deviated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from secagg import codec
+from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
+from secagg.blobs import BlobStore, blob_digest
+from secagg.board import MemoryBoard, RuleViolation
+from secagg.errors import InvalidEncoding, ProtocolError
+from secagg.messages import TranscriptFile, party_name
+from secagg.quantize import dequantize_sum
+
+TRANSCRIPT_FILE = "transcript.msgpack"
+BLOB_DIR = "blobs"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A failed check: the party at fault (e.g. 'aggregator', 'member 3', 'board'),
+    the rule and the details."""
+
+    party: str
+    rule: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.party}: {self.rule}: {self.detail}"
+
+
+@dataclass
+class RoundReport:
+    """What ``verify_round`` found."""
+
+    checks: list[tuple[str, bool]] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    included: tuple[int, ...] = ()
+    total: np.ndarray | None = None
+    mean: np.ndarray | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings and all(passed for _, passed in self.checks)
+
+    def check(self, name: str, passed: bool, finding: Finding | None = None) -> bool:
+        self.checks.append((name, passed))
+        if not passed and finding is not None:
+            self.findings.append(finding)
+        return passed
+
+
+def verify_round(transcript: TranscriptFile, blobs: BlobStore) -> RoundReport:
+    """Replay the board (hash chain, every rule, every proof), then recompute the
+    weighted sum from the blobs and the revealed secrets and compare it with the
+    aggregator's posted digest."""
+    report = RoundReport()
+    try:
+        board = MemoryBoard.replay(transcript)
+    except RuleViolation as exc:
+        f = exc.fault
+        report.check("transcript replays under the board rules", False, Finding(f.who, f.rule, f.detail))
+        return report
+    except (ProtocolError, InvalidEncoding) as exc:
+        report.check("transcript hash chain", False, Finding("board", "transcript", str(exc)))
+        return report
+    report.check("hash chain and board rules (every proof re-verified)", True)
+    st = board.state()
+    if st.result is None:
+        report.check("result posted", False, Finding("aggregator", "result", "no result on the board"))
+        return report
+    report.included = st.included or ()
+    inputs = []
+    for i in report.included:
+        digest = st.masked[i][0]
+        try:
+            inputs.append(blobs.get(digest))
+        except ProtocolError as exc:
+            report.check(f"blob of client {i}", False, Finding("blob store", "masked-input", f"client {i}: {exc}"))
+    if len(inputs) != len(report.included):
+        return report
+    seeds = recover_seeds(st, removal_plan(st), verify=False)
+    total = compute_sum(st, inputs, seeds)
+    report.total = total
+    digest = blob_digest(result_blob(total, st.config.bits))
+    report.check(
+        "result digest equals the recomputed sum",
+        digest == st.result.digest,
+        Finding("aggregator", "result", f"posted digest {st.result.digest.hex()[:16]}… != recomputed {digest.hex()[:16]}…"),
+    )
+    report.check(
+        "total weight equals the recomputed sum's weight coordinate",
+        int(total[-1]) == st.result.total_weight,
+        Finding("aggregator", "result", f"posted total weight {st.result.total_weight} != {int(total[-1])}"),
+    )
+    if int(total[-1]) > 0:
+        report.mean = dequantize_sum(total, st.config.clip, st.config.quant_bits)
+    return report
+
+
+def save_round(out_dir: Path, transcript: TranscriptFile) -> Path:
+    """Write transcript.msgpack (blobs are already under out_dir/blobs)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / TRANSCRIPT_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(codec.encode(transcript))
+    tmp.replace(path)
+    return path
+
+
+def load_round(round_dir: Path) -> tuple[TranscriptFile, BlobStore]:
+    """Read a round directory (transcript.msgpack + blobs/)."""
+    path = round_dir / TRANSCRIPT_FILE
+    if not path.exists():
+        raise ProtocolError(f"{path}: no transcript")
+    return codec.decode(path.read_bytes(), TranscriptFile), BlobStore(round_dir / BLOB_DIR)
+
+
+__all__ = ["Finding", "RoundReport", "verify_round", "save_round", "load_round", "party_name"]
