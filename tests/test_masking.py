@@ -44,9 +44,7 @@ class Round:
 
     def pairs_of(self, i: int, among=None) -> list[tuple[bytes, int]]:
         others = range(self.n) if among is None else among
-        return [
-            (self.pair[(min(i, j), max(i, j))], 1 if i < j else -1) for j in others if j != i
-        ]
+        return [(self.pair[(min(i, j), max(i, j))], 1 if i < j else -1) for j in others if j != i]
 
 
 def _values(rng, length, bits):
@@ -92,8 +90,10 @@ def test_dropout_recovery(backend):
     qs = [_values(rng, length, 30) for _ in range(n)]
     dropped = 3
     alive = [i for i in range(n) if i != dropped]
-    ys = [masking.mask_and_pack(qs[i], rnd.self_seeds[i], rnd.pairs_of(i), bits, backend)
-          for i in alive]
+    ys = [
+        masking.mask_and_pack(qs[i], rnd.self_seeds[i], rnd.pairs_of(i), bits, backend)
+        for i in alive
+    ]
     remove = [(rnd.self_seeds[i], 1) for i in alive]
     for i in alive:
         remove.append((rnd.pair[(min(i, dropped), max(i, dropped))], 1 if i < dropped else -1))
@@ -149,8 +149,7 @@ def test_errors():
         with pytest.raises(InvalidParameters, match=r"self_seed\[0\]: expected exactly 32"):
             masking.mask_and_pack(np.zeros(3, np.uint64), b"short", [], 8, backend)
         with pytest.raises(InvalidParameters, match=r"pair_seeds\[k\]\.sign\[1\]: must be"):
-            masking.mask_and_pack(np.zeros(3, np.uint64), seed, [(seed, 1), (seed, 2)], 8,
-                                  backend)
+            masking.mask_and_pack(np.zeros(3, np.uint64), seed, [(seed, 1), (seed, 2)], 8, backend)
         with pytest.raises(TypeError, match=r"pair_seeds\[0\]: expected a \(seed, sign\)"):
             masking.mask_and_pack(np.zeros(3, np.uint64), seed, [seed], 8, backend)
         good = masking.mask_and_pack(np.zeros(3, np.uint64), seed, [], 8, backend)
@@ -180,10 +179,16 @@ def test_cupy_matches_numba(backend):
     rnd = Round(4, rng)
     for bits in (30, 47):
         qs = [_values(rng, 10_007, bits - 3) for _ in range(4)]
-        y_nb = [masking.mask_and_pack(qs[i], rnd.self_seeds[i], rnd.pairs_of(i), bits, "numba")
-                for i in range(4)]
-        y_cp = [masking.mask_and_pack(cp.asarray(qs[i]), rnd.self_seeds[i], rnd.pairs_of(i),
-                                      bits, backend) for i in range(4)]
+        y_nb = [
+            masking.mask_and_pack(qs[i], rnd.self_seeds[i], rnd.pairs_of(i), bits, "numba")
+            for i in range(4)
+        ]
+        y_cp = [
+            masking.mask_and_pack(
+                cp.asarray(qs[i]), rnd.self_seeds[i], rnd.pairs_of(i), bits, backend
+            )
+            for i in range(4)
+        ]
         assert y_nb == y_cp
         remove = [(s, 1) for s in rnd.self_seeds]
         np.testing.assert_array_equal(

@@ -167,16 +167,30 @@ def test_cuda_pack_source_logic_on_cpu(tmp_path):
             vals = _random_values(rng, length, bits)
             nwords = -(-length * bits // 64)
             out = np.zeros(nwords, dtype=np.uint64)
-            lib.launch_pack(-(-nwords // 32), 32, ptr(vals), u64(length), ctypes.c_int(bits),
-                            u64(nwords), ptr(out))
+            lib.launch_pack(
+                -(-nwords // 32),
+                32,
+                ptr(vals),
+                u64(length),
+                ctypes.c_int(bits),
+                u64(nwords),
+                ptr(out),
+            )
             enc = out.view(np.uint8)[: packing.packed_size(length, bits)].tobytes()
             assert enc == packing.pack(vals, bits, backend="reference"), (bits, length)
             padded = np.zeros((nwords + 1) * 8, dtype=np.uint8)
             padded[: len(enc)] = np.frombuffer(enc, dtype=np.uint8)
             back = np.full(length, 7, dtype=np.uint64)
-            lib.launch_unpack(-(-length // 32), 32, ptr(padded.view(np.uint64)), u64(length),
-                              ctypes.c_int(bits), u64((1 << bits) - 1), ctypes.c_int(0),
-                              ptr(back))
+            lib.launch_unpack(
+                -(-length // 32),
+                32,
+                ptr(padded.view(np.uint64)),
+                u64(length),
+                ctypes.c_int(bits),
+                u64((1 << bits) - 1),
+                ctypes.c_int(0),
+                ptr(back),
+            )
             np.testing.assert_array_equal(back, vals)
 
 

@@ -275,8 +275,7 @@ def test_cuda_source_logic_on_cpu(tmp_path):
     # fill: RFC vector and masked words
     init = prg._init_state(RFC_KEY, RFC_232_NONCE)
     out = np.zeros(16, dtype=np.uint32)
-    lib.launch_fill(1, 8, _ptr(out), u64(16), _ptr(init), u32(1), u32(0xFFFFFFFF),
-                    u32(0xFFFFFFFF))
+    lib.launch_fill(1, 8, _ptr(out), u64(16), _ptr(init), u32(1), u32(0xFFFFFFFF), u32(0xFFFFFFFF))
     assert out.astype("<u4").tobytes() == RFC_232_BLOCK
     for bits, length in ((13, 1001), (32, 77), (40, 333), (64, 50)):
         seed = _seed(rng)
@@ -284,8 +283,16 @@ def test_cuda_source_logic_on_cpu(tmp_path):
         me, mo = ((1 << bits) - 1,) * 2 if wpe == 1 else (0xFFFFFFFF, (1 << (bits - 32)) - 1)
         words = np.zeros(wpe * length, dtype=np.uint32)
         nblocks = -(-words.size // 16)
-        lib.launch_fill(-(-nblocks // 64), 64, _ptr(words), u64(words.size),
-                        _ptr(prg._init_state(seed)), u32(0), u32(me), u32(mo))
+        lib.launch_fill(
+            -(-nblocks // 64),
+            64,
+            _ptr(words),
+            u64(words.size),
+            _ptr(prg._init_state(seed)),
+            u32(0),
+            u32(me),
+            u32(mo),
+        )
         got = words.view(np.uint64) if wpe == 2 else words
         np.testing.assert_array_equal(got, prg.mask(seed, length, bits, backend="reference"))
     # accumulate with mixed signs, narrow and wide
@@ -296,9 +303,18 @@ def test_cuda_source_logic_on_cpu(tmp_path):
         acc0 = rng.integers(0, 2**64 - 1, size=length, dtype=np.uint64, endpoint=True)
         acc = acc0.copy()
         nblocks = -(-length * prg.element_words(bits) // 16)
-        lib.launch_accumulate(-(-nblocks // 32), 32, _ptr(acc), u64(length), _ptr(inits),
-                              _ptr(negates), ctypes.c_int(3), u32(0),
-                              ctypes.c_int(int(bits > 32)), u64((1 << bits) - 1))
+        lib.launch_accumulate(
+            -(-nblocks // 32),
+            32,
+            _ptr(acc),
+            u64(length),
+            _ptr(inits),
+            _ptr(negates),
+            ctypes.c_int(3),
+            u32(0),
+            ctypes.c_int(int(bits > 32)),
+            u64((1 << bits) - 1),
+        )
         want = prg.accumulate_masks(acc0.copy(), seeds, [1, -1, 1], bits, backend="reference")
         np.testing.assert_array_equal(acc, want)
 

@@ -32,8 +32,15 @@ def test_config_overflow_refused_with_numbers():
     with pytest.raises(ConfigError) as exc:
         MaskingConfig(bits=12, quant_bits=8, clip=1.0, max_weight=8, n_clients=4)
     msg = str(exc.value)
-    for part in ("n_clients=4", "max_weight=8", "quant_bits=8", "bits=12", "8160", "4096",
-                 "need bits >= 13"):
+    for part in (
+        "n_clients=4",
+        "max_weight=8",
+        "quant_bits=8",
+        "bits=12",
+        "8160",
+        "4096",
+        "need bits >= 13",
+    ):
         assert part in msg, (part, msg)
     assert isinstance(exc.value, ValueError)
 
@@ -143,9 +150,7 @@ def test_dequantized_weighted_mean_within_bound():
     ws = [int(w) for w in rng.integers(1, 41, size=n)]
     total = np.zeros(d + 1, dtype=np.uint64)
     for i, (x, w) in enumerate(zip(xs, ws, strict=True)):
-        total = (total + quantize(x, cfg, w, np.random.default_rng(i))) % np.uint64(
-            2**cfg.bits
-        )
+        total = (total + quantize(x, cfg, w, np.random.default_rng(i))) % np.uint64(2**cfg.bits)
     assert int(total[-1]) == sum(ws)
     mean = dequantize_sum(total, cfg.clip, cfg.quant_bits)
     want = sum(w * np.clip(x, -1.5, 1.5) for x, w in zip(xs, ws, strict=True)) / sum(ws)
@@ -168,8 +173,9 @@ def test_quantize_errors():
     rng = np.random.default_rng(0)
     x = np.zeros(10)
     for w in (0, 51):
-        with pytest.raises(InvalidParameters, match=f"weight: must be in \\[1, max_weight=50\\], "
-                                                     f"got {w}"):
+        with pytest.raises(
+            InvalidParameters, match=f"weight: must be in \\[1, max_weight=50\\], got {w}"
+        ):
             quantize(x, CFG, w, rng)
     with pytest.raises(TypeError, match="weight"):
         quantize(x, CFG, 1.5, rng)
