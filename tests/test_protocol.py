@@ -1,0 +1,409 @@
+"""The secure-aggregation round: end to end with dropouts, every adversary detected and
+attributed, the privacy invariant, stage rules, and the public verifier."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pvss.group import ORDER, G, g_table, mul_each, table_for
+from pvss.scrape import Dealing, DecryptedShare, dealing_transcript
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
+from secagg import codec
+from secagg.blobs import BlobStore
+from secagg.board import MemoryBoard, Phase, RuleViolation, allowed_share_keys
+from secagg.cli import main as cli_main
+from secagg.config import RoundConfig
+from secagg.errors import ConfigError, ProtocolError
+from secagg.graph import dealing_context, pair_key, self_key
+from secagg.messages import (
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    DealingItem,
+    DealingsPost,
+    MaskedInputPost,
+    Registration,
+    ResultPost,
+    SharesPost,
+    TranscriptFile,
+)
+from secagg.roles import Aggregator, Client, CommitteeMember
+from secagg.simulate import SimParams, simulate
+from secagg.verifier import load_round, verify_round
+
+R = int(ORDER)
+
+
+def make_config(**kw) -> RoundConfig:
+    base = dict(chain_id=31337, board=b"\x42" * 20, round_id=1, n_clients=6, committee_size=5,
+                threshold=2, graph="complete", dim=50, quant_bits=12, bits=24, clip=1.0, max_weight=4)
+    base.update(kw)
+    return RoundConfig(**base)
+
+
+class Round:
+    """A round driven step by step, so tests can interfere at any point."""
+
+    def __init__(self, cfg: RoundConfig | None = None, seed: int = 0) -> None:
+        self.cfg = cfg or make_config()
+        self.board = MemoryBoard(self.cfg)
+        self.blobs = BlobStore(tempfile.mkdtemp())
+        rng = np.random.default_rng(seed)
+        n = self.cfg.n_clients
+        self.updates = [rng.uniform(-1, 1, self.cfg.dim) for _ in range(n)]
+        self.weights = [int(w) for w in rng.integers(1, self.cfg.max_weight + 1, n)]
+        self.clients = [Client(self.cfg, i + 1, self.updates[i], self.weights[i], rng=np.random.default_rng(i))
+                        for i in range(n)]
+        self.members = [CommitteeMember(self.cfg, k + 1) for k in range(self.cfg.committee_size)]
+
+    def register(self) -> Round:
+        for c in self.clients:
+            c.register(self.board)
+        for m in self.members:
+            m.register(self.board)
+        self.board.advance(self.cfg.register_blocks)
+        return self
+
+    def deal(self, skip: set[int] = frozenset()) -> Round:  # type: ignore[assignment]
+        for c in self.clients:
+            if c.party not in skip:
+                c.deal(self.board)
+        self.board.advance(self.cfg.deal_blocks)
+        return self
+
+    def upload(self, skip: set[int] = frozenset()) -> Round:  # type: ignore[assignment]
+        for c in self.clients:
+            if c.party not in skip and c.party in self.board.state().dealers:
+                c.upload(self.board, self.blobs)
+        self.board.advance(self.cfg.upload_blocks)
+        return self
+
+    def reveal(self, skip: set[int] = frozenset()) -> Round:  # type: ignore[assignment]
+        for m in self.members:
+            if m.party not in skip:
+                m.reveal(self.board)
+        self.board.advance(self.cfg.unmask_blocks)
+        return self
+
+    def aggregate(self) -> Aggregator:
+        agg = Aggregator(self.cfg)
+        agg.aggregate(self.board, self.blobs)
+        return agg
+
+    def plain_mean(self) -> np.ndarray:
+        u = self.board.included()
+        w = np.array([self.weights[i - 1] for i in u], dtype=float)
+        x = np.array([np.clip(self.updates[i - 1], -self.cfg.clip, self.cfg.clip) for i in u])
+        return (w[:, None] * x).sum(0) / w.sum()
+
+
+def assert_privacy_invariant(board: MemoryBoard) -> None:
+    """No client ever has its self secret and all of its pair secrets revealed."""
+    st = board.state()
+    revealed = set(st.shares)
+    for i in st.clients:
+        pair_keys = [pair_key(i, j) for j in st.graph[i] if pair_key(i, j) in st.dealings]
+        if self_key(i) in revealed:
+            assert pair_keys, f"client {i} included with no masked edge"
+            assert not all(k in revealed for k in pair_keys), f"client {i}: everything revealed"
+
+
+# -- end to end ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        SimParams(clients=6, committee=3, threshold=1, dim=64),
+        SimParams(clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="deal"),
+        SimParams(clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="upload",
+                  committee_dropout=2),
+        SimParams(clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="unmask"),
+        SimParams(clients=10, committee=7, threshold=3, dim=80, dropout=0.3, dropout_phase="mixed",
+                  committee_dropout=3, graph="regular:4"),
+        SimParams(clients=9, committee=4, threshold=1, dim=33, dropout=0.2, graph="regular:2", quant_bits=8),
+    ],
+    ids=["small", "deal-drop", "upload-drop+members", "unmask-drop", "mixed-regular", "ring"],
+)
+def test_round_end_to_end(params: SimParams, tmp_path: Path) -> None:
+    res = simulate(params, tmp_path)
+    assert res.verified, res.findings
+    assert res.max_abs_error <= res.error_bound
+    assert res.included >= 2
+    transcript, blobs = load_round(tmp_path)
+    assert verify_round(transcript, blobs).ok
+    board = MemoryBoard.replay(transcript)
+    assert_privacy_invariant(board)
+
+
+def test_sum_is_exact_weighted_integer_sum() -> None:
+    rnd = Round().register().deal().upload(skip={2}).reveal(skip={1, 4})
+    agg = rnd.aggregate()
+    u = rnd.board.included()
+    assert u == (1, 3, 4, 5, 6)
+    assert int(agg.total[-1]) == sum(rnd.weights[i - 1] for i in u)
+    assert np.abs(agg.mean() - rnd.plain_mean()).max() <= rnd.cfg.masking().step
+    assert_privacy_invariant(rnd.board)
+
+
+def test_client_whose_neighbours_all_drop_is_excluded() -> None:
+    cfg = make_config(n_clients=6, graph="regular:2")
+    rnd = Round(cfg).register()
+    graph = rnd.board.state().graph
+    lonely = 1
+    rnd.deal().upload(skip=set(graph[lonely]))
+    assert lonely not in rnd.board.included()
+    rnd.reveal()
+    assert_privacy_invariant(rnd.board)
+    assert self_key(lonely) not in rnd.board.state().shares
+
+
+def test_too_many_committee_dropouts_cannot_finish() -> None:
+    rnd = Round().register().deal().upload().reveal(skip={1, 2, 3})  # only 2 < t+1 = 3 remain
+    with pytest.raises(ProtocolError, match="valid shares, need t\\+1"):
+        rnd.aggregate()
+
+
+# -- adversaries --------------------------------------------------------------------------
+
+
+def test_dealer_with_bad_proof_is_rejected_and_named() -> None:
+    rnd = Round().register()
+    post = rnd.clients[2].make_dealings(rnd.board)
+    d = Dealing.from_bytes(post.items[0].dealing)
+    bad = dataclasses.replace(d, z=((d.z[0] + 1) % R,) + d.z[1:])
+    items = (dataclasses.replace(post.items[0], dealing=bad.to_bytes()),) + post.items[1:]
+    with pytest.raises(RuleViolation, match="client 3: dealing-proof") as exc:
+        rnd.board.submit(ROLE_CLIENT, 3, DealingsPost(3, items))
+    assert exc.value.fault.party == 3 and exc.value.fault.role == ROLE_CLIENT
+    assert 3 not in rnd.board.state().dealers and not rnd.board.state().dealings
+    assert rnd.board.faults[-1].rule == "dealing-proof"
+
+
+def _forged_pair_dealing(rnd: Round, dealer: int, partner: int) -> bytes:
+    """A pair dealing with valid DLEQ proofs at every point whose recipient value at 0
+    is NOT on the committee's polynomial (the partner would learn another secret)."""
+    cfg = rnd.cfg
+    key = (dealer, PURPOSE_PAIR, partner)
+    ctx = dealing_context(cfg, key)
+    keys = [rnd.board.state().clients[partner]] + rnd.board.member_keys()
+    coeffs = [5, 7, 11]
+    evals = [sum(c * k**j for j, c in enumerate(coeffs)) % R for k in range(len(keys))]
+    evals[0] = (evals[0] + 1) % R  # inconsistent share for the recipient
+    tables = [table_for(pk) for pk in keys]
+    v = g_table().mul_many(evals)
+    s_hat = mul_each(tables, evals)
+    w = [13 + k for k in range(len(keys))]
+    a1 = g_table().mul_many(w)
+    a2 = mul_each(tables, w)
+    e = dealing_transcript(ctx, cfg.threshold, keys, True, v, s_hat, a1, a2).challenge()
+    z = tuple((wk - e * x) % R for wk, x in zip(w, evals))
+    return Dealing(cfg.threshold, True, tuple(v), tuple(s_hat), tuple(a1), tuple(a2), z).to_bytes()
+
+
+def test_dealer_inconsistent_share_to_partner_is_rejected() -> None:
+    rnd = Round().register()
+    post = rnd.clients[0].make_dealings(rnd.board)
+    items = list(post.items)
+    pos = next(i for i, it in enumerate(items) if it.purpose == PURPOSE_PAIR and it.partner == 2)
+    items[pos] = DealingItem(PURPOSE_PAIR, 2, _forged_pair_dealing(rnd, 1, 2))
+    with pytest.raises(RuleViolation, match=r"client 1: dealing-proof: \(1, 1, 2\).*RS check"):
+        rnd.board.submit(ROLE_CLIENT, 1, DealingsPost(1, tuple(items)))
+
+
+def test_member_with_bad_share_is_rejected_and_named() -> None:
+    rnd = Round().register().deal().upload()
+    post = rnd.members[1].make_shares(rnd.board)
+    sh = DecryptedShare.from_bytes(post.items[0].share)
+    bad = dataclasses.replace(sh, share=sh.share + G).to_bytes()
+    items = (dataclasses.replace(post.items[0], share=bad),) + post.items[1:]
+    with pytest.raises(RuleViolation, match="member 2: share-proof"):
+        rnd.board.submit(ROLE_MEMBER, 2, SharesPost(2, items))
+    assert not rnd.board.state().shares
+
+
+def test_member_revealing_what_u_forbids_is_rejected() -> None:
+    rnd = Round().register().deal().upload(skip={6})
+    st = rnd.board.state()
+    forbidden = pair_key(1, 2)  # both ends included: must never be revealed
+    assert forbidden not in allowed_share_keys(st)
+    from pvss.scrape import decrypt_share
+
+    m = rnd.members[0]
+    share = decrypt_share(st.dealings[forbidden], 1, m.key, dealing_context(rnd.cfg, forbidden))
+    from secagg.messages import ShareItem
+
+    item = ShareItem(*forbidden, share.to_bytes())
+    with pytest.raises(RuleViolation, match="member 1: share-not-allowed"):
+        rnd.board.submit(ROLE_MEMBER, 1, SharesPost(1, (item,)))
+    # the self dealing of the dropped client 6 must never be revealed either
+    item = ShareItem(*self_key(6), decrypt_share(st.dealings[self_key(6)], 1, m.key,
+                                                 dealing_context(rnd.cfg, self_key(6))).to_bytes())
+    with pytest.raises(RuleViolation, match="share-not-allowed"):
+        rnd.board.submit(ROLE_MEMBER, 1, SharesPost(1, (item,)))
+
+
+def test_aggregator_posting_a_wrong_sum_is_named_by_the_verifier() -> None:
+    rnd = Round().register().deal().upload().reveal()
+    st = rnd.board.state()
+    rnd.board.submit(ROLE_AGGREGATOR, 0, ResultPost(b"\x13" * 32, st.included, 5))
+    report = verify_round(rnd.board.transcript(), rnd.blobs)
+    assert not report.ok
+    assert {f.party for f in report.findings} == {"aggregator"}
+
+
+def test_replay_from_another_round_or_board_is_rejected() -> None:
+    rnd_a = Round(seed=1).register()
+    post = rnd_a.clients[0].make_dealings(rnd_a.board)
+    for change in ({"round_id": 2}, {"board": b"\x43" * 20}, {"chain_id": 1}):
+        rnd_b = Round(make_config(**change), seed=1)
+        # same parties, same keys: only the round/board differs
+        for c_b, c_a in zip(rnd_b.clients, rnd_a.clients):
+            c_b.key = c_a.key
+        for m_b, m_a in zip(rnd_b.members, rnd_a.members):
+            m_b.key = m_a.key
+        rnd_b.register()
+        with pytest.raises(RuleViolation, match="client 1: dealing-proof"):
+            rnd_b.board.submit(ROLE_CLIENT, 1, post)
+    # a proof of possession from board A does not register on board B
+    reg = Registration(ROLE_CLIENT, 1, rnd_a.clients[0].key.pk.to_bytes(),
+                       rnd_a.board.events()[1] and codec.decode(rnd_a.board.events()[1].body).pop)
+    rnd_c = Round(make_config(board=b"\x44" * 20))
+    with pytest.raises(RuleViolation, match="client 1: proof-of-possession"):
+        rnd_c.board.submit(ROLE_CLIENT, 1, reg)
+
+
+def test_client_uploads_only_once() -> None:
+    rnd = Round().register().deal()
+    c = rnd.clients[0]
+    digest = c.upload(rnd.board, rnd.blobs)
+    size = rnd.board.state().masked[1][1]
+    with pytest.raises(RuleViolation, match="client 1: upload: masked input already posted"):
+        rnd.board.submit(ROLE_CLIENT, 1, MaskedInputPost(1, digest, size))
+    with pytest.raises(ProtocolError, match="stage dealt, it is uploaded"):
+        c.upload(rnd.board, rnd.blobs)
+
+
+def test_impersonation_is_rejected() -> None:
+    rnd = Round().register().deal()
+    with pytest.raises(RuleViolation, match="client 2: sender"):
+        rnd.board.submit(ROLE_CLIENT, 2, MaskedInputPost(1, b"\x00" * 32, 10))
+    rnd.board.advance(rnd.cfg.upload_blocks)
+    with pytest.raises(RuleViolation, match="sender"):
+        rnd.board.submit(ROLE_CLIENT, 1, SharesPost(1, ()))
+
+
+MESSAGES = {
+    Phase.REGISTER: (ROLE_CLIENT, 1, lambda r: Registration(ROLE_CLIENT, 1, G.to_bytes(), b"\x00" * 64)),
+    Phase.DEAL: (ROLE_CLIENT, 1, lambda r: DealingsPost(1, ())),
+    Phase.UPLOAD: (ROLE_CLIENT, 1, lambda r: MaskedInputPost(1, b"\x00" * 32, 1)),
+    Phase.UNMASK: (ROLE_MEMBER, 1, lambda r: SharesPost(1, ())),
+    Phase.RESULT: (ROLE_AGGREGATOR, 0, lambda r: ResultPost(b"\x00" * 32, (), 0)),
+}
+
+
+@pytest.mark.parametrize("now", list(Phase), ids=lambda p: p.name)
+@pytest.mark.parametrize("msg_phase", list(Phase), ids=lambda p: p.name)
+def test_every_stage_violation_is_rejected(now: Phase, msg_phase: Phase) -> None:
+    if now == msg_phase:
+        return
+    cfg = make_config()
+    board = MemoryBoard(cfg)
+    heights = {Phase.REGISTER: 0, Phase.DEAL: 10, Phase.UPLOAD: 20, Phase.UNMASK: 30, Phase.RESULT: 40}
+    board.advance(heights[now])
+    assert board.phase() == now
+    role, sender, make = MESSAGES[msg_phase]
+    n_events = len(board.events())
+    with pytest.raises(RuleViolation, match=f"stage: {msg_phase.name} message in phase {now.name}"):
+        board.submit(role, sender, make(board))
+    assert len(board.events()) == n_events
+
+
+def test_role_state_machines_refuse_out_of_order_actions() -> None:
+    rnd = Round()
+    c, m = rnd.clients[0], rnd.members[0]
+    with pytest.raises(ProtocolError, match="stage registered, it is new"):
+        c.deal(rnd.board)
+    with pytest.raises(ProtocolError, match="stage registered, it is new"):
+        m.reveal(rnd.board)
+    c.register(rnd.board)
+    with pytest.raises(ProtocolError, match="board phase DEAL"):
+        c.deal(rnd.board)
+    with pytest.raises(ProtocolError, match="stage new"):
+        c.register(rnd.board)
+    with pytest.raises(ProtocolError, match="phase RESULT"):
+        Aggregator(rnd.cfg).aggregate(rnd.board, rnd.blobs)
+
+
+# -- transcript and verifier --------------------------------------------------------------
+
+
+def _finished_round(tmp_path: Path) -> Path:
+    assert simulate(SimParams(clients=5, committee=3, threshold=1, dim=20, dropout=0.2), tmp_path).verified
+    return tmp_path
+
+
+def test_tampered_transcript_is_detected(tmp_path: Path) -> None:
+    transcript, blobs = load_round(_finished_round(tmp_path))
+    events = list(transcript.events)
+    for pos in (1, 3, len(events) - 2):
+        ev = events[pos]
+        body = bytearray(ev.body)
+        body[len(body) // 2] ^= 1
+        tampered = TranscriptFile(tuple(events[:pos] + [dataclasses.replace(ev, body=bytes(body))] + events[pos + 1:]))
+        report = verify_round(tampered, blobs)
+        assert not report.ok
+        assert report.findings, "a failing verification must name a party"
+    dropped = TranscriptFile(tuple(events[:2] + events[3:]))
+    assert not verify_round(dropped, blobs).ok
+
+
+def test_missing_or_corrupt_blob_is_reported(tmp_path: Path) -> None:
+    transcript, blobs = load_round(_finished_round(tmp_path))
+    board = MemoryBoard.replay(transcript)
+    digest = board.state().masked[board.included()[0]][0]
+    path = blobs.path(digest)
+    path.write_bytes(path.read_bytes()[:-1] + b"\x01")
+    report = verify_round(transcript, blobs)
+    assert not report.ok and report.findings[0].party == "blob store"
+
+
+def test_verify_cli_exit_codes(tmp_path: Path, capsys) -> None:
+    round_dir = _finished_round(tmp_path)
+    assert cli_main(["verify", str(round_dir), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verified"] is True
+    transcript, _ = load_round(round_dir)
+    events = list(transcript.events)
+    last = events[-1]
+    res = codec.decode(last.body, ResultPost)
+    forged = dataclasses.replace(last, body=codec.encode(dataclasses.replace(res, total_weight=res.total_weight + 1)))
+    (round_dir / "transcript.msgpack").write_bytes(codec.encode(TranscriptFile(tuple(events[:-1] + [forged]))))
+    assert cli_main(["verify", str(round_dir)]) == 1
+    assert "faulty party: aggregator" in capsys.readouterr().out
+
+
+def test_simulate_cli_json(tmp_path: Path, capsys) -> None:
+    code = cli_main(["simulate", "--clients", "5", "--committee", "3", "--threshold", "1", "--dim", "30",
+                     "--dropout", "0.2", "--out", str(tmp_path), "--json"])
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and line["verified"] is True
+    for key in ("max_abs_error", "error_bound", "included", "bytes_per_client"):
+        assert key in line
+    assert set(line["seconds"]) >= {"client_mean", "committee_mean", "aggregator", "verifier"}
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="threshold: 2t < m"):
+        make_config(committee_size=4, threshold=2)
+    with pytest.raises(ConfigError, match="graph"):
+        make_config(graph="regular:3", n_clients=5)
+    with pytest.raises(ConfigError, match="overflow"):
+        make_config(n_clients=1000, max_weight=100, quant_bits=16, bits=24)
+    with pytest.raises(ConfigError, match="committee_dropout"):
+        SimParams(committee=5, threshold=2, committee_dropout=3)
