@@ -1,0 +1,411 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {BN254} from "./BN254.sol";
+
+/// @notice The input field an encoding error is about (SPEC.md §1.4: errors name the
+/// field and its index). Dealing fields are indexed by position in the dealing
+/// (0 .. N-1), committee keys by position in the key list.
+enum Field {
+    Context, // the 69-byte context (length)
+    Purpose, // context byte 64, must be 0, 1 or 2
+    Dealing, // the dealing as a whole (length)
+    HasRecipient, // dealing byte 2, must be 0 or 1
+    NPoints, // dealing N, must be 1 .. MAX_POINTS
+    Threshold, // dealing t, must satisfy 1 <= t and t + 1 <= m
+    CommitteeKeys, // the packed committee key list (length)
+    CommitteeKey, // one committee key
+    RecipientKey, // the recipient key (0 or 64 bytes)
+    V, // dealing v_k
+    SHat, // dealing s_hat_k, or the encrypted share given to verifyDecryptedShare
+    A1, // dealing a1_k
+    A2, // dealing a2_k
+    Z, // dealing z_k
+    Share, // a decrypted share as a whole (length, 130)
+    ShareIndex, // decrypted share index k, must be >= 1
+    SharePoint, // decrypted share S_k
+    PublicKey, // a member's key (decrypted share, proof of possession)
+    Proof, // a 64-byte (e, z) proof as a whole (length)
+    Challenge, // e of a compact proof, must be < r
+    Response // z of a compact proof, must be < r
+}
+
+/// @notice bytes that do not have the length the layout requires
+error InvalidLength(Field field, uint256 length);
+/// @notice a value that does not decode: coordinate >= p, point off the curve, scalar
+/// >= r, or a header value out of range
+error InvalidEncoding(Field field, uint256 index);
+/// @notice a public key that is the identity
+error IdentityKey(Field field, uint256 index);
+/// @notice the dealing's threshold is not the one asked for
+error ThresholdMismatch(uint256 expected, uint256 actual);
+/// @notice the number of committee keys is not the dealing's committee size m
+error KeyCountMismatch(uint256 keys, uint256 committeePoints);
+/// @notice has_recipient of the dealing disagrees with whether a recipient key is given
+error RecipientMismatch(bool dealingHasRecipient);
+/// @notice the dealing's Fiat–Shamir challenge is 0 (invalid by rule, SPEC.md §4.8)
+error ZeroChallenge();
+/// @notice the DLEQ proof at evaluation point `point` fails: z*G + e*v != a1
+/// (keySide false) or z*pk + e*s_hat != a2 (keySide true)
+error DleqFailed(uint256 point, bool keySide);
+/// @notice the commitments v are not a degree-t polynomial (Reed–Solomon check)
+error RsCheckFailed();
+/// @notice the dealing has no evaluation point `index` for a decrypted share
+error NoSuchPoint(uint256 index);
+/// @notice the DLEQ proof of member `index`'s decrypted share does not verify
+error ShareProofFailed(uint256 index);
+/// @notice the proof of possession of `party` does not verify
+error PopFailed(uint256 party);
+
+/// @title SCRAPE PVSS verification on BN254 — SPEC.md §3–§4, bit-for-bit the Python
+/// reference (pvss.scrape.verify_dealing, verify_decrypted_share, pvss.keys.verify_possession).
+/// @notice Every function reverts with one of the errors above on a bad input; points
+/// are 64-byte x || y strings, scalars 32-byte big-endian, all uints big-endian.
+library Pvss {
+    bytes internal constant DST_DEALING = "pvss-secagg/v1/dealing";
+    bytes internal constant DST_RS_DUAL = "pvss-secagg/v1/rs-dual";
+    bytes internal constant DST_DECRYPTED_SHARE = "pvss-secagg/v1/decrypted-share";
+    bytes internal constant DST_POP = "pvss-secagg/v1/proof-of-possession";
+
+    uint256 internal constant CONTEXT_BYTES = 69;
+    uint256 internal constant PURPOSE_OTHER = 2;
+    uint256 internal constant MAX_POINTS = 1024;
+    uint256 internal constant DEALING_HEADER_BYTES = 5;
+    /// @dev v || s_hat || a1 || a2 || z
+    uint256 internal constant RECORD_BYTES = 288;
+    uint256 internal constant DECRYPTED_SHARE_BYTES = 130;
+    uint256 internal constant PROOF_BYTES = 64;
+
+    /// @dev transcript layout: DST (22) || context (69) || dealing header (5) = 96 bytes,
+    /// then per point pk || v || s_hat || a1 || a2 (320 bytes)
+    uint256 private constant TR_HEADER = 96;
+    uint256 private constant TR_RECORD = 320;
+
+    // ---------------------------------------------------------------- decoding
+
+    /// @notice Checks a 69-byte context (SPEC.md §3.2): length and purpose.
+    function checkContext(bytes memory context) internal pure {
+        if (context.length != CONTEXT_BYTES) revert InvalidLength(Field.Context, context.length);
+        if (uint8(context[64]) > PURPOSE_OTHER) revert InvalidEncoding(Field.Purpose, 0);
+    }
+
+    /// @notice Decodes and checks the dealing header (SPEC.md §4.1): exact length
+    /// 5 + 288*N, has_recipient in {0, 1}, 1 <= N <= MAX_POINTS, 1 <= t, t + 1 <= m.
+    function dealingHeader(bytes memory dealing) internal pure returns (uint256 t, bool hasRecipient, uint256 n) {
+        uint256 len = dealing.length;
+        if (len < DEALING_HEADER_BYTES) revert InvalidLength(Field.Dealing, len);
+        uint256 word;
+        assembly ("memory-safe") {
+            word := mload(add(dealing, 0x20))
+        }
+        t = word >> 240;
+        uint256 flag = (word >> 232) & 0xff;
+        n = (word >> 216) & 0xffff;
+        if (flag > 1) revert InvalidEncoding(Field.HasRecipient, 0);
+        if (len != DEALING_HEADER_BYTES + n * RECORD_BYTES) revert InvalidLength(Field.Dealing, len);
+        if (n == 0 || n > MAX_POINTS) revert InvalidEncoding(Field.NPoints, 0);
+        hasRecipient = flag == 1;
+        if (t == 0 || n - flag < t + 1) revert InvalidEncoding(Field.Threshold, 0);
+    }
+
+    /// @dev the word at byte `off` of `b`'s data
+    function _word(bytes memory b, uint256 off) private pure returns (uint256 w) {
+        assembly ("memory-safe") {
+            w := mload(add(add(b, 0x20), off))
+        }
+    }
+
+    /// @dev the point at byte `off` of `b`'s data, unchecked
+    function _point(bytes memory b, uint256 off) private pure returns (uint256 x, uint256 y) {
+        assembly ("memory-safe") {
+            let p := add(add(b, 0x20), off)
+            x := mload(p)
+            y := mload(add(p, 0x20))
+        }
+    }
+
+    /// @dev the point at byte `off` of `b`'s data, reverting InvalidEncoding(field, index)
+    /// unless it is a valid encoding
+    function _checkedPoint(bytes memory b, uint256 off, Field field, uint256 index)
+        private
+        pure
+        returns (uint256 x, uint256 y)
+    {
+        (x, y) = _point(b, off);
+        if (!BN254.isValidPoint(x, y)) revert InvalidEncoding(field, index);
+    }
+
+    /// @dev a public key given on its own: 64 bytes, valid, not the identity
+    function _key(bytes memory pk, Field field, uint256 index) private pure returns (uint256 x, uint256 y) {
+        if (pk.length != 64) revert InvalidLength(field, pk.length);
+        (x, y) = _checkedPoint(pk, 0, field, index);
+        if (x | y == 0) revert IdentityKey(field, index);
+    }
+
+    // ---------------------------------------------------------------- dealings
+
+    /// @notice The dealing transcript of SPEC.md §4.2 (abi.encodePacked of DST_DEALING,
+    /// context, uint16 t, uint8 has_recipient, uint16 N and N x (pk_k, v_k, s_hat_k,
+    /// a1_k, a2_k)). Checks only the header and the key count, not the points.
+    function dealingTranscript(
+        bytes memory context,
+        bytes memory committeePks,
+        bytes memory recipientPk,
+        bytes memory dealing
+    ) internal pure returns (bytes memory tr) {
+        checkContext(context);
+        (, bool hasRecipient, uint256 n) = dealingHeader(dealing);
+        _checkKeyCounts(committeePks, recipientPk, hasRecipient, n);
+        tr = _transcript(context, committeePks, recipientPk, dealing, hasRecipient, n);
+    }
+
+    function _checkKeyCounts(bytes memory committeePks, bytes memory recipientPk, bool hasRecipient, uint256 n)
+        private
+        pure
+    {
+        if (committeePks.length % 64 != 0) revert InvalidLength(Field.CommitteeKeys, committeePks.length);
+        if (recipientPk.length != 0 && recipientPk.length != 64) {
+            revert InvalidLength(Field.RecipientKey, recipientPk.length);
+        }
+        if ((recipientPk.length == 64) != hasRecipient) revert RecipientMismatch(hasRecipient);
+        uint256 m = hasRecipient ? n - 1 : n;
+        if (committeePks.length / 64 != m) revert KeyCountMismatch(committeePks.length / 64, m);
+    }
+
+    /// @dev assembles the transcript with mcopy; lengths were checked by the caller
+    function _transcript(
+        bytes memory context,
+        bytes memory committeePks,
+        bytes memory recipientPk,
+        bytes memory dealing,
+        bool hasRecipient,
+        uint256 n
+    ) private pure returns (bytes memory tr) {
+        bytes32 dst = bytes32(DST_DEALING); // 22 bytes, left-aligned
+        assembly ("memory-safe") {
+            tr := mload(0x40)
+            let len := add(96, mul(n, 320))
+            mstore(tr, len)
+            mstore(0x40, add(add(tr, 0x20), len)) // len is a multiple of 32
+            let out := add(tr, 0x20)
+            mstore(out, dst) // bytes 22..31 are overwritten by the context
+            mcopy(add(out, 22), add(context, 0x20), 69)
+            mcopy(add(out, 91), add(dealing, 0x20), 5)
+            out := add(out, 96)
+            let src := add(dealing, 0x25) // first record
+            let key := add(committeePks, 0x20)
+            let i := 0
+            if hasRecipient {
+                mcopy(out, add(recipientPk, 0x20), 64)
+                mcopy(add(out, 64), src, 256)
+                out := add(out, 320)
+                src := add(src, 288)
+                i := 1
+            }
+            for {} lt(i, n) { i := add(i, 1) } {
+                mcopy(out, key, 64)
+                mcopy(add(out, 64), src, 256)
+                out := add(out, 320)
+                src := add(src, 288)
+                key := add(key, 64)
+            }
+        }
+    }
+
+    /// @dev checks every key, point and scalar of the dealing (SPEC.md §2.3, §4.1),
+    /// reading the points from the transcript
+    function _checkEncodings(bytes memory tr, bytes memory dealing, bool hasRecipient, uint256 n) private pure {
+        uint256 first = hasRecipient ? 1 : 0; // position of committee key 0
+        for (uint256 i; i < n; ++i) {
+            uint256 rec = TR_HEADER + i * TR_RECORD;
+            (uint256 kx, uint256 ky) = _point(tr, rec);
+            (Field kf, uint256 ki) = i < first ? (Field.RecipientKey, 0) : (Field.CommitteeKey, i - first);
+            if (!BN254.isValidPoint(kx, ky)) revert InvalidEncoding(kf, ki);
+            if (kx | ky == 0) revert IdentityKey(kf, ki);
+            _checkedPoint(tr, rec + 64, Field.V, i);
+            _checkedPoint(tr, rec + 128, Field.SHat, i);
+            _checkedPoint(tr, rec + 192, Field.A1, i);
+            _checkedPoint(tr, rec + 256, Field.A2, i);
+            if (_word(dealing, DEALING_HEADER_BYTES + i * RECORD_BYTES + 256) >= BN254.R) {
+                revert InvalidEncoding(Field.Z, i);
+            }
+        }
+    }
+
+    /// @notice Verifies a dealing (SPEC.md §4.3) for `threshold`, the committee keys
+    /// (m x 64 bytes, packed, in index order 1..m) and the recipient key (64 bytes, or
+    /// empty for a dealing without recipient). Returns the challenge e.
+    /// 1. decode: header, lengths, every point and z (InvalidLength / InvalidEncoding),
+    ///    keys not the identity (IdentityKey), t == threshold, key counts;
+    /// 2. e = keccak256(transcript) mod r, e != 0 (ZeroChallenge);
+    /// 3. for every point k: z_k*G + e*v_k == a1_k and z_k*pk_k + e*s_hat_k == a2_k (DleqFailed);
+    /// 4. if N >= t+2: sum_k c_k*v_k == 0 for c = sum_j mu_j*Delta_j (RsCheckFailed).
+    function verifyDealing(
+        bytes memory context,
+        uint256 threshold,
+        bytes memory committeePks,
+        bytes memory recipientPk,
+        bytes memory dealing
+    ) internal view returns (uint256 e) {
+        checkContext(context);
+        (uint256 t, bool hasRecipient, uint256 n) = dealingHeader(dealing);
+        if (t != threshold) revert ThresholdMismatch(threshold, t);
+        _checkKeyCounts(committeePks, recipientPk, hasRecipient, n);
+        bytes memory tr = _transcript(context, committeePks, recipientPk, dealing, hasRecipient, n);
+        _checkEncodings(tr, dealing, hasRecipient, n);
+        e = BN254.hashToScalar(tr);
+        if (e == 0) revert ZeroChallenge();
+        uint256 first = hasRecipient ? 0 : 1; // evaluation point of position 0
+        for (uint256 i; i < n; ++i) {
+            _checkDleq(tr, dealing, i, e, i + first);
+        }
+        if (n >= t + 2) _checkRs(tr, e, n, t);
+    }
+
+    /// @dev the two DLEQ equations at position i (point = evaluation point, for the error)
+    function _checkDleq(bytes memory tr, bytes memory dealing, uint256 i, uint256 e, uint256 point) private view {
+        uint256 rec = TR_HEADER + i * TR_RECORD;
+        uint256 z = _word(dealing, DEALING_HEADER_BYTES + i * RECORD_BYTES + 256);
+        {
+            (uint256 vx, uint256 vy) = _point(tr, rec + 64);
+            (uint256 x, uint256 y) = BN254.mulAdd(BN254.G_X, BN254.G_Y, z, vx, vy, e);
+            (uint256 ax, uint256 ay) = _point(tr, rec + 192);
+            if (x != ax || y != ay) revert DleqFailed(point, false);
+        }
+        {
+            (uint256 kx, uint256 ky) = _point(tr, rec);
+            (uint256 sx, uint256 sy) = _point(tr, rec + 128);
+            (uint256 x, uint256 y) = BN254.mulAdd(kx, ky, z, sx, sy, e);
+            (uint256 ax, uint256 ay) = _point(tr, rec + 256);
+            if (x != ax || y != ay) revert DleqFailed(point, true);
+        }
+    }
+
+    /// @notice mu_j = keccak256(DST_RS_DUAL || uint256 e || uint16 j) mod r for
+    /// j = 0 .. count-1 (SPEC.md §4.3 step 4; pvss.scrape.compute_rs_weights).
+    function rsWeights(uint256 e, uint256 count) internal pure returns (uint256[] memory mu) {
+        mu = new uint256[](count);
+        bytes memory buf = abi.encodePacked(DST_RS_DUAL, e, uint16(0)); // 56 bytes
+        for (uint256 j; j < count; ++j) {
+            assembly ("memory-safe") {
+                // uint16 j is data bytes 54..55
+                mstore8(add(buf, 86), shr(8, j))
+                mstore8(add(buf, 87), and(j, 0xff))
+            }
+            mu[j] = BN254.hashToScalar(buf);
+        }
+    }
+
+    /// @notice The dual codeword c = sum_j mu_j * Delta_j mod r of length n (SPEC.md §2.4;
+    /// pvss.field.dual_codeword): Delta_j has (-1)^(t+1-i) * C(t+1, i) at position j+i.
+    /// Computed as the coefficients of mu(X) * (X - 1)^(t+1), i.e. t+1 in-place passes
+    /// c_k <- c_{k-1} - c_k: no binomial, no inversion, never above r.
+    /// Needs mu.length == n - t - 1 >= 1.
+    function dualCodeword(uint256 n, uint256 t, uint256[] memory mu) internal pure returns (uint256[] memory c) {
+        uint256 count = mu.length;
+        require(count != 0 && count + t + 1 == n, "dualCodeword: need n - t - 1 weights");
+        c = new uint256[](n); // zeroed
+        uint256 r = BN254.R;
+        assembly ("memory-safe") {
+            let base := add(c, 0x20)
+            mcopy(base, add(mu, 0x20), shl(5, count))
+            // pass p (0 .. t) raises the degree from count-1+p to count+p
+            for { let p := 0 } iszero(gt(p, t)) { p := add(p, 1) } {
+                let slot := add(base, shl(5, add(count, p)))
+                for {} gt(slot, base) { slot := sub(slot, 0x20) } {
+                    mstore(slot, addmod(mload(sub(slot, 0x20)), sub(r, mload(slot)), r))
+                }
+                mstore(base, mod(sub(r, mload(base)), r))
+            }
+        }
+    }
+
+    /// @dev sum_k c_k * v_k == identity, with c from the Fiat–Shamir weights of e
+    function _checkRs(bytes memory tr, uint256 e, uint256 n, uint256 t) private view {
+        uint256[] memory c = dualCodeword(n, t, rsWeights(e, n - t - 1));
+        uint256 accX;
+        uint256 accY;
+        for (uint256 i; i < n; ++i) {
+            uint256 ci = c[i];
+            if (ci == 0) continue;
+            (uint256 vx, uint256 vy) = _point(tr, TR_HEADER + i * TR_RECORD + 64);
+            (vx, vy) = BN254.mul(vx, vy, ci);
+            (accX, accY) = BN254.add(accX, accY, vx, vy);
+        }
+        if (accX | accY != 0) revert RsCheckFailed();
+    }
+
+    // ---------------------------------------------------------------- decrypted shares
+
+    /// @notice The encrypted share s_hat_k (64 bytes) that member `index` decrypts, cut
+    /// from a dealing (checks the dealing header; the point is checked by
+    /// verifyDecryptedShare). Reverts NoSuchPoint unless 1 <= index is a point of it.
+    function shareEncryption(bytes memory dealing, uint256 index) internal pure returns (bytes memory sHat) {
+        (, bool hasRecipient, uint256 n) = dealingHeader(dealing);
+        uint256 pos = hasRecipient ? index : index - 1;
+        if (index == 0 || pos >= n) revert NoSuchPoint(index);
+        uint256 off = DEALING_HEADER_BYTES + pos * RECORD_BYTES + 64;
+        sHat = new bytes(64);
+        assembly ("memory-safe") {
+            mcopy(add(sHat, 0x20), add(add(dealing, 0x20), off), 64)
+        }
+    }
+
+    /// @notice The index k of a 130-byte decrypted share (checks length and k >= 1).
+    function shareIndex(bytes memory share) internal pure returns (uint256 index) {
+        if (share.length != DECRYPTED_SHARE_BYTES) revert InvalidLength(Field.Share, share.length);
+        index = _word(share, 0) >> 240;
+        if (index == 0) revert InvalidEncoding(Field.ShareIndex, 0);
+    }
+
+    /// @notice Verifies member k's decrypted share `share` = uint16 k || S_k || e || z
+    /// (SPEC.md §4.5) of the encrypted share `sHat` (s_hat_k of the dealing; the caller
+    /// picks it for the share's index k) under the member's key `pk`:
+    /// A1 = z*H + e*pk, A2 = z*S_k + e*s_hat_k and e == keccak256(DST_DECRYPTED_SHARE ||
+    /// context || uint16 k || pk || s_hat_k || S_k || A1 || A2) mod r.
+    /// Returns k and S_k.
+    function verifyDecryptedShare(bytes memory context, bytes memory pk, bytes memory sHat, bytes memory share)
+        internal
+        view
+        returns (uint256 index, uint256 sx, uint256 sy)
+    {
+        checkContext(context);
+        index = shareIndex(share);
+        (sx, sy) = _checkedPoint(share, 2, Field.SharePoint, index);
+        uint256 e = _word(share, 66);
+        if (e >= BN254.R) revert InvalidEncoding(Field.Challenge, index);
+        uint256 z = _word(share, 98);
+        if (z >= BN254.R) revert InvalidEncoding(Field.Response, index);
+        if (pk.length != 64) revert InvalidLength(Field.PublicKey, pk.length);
+        (uint256 px, uint256 py) = _checkedPoint(pk, 0, Field.PublicKey, index);
+        if (sHat.length != 64) revert InvalidLength(Field.SHat, sHat.length);
+        (uint256 hx, uint256 hy) = _checkedPoint(sHat, 0, Field.SHat, index);
+        (uint256 a1x, uint256 a1y) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
+        (uint256 a2x, uint256 a2y) = BN254.mulAdd(sx, sy, z, hx, hy, e);
+        bytes32 h = keccak256(
+            abi.encodePacked(DST_DECRYPTED_SHARE, context, uint16(index), px, py, hx, hy, sx, sy, a1x, a1y, a2x, a2y)
+        );
+        if (uint256(h) % BN254.R != e) revert ShareProofFailed(index);
+    }
+
+    // ---------------------------------------------------------------- proof of possession
+
+    /// @notice Verifies a Schnorr proof of possession `proof` = e || z of `pk` for
+    /// `party` on (chainId, board) (SPEC.md §3.4): pk valid and not the identity,
+    /// A = z*H + e*pk, e == keccak256(DST_POP || uint256 chainId || address board ||
+    /// uint32 party || pk || A) mod r.
+    function verifyPop(uint256 chainId, address board, uint32 party, bytes memory pk, bytes memory proof)
+        internal
+        view
+    {
+        (uint256 px, uint256 py) = _key(pk, Field.PublicKey, party);
+        if (proof.length != PROOF_BYTES) revert InvalidLength(Field.Proof, proof.length);
+        uint256 e = _word(proof, 0);
+        if (e >= BN254.R) revert InvalidEncoding(Field.Challenge, party);
+        uint256 z = _word(proof, 32);
+        if (z >= BN254.R) revert InvalidEncoding(Field.Response, party);
+        (uint256 ax, uint256 ay) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
+        bytes32 h = keccak256(abi.encodePacked(DST_POP, chainId, board, party, px, py, ax, ay));
+        if (uint256(h) % BN254.R != e) revert PopFailed(party);
+    }
+}
