@@ -3,11 +3,12 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench lint typecheck clean
+.PHONY: install demo test bench lint typecheck clean contracts
 
-install: $(STAMP)
+install: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,6 +17,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[fl,evm,dev]"
 	touch $(STAMP)
+
+# Solidity toolchain: solc-js and anvil, exact versions from package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+# Recompile contracts/src + contracts/test into contracts/build/ (committed artifacts).
+contracts: $(NODE_STAMP)
+	node contracts/build.js
 
 demo: install
 	$(BIN)/pvss-secagg demo
