@@ -29,12 +29,16 @@ contracts: $(NODE_STAMP)
 
 demo: install
 	$(BIN)/pvss-secagg demo
+	$(BIN)/pvss-secagg simulate --clients 20 --committee 7 --threshold 3 --dim 100000 \
+		--dropout 0.2 --dropout-phase mixed --committee-dropout 2 --graph regular:6 --out out/demo-round
+	$(BIN)/pvss-secagg verify out/demo-round
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python bench/group_ops.py
+	$(BIN)/python bench/masking.py
 
 lint: install
 	$(BIN)/ruff check pvss secagg fl bench tests

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,7 +20,7 @@ from py_ecc import optimized_bn128 as pe
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit  # noqa: E402
+from _common import emit, median_time  # noqa: E402
 
 from pvss.field import dual_codeword  # noqa: E402
 from pvss.group import ORDER, G, G1Point, g_table, msm, table_for  # noqa: E402
@@ -42,14 +40,9 @@ R = int(ORDER)
 
 
 def median_seconds(fn: Callable[[], object], repeats: int, inner: int = 1) -> float:
-    """Median over ``repeats`` of the mean time of ``inner`` calls."""
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(inner):
-            fn()
-        times.append((time.perf_counter() - t0) / inner)
-    return statistics.median(times)
+    """Median over ``repeats`` of the mean time of ``inner`` calls (no warm-up: the
+    py_ecc baselines are too slow to run an extra time)."""
+    return median_time(fn, repeats=repeats, warmup=0, inner=inner)
 
 
 def to_pe(pt: G1Point):
