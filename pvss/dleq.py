@@ -15,7 +15,15 @@ import copy
 from dataclasses import dataclass
 
 from pvss.errors import InvalidEncoding, InvalidProof
-from pvss.group import ORDER, G1Point, msm, random_scalar, scalar_from_bytes, scalar_to_bytes
+from pvss.group import (
+    ORDER,
+    FixedBaseTable,
+    G1Point,
+    msm,
+    random_scalar,
+    scalar_from_bytes,
+    scalar_to_bytes,
+)
 from pvss.transcript import Transcript
 
 R = int(ORDER)
@@ -63,11 +71,21 @@ def prove_dleq(
 
 
 def recompute_commitments(
-    proof: DleqProof, base1: G1Point, pub1: G1Point, base2: G1Point, pub2: G1Point
+    proof: DleqProof,
+    base1: G1Point,
+    pub1: G1Point,
+    base2: G1Point,
+    pub2: G1Point,
+    tables1: tuple[FixedBaseTable, FixedBaseTable] | None = None,
 ) -> tuple[G1Point, G1Point]:
-    """A1 = z*B1 + e*X1, A2 = z*B2 + e*X2 (what the verifier hashes)."""
+    """A1 = z*B1 + e*X1, A2 = z*B2 + e*X2 (what the verifier hashes). ``tables1`` are
+    precomputed tables of (B1, X1) when those points recur (H and a member's key)."""
     e, z = proof.challenge, proof.response
-    return msm([base1, pub1], [z, e]), msm([base2, pub2], [z, e])
+    if tables1 is not None:
+        a1 = tables1[0].mul(z) + tables1[1].mul(e)
+    else:
+        a1 = msm([base1, pub1], [z, e])
+    return a1, msm([base2, pub2], [z, e])
 
 
 def verify_dleq(
@@ -79,8 +97,9 @@ def verify_dleq(
     prefix: Transcript,
     *,
     what: str = "dleq",
+    tables1: tuple[FixedBaseTable, FixedBaseTable] | None = None,
 ) -> None:
     """Raise ``InvalidProof`` unless the proof verifies for the statement in ``prefix``."""
-    a1, a2 = recompute_commitments(proof, base1, pub1, base2, pub2)
+    a1, a2 = recompute_commitments(proof, base1, pub1, base2, pub2, tables1)
     if copy.deepcopy(prefix).point(a1).point(a2).challenge() != proof.challenge:
         raise InvalidProof(f"{what}: DLEQ proof does not verify")

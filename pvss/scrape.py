@@ -504,7 +504,10 @@ def verify_decrypted_share(
     if share.index < 1:
         raise InvalidProof(f"member {share.index}: index 0 is the recipient's")
     prefix = share_transcript(context, share.index, pk, s_hat, share.share)
-    verify_dleq(share.proof, H, pk, share.share, s_hat, prefix, what=f"member {share.index}")
+    verify_dleq(
+        share.proof, H, pk, share.share, s_hat, prefix,
+        what=f"member {share.index}", tables1=(h_table(), table_for(pk)),
+    )
 
 
 def reconstruct(shares: Sequence[DecryptedShare], threshold: int) -> G1Point:
