@@ -55,20 +55,28 @@ def pe_verify_dealing(dealing, pks, ctx, rpk) -> bool:
     """The same verification as pvss.scrape.verify_dealing, written plainly on py_ecc."""
     keys = ([rpk] if rpk else []) + list(pks)
     e = dealing_transcript(
-        ctx, dealing.threshold, keys, dealing.has_recipient,
-        dealing.v, dealing.s_hat, dealing.a1, dealing.a2,
+        ctx,
+        dealing.threshold,
+        keys,
+        dealing.has_recipient,
+        dealing.v,
+        dealing.s_hat,
+        dealing.a1,
+        dealing.a2,
     ).challenge()
     for i in range(dealing.n_points):
         lhs = pe.add(pe.multiply(pe.G1, dealing.z[i]), pe.multiply(to_pe(dealing.v[i]), e))
         if not pe.eq(lhs, to_pe(dealing.a1[i])):
             return False
-        lhs = pe.add(pe.multiply(to_pe(keys[i]), dealing.z[i]), pe.multiply(to_pe(dealing.s_hat[i]), e))
+        lhs = pe.add(
+            pe.multiply(to_pe(keys[i]), dealing.z[i]), pe.multiply(to_pe(dealing.s_hat[i]), e)
+        )
         if not pe.eq(lhs, to_pe(dealing.a2[i])):
             return False
     n, t = dealing.n_points, dealing.threshold
     c = dual_codeword(n, t, compute_rs_weights(e, n - t - 1))
     acc = pe.Z1
-    for ck, vk in zip(c, dealing.v):
+    for ck, vk in zip(c, dealing.v, strict=False):
         acc = pe.add(acc, pe.multiply(to_pe(vk), ck))
     return pe.is_inf(acc)
 
@@ -130,7 +138,7 @@ def main() -> None:
 
     def pe_msm() -> None:
         acc = pe.Z1
-        for q, k in zip(pe_pts, scal):
+        for q, k in zip(pe_pts, scal, strict=False):
             acc = pe.add(acc, pe.multiply(q, k))
 
     ours = median_seconds(lambda: msm(pts, scal), reps)

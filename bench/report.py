@@ -57,7 +57,8 @@ def table(name: str) -> str:
     if not rows:
         return f"_No results yet: run {SOURCES[name]}._\n"
     out = [
-        f"From {SOURCES[name]} (medians; baseline timed in the same run; host {rows[-1].get('host', '?')}, "
+        f"From {SOURCES[name]} (medians; baseline timed in the same run; "
+        f"host {rows[-1].get('host', '?')}, "
         f"{rows[-1].get('ts', '?')[:10]}):",
         "",
         "| bench | params | ours | baseline | baseline time | speedup | target |",
@@ -65,7 +66,11 @@ def table(name: str) -> str:
     ]
     for r in rows:
         target = r.get("target_speedup")
-        met = "" if target is None else (f"≥ {target}× ✅" if r["speedup"] >= target else f"≥ {target}× ❌")
+        met = (
+            ""
+            if target is None
+            else (f"≥ {target}× ✅" if r["speedup"] >= target else f"≥ {target}× ❌")
+        )
         out.append(
             f"| {r['bench']} | {_params(r['params'])} | {_fmt_s(r['ours_s'])} | {r['baseline']} | "
             f"{_fmt_s(r['baseline_s'])} | {r['speedup']:.1f}× | {met} |"
@@ -75,7 +80,11 @@ def table(name: str) -> str:
 
 def render() -> str:
     parts = []
-    for name, title in (("group_ops", "Group and PVSS"), ("masking", "Masking"), ("round", "Rounds")):
+    for name, title in (
+        ("group_ops", "Group and PVSS"),
+        ("masking", "Masking"),
+        ("round", "Rounds"),
+    ):
         parts.append(f"#### {title}\n\n{table(name)}")
     return "\n".join(parts)
 

@@ -46,7 +46,7 @@ def plain_times(n: int, d: int, rng: np.random.Generator, repeats: int) -> tuple
         client.append((time.perf_counter() - t0) / n)
         t0 = time.perf_counter()
         acc = np.zeros(d, dtype=np.float64)
-        for w, b in zip(weights, blobs):
+        for w, b in zip(weights, blobs, strict=False):
             acc += w * np.frombuffer(b, dtype=np.float32)
         acc /= weights.sum()
         server.append(time.perf_counter() - t0)
@@ -55,7 +55,9 @@ def plain_times(n: int, d: int, rng: np.random.Generator, repeats: int) -> tuple
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="n in {10, 50}, d in {1e4, 1e5}, dropout in {0, 0.1}")
+    ap.add_argument(
+        "--quick", action="store_true", help="n in {10, 50}, d in {1e4, 1e5}, dropout in {0, 0.1}"
+    )
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--committee", type=int, default=10)
     ap.add_argument("--threshold", type=int, default=4)
@@ -74,17 +76,36 @@ def main() -> None:
             for drop in drops:
                 runs = []
                 for rep in range(repeats):
-                    params = SimParams(clients=n, committee=m, threshold=t, dim=d, dropout=drop,
-                                       dropout_phase="upload", graph=graph, quant_bits=16, max_weight=10,
-                                       seed=rep)
+                    params = SimParams(
+                        clients=n,
+                        committee=m,
+                        threshold=t,
+                        dim=d,
+                        dropout=drop,
+                        dropout_phase="upload",
+                        graph=graph,
+                        quant_bits=16,
+                        max_weight=10,
+                        seed=rep,
+                    )
                     res = simulate(params)
                     if not res.verified:
-                        raise SystemExit(f"round n={n} d={d} dropout={drop} did not verify: {res.findings}")
+                        raise SystemExit(
+                            f"round n={n} d={d} dropout={drop} did not verify: {res.findings}"
+                        )
                     runs.append(res)
                 sec = {k: statistics.median(r.seconds[k] for r in runs) for k in runs[0].seconds}
                 common = {
-                    "params": {"n": n, "m": m, "t": t, "d": d, "dropout": drop, "graph": graph,
-                               "bits": runs[0].params["bits"], "repeats": repeats},
+                    "params": {
+                        "n": n,
+                        "m": m,
+                        "t": t,
+                        "d": d,
+                        "dropout": drop,
+                        "graph": graph,
+                        "bits": runs[0].params["bits"],
+                        "repeats": repeats,
+                    },
                     "baseline": "plain",
                     "seconds": sec,
                     "bytes_per_client": runs[0].bytes_per_client,
@@ -94,13 +115,37 @@ def main() -> None:
                     "error_bound": runs[0].error_bound,
                     "included": runs[0].included,
                 }
-                emit({"bench": "round_client", "ours_s": sec["client_mean"], "baseline_s": plain_client,
-                      "speedup": plain_client / sec["client_mean"], **common}, name="round")
-                emit({"bench": "round_aggregator", "ours_s": sec["aggregator"], "baseline_s": plain_server,
-                      "speedup": plain_server / sec["aggregator"], **common}, name="round")
-                emit({"bench": "round_verifier", "ours_s": sec["verifier"], "baseline": "our_aggregator",
-                      "baseline_s": sec["aggregator"], "speedup": sec["aggregator"] / sec["verifier"],
-                      **{k: v for k, v in common.items() if k != "baseline"}}, name="round")
+                emit(
+                    {
+                        "bench": "round_client",
+                        "ours_s": sec["client_mean"],
+                        "baseline_s": plain_client,
+                        "speedup": plain_client / sec["client_mean"],
+                        **common,
+                    },
+                    name="round",
+                )
+                emit(
+                    {
+                        "bench": "round_aggregator",
+                        "ours_s": sec["aggregator"],
+                        "baseline_s": plain_server,
+                        "speedup": plain_server / sec["aggregator"],
+                        **common,
+                    },
+                    name="round",
+                )
+                emit(
+                    {
+                        "bench": "round_verifier",
+                        "ours_s": sec["verifier"],
+                        "baseline": "our_aggregator",
+                        "baseline_s": sec["aggregator"],
+                        "speedup": sec["aggregator"] / sec["verifier"],
+                        **{k: v for k, v in common.items() if k != "baseline"},
+                    },
+                    name="round",
+                )
 
 
 if __name__ == "__main__":

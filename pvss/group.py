@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import gmpy2
-from gmpy2 import mpz
 from Crypto.Hash import keccak
+from gmpy2 import mpz
 
 from pvss.errors import InvalidEncoding
 

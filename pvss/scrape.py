@@ -70,7 +70,9 @@ class Dealing:
         n = len(self.v)
         for name in ("s_hat", "a1", "a2", "z"):
             if len(getattr(self, name)) != n:
-                raise InvalidEncoding(f"dealing.{name}: {len(getattr(self, name))} entries, v has {n}")
+                raise InvalidEncoding(
+                    f"dealing.{name}: {len(getattr(self, name))} entries, v has {n}"
+                )
         if not 1 <= n <= MAX_POINTS:
             raise InvalidEncoding(f"dealing: {n} evaluation points, allowed 1..{MAX_POINTS}")
         if not isinstance(self.threshold, int) or self.threshold < 1:
@@ -139,7 +141,9 @@ class Dealing:
         off = DEALING_HEADER_BYTES
         for i in range(n):
             for name in ("v", "s_hat", "a1", "a2"):
-                cols[name].append(G1Point.from_bytes(data[off : off + 64], field=f"dealing.{name}[{i}]"))
+                cols[name].append(
+                    G1Point.from_bytes(data[off : off + 64], field=f"dealing.{name}[{i}]")
+                )
                 off += 64
             cols["z"].append(scalar_from_bytes(data[off : off + 32], field=f"dealing.z[{i}]"))
             off += 32
@@ -190,9 +194,7 @@ class DecryptedShare:
 # ---------------------------------------------------------------------------
 
 
-def _point_keys(
-    committee_pks: Sequence[G1Point], recipient_pk: G1Point | None
-) -> list[G1Point]:
+def _point_keys(committee_pks: Sequence[G1Point], recipient_pk: G1Point | None) -> list[G1Point]:
     return ([recipient_pk] if recipient_pk is not None else []) + list(committee_pks)
 
 
@@ -229,8 +231,14 @@ def compute_dealing_challenge(
     """The Fiat–Shamir challenge e of a dealing (shared by all its DLEQ proofs)."""
     keys = _check_keys(dealing, committee_pks, recipient_pk)
     return dealing_transcript(
-        context, dealing.threshold, keys, dealing.has_recipient,
-        dealing.v, dealing.s_hat, dealing.a1, dealing.a2,
+        context,
+        dealing.threshold,
+        keys,
+        dealing.has_recipient,
+        dealing.v,
+        dealing.s_hat,
+        dealing.a1,
+        dealing.a2,
     ).challenge()
 
 
@@ -313,7 +321,9 @@ def deal(
         nonces = [_draw(rng) for _ in indices]
         a1 = g_table().mul_many(nonces)
         a2 = mul_each(tables, nonces)
-        e = dealing_transcript(context, threshold, keys, has_recipient, v, s_hat, a1, a2).challenge()
+        e = dealing_transcript(
+            context, threshold, keys, has_recipient, v, s_hat, a1, a2
+        ).challenge()
         if e:  # a zero challenge is invalid by rule; redraw the nonces
             break
     z = tuple((w - e * p_k) % R for w, p_k in zip(nonces, evals, strict=True))
@@ -417,8 +427,14 @@ def is_valid_dealing_batch(
         except InvalidProof:
             return False
         e = dealing_transcript(
-            claim.context, dealing.threshold, keys, dealing.has_recipient,
-            dealing.v, dealing.s_hat, dealing.a1, dealing.a2,
+            claim.context,
+            dealing.threshold,
+            keys,
+            dealing.has_recipient,
+            dealing.v,
+            dealing.s_hat,
+            dealing.a1,
+            dealing.a2,
         ).challenge()
         if e == 0:
             return False
@@ -454,9 +470,7 @@ def is_valid_dealing_batch(
     return total.is_identity
 
 
-def verify_dealings(
-    claims: Sequence[DealingClaim], *, rng: random.Random | None = None
-) -> None:
+def verify_dealings(claims: Sequence[DealingClaim], *, rng: random.Random | None = None) -> None:
     """Batch-verify; on failure find and name every invalid dealing (by position in
     ``claims``) with the reference verifier's reason."""
     if is_valid_dealing_batch(claims, rng=rng):
@@ -505,8 +519,14 @@ def verify_decrypted_share(
         raise InvalidProof(f"member {share.index}: index 0 is the recipient's")
     prefix = share_transcript(context, share.index, pk, s_hat, share.share)
     verify_dleq(
-        share.proof, H, pk, share.share, s_hat, prefix,
-        what=f"member {share.index}", tables1=(h_table(), table_for(pk)),
+        share.proof,
+        H,
+        pk,
+        share.share,
+        s_hat,
+        prefix,
+        what=f"member {share.index}",
+        tables1=(h_table(), table_for(pk)),
     )
 
 

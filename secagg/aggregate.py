@@ -18,6 +18,7 @@ from secagg.graph import DealingKey, compute_mask_seed, dealing_context, pair_si
 from secagg.masking import unmask_sum
 from secagg.packing import pack
 
+
 @dataclass(frozen=True)
 class Removal:
     """Remove sign * PRG(seed of dealing ``key``) from the sum of the y_i."""
@@ -74,7 +75,9 @@ def recover_seeds(
             if len(good) == t + 1:
                 break
         if len(good) < t + 1:
-            raise ProtocolError(f"dealing {rem.key}: only {len(good)} valid shares, need t+1 = {t + 1}")
+            raise ProtocolError(
+                f"dealing {rem.key}: only {len(good)} valid shares, need t+1 = {t + 1}"
+            )
         secret = reconstruct(good, t)
         out.append((compute_mask_seed(ctx, secret), rem.sign))
     return out

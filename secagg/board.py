@@ -21,14 +21,14 @@ from pvss.errors import InvalidEncoding, InvalidProof
 from pvss.group import G1Point
 from pvss.keys import ProofOfPossession, verify_possession
 from pvss.scrape import (
-    DealingClaim,
     Dealing,
+    DealingClaim,
     DecryptedShare,
     is_valid_dealing_batch,
     verify_dealing,
     verify_decrypted_share,
 )
-from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, keccak256
+from pvss.transcript import PURPOSE_PAIR, keccak256
 from secagg import codec
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolError
@@ -158,7 +158,9 @@ class Board(ABC):
     def included(self) -> tuple[int, ...]:
         st = self.state()
         if st.included is None:
-            raise ProtocolError(f"included set is fixed at the upload deadline (phase now {self.phase().name})")
+            raise ProtocolError(
+                f"included set is fixed at the upload deadline (phase now {self.phase().name})"
+            )
         return st.included
 
     def allowed_shares(self) -> list[DealingKey]:
@@ -271,7 +273,9 @@ class MemoryBoard(Board):
             if ev.seq != len(board._events):
                 raise ProtocolError(f"transcript: event {ev.seq} out of order")
             if ev.prev != board.head:
-                raise ProtocolError(f"transcript: event {ev.seq} does not chain to event {ev.seq - 1}")
+                raise ProtocolError(
+                    f"transcript: event {ev.seq} does not chain to event {ev.seq - 1}"
+                )
             if ev.height < board._height:
                 raise ProtocolError(f"transcript: event {ev.seq} goes back in time")
             board.advance(ev.height - board._height)
@@ -324,7 +328,9 @@ class MemoryBoard(Board):
         self._need_phase(role, sender, Phase.REGISTER)
         if msg.role != role or msg.party != sender:
             raise self._fail(role, sender, "sender", "registration for another party")
-        table, limit = (st.clients, cfg.n_clients) if role == ROLE_CLIENT else (st.members, cfg.committee_size)
+        table, limit = (
+            (st.clients, cfg.n_clients) if role == ROLE_CLIENT else (st.members, cfg.committee_size)
+        )
         if role not in (ROLE_CLIENT, ROLE_MEMBER) or not 1 <= sender <= limit:
             raise self._fail(role, sender, "registration", f"id outside 1..{limit}")
         if sender in table:
@@ -359,8 +365,11 @@ class MemoryBoard(Board):
         got = [(sender, it.purpose, it.partner) for it in msg.items]
         if len(set(got)) != len(got) or set(got) != want:
             raise self._fail(
-                role, sender, "dealings",
-                f"expected exactly self + pair dealings for {sorted(k[2] for k in want if k[1] == PURPOSE_PAIR)}",
+                role,
+                sender,
+                "dealings",
+                "expected exactly self + pair dealings for "
+                f"{sorted(k[2] for k in want if k[1] == PURPOSE_PAIR)}",
             )
         pks = tuple(self.member_keys())
         claims = []
@@ -370,16 +379,25 @@ class MemoryBoard(Board):
             except InvalidEncoding as exc:
                 raise self._fail(role, sender, "dealing-encoding", f"{key}: {exc}") from None
             if dealing.threshold != cfg.threshold:
-                raise self._fail(role, sender, "dealing", f"{key}: threshold {dealing.threshold} != {cfg.threshold}")
+                raise self._fail(
+                    role,
+                    sender,
+                    "dealing",
+                    f"{key}: threshold {dealing.threshold} != {cfg.threshold}",
+                )
             rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
             claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
         if not is_valid_dealing_batch(claims):
             for claim, key in zip(claims, got, strict=True):
                 try:
-                    verify_dealing(claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk)
+                    verify_dealing(
+                        claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk
+                    )
                 except InvalidProof as exc:
                     raise self._fail(role, sender, "dealing-proof", f"{key}: {exc}") from None
-            raise self._fail(role, sender, "dealing-proof", "batch check failed")  # pragma: no cover
+            raise self._fail(
+                role, sender, "dealing-proof", "batch check failed"
+            )  # pragma: no cover
 
         def apply() -> None:
             st.dealers.add(sender)
@@ -396,7 +414,9 @@ class MemoryBoard(Board):
         if sender not in st.dealers:
             raise self._fail(role, sender, "upload", "client has no accepted dealings")
         if sender in st.masked:
-            raise self._fail(role, sender, "upload", "masked input already posted (clients upload once)")
+            raise self._fail(
+                role, sender, "upload", "masked input already posted (clients upload once)"
+            )
         size = packed_size(cfg.vector_length, cfg.bits)
         if msg.size != size:
             raise self._fail(role, sender, "upload", f"size {msg.size} != {size} bytes")
@@ -410,7 +430,9 @@ class MemoryBoard(Board):
         cfg, st = self.config, self._state
         self._need_phase(role, sender, Phase.UNMASK)
         if role != ROLE_MEMBER or msg.member != sender or sender not in st.members:
-            raise self._fail(role, sender, "sender", "shares from a non-member or for another member")
+            raise self._fail(
+                role, sender, "sender", "shares from a non-member or for another member"
+            )
         allowed = set(allowed_share_keys(st))
         pk = st.members[sender]
         parsed: list[tuple[DealingKey, DecryptedShare]] = []
@@ -418,7 +440,9 @@ class MemoryBoard(Board):
         for it in msg.items:
             key = (it.dealer, it.purpose, it.partner)
             if key not in allowed:
-                raise self._fail(role, sender, "share-not-allowed", f"{key} is not revealed by the included set")
+                raise self._fail(
+                    role, sender, "share-not-allowed", f"{key} is not revealed by the included set"
+                )
             if key in seen or sender in st.shares.get(key, {}):
                 raise self._fail(role, sender, "share", f"{key}: share already posted")
             seen.add(key)
@@ -427,7 +451,9 @@ class MemoryBoard(Board):
             except InvalidEncoding as exc:
                 raise self._fail(role, sender, "share-encoding", f"{key}: {exc}") from None
             if share.index != sender:
-                raise self._fail(role, sender, "share", f"{key}: share index {share.index} is not the sender")
+                raise self._fail(
+                    role, sender, "share", f"{key}: share index {share.index} is not the sender"
+                )
             try:
                 verify_decrypted_share(share, st.dealings[key], pk, dealing_context(cfg, key))
             except InvalidProof as exc:
@@ -448,14 +474,20 @@ class MemoryBoard(Board):
         if st.result is not None:
             raise self._fail(role, sender, "result", "result already posted")
         if msg.included != st.included:
-            raise self._fail(role, sender, "result", f"included set {list(msg.included)} != board's {list(st.included or ())}")
+            raise self._fail(
+                role,
+                sender,
+                "result",
+                f"included set {list(msg.included)} != board's {list(st.included or ())}",
+            )
         for key in allowed_share_keys(st):
             have = len(st.shares.get(key, {}))
             if have < cfg.threshold + 1:
-                raise self._fail(role, sender, "result", f"{key}: {have} shares < t+1 = {cfg.threshold + 1}")
+                raise self._fail(
+                    role, sender, "result", f"{key}: {have} shares < t+1 = {cfg.threshold + 1}"
+                )
 
         def apply() -> None:
             st.result = msg
 
         return apply
-

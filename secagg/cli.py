@@ -47,18 +47,28 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
     from pvss.transcript import PURPOSE_PAIR, Context
 
     if not 1 <= threshold < members:
-        print(f"error: need 1 <= threshold < members, got t={threshold}, m={members}", file=sys.stderr)
+        print(
+            f"error: need 1 <= threshold < members, got t={threshold}, m={members}", file=sys.stderr
+        )
         return 2
     if drop > members - threshold - 1:
-        print(f"error: dropping {drop} of {members} leaves fewer than t+1={threshold + 1}", file=sys.stderr)
+        print(
+            f"error: dropping {drop} of {members} leaves fewer than t+1={threshold + 1}",
+            file=sys.stderr,
+        )
         return 2
     rng = random.Random(seed)
     say: Callable[[str], None] = (lambda _msg: None) if as_json else print
     timings: dict[str, float] = {}
     board = bytes(20)
-    ctx = Context(chain_id=31337, board=board, round_id=1, dealer=1, purpose=PURPOSE_PAIR, partner=2)
+    ctx = Context(
+        chain_id=31337, board=board, round_id=1, dealer=1, purpose=PURPOSE_PAIR, partner=2
+    )
 
-    say(f"PVSS demo: committee m={members}, threshold t={threshold} (any {threshold + 1} reconstruct)")
+    say(
+        f"PVSS demo: committee m={members}, threshold t={threshold} "
+        f"(any {threshold + 1} reconstruct)"
+    )
     keys = _timed("keygen", lambda: [KeyPair.generate() for _ in range(members)], timings)
     recipient = KeyPair.generate()
     pops = _timed(
@@ -68,7 +78,10 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
     )
     _timed(
         "verify_possession",
-        lambda: [verify_possession(k.pk, p, 31337, board, i + 1) for i, (k, p) in enumerate(zip(keys, pops))],
+        lambda: [
+            verify_possession(k.pk, p, 31337, board, i + 1)
+            for i, (k, p) in enumerate(zip(keys, pops, strict=False))
+        ],
         timings,
     )
     say(f"  registered {members} members, every proof of possession checked")
@@ -76,7 +89,9 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
     _timed("deal_first", lambda: deal(pks, threshold, ctx, recipient.pk), timings)
     dealing, secret = _timed("deal", lambda: deal(pks, threshold, ctx, recipient.pk), timings)
     say(f"  dealt a secret to {members} members + recipient: {len(dealing.to_bytes())} bytes")
-    _timed("verify_dealing_reference", lambda: verify_dealing(dealing, pks, ctx, recipient.pk), timings)
+    _timed(
+        "verify_dealing_reference", lambda: verify_dealing(dealing, pks, ctx, recipient.pk), timings
+    )
     claim = DealingClaim(dealing, tuple(pks), ctx, recipient.pk)
     ok = _timed("verify_dealing_batched", lambda: is_valid_dealing_batch([claim]), timings)
     say(f"  dealing verified (reference and batched verifier agree: {ok})")
@@ -95,7 +110,10 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
     )
     say(f"  {drop} members dropped; {len(shares)} decrypted shares posted, every proof checked")
     rebuilt = _timed("reconstruct", lambda: reconstruct(shares, threshold), timings)
-    say(f"  reconstructed from {threshold + 1} shares: {'matches' if rebuilt == secret else 'MISMATCH'}")
+    say(
+        f"  reconstructed from {threshold + 1} shares: "
+        f"{'matches' if rebuilt == secret else 'MISMATCH'}"
+    )
     bad = dataclasses.replace(shares[0], share=shares[0].share + G)
     try:
         verify_decrypted_share(bad, dealing, pks[bad.index - 1], ctx)
@@ -106,8 +124,17 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
         say(f"  tampered share rejected: InvalidProof({exc})")
     all_ok = ok and got == secret and rebuilt == secret and rejected
     if as_json:
-        print(json.dumps({"ok": all_ok, "members": members, "threshold": threshold, "dropped": drop,
-                          "seconds": timings}))
+        print(
+            json.dumps(
+                {
+                    "ok": all_ok,
+                    "members": members,
+                    "threshold": threshold,
+                    "dropped": drop,
+                    "seconds": timings,
+                }
+            )
+        )
     else:
         say("  timings (seconds):")
         for label, secs in timings.items():
@@ -126,10 +153,19 @@ def run_simulate(args: Any) -> int:
         return 2
     try:
         params = SimParams(
-            clients=args.clients, committee=args.committee, threshold=args.threshold, dim=args.dim,
-            dropout=args.dropout, dropout_phase=args.dropout_phase,
-            committee_dropout=args.committee_dropout, graph=args.graph, quant_bits=args.quant_bits,
-            bits=args.bits, clip=args.clip, max_weight=args.max_weight, seed=args.seed,
+            clients=args.clients,
+            committee=args.committee,
+            threshold=args.threshold,
+            dim=args.dim,
+            dropout=args.dropout,
+            dropout_phase=args.dropout_phase,
+            committee_dropout=args.committee_dropout,
+            graph=args.graph,
+            quant_bits=args.quant_bits,
+            bits=args.bits,
+            clip=args.clip,
+            max_weight=args.max_weight,
+            seed=args.seed,
             backend=args.backend,
         )
         params.round_config()
@@ -140,13 +176,21 @@ def run_simulate(args: Any) -> int:
     if args.json:
         print(res.to_json())
     else:
-        print(f"round: n={args.clients} m={args.committee} t={args.threshold} d={args.dim} "
-              f"graph={args.graph} bits={res.params['bits']}")
+        print(
+            f"round: n={args.clients} m={args.committee} t={args.threshold} d={args.dim} "
+            f"graph={args.graph} bits={res.params['bits']}"
+        )
         print(f"  included {res.included} clients; verified by a third party: {res.verified}")
-        print(f"  max |error| vs plaintext weighted mean: {res.max_abs_error:.3g} (bound {res.error_bound:.3g})")
+        print(
+            f"  max |error| vs plaintext weighted mean: {res.max_abs_error:.3g} "
+            f"(bound {res.error_bound:.3g})"
+        )
         for role, secs in res.seconds.items():
             print(f"  {role:<16} {secs:9.4f} s")
-        print(f"  bytes sent per client: {res.bytes_per_client:,.0f} (masked vector {res.masked_bytes_per_client:,.0f})")
+        print(
+            f"  bytes sent per client: {res.bytes_per_client:,.0f} "
+            f"(masked vector {res.masked_bytes_per_client:,.0f})"
+        )
         print(f"  round directory: {res.params['out']}")
         for f in res.findings:
             print(f"  finding: {f}")
@@ -166,12 +210,19 @@ def run_verify(round_dir: str, as_json: bool) -> int:
         return 2
     report = verify_round(transcript, blobs)
     if as_json:
-        print(json.dumps({
-            "verified": report.ok,
-            "included": list(report.included),
-            "checks": [{"check": name, "passed": ok} for name, ok in report.checks],
-            "faults": [{"party": f.party, "rule": f.rule, "detail": f.detail} for f in report.findings],
-        }))
+        print(
+            json.dumps(
+                {
+                    "verified": report.ok,
+                    "included": list(report.included),
+                    "checks": [{"check": name, "passed": ok} for name, ok in report.checks],
+                    "faults": [
+                        {"party": f.party, "rule": f.rule, "detail": f.detail}
+                        for f in report.findings
+                    ],
+                }
+            )
+        )
     else:
         for name, ok in report.checks:
             print(f"[{'ok' if ok else 'FAIL'}] {name}")
@@ -183,9 +234,13 @@ def run_verify(round_dir: str, as_json: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``pvss-secagg`` console script."""
-    ap = argparse.ArgumentParser(prog="pvss-secagg", description="Publicly verifiable secure aggregation")
+    ap = argparse.ArgumentParser(
+        prog="pvss-secagg", description="Publicly verifiable secure aggregation"
+    )
     sub = ap.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="PVSS walk-through: deal, verify, decrypt, drop, reconstruct")
+    demo = sub.add_parser(
+        "demo", help="PVSS walk-through: deal, verify, decrypt, drop, reconstruct"
+    )
     demo.add_argument("--members", type=int, default=10)
     demo.add_argument("--threshold", type=int, default=4)
     demo.add_argument("--drop", type=int, default=5, help="members that vanish before decrypting")
@@ -198,7 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--threshold", type=int, default=2)
     sim.add_argument("--dim", type=int, default=1000)
     sim.add_argument("--dropout", type=float, default=0.0, help="fraction of clients that drop")
-    sim.add_argument("--dropout-phase", default="upload", choices=["deal", "upload", "unmask", "mixed"])
+    sim.add_argument(
+        "--dropout-phase", default="upload", choices=["deal", "upload", "unmask", "mixed"]
+    )
     sim.add_argument("--committee-dropout", type=int, default=0, help="members that never reveal")
     sim.add_argument("--graph", default="complete", help="complete | regular:K")
     sim.add_argument("--board", default="memory", help="memory")

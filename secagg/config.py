@@ -22,7 +22,9 @@ def parse_graph(spec: str, n_clients: int) -> int | None:
         if not 1 <= k < n_clients:
             raise ConfigError(f"graph: degree K={k} must be in [1, n_clients-1={n_clients - 1}]")
         if (k * n_clients) % 2:
-            raise ConfigError(f"graph: a {k}-regular graph on n={n_clients} vertices needs n*K even")
+            raise ConfigError(
+                f"graph: a {k}-regular graph on n={n_clients} vertices needs n*K even"
+            )
         return k
     raise ConfigError(f"graph: {spec!r} is neither 'complete' nor 'regular:K'")
 
@@ -84,9 +86,13 @@ class RoundConfig:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {v!r}")
         m, t = self.committee_size, self.threshold
         if t >= m:
-            raise ConfigError(f"threshold: t={t} must be < committee_size m={m} (t+1 must be able to reconstruct)")
+            raise ConfigError(
+                f"threshold: t={t} must be < committee_size m={m} (t+1 must be able to reconstruct)"
+            )
         if self.honest_majority and 2 * t >= m:
-            raise ConfigError(f"threshold: 2t < m required (t={t}, m={m}); set honest_majority=False to allow")
+            raise ConfigError(
+                f"threshold: 2t < m required (t={t}, m={m}); set honest_majority=False to allow"
+            )
         if self.n_clients < 2:
             raise ConfigError(f"n_clients: a sum needs at least 2 clients, got {self.n_clients}")
         parse_graph(self.graph, self.n_clients)

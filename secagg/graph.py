@@ -20,7 +20,8 @@ def compute_round_seed(head: bytes) -> bytes:
 
 
 def _permutation(n: int, seed: bytes) -> list[int]:
-    """Fisher–Yates over 1..n with j = uint256(keccak256(DST_GRAPH || seed || uint32 i)) mod (i+1)."""
+    """Fisher–Yates over 1..n with
+    j = uint256(keccak256(DST_GRAPH || seed || uint32 i)) mod (i+1)."""
     perm = list(range(1, n + 1))
     for i in range(n - 1, 0, -1):
         j = int.from_bytes(keccak256(DST_GRAPH + seed + i.to_bytes(4, "big")), "big") % (i + 1)

@@ -56,7 +56,9 @@ class DealingItem:
             raise InvalidEncoding(f"dealing_item.purpose: {self.purpose} is neither self nor pair")
 
 
-DEALING_ITEM = record(DealingItem, ("purpose", UInt(8)), ("partner", UInt(32)), ("dealing", Bytes()))
+DEALING_ITEM = record(
+    DealingItem, ("purpose", UInt(8)), ("partner", UInt(32)), ("dealing", Bytes())
+)
 
 
 @message(3, ("dealer", UInt(32)), ("items", ListOf(DEALING_ITEM, 1 << 16)))
@@ -90,7 +92,11 @@ class ShareItem:
 
 
 SHARE_ITEM = record(
-    ShareItem, ("dealer", UInt(32)), ("purpose", UInt(8)), ("partner", UInt(32)), ("share", Bytes(130))
+    ShareItem,
+    ("dealer", UInt(32)),
+    ("purpose", UInt(8)),
+    ("partner", UInt(32)),
+    ("share", Bytes(130)),
 )
 
 

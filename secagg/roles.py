@@ -55,9 +55,13 @@ class _Role:
     def _expect(self, stage: Stage, board: Board | None = None, phase: Phase | None = None) -> None:
         who = f"{type(self).__name__.lower()} {self.party}"
         if self.stage != stage:
-            raise ProtocolError(f"{who}: action needs stage {stage.value}, it is {self.stage.value}")
+            raise ProtocolError(
+                f"{who}: action needs stage {stage.value}, it is {self.stage.value}"
+            )
         if board is not None and phase is not None and board.phase() != phase:
-            raise ProtocolError(f"{who}: action needs board phase {phase.name}, it is {board.phase().name}")
+            raise ProtocolError(
+                f"{who}: action needs board phase {phase.name}, it is {board.phase().name}"
+            )
 
 
 class Client(_Role):
@@ -88,8 +92,14 @@ class Client(_Role):
     def register(self, board: Board) -> None:
         self._expect(Stage.NEW, board, Phase.REGISTER)
         cfg = self.config
-        pop = prove_possession(self.key, cfg.chain_id, cfg.board, pop_party(ROLE_CLIENT, self.party))
-        board.submit(ROLE_CLIENT, self.party, Registration(ROLE_CLIENT, self.party, self.key.pk.to_bytes(), pop.to_bytes()))
+        pop = prove_possession(
+            self.key, cfg.chain_id, cfg.board, pop_party(ROLE_CLIENT, self.party)
+        )
+        board.submit(
+            ROLE_CLIENT,
+            self.party,
+            Registration(ROLE_CLIENT, self.party, self.key.pk.to_bytes(), pop.to_bytes()),
+        )
         self.stage = Stage.REGISTERED
 
     def make_dealings(self, board: Board) -> DealingsPost:
@@ -99,11 +109,15 @@ class Client(_Role):
         pks = board.member_keys()
         items = []
         keys = [self_key(self.party)] + [
-            pair_key(self.party, j) for j in st.graph[self.party] if j > self.party and j in st.clients
+            pair_key(self.party, j)
+            for j in st.graph[self.party]
+            if j > self.party and j in st.clients
         ]
         for key in keys:
             rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
-            dealing, secret = deal(pks, self.config.threshold, dealing_context(self.config, key), rpk)
+            dealing, secret = deal(
+                pks, self.config.threshold, dealing_context(self.config, key), rpk
+            )
             self._dealt_secrets[key] = secret
             items.append(DealingItem(key[1], key[2], dealing.to_bytes()))
         return DealingsPost(self.party, tuple(items))
@@ -121,7 +135,9 @@ class Client(_Role):
         st = board.state()
         assert st.graph is not None
         me = self.party
-        self_seed = compute_mask_seed(dealing_context(cfg, self_key(me)), self._dealt_secrets[self_key(me)])
+        self_seed = compute_mask_seed(
+            dealing_context(cfg, self_key(me)), self._dealt_secrets[self_key(me)]
+        )
         pairs: list[tuple[bytes, int]] = []
         members = board.member_keys()
         for j in st.graph[me]:
@@ -136,10 +152,14 @@ class Client(_Role):
                 try:
                     verify_dealing(dealing, members, ctx, self.key.pk)
                 except InvalidProof as exc:
-                    raise ProtocolError(f"client {me}: board relayed an invalid dealing {key}: {exc}") from None
+                    raise ProtocolError(
+                        f"client {me}: board relayed an invalid dealing {key}: {exc}"
+                    ) from None
                 secret = recover_as_recipient(dealing, self.key)
             pairs.append((compute_mask_seed(ctx, secret), pair_sign(me, j)))
-        quantized = quantize(self.update, cfg.masking(), self.weight, self.rng, backend=self.backend)
+        quantized = quantize(
+            self.update, cfg.masking(), self.weight, self.rng, backend=self.backend
+        )
         return mask_and_pack(quantized, self_seed, pairs, cfg.bits, backend=self.backend)
 
     def upload(self, board: Board, blobs: BlobStore) -> bytes:
@@ -167,8 +187,14 @@ class CommitteeMember(_Role):
     def register(self, board: Board) -> None:
         self._expect(Stage.NEW, board, Phase.REGISTER)
         cfg = self.config
-        pop = prove_possession(self.key, cfg.chain_id, cfg.board, pop_party(ROLE_MEMBER, self.party))
-        board.submit(ROLE_MEMBER, self.party, Registration(ROLE_MEMBER, self.party, self.key.pk.to_bytes(), pop.to_bytes()))
+        pop = prove_possession(
+            self.key, cfg.chain_id, cfg.board, pop_party(ROLE_MEMBER, self.party)
+        )
+        board.submit(
+            ROLE_MEMBER,
+            self.party,
+            Registration(ROLE_MEMBER, self.party, self.key.pk.to_bytes(), pop.to_bytes()),
+        )
         self.stage = Stage.REGISTERED
 
     def make_shares(self, board: Board) -> SharesPost:
@@ -180,7 +206,9 @@ class CommitteeMember(_Role):
             raise ProtocolError(f"member {self.party}: included set missing or inconsistent")
         items = []
         for key in board.allowed_shares():
-            share = decrypt_share(st.dealings[key], self.party, self.key, dealing_context(self.config, key))
+            share = decrypt_share(
+                st.dealings[key], self.party, self.key, dealing_context(self.config, key)
+            )
             items.append(ShareItem(key[0], key[1], key[2], share.to_bytes()))
         return SharesPost(self.party, tuple(items))
 

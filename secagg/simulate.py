@@ -18,7 +18,7 @@ from secagg.errors import ConfigError
 from secagg.messages import Event
 from secagg.quantize import MaskingConfig, bits_needed
 from secagg.roles import Aggregator, Client, CommitteeMember
-from secagg.verifier import BLOB_DIR, verify_round, save_round
+from secagg.verifier import BLOB_DIR, save_round, verify_round
 
 DROPOUT_PHASES = ("deal", "upload", "unmask", "mixed")
 
@@ -113,7 +113,9 @@ def _progress(total: int, enabled: bool):  # noqa: ANN202
     return tqdm(total=total, desc="round", unit="step", leave=False)
 
 
-def simulate(params: SimParams, out_dir: Path | None = None, *, progress: bool = False) -> SimResult:
+def simulate(
+    params: SimParams, out_dir: Path | None = None, *, progress: bool = False
+) -> SimResult:
     """Run one round end to end on a memory board and verify it as a third party."""
     cfg = params.round_config()
     rng = np.random.default_rng(params.seed)
@@ -127,18 +129,34 @@ def simulate(params: SimParams, out_dir: Path | None = None, *, progress: bool =
     updates = [rng.uniform(-1.2 * cfg.clip, 1.2 * cfg.clip, cfg.dim) for _ in range(n)]
     weights = [int(w) for w in rng.integers(1, cfg.max_weight + 1, n)]
     n_drop = int(round(params.dropout * n))
-    dropped = set(int(i) for i in rng.choice(np.arange(1, n + 1), n_drop, replace=False)) if n_drop else set()
+    dropped = (
+        set(int(i) for i in rng.choice(np.arange(1, n + 1), n_drop, replace=False))
+        if n_drop
+        else set()
+    )
     phases = ("deal", "upload", "unmask")
     drop_phase = {
-        i: (params.dropout_phase if params.dropout_phase != "mixed" else phases[int(rng.integers(0, 3))])
+        i: (
+            params.dropout_phase
+            if params.dropout_phase != "mixed"
+            else phases[int(rng.integers(0, 3))]
+        )
         for i in dropped
     }
-    member_drop = set(int(k) for k in rng.choice(np.arange(1, m + 1), params.committee_dropout, replace=False))
+    member_drop = set(
+        int(k) for k in rng.choice(np.arange(1, m + 1), params.committee_dropout, replace=False)
+    )
 
     board = TimedBoard(cfg)
     clients = [
-        Client(cfg, i, updates[i - 1], weights[i - 1], rng=np.random.default_rng(params.seed * 1000 + i),
-               backend=params.backend)
+        Client(
+            cfg,
+            i,
+            updates[i - 1],
+            weights[i - 1],
+            rng=np.random.default_rng(params.seed * 1000 + i),
+            backend=params.backend,
+        )
         for i in range(1, n + 1)
     ]
     members = [CommitteeMember(cfg, k) for k in range(1, m + 1)]
@@ -210,7 +228,9 @@ def simulate(params: SimParams, out_dir: Path | None = None, *, progress: bool =
         included=len(included),
         seconds={
             "client_mean": float(np.mean([client_time[i] for i in active])),
-            "committee_mean": float(np.mean([member_time[k] for k in member_time if k not in member_drop])),
+            "committee_mean": float(
+                np.mean([member_time[k] for k in member_time if k not in member_drop])
+            ),
             "aggregator": aggregator_s,
             "verifier": verifier_s,
             "board": board.busy,

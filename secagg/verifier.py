@@ -63,7 +63,9 @@ def verify_round(transcript: TranscriptFile, blobs: BlobStore) -> RoundReport:
         board = MemoryBoard.replay(transcript)
     except RuleViolation as exc:
         f = exc.fault
-        report.check("transcript replays under the board rules", False, Finding(f.who, f.rule, f.detail))
+        report.check(
+            "transcript replays under the board rules", False, Finding(f.who, f.rule, f.detail)
+        )
         return report
     except (ProtocolError, InvalidEncoding) as exc:
         report.check("transcript hash chain", False, Finding("board", "transcript", str(exc)))
@@ -71,7 +73,9 @@ def verify_round(transcript: TranscriptFile, blobs: BlobStore) -> RoundReport:
     report.check("hash chain and board rules (every proof re-verified)", True)
     st = board.state()
     if st.result is None:
-        report.check("result posted", False, Finding("aggregator", "result", "no result on the board"))
+        report.check(
+            "result posted", False, Finding("aggregator", "result", "no result on the board")
+        )
         return report
     report.included = st.included or ()
     inputs = []
@@ -80,7 +84,11 @@ def verify_round(transcript: TranscriptFile, blobs: BlobStore) -> RoundReport:
         try:
             inputs.append(blobs.get(digest))
         except ProtocolError as exc:
-            report.check(f"blob of client {i}", False, Finding("blob store", "masked-input", f"client {i}: {exc}"))
+            report.check(
+                f"blob of client {i}",
+                False,
+                Finding("blob store", "masked-input", f"client {i}: {exc}"),
+            )
     if len(inputs) != len(report.included):
         return report
     seeds = recover_seeds(st, removal_plan(st), verify=False)
@@ -90,12 +98,20 @@ def verify_round(transcript: TranscriptFile, blobs: BlobStore) -> RoundReport:
     report.check(
         "result digest equals the recomputed sum",
         digest == st.result.digest,
-        Finding("aggregator", "result", f"posted digest {st.result.digest.hex()[:16]}… != recomputed {digest.hex()[:16]}…"),
+        Finding(
+            "aggregator",
+            "result",
+            f"posted digest {st.result.digest.hex()[:16]}… != recomputed {digest.hex()[:16]}…",
+        ),
     )
     report.check(
         "total weight equals the recomputed sum's weight coordinate",
         int(total[-1]) == st.result.total_weight,
-        Finding("aggregator", "result", f"posted total weight {st.result.total_weight} != {int(total[-1])}"),
+        Finding(
+            "aggregator",
+            "result",
+            f"posted total weight {st.result.total_weight} != {int(total[-1])}",
+        ),
     )
     if int(total[-1]) > 0:
         report.mean = dequantize_sum(total, st.config.clip, st.config.quant_bits)

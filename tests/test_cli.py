@@ -8,7 +8,10 @@ from secagg.cli import main
 
 
 def test_pvss_demo_json(capsys) -> None:
-    assert main(["demo", "--members", "5", "--threshold", "2", "--drop", "2", "--json", "--seed", "1"]) == 0
+    assert (
+        main(["demo", "--members", "5", "--threshold", "2", "--drop", "2", "--json", "--seed", "1"])
+        == 0
+    )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["ok"] is True and out["dropped"] == 2
     assert out["seconds"]["deal"] > 0

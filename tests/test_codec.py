@@ -44,14 +44,33 @@ messages = st.one_of(
     st.builds(
         SharesPost,
         u32,
-        st.lists(st.builds(ShareItem, u32, st.sampled_from([0, 1]), u32, st.binary(min_size=130, max_size=130)),
-                 max_size=3).map(tuple),
+        st.lists(
+            st.builds(
+                ShareItem, u32, st.sampled_from([0, 1]), u32, st.binary(min_size=130, max_size=130)
+            ),
+            max_size=3,
+        ).map(tuple),
     ),
-    st.builds(ResultPost, b32, st.lists(u32, max_size=5).map(tuple), st.integers(min_value=0, max_value=2**64 - 1)),
+    st.builds(
+        ResultPost,
+        b32,
+        st.lists(u32, max_size=5).map(tuple),
+        st.integers(min_value=0, max_value=2**64 - 1),
+    ),
     st.builds(
         TranscriptFile,
-        st.lists(st.builds(Event, st.integers(0, 2**64 - 1), st.integers(0, 2**64 - 1), st.integers(0, 2),
-                           u32, st.binary(max_size=40), b32), max_size=3).map(tuple),
+        st.lists(
+            st.builds(
+                Event,
+                st.integers(0, 2**64 - 1),
+                st.integers(0, 2**64 - 1),
+                st.integers(0, 2),
+                u32,
+                st.binary(max_size=40),
+                b32,
+            ),
+            max_size=3,
+        ).map(tuple),
     ),
 )
 
@@ -107,7 +126,11 @@ def test_strictness() -> None:
     with pytest.raises(InvalidEncoding, match="outside uint32"):
         codec.decode(msgpack.packb([CODEC_VERSION, 4, 2**32, b"\x01" * 32, 100]))
     # 3 as a uint32 (0xce) instead of a positive fixint: same value, not canonical
-    noncanon = bytes([0x95, 0x01, 0x04, 0xCE, 0, 0, 0, 3]) + msgpack.packb(b"\x01" * 32) + msgpack.packb(100)
+    noncanon = (
+        bytes([0x95, 0x01, 0x04, 0xCE, 0, 0, 0, 3])
+        + msgpack.packb(b"\x01" * 32)
+        + msgpack.packb(100)
+    )
     with pytest.raises(InvalidEncoding, match="not canonically encoded"):
         codec.decode(noncanon)
     with pytest.raises(InvalidEncoding, match="expected MaskedInputPost"):

@@ -14,12 +14,12 @@ from pvss.errors import InvalidEncoding
 from pvss.group import (
     FIELD_MODULUS,
     GLV_LAMBDA,
-    H,
     H_COUNTER,
     ORDER,
     FixedBaseTable,
     G,
     G1Point,
+    H,
     _batch_add,
     compute_h_generator,
     g_table,
@@ -130,12 +130,12 @@ def test_msm_matches_py_ecc(n: int) -> None:
     pts = [rand_point(rng) for _ in range(n)]
     ks = [rng.randrange(R) for _ in range(n)]
     ref = pe.Z1
-    for p_, k in zip(pts, ks):
+    for p_, k in zip(pts, ks, strict=False):
         ref = pe.add(ref, pe.multiply(to_pe(p_), k))
     assert msm(pts, ks) == from_pe(ref)
     small = [rng.randrange(-(2**130), 2**130) for _ in range(n)]
     ref = pe.Z1
-    for p_, k in zip(pts, small):
+    for p_, k in zip(pts, small, strict=False):
         ref = pe.add(ref, pe.multiply(to_pe(p_), k % R))
     assert msm_signed(pts, small) == from_pe(ref)
 
@@ -157,7 +157,7 @@ def test_fixed_base_tables_and_mul_each() -> None:
         table = FixedBaseTable(pts[0], window)
         assert table.mul_many(ks) == [pts[0] * k for k in ks]
     tabs = [table_for(p_) for p_ in pts]
-    assert mul_each(tabs, ks) == [p_ * k for p_, k in zip(pts, ks)]
+    assert mul_each(tabs, ks) == [p_ * k for p_, k in zip(pts, ks, strict=False)]
     assert FixedBaseTable(G1Point.identity(), 4).mul(5).is_identity
 
 

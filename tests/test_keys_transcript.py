@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from pvss.errors import InvalidEncoding, InvalidProof
-from pvss.group import ORDER, G, H, G1Point
+from pvss.group import ORDER, G, G1Point, H
 from pvss.keys import KeyPair, ProofOfPossession, prove_possession, verify_possession
 from pvss.transcript import (
     CONTEXT_BYTES,
@@ -25,7 +25,9 @@ BOARD = bytes(range(20))
 
 def test_keccak_is_the_evm_one() -> None:
     # keccak256("") as the EVM computes it (not NIST SHA3-256)
-    assert keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    assert (
+        keccak256(b"").hex() == "c5d2460186f7233c927e7db2dcc703c0e500b653ca82273b7bfad8045d85a470"
+    )
 
 
 def test_context_layout_is_abi_encode_packed() -> None:
@@ -33,8 +35,12 @@ def test_context_layout_is_abi_encode_packed() -> None:
     data = ctx.to_bytes()
     assert len(data) == CONTEXT_BYTES
     assert data == (
-        (1).to_bytes(32, "big") + BOARD + (2).to_bytes(8, "big") + (3).to_bytes(4, "big")
-        + bytes([1]) + (4).to_bytes(4, "big")
+        (1).to_bytes(32, "big")
+        + BOARD
+        + (2).to_bytes(8, "big")
+        + (3).to_bytes(4, "big")
+        + bytes([1])
+        + (4).to_bytes(4, "big")
     )
     assert Context.from_bytes(data) == ctx
 

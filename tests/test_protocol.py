@@ -13,7 +13,7 @@ import pytest
 
 from pvss.group import ORDER, G, g_table, mul_each, table_for
 from pvss.scrape import Dealing, DecryptedShare, dealing_transcript
-from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
+from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.blobs import BlobStore
 from secagg.board import MemoryBoard, Phase, RuleViolation, allowed_share_keys
@@ -41,8 +41,20 @@ R = int(ORDER)
 
 
 def make_config(**kw) -> RoundConfig:
-    base = dict(chain_id=31337, board=b"\x42" * 20, round_id=1, n_clients=6, committee_size=5,
-                threshold=2, graph="complete", dim=50, quant_bits=12, bits=24, clip=1.0, max_weight=4)
+    base = dict(
+        chain_id=31337,
+        board=b"\x42" * 20,
+        round_id=1,
+        n_clients=6,
+        committee_size=5,
+        threshold=2,
+        graph="complete",
+        dim=50,
+        quant_bits=12,
+        bits=24,
+        clip=1.0,
+        max_weight=4,
+    )
     base.update(kw)
     return RoundConfig(**base)
 
@@ -58,8 +70,10 @@ class Round:
         n = self.cfg.n_clients
         self.updates = [rng.uniform(-1, 1, self.cfg.dim) for _ in range(n)]
         self.weights = [int(w) for w in rng.integers(1, self.cfg.max_weight + 1, n)]
-        self.clients = [Client(self.cfg, i + 1, self.updates[i], self.weights[i], rng=np.random.default_rng(i))
-                        for i in range(n)]
+        self.clients = [
+            Client(self.cfg, i + 1, self.updates[i], self.weights[i], rng=np.random.default_rng(i))
+            for i in range(n)
+        ]
         self.members = [CommitteeMember(self.cfg, k + 1) for k in range(self.cfg.committee_size)]
 
     def register(self) -> Round:
@@ -122,12 +136,37 @@ def assert_privacy_invariant(board: MemoryBoard) -> None:
     [
         SimParams(clients=6, committee=3, threshold=1, dim=64),
         SimParams(clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="deal"),
-        SimParams(clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="upload",
-                  committee_dropout=2),
-        SimParams(clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="unmask"),
-        SimParams(clients=10, committee=7, threshold=3, dim=80, dropout=0.3, dropout_phase="mixed",
-                  committee_dropout=3, graph="regular:4"),
-        SimParams(clients=9, committee=4, threshold=1, dim=33, dropout=0.2, graph="regular:2", quant_bits=8),
+        SimParams(
+            clients=8,
+            committee=5,
+            threshold=2,
+            dim=100,
+            dropout=0.25,
+            dropout_phase="upload",
+            committee_dropout=2,
+        ),
+        SimParams(
+            clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="unmask"
+        ),
+        SimParams(
+            clients=10,
+            committee=7,
+            threshold=3,
+            dim=80,
+            dropout=0.3,
+            dropout_phase="mixed",
+            committee_dropout=3,
+            graph="regular:4",
+        ),
+        SimParams(
+            clients=9,
+            committee=4,
+            threshold=1,
+            dim=33,
+            dropout=0.2,
+            graph="regular:2",
+            quant_bits=8,
+        ),
     ],
     ids=["small", "deal-drop", "upload-drop+members", "unmask-drop", "mixed-regular", "ring"],
 )
@@ -203,7 +242,7 @@ def _forged_pair_dealing(rnd: Round, dealer: int, partner: int) -> bytes:
     a1 = g_table().mul_many(w)
     a2 = mul_each(tables, w)
     e = dealing_transcript(ctx, cfg.threshold, keys, True, v, s_hat, a1, a2).challenge()
-    z = tuple((wk - e * x) % R for wk, x in zip(w, evals))
+    z = tuple((wk - e * x) % R for wk, x in zip(w, evals, strict=False))
     return Dealing(cfg.threshold, True, tuple(v), tuple(s_hat), tuple(a1), tuple(a2), z).to_bytes()
 
 
@@ -243,8 +282,12 @@ def test_member_revealing_what_u_forbids_is_rejected() -> None:
     with pytest.raises(RuleViolation, match="member 1: share-not-allowed"):
         rnd.board.submit(ROLE_MEMBER, 1, SharesPost(1, (item,)))
     # the self dealing of the dropped client 6 must never be revealed either
-    item = ShareItem(*self_key(6), decrypt_share(st.dealings[self_key(6)], 1, m.key,
-                                                 dealing_context(rnd.cfg, self_key(6))).to_bytes())
+    item = ShareItem(
+        *self_key(6),
+        decrypt_share(
+            st.dealings[self_key(6)], 1, m.key, dealing_context(rnd.cfg, self_key(6))
+        ).to_bytes(),
+    )
     with pytest.raises(RuleViolation, match="share-not-allowed"):
         rnd.board.submit(ROLE_MEMBER, 1, SharesPost(1, (item,)))
 
@@ -264,16 +307,20 @@ def test_replay_from_another_round_or_board_is_rejected() -> None:
     for change in ({"round_id": 2}, {"board": b"\x43" * 20}, {"chain_id": 1}):
         rnd_b = Round(make_config(**change), seed=1)
         # same parties, same keys: only the round/board differs
-        for c_b, c_a in zip(rnd_b.clients, rnd_a.clients):
+        for c_b, c_a in zip(rnd_b.clients, rnd_a.clients, strict=False):
             c_b.key = c_a.key
-        for m_b, m_a in zip(rnd_b.members, rnd_a.members):
+        for m_b, m_a in zip(rnd_b.members, rnd_a.members, strict=False):
             m_b.key = m_a.key
         rnd_b.register()
         with pytest.raises(RuleViolation, match="client 1: dealing-proof"):
             rnd_b.board.submit(ROLE_CLIENT, 1, post)
     # a proof of possession from board A does not register on board B
-    reg = Registration(ROLE_CLIENT, 1, rnd_a.clients[0].key.pk.to_bytes(),
-                       rnd_a.board.events()[1] and codec.decode(rnd_a.board.events()[1].body).pop)
+    reg = Registration(
+        ROLE_CLIENT,
+        1,
+        rnd_a.clients[0].key.pk.to_bytes(),
+        rnd_a.board.events()[1] and codec.decode(rnd_a.board.events()[1].body).pop,
+    )
     rnd_c = Round(make_config(board=b"\x44" * 20))
     with pytest.raises(RuleViolation, match="client 1: proof-of-possession"):
         rnd_c.board.submit(ROLE_CLIENT, 1, reg)
@@ -300,7 +347,11 @@ def test_impersonation_is_rejected() -> None:
 
 
 MESSAGES = {
-    Phase.REGISTER: (ROLE_CLIENT, 1, lambda r: Registration(ROLE_CLIENT, 1, G.to_bytes(), b"\x00" * 64)),
+    Phase.REGISTER: (
+        ROLE_CLIENT,
+        1,
+        lambda r: Registration(ROLE_CLIENT, 1, G.to_bytes(), b"\x00" * 64),
+    ),
     Phase.DEAL: (ROLE_CLIENT, 1, lambda r: DealingsPost(1, ())),
     Phase.UPLOAD: (ROLE_CLIENT, 1, lambda r: MaskedInputPost(1, b"\x00" * 32, 1)),
     Phase.UNMASK: (ROLE_MEMBER, 1, lambda r: SharesPost(1, ())),
@@ -315,7 +366,13 @@ def test_every_stage_violation_is_rejected(now: Phase, msg_phase: Phase) -> None
         return
     cfg = make_config()
     board = MemoryBoard(cfg)
-    heights = {Phase.REGISTER: 0, Phase.DEAL: 10, Phase.UPLOAD: 20, Phase.UNMASK: 30, Phase.RESULT: 40}
+    heights = {
+        Phase.REGISTER: 0,
+        Phase.DEAL: 10,
+        Phase.UPLOAD: 20,
+        Phase.UNMASK: 30,
+        Phase.RESULT: 40,
+    }
     board.advance(heights[now])
     assert board.phase() == now
     role, sender, make = MESSAGES[msg_phase]
@@ -345,7 +402,9 @@ def test_role_state_machines_refuse_out_of_order_actions() -> None:
 
 
 def _finished_round(tmp_path: Path) -> Path:
-    assert simulate(SimParams(clients=5, committee=3, threshold=1, dim=20, dropout=0.2), tmp_path).verified
+    assert simulate(
+        SimParams(clients=5, committee=3, threshold=1, dim=20, dropout=0.2), tmp_path
+    ).verified
     return tmp_path
 
 
@@ -356,7 +415,9 @@ def test_tampered_transcript_is_detected(tmp_path: Path) -> None:
         ev = events[pos]
         body = bytearray(ev.body)
         body[len(body) // 2] ^= 1
-        tampered = TranscriptFile(tuple(events[:pos] + [dataclasses.replace(ev, body=bytes(body))] + events[pos + 1:]))
+        tampered = TranscriptFile(
+            tuple(events[:pos] + [dataclasses.replace(ev, body=bytes(body))] + events[pos + 1 :])
+        )
         report = verify_round(tampered, blobs)
         assert not report.ok
         assert report.findings, "a failing verification must name a party"
@@ -382,15 +443,35 @@ def test_verify_cli_exit_codes(tmp_path: Path, capsys) -> None:
     events = list(transcript.events)
     last = events[-1]
     res = codec.decode(last.body, ResultPost)
-    forged = dataclasses.replace(last, body=codec.encode(dataclasses.replace(res, total_weight=res.total_weight + 1)))
-    (round_dir / "transcript.msgpack").write_bytes(codec.encode(TranscriptFile(tuple(events[:-1] + [forged]))))
+    forged = dataclasses.replace(
+        last, body=codec.encode(dataclasses.replace(res, total_weight=res.total_weight + 1))
+    )
+    (round_dir / "transcript.msgpack").write_bytes(
+        codec.encode(TranscriptFile(tuple(events[:-1] + [forged])))
+    )
     assert cli_main(["verify", str(round_dir)]) == 1
     assert "faulty party: aggregator" in capsys.readouterr().out
 
 
 def test_simulate_cli_json(tmp_path: Path, capsys) -> None:
-    code = cli_main(["simulate", "--clients", "5", "--committee", "3", "--threshold", "1", "--dim", "30",
-                     "--dropout", "0.2", "--out", str(tmp_path), "--json"])
+    code = cli_main(
+        [
+            "simulate",
+            "--clients",
+            "5",
+            "--committee",
+            "3",
+            "--threshold",
+            "1",
+            "--dim",
+            "30",
+            "--dropout",
+            "0.2",
+            "--out",
+            str(tmp_path),
+            "--json",
+        ]
+    )
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and line["verified"] is True
     for key in ("max_abs_error", "error_bound", "included", "bytes_per_client"):

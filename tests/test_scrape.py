@@ -16,9 +16,9 @@ from pvss.errors import InvalidEncoding, InvalidParameters, InvalidProof
 from pvss.group import ORDER, G, G1Point
 from pvss.keys import KeyPair
 from pvss.scrape import (
+    Dealing,
     DealingClaim,
     DecryptedShare,
-    Dealing,
     deal,
     decrypt_share,
     is_valid_dealing,
@@ -32,7 +32,9 @@ from pvss.scrape import (
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, Context
 
 R = int(ORDER)
-CTX = Context(chain_id=31337, board=b"\xab" * 20, round_id=5, dealer=9, purpose=PURPOSE_PAIR, partner=11)
+CTX = Context(
+    chain_id=31337, board=b"\xab" * 20, round_id=5, dealer=9, purpose=PURPOSE_PAIR, partner=11
+)
 
 
 def committee(m: int, seed: int = 0) -> list[KeyPair]:
@@ -48,7 +50,15 @@ def both_reject(dealing: Dealing, pks, ctx, rpk) -> None:
 
 @pytest.mark.parametrize(
     ("m", "t", "with_recipient"),
-    [(2, 1, False), (3, 1, True), (4, 1, False), (5, 2, True), (7, 3, False), (10, 4, True), (16, 7, True)],
+    [
+        (2, 1, False),
+        (3, 1, True),
+        (4, 1, False),
+        (5, 2, True),
+        (7, 3, False),
+        (10, 4, True),
+        (16, 7, True),
+    ],
 )
 def test_round_trip(m: int, t: int, with_recipient: bool) -> None:
     keys = committee(m, seed=m)
@@ -59,7 +69,7 @@ def test_round_trip(m: int, t: int, with_recipient: bool) -> None:
     verify_dealing(dealing, pks, CTX, rpk)
     assert is_valid_dealing_batch([DealingClaim(dealing, tuple(pks), CTX, rpk)])
     shares = [decrypt_share(dealing, k + 1, keys[k], CTX) for k in range(m)]
-    for sh, key in zip(shares, keys):
+    for sh, key in zip(shares, keys, strict=False):
         verify_decrypted_share(sh, dealing, key.pk, CTX)
     assert reconstruct(shares, t) == secret
     if rkey:
@@ -170,7 +180,8 @@ def test_batch_and_reference_agree_on_mixed_batches() -> None:
     assert is_valid_dealing_batch(claims, rng=rng)
     verify_dealings(claims)
     bad = list(claims)
-    for pos, (_, tampered) in zip((1, 4), list(_tampered_dealings(claims[1].dealing))[3:5]):
+    tampers = list(_tampered_dealings(claims[1].dealing))[3:5]
+    for pos, (_, tampered) in zip((1, 4), tampers, strict=True):
         bad[pos] = dataclasses.replace(bad[pos], dealing=tampered)
     bad[4] = dataclasses.replace(claims[4], context=dataclasses.replace(CTX, dealer=99))
     for claim in bad:
@@ -199,7 +210,9 @@ def test_decrypted_share_tampers_rejected() -> None:
     }
     for label, bad in tampers.items():
         with pytest.raises(InvalidProof, match="member"):
-            verify_decrypted_share(bad, dealing, pks[bad.index - 1] if bad.index <= 4 else pks[0], CTX)
+            verify_decrypted_share(
+                bad, dealing, pks[bad.index - 1] if bad.index <= 4 else pks[0], CTX
+            )
         assert label
     with pytest.raises(InvalidProof, match="member 3"):
         verify_decrypted_share(share, dealing, pks[1], CTX)  # another member's key

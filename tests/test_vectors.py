@@ -8,12 +8,12 @@ import json
 import pytest
 
 from pvss.errors import InvalidEncoding, InvalidProof
-from pvss.group import H, H_COUNTER, G1Point
+from pvss.group import H_COUNTER, G1Point, H
 from pvss.keys import ProofOfPossession, verify_possession
 from pvss.scrape import (
+    Dealing,
     DealingClaim,
     DecryptedShare,
-    Dealing,
     compute_dealing_challenge,
     compute_rs_weights,
     is_valid_dealing_batch,
@@ -85,7 +85,9 @@ def test_decrypted_share_vectors(rel: str) -> None:
     pk = G1Point.from_bytes(bytes.fromhex(inp["pk"]))
     ctx = ctx_from_json(inp["context"])
     if vec["output"]["valid"]:
-        verify_decrypted_share(DecryptedShare.from_bytes(bytes.fromhex(inp["share"])), dealing, pk, ctx)
+        verify_decrypted_share(
+            DecryptedShare.from_bytes(bytes.fromhex(inp["share"])), dealing, pk, ctx
+        )
     else:
         with pytest.raises((InvalidProof, InvalidEncoding)):
             share = DecryptedShare.from_bytes(bytes.fromhex(inp["share"]))

@@ -12,15 +12,15 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pvss.group import ORDER, G, H, H_COUNTER, H_TAG, G1Point
+from pvss.group import H_COUNTER, H_TAG, ORDER, G, G1Point, H
 from pvss.keys import KeyPair, pop_transcript, prove_possession
 from pvss.scrape import (
     Dealing,
     compute_dealing_challenge,
     compute_rs_weights,
     deal,
-    decrypt_share,
     dealing_transcript,
+    decrypt_share,
 )
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, Context
 
@@ -42,7 +42,12 @@ def ctx_json(ctx: Context) -> dict[str, Any]:
 
 def ctx_from_json(d: dict[str, Any]) -> Context:
     return Context(
-        d["chain_id"], bytes.fromhex(d["board"][2:]), d["round_id"], d["dealer"], d["purpose"], d["partner"]
+        d["chain_id"],
+        bytes.fromhex(d["board"][2:]),
+        d["round_id"],
+        d["dealer"],
+        d["purpose"],
+        d["partner"],
     )
 
 
@@ -62,14 +67,24 @@ def build() -> dict[str, dict[str, Any]]:
     pks = [k.pk for k in keys]
     recipient = KeyPair.generate(rng.randrange(1, R))
     board = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
-    for name, rkey, purpose in (("self_m4_t1", None, PURPOSE_SELF), ("pair_m4_t1", recipient, PURPOSE_PAIR)):
+    for name, rkey, purpose in (
+        ("self_m4_t1", None, PURPOSE_SELF),
+        ("pair_m4_t1", recipient, PURPOSE_PAIR),
+    ):
         ctx = Context(31337, board, 1, 2, purpose, 3 if rkey else 0)
         rpk = rkey.pk if rkey else None
         dealing, secret = deal(pks, 1, ctx, rpk, rng=rng)
         e = compute_dealing_challenge(dealing, pks, ctx, rpk)
         keys_all = ([rpk] if rpk else []) + pks
         tr = dealing_transcript(
-            ctx, 1, keys_all, dealing.has_recipient, dealing.v, dealing.s_hat, dealing.a1, dealing.a2
+            ctx,
+            1,
+            keys_all,
+            dealing.has_recipient,
+            dealing.v,
+            dealing.s_hat,
+            dealing.a1,
+            dealing.a2,
         )
         base_input = {
             "context": ctx_json(ctx),
@@ -93,20 +108,34 @@ def build() -> dict[str, dict[str, Any]]:
         }
         tampers = {
             "v1": dataclasses.replace(dealing, v=(dealing.v[0], dealing.v[1] + G) + dealing.v[2:]),
-            "s_hat0": dataclasses.replace(dealing, s_hat=(dealing.s_hat[0] + G,) + dealing.s_hat[1:]),
-            "a1_2": dataclasses.replace(dealing, a1=dealing.a1[:2] + (dealing.a1[2] + G,) + dealing.a1[3:]),
-            "a2_3": dataclasses.replace(dealing, a2=dealing.a2[:3] + (dealing.a2[3] + G,) + dealing.a2[4:]),
+            "s_hat0": dataclasses.replace(
+                dealing, s_hat=(dealing.s_hat[0] + G,) + dealing.s_hat[1:]
+            ),
+            "a1_2": dataclasses.replace(
+                dealing, a1=dealing.a1[:2] + (dealing.a1[2] + G,) + dealing.a1[3:]
+            ),
+            "a2_3": dataclasses.replace(
+                dealing, a2=dealing.a2[:3] + (dealing.a2[3] + G,) + dealing.a2[4:]
+            ),
             "z0": dataclasses.replace(dealing, z=((dealing.z[0] + 1) % R,) + dealing.z[1:]),
             "threshold": dataclasses.replace(dealing, threshold=2),
         }
         for label, bad in tampers.items():
             out[f"dealing/invalid_{name}_{label}.json"] = {
-                "input": {**base_input, "dealing": bad.to_bytes().hex(), "threshold": bad.threshold},
+                "input": {
+                    **base_input,
+                    "dealing": bad.to_bytes().hex(),
+                    "threshold": bad.threshold,
+                },
                 "output": {"valid": False},
             }
         other = dataclasses.replace(ctx, round_id=2)
         out[f"dealing/invalid_{name}_context.json"] = {
-            "input": {**base_input, "context": ctx_json(other), "dealing": dealing.to_bytes().hex()},
+            "input": {
+                **base_input,
+                "context": ctx_json(other),
+                "dealing": dealing.to_bytes().hex(),
+            },
             "output": {"valid": False},
         }
         if name == "pair_m4_t1":
@@ -121,7 +150,9 @@ def build() -> dict[str, dict[str, Any]]:
             raw = share.to_bytes()
             variants = {
                 "share": raw[:2] + (share.share + G).to_bytes() + raw[66:],
-                "challenge": raw[:66] + ((share.proof.challenge + 1) % R).to_bytes(32, "big") + raw[98:],
+                "challenge": raw[:66]
+                + ((share.proof.challenge + 1) % R).to_bytes(32, "big")
+                + raw[98:],
                 "response": raw[:98] + ((share.proof.response + 1) % R).to_bytes(32, "big"),
                 "index": (3).to_bytes(2, "big") + raw[2:],
             }
@@ -139,15 +170,22 @@ def build() -> dict[str, dict[str, Any]]:
     pop_in = {"chain_id": 31337, "board": "0x" + board.hex(), "party": 7, "pk": _pt(key.pk)}
     out["pop/valid.json"] = {
         "input": {**pop_in, "proof": pop.to_bytes().hex()},
-        "output": {"valid": True, "transcript_prefix": pop_transcript(31337, board, 7, key.pk).to_bytes().hex()},
+        "output": {
+            "valid": True,
+            "transcript_prefix": pop_transcript(31337, board, 7, key.pk).to_bytes().hex(),
+        },
     }
     for label, change in {
         "party": {"party": 8},
         "chain_id": {"chain_id": 1},
         "board": {"board": "0x" + "11" * 20},
         "pk": {"pk": _pt(key.pk + G)},
-        "challenge": {"proof": (((pop.challenge + 1) % R).to_bytes(32, "big") + pop.to_bytes()[32:]).hex()},
-        "response": {"proof": (pop.to_bytes()[:32] + ((pop.response + 1) % R).to_bytes(32, "big")).hex()},
+        "challenge": {
+            "proof": (((pop.challenge + 1) % R).to_bytes(32, "big") + pop.to_bytes()[32:]).hex()
+        },
+        "response": {
+            "proof": (pop.to_bytes()[:32] + ((pop.response + 1) % R).to_bytes(32, "big")).hex()
+        },
     }.items():
         out[f"pop/invalid_{label}.json"] = {
             "input": {**pop_in, "proof": pop.to_bytes().hex(), **change},
@@ -169,11 +207,18 @@ def write(root: Path = VECTOR_DIR) -> int:
     return len(files)
 
 
-def load_dealing_case(inp: dict[str, Any]) -> tuple[Dealing, list[G1Point], Context, G1Point | None]:
+def load_dealing_case(
+    inp: dict[str, Any],
+) -> tuple[Dealing, list[G1Point], Context, G1Point | None]:
     """Decode a dealing vector's input (shared by the vector tests)."""
     pks = [G1Point.from_bytes(bytes.fromhex(h)) for h in inp["committee_pks"]]
     rpk = G1Point.from_bytes(bytes.fromhex(inp["recipient_pk"])) if inp["recipient_pk"] else None
-    return Dealing.from_bytes(bytes.fromhex(inp["dealing"])), pks, ctx_from_json(inp["context"]), rpk
+    return (
+        Dealing.from_bytes(bytes.fromhex(inp["dealing"])),
+        pks,
+        ctx_from_json(inp["context"]),
+        rpk,
+    )
 
 
 if __name__ == "__main__":
