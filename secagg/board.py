@@ -280,7 +280,7 @@ class MemoryBoard(Board):
                 raise ProtocolError(f"transcript: event {ev.seq} goes back in time")
             board.advance(ev.height - board._height)
             try:
-                msg = codec.decode(ev.body)
+                msg: Any = codec.decode(ev.body)
             except InvalidEncoding as exc:
                 raise RuleViolation(Fault(ev.role, ev.sender, "encoding", str(exc))) from None
             board.submit(ev.role, ev.sender, msg)
