@@ -255,29 +255,39 @@ class MemoryBoard(Board):
         return TranscriptFile(tuple(self._events))
 
     @classmethod
-    def replay(cls, transcript: TranscriptFile) -> MemoryBoard:
+    def replay(cls, transcript: TranscriptFile, expected_head: bytes | None = None) -> MemoryBoard:
         """Rebuild a board from its events, re-checking the hash chain and every rule.
-        Raises ``RuleViolation`` naming the sender of the first event an honest board
-        would not have accepted, or ``ProtocolError`` for a broken chain."""
+
+        The whole chain is checked first (a broken link is the board's fault, never the
+        sender's), then every event is re-submitted under the rules: the first one an
+        honest board would have refused raises ``RuleViolation`` naming its sender.
+        ``expected_head``, the head hash from a trusted source (the chain, a published
+        digest), also protects the last event; without it, the last event is only as
+        trustworthy as the file."""
         events = transcript.events
         if not events:
             raise ProtocolError("transcript: empty")
+        for pos, ev in enumerate(events):
+            if ev.seq != pos:
+                raise ProtocolError(f"transcript: event {pos} carries sequence number {ev.seq}")
+            want = ZERO_HASH if pos == 0 else event_hash(events[pos - 1])
+            if ev.prev != want:
+                raise ProtocolError(f"transcript: event {pos} does not chain to event {pos - 1}")
+            if pos and ev.height < events[pos - 1].height:
+                raise ProtocolError(f"transcript: event {pos} goes back in time")
+        if expected_head is not None and event_hash(events[-1]) != expected_head:
+            raise ProtocolError("transcript: head does not match the expected head")
         first = events[0]
-        if first.seq != 0 or first.prev != ZERO_HASH or first.role != ROLE_AGGREGATOR:
+        if first.role != ROLE_AGGREGATOR:
             raise ProtocolError("transcript: event 0 must be the round config")
-        config = codec.decode(first.body, RoundConfig)
+        try:
+            config = codec.decode(first.body, RoundConfig)
+        except InvalidEncoding as exc:
+            raise ProtocolError(f"transcript: event 0 is not a round config: {exc}") from None
         board = cls(config)
-        if event_hash(board._events[0]) != event_hash(first) or board._events[0] != first:
+        if board._events[0] != first:
             raise ProtocolError("transcript: event 0 does not match its config")
         for ev in events[1:]:
-            if ev.seq != len(board._events):
-                raise ProtocolError(f"transcript: event {ev.seq} out of order")
-            if ev.prev != board.head:
-                raise ProtocolError(
-                    f"transcript: event {ev.seq} does not chain to event {ev.seq - 1}"
-                )
-            if ev.height < board._height:
-                raise ProtocolError(f"transcript: event {ev.seq} goes back in time")
             board.advance(ev.height - board._height)
             try:
                 msg: Any = codec.decode(ev.body)

@@ -198,8 +198,8 @@ def run_simulate(args: Any) -> int:
     return 0 if ok else 1
 
 
-def run_verify(round_dir: str, as_json: bool) -> int:
-    """``pvss-secagg verify DIR``."""
+def run_verify(round_dir: str, as_json: bool, head: str | None = None) -> int:
+    """``pvss-secagg verify DIR [--head HEX]``."""
     from secagg.errors import PvssError
     from secagg.verifier import load_round, verify_round
 
@@ -208,7 +208,12 @@ def run_verify(round_dir: str, as_json: bool) -> int:
     except PvssError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = verify_round(transcript, blobs)
+    try:
+        expected = bytes.fromhex(head) if head else None
+    except ValueError:
+        print("error: --head must be 64 hex digits", file=sys.stderr)
+        return 2
+    report = verify_round(transcript, blobs, expected)
     if as_json:
         print(
             json.dumps(
@@ -271,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     ver = sub.add_parser("verify", help="verify a round directory; exit 0 iff valid")
     ver.add_argument("round_dir")
     ver.add_argument("--json", action="store_true")
+    ver.add_argument("--head", default=None, help="expected head hash (hex) from a trusted source")
 
     args: Any = ap.parse_args(argv)
     if args.command == "demo":
@@ -278,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         return run_simulate(args)
     if args.command == "verify":
-        return run_verify(args.round_dir, args.json)
+        return run_verify(args.round_dir, args.json, args.head)
     return 2
 
 

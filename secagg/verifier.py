@@ -11,12 +11,13 @@ import numpy as np
 from secagg import codec
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
 from secagg.blobs import BlobStore, blob_digest
-from secagg.board import MemoryBoard, RuleViolation
+from secagg.board import MemoryBoard, RuleViolation, event_hash
 from secagg.errors import InvalidEncoding, ProtocolError
 from secagg.messages import TranscriptFile, party_name
 from secagg.quantize import dequantize_sum
 
 TRANSCRIPT_FILE = "transcript.msgpack"
+HEAD_FILE = "head.hex"
 BLOB_DIR = "blobs"
 
 
@@ -54,13 +55,16 @@ class RoundReport:
         return passed
 
 
-def verify_round(transcript: TranscriptFile, blobs: BlobStore) -> RoundReport:
+def verify_round(
+    transcript: TranscriptFile, blobs: BlobStore, expected_head: bytes | None = None
+) -> RoundReport:
     """Replay the board (hash chain, every rule, every proof), then recompute the
     weighted sum from the blobs and the revealed secrets and compare it with the
-    aggregator's posted digest."""
+    aggregator's posted digest. ``expected_head`` (from a trusted source) pins the
+    last event too."""
     report = RoundReport()
     try:
-        board = MemoryBoard.replay(transcript)
+        board = MemoryBoard.replay(transcript, expected_head)
     except RuleViolation as exc:
         f = exc.fault
         report.check(
@@ -119,12 +123,14 @@ def verify_round(transcript: TranscriptFile, blobs: BlobStore) -> RoundReport:
 
 
 def save_round(out_dir: Path, transcript: TranscriptFile) -> Path:
-    """Write transcript.msgpack (blobs are already under out_dir/blobs)."""
+    """Write transcript.msgpack and head.hex (the last event's hash, to publish or
+    compare with the chain's); blobs are already under out_dir/blobs."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / TRANSCRIPT_FILE
     tmp = path.with_suffix(".tmp")
     tmp.write_bytes(codec.encode(transcript))
     tmp.replace(path)
+    (out_dir / HEAD_FILE).write_text(event_hash(transcript.events[-1]).hex() + "\n")
     return path
 
 

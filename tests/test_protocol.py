@@ -488,3 +488,27 @@ def test_config_errors_name_the_field() -> None:
         make_config(n_clients=1000, max_weight=100, quant_bits=16, bits=24)
     with pytest.raises(ConfigError, match="committee_dropout"):
         SimParams(committee=5, threshold=2, committee_dropout=3)
+
+
+def test_tampering_with_a_middle_event_blames_the_board_not_the_sender(tmp_path: Path) -> None:
+    transcript, blobs = load_round(_finished_round(tmp_path))
+    events = list(transcript.events)
+    ev = events[2]
+    forged = dataclasses.replace(ev, body=ev.body[:-1] + bytes([ev.body[-1] ^ 1]))
+    report = verify_round(TranscriptFile(tuple(events[:2] + [forged] + events[3:])), blobs)
+    assert [f.party for f in report.findings] == ["board"]
+
+
+def test_expected_head_pins_the_last_event(tmp_path: Path) -> None:
+    round_dir = _finished_round(tmp_path)
+    head = (round_dir / "head.hex").read_text().strip()
+    assert cli_main(["verify", str(round_dir), "--head", head]) == 0
+    transcript, blobs = load_round(round_dir)
+    events = list(transcript.events)
+    res = codec.decode(events[-1].body, ResultPost)
+    forged_body = codec.encode(dataclasses.replace(res, digest=b"\x00" * 32))
+    forged = TranscriptFile(
+        tuple(events[:-1] + [dataclasses.replace(events[-1], body=forged_body)])
+    )
+    report = verify_round(forged, blobs, bytes.fromhex(head))
+    assert not report.ok and report.findings[0].party == "board"
