@@ -218,6 +218,8 @@ class MemoryBoard(Board):
         self._events: list[Event] = []
         self._state = RoundState(config)
         self.faults: list[Fault] = []
+        # replay only: dealing claims whose proofs are checked in one batch at the end
+        self._deferred: list[DealingClaim] | None = None
         self._append(ROLE_AGGREGATOR, 0, codec.encode(config))
 
     # -- Board interface ---------------------------------------------------------
@@ -261,6 +263,8 @@ class MemoryBoard(Board):
         The whole chain is checked first (a broken link is the board's fault, never the
         sender's), then every event is re-submitted under the rules: the first one an
         honest board would have refused raises ``RuleViolation`` naming its sender.
+        Dealing proofs of all posts are checked in one batch at the end (faster); if
+        that batch fails, the replay is redone post by post to name the dealer.
         ``expected_head``, the head hash from a trusted source (the chain, a published
         digest), also protects the last event; without it, the last event is only as
         trustworthy as the file."""
@@ -284,9 +288,23 @@ class MemoryBoard(Board):
             config = codec.decode(first.body, RoundConfig)
         except InvalidEncoding as exc:
             raise ProtocolError(f"transcript: event 0 is not a round config: {exc}") from None
+        board = cls._replay_events(config, first, events, defer=True)
+        if board._deferred and not is_valid_dealing_batch(board._deferred):
+            # some dealing is invalid: replay again checking post by post to name it
+            cls._replay_events(config, first, events, defer=False)
+            raise ProtocolError("transcript: batch and per-post dealing checks disagree")
+        board._deferred = None
+        return board
+
+    @classmethod
+    def _replay_events(
+        cls, config: RoundConfig, first: Event, events: tuple[Event, ...], *, defer: bool
+    ) -> MemoryBoard:
         board = cls(config)
         if board._events[0] != first:
             raise ProtocolError("transcript: event 0 does not match its config")
+        if defer:
+            board._deferred = []
         for ev in events[1:]:
             board.advance(ev.height - board._height)
             try:
@@ -397,7 +415,9 @@ class MemoryBoard(Board):
                 )
             rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
             claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
-        if not is_valid_dealing_batch(claims):
+        if self._deferred is not None:
+            self._deferred.extend(claims)
+        elif not is_valid_dealing_batch(claims):
             for claim, key in zip(claims, got, strict=True):
                 try:
                     verify_dealing(

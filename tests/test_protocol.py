@@ -512,3 +512,26 @@ def test_expected_head_pins_the_last_event(tmp_path: Path) -> None:
     )
     report = verify_round(forged, blobs, bytes.fromhex(head))
     assert not report.ok and report.findings[0].party == "board"
+
+
+def test_board_that_accepted_a_bad_dealing_is_caught_and_the_dealer_named(tmp_path: Path) -> None:
+    """A dishonest board re-chains a transcript containing an invalid dealing: the
+    deferred batch check fails and the post-by-post replay names the dealer."""
+    from secagg.board import event_hash
+
+    transcript, blobs = load_round(_finished_round(tmp_path))
+    events = list(transcript.events)
+    pos = next(i for i, ev in enumerate(events) if isinstance(codec.decode(ev.body), DealingsPost))
+    post = codec.decode(events[pos].body, DealingsPost)
+    d = Dealing.from_bytes(post.items[0].dealing)
+    bad = dataclasses.replace(d, z=((d.z[0] + 1) % R,) + d.z[1:])
+    items = (dataclasses.replace(post.items[0], dealing=bad.to_bytes()),) + post.items[1:]
+    events[pos] = dataclasses.replace(
+        events[pos], body=codec.encode(DealingsPost(post.dealer, items))
+    )
+    for i in range(pos + 1, len(events)):
+        events[i] = dataclasses.replace(events[i], prev=event_hash(events[i - 1]))
+    report = verify_round(TranscriptFile(tuple(events)), blobs)
+    assert [(f.party, f.rule) for f in report.findings] == [
+        (f"client {post.dealer}", "dealing-proof")
+    ]
