@@ -47,20 +47,33 @@ from secagg.packing import (
 )
 from secagg.prg import (
     BLOCK_WORDS,
+    CALL_WORDS,
     CHUNK_WORDS,
     MAX_BLOCKS,
     _check_seed_list,
     _cupy,
-    add_keystream_chunk,
+    _init_state,
+    add_masks_into,
     blocks_needed,
     check_bits,
     cupy_accumulate,
+    keystream_into,
     mask,
     resolve_backend,
+    run_parallel,
+)
+from secagg.quantize import (
+    MaskingConfig,
+    _host_array,
+    _is_torch,
+    _quantize_one,
+    quantize,
+    rounding_key,
 )
 
 __all__ = [
     "mask_and_pack",
+    "quantize_mask_and_pack",
     "unmask_sum",
     "mask_and_pack_reference",
     "unmask_sum_reference",
@@ -77,51 +90,114 @@ def _modmask(bits: int) -> int:
 # ---------------------------------------------------------------------------------------
 
 
+@njit(cache=True, inline="always")
+def _load_chunk(q, start, m, buf, himask):
+    """buf[:m] = q[start : start+m] (truncated to buf's dtype); returns the OR of
+    (value & himask), nonzero iff some value is >= 2^bits."""
+    acc = np.uint64(0)
+    for i in range(m):
+        v = q[start + i]
+        acc |= v & himask
+        buf[i] = v
+    return acc
+
+
 @njit(cache=True, parallel=True)
 def _mask_and_pack_kernel(q, inits, negates, wide, modmask, bits, out_words, bad):
-    """Per chunk: buf = q chunk; buf +/-= every mask; pack buf into out_words.
-    bad[ch] = OR of (q & ~modmask) over the chunk (nonzero: a value >= 2^bits)."""
+    """Per chunk: buf = q chunk; buf +/-= every mask; pack buf & modmask into out_words.
+    bad[ch] != 0 iff the chunk holds a value >= 2^bits. Narrow (bits <= 32) chunks are
+    accumulated in uint32, wide ones in uint64 (2^bits divides either)."""
     n = q.shape[0]
     per = CHUNK_WORDS // 2 if wide else CHUNK_WORDS
-    wpe = 2 if wide else 1
     himask = ~modmask
     nchunks = (n + per - 1) // per
     for ch in prange(nchunks):
-        kw = np.empty(CHUNK_WORDS, np.uint32)
-        buf = np.empty(per, np.uint64)
         start = ch * per
         m = min(n - start, per)
-        acc = np.uint64(0)
-        for i in range(m):
-            v = q[start + i]
-            acc |= v & himask
-            buf[i] = v
-        bad[ch] = acc
-        block0 = (start * wpe) // BLOCK_WORDS
-        for j in range(inits.shape[0]):
-            add_keystream_chunk(buf, m, kw, inits[j], block0, wide, negates[j], modmask)
-        pack_into(buf, m, bits, out_words, (start * bits) // 64)
+        block0 = start * (2 if wide else 1) // BLOCK_WORDS
+        woff = (start * bits) // 64
+        if wide:
+            buf64 = np.empty(per, np.uint64)
+            bad[ch] = _load_chunk(q, start, m, buf64, himask)
+            add_masks_into(buf64, m, inits, negates, block0)
+            pack_into(buf64, m, bits, modmask, out_words, woff)
+        else:
+            buf32 = np.empty(per, np.uint32)
+            bad[ch] = _load_chunk(q, start, m, buf32, himask | np.uint64(0xFFFFFFFF00000000))
+            add_masks_into(buf32, m, inits, negates, block0)
+            pack_into(buf32, m, bits, modmask, out_words, woff)
+
+
+@njit(cache=True, inline="always")
+def _quantize_chunk(x, start, m, d, kw, qinit, clip, levels, weight, buf):
+    """buf[:m] = quantized coordinates start .. start+m-1 of the (d+1)-vector (the last
+    one is the weight); returns 1 if a NaN was met."""
+    nq = min(m, d - start)
+    if nq > 0:
+        keystream_into(kw, 0, qinit, start // BLOCK_WORDS, (nq + CALL_WORDS - 1) // CALL_WORDS)
+    two_clip = 2.0 * clip
+    lev = np.float64(levels)
+    nan = 0
+    for i in range(nq):
+        xi = x[start + i]
+        if xi != xi:
+            nan = 1
+        buf[i] = _quantize_one(xi, kw[i], clip, two_clip, lev, weight)
+    if start + m == d + 1:
+        buf[m - 1] = weight
+    return nan
+
+
+@njit(cache=True, parallel=True)
+def _client_kernel(
+    x, qinit, clip, levels, weight, inits, negates, wide, modmask, bits, out_words, nan_flags
+):
+    """Fused quantize + masks + pack of the (d+1)-vector, chunk by chunk."""
+    d = x.shape[0]
+    n = d + 1
+    per = CHUNK_WORDS // 2 if wide else CHUNK_WORDS
+    nchunks = (n + per - 1) // per
+    for ch in prange(nchunks):
+        start = ch * per
+        m = min(n - start, per)
+        block0 = start * (2 if wide else 1) // BLOCK_WORDS
+        woff = (start * bits) // 64
+        kw = np.empty(per, np.uint32)
+        if wide:
+            buf64 = np.empty(per, np.uint64)
+            nan_flags[ch] = _quantize_chunk(x, start, m, d, kw, qinit, clip, levels, weight, buf64)
+            add_masks_into(buf64, m, inits, negates, block0)
+            pack_into(buf64, m, bits, modmask, out_words, woff)
+        else:
+            buf32 = np.empty(per, np.uint32)
+            nan_flags[ch] = _quantize_chunk(x, start, m, d, kw, qinit, clip, levels, weight, buf32)
+            add_masks_into(buf32, m, inits, negates, block0)
+            pack_into(buf32, m, bits, modmask, out_words, woff)
 
 
 @njit(cache=True, parallel=True)
 def _unmask_sum_kernel(mains, nfull, tails, n, bits, inits, negates, wide, modmask, out):
-    """Per chunk: out chunk = sum of the unpacked streams, then +/- every mask."""
+    """Per chunk: sum of the unpacked streams, then +/- every mask, reduced into out."""
     per = CHUNK_WORDS // 2 if wide else CHUNK_WORDS
-    wpe = 2 if wide else 1
     nchunks = (n + per - 1) // per
     for ch in prange(nchunks):
-        kw = np.empty(CHUNK_WORDS, np.uint32)
         start = ch * per
         m = min(n - start, per)
-        buf = out[start : start + m]
-        if len(mains) == 0:
+        block0 = start * (2 if wide else 1) // BLOCK_WORDS
+        if wide:
+            buf64 = np.zeros(per, np.uint64)
+            for s in range(len(mains)):
+                unpack_add_into(buf64, m, start, mains[s], nfull, tails[s], bits, modmask, True)
+            add_masks_into(buf64, m, inits, negates, block0)
             for i in range(m):
-                buf[i] = 0
-        for s in range(len(mains)):
-            unpack_add_into(buf, m, start, mains[s], nfull, tails[s], bits, modmask, s > 0)
-        block0 = (start * wpe) // BLOCK_WORDS
-        for j in range(inits.shape[0]):
-            add_keystream_chunk(buf, m, kw, inits[j], block0, wide, negates[j], modmask)
+                out[start + i] = buf64[i] & modmask
+        else:
+            buf32 = np.zeros(per, np.uint32)
+            for s in range(len(mains)):
+                unpack_add_into(buf32, m, start, mains[s], nfull, tails[s], bits, modmask, True)
+            add_masks_into(buf32, m, inits, negates, block0)
+            for i in range(m):
+                out[start + i] = np.uint64(buf32[i]) & modmask
 
 
 # ---------------------------------------------------------------------------------------
@@ -207,10 +283,78 @@ def mask_and_pack(
     out = np.empty(-(-n * bits // 64), dtype=np.uint64)
     bad = np.zeros(max(1, -(-n // per)), dtype=np.uint64)
     if n:
-        _mask_and_pack_kernel(q, inits, negates, wide, np.uint64(modmask), bits, out, bad)
+        run_parallel(
+            _mask_and_pack_kernel, q, inits, negates, wide, np.uint64(modmask), bits, out, bad
+        )
     if bad.any():
         _check_range(q, bits, "quantized")
     return out.view(np.uint8)[: packed_size(n, bits)].tobytes()
+
+
+def quantize_mask_and_pack(
+    x: object,
+    config: MaskingConfig,
+    weight: int,
+    rng: object,
+    self_seed: bytes,
+    pair_seeds: Sequence[tuple[bytes, int]],
+    backend: str | None = None,
+) -> bytes:
+    """The whole client op in one pass:
+    ``mask_and_pack(quantize(x, config, weight, rng), self_seed, pair_seeds, config.bits)``
+    with identical output bytes (same rounding key drawn from ``rng``), but the numba
+    backend quantizes, masks and packs each cache-sized chunk before the next, so the
+    (d+1)-element quantized vector is never materialised. Other backends (and CUDA
+    tensors / cupy arrays) run the two steps."""
+    if not isinstance(config, MaskingConfig):
+        raise TypeError(f"config: expected MaskingConfig, got {type(config).__name__}")
+    cp = _cupy()
+    device_input = (_is_torch(x) and x.is_cuda) or (cp is not None and isinstance(x, cp.ndarray))
+    chosen = resolve_backend(backend)
+    if chosen != "numba" or device_input:
+        q = quantize(x, config, weight, rng, backend=backend)
+        return mask_and_pack(q, self_seed, pair_seeds, config.bits, backend=backend)
+    weight = config.check_weight(weight)
+    bits = config.bits
+    self_init, self_neg = _check_seed_list([self_seed], [1], "self_seed")
+    pair_inits, pair_neg = _seed_pairs(pair_seeds, "pair_seeds")
+    inits = np.concatenate([self_init, pair_inits])
+    negates = np.concatenate([self_neg, pair_neg])
+    qinit = _init_state(rounding_key(rng))
+    if _is_torch(x):
+        t = x.detach()
+        x = (t if t.dtype in _torch_float_types() else t.double()).contiguous().numpy()
+    xs = _host_array(x)
+    n = xs.shape[0] + 1
+    _check_blocks(n, bits)
+    wide = bits > 32
+    per = CHUNK_WORDS // 2 if wide else CHUNK_WORDS
+    out = np.empty(-(-n * bits // 64), dtype=np.uint64)
+    nan_flags = np.zeros(-(-n // per), dtype=np.uint8)
+    run_parallel(
+        _client_kernel,
+        xs,
+        qinit,
+        float(config.clip),
+        np.uint64(config.levels),
+        np.uint64(weight),
+        inits,
+        negates,
+        wide,
+        np.uint64(_modmask(bits)),
+        bits,
+        out,
+        nan_flags,
+    )
+    if nan_flags.any():
+        raise InvalidParameters(f"x: NaN at index {int(np.flatnonzero(np.isnan(xs))[0])}")
+    return out.view(np.uint8)[: packed_size(n, bits)].tobytes()
+
+
+def _torch_float_types():
+    import torch  # noqa: PLC0415
+
+    return (torch.float32, torch.float64)
 
 
 def unmask_sum(
@@ -251,7 +395,8 @@ def unmask_sum(
     out = np.empty(length, dtype=np.uint64)
     if length:
         mains, nfull, tails = stream_views(datas)
-        _unmask_sum_kernel(
+        run_parallel(
+            _unmask_sum_kernel,
             mains,
             nfull,
             tails,
@@ -319,7 +464,11 @@ def unmask_sum_reference(
 def warmup() -> None:
     """Compile / load the fused numba kernels (narrow and wide element paths)."""
     seed = bytes(32)
+    rng = np.random.default_rng(0)
     for bits in (30, 40):
         q = np.zeros(10, dtype=np.uint64)
         y = mask_and_pack(q, seed, [(seed, -1)], bits, backend="numba")
         unmask_sum([y], 10, bits, [(seed, 1)], backend="numba")
+        cfg = MaskingConfig(bits, 8, 1.0, 1, 1)
+        for dtype in (np.float32, np.float64):
+            quantize_mask_and_pack(np.zeros(9, dtype), cfg, 1, rng, seed, [], backend="numba")

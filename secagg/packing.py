@@ -23,7 +23,7 @@ from numba import types as nbtypes
 from numba.typed import List as NumbaList
 
 from secagg.errors import InvalidEncoding, InvalidParameters
-from secagg.prg import _cupy, check_bits, resolve_backend
+from secagg.prg import _cupy, check_bits, resolve_backend, run_parallel
 
 __all__ = [
     "packed_size",
@@ -51,19 +51,19 @@ def _modmask(bits: int) -> int:
 
 
 @njit(cache=True, inline="always")
-def pack_into(vals, m, bits, out, woff):
-    """Pack vals[:m] LSB-first into the uint64 words out[woff : woff + ceil(m*bits/64)];
-    the caller guarantees that the first value starts on a word boundary and that every
-    value is < 2^bits. The last word is zero-padded."""
+def pack_into(vals, m, bits, modmask, out, woff):
+    """Pack (vals[:m] & modmask) LSB-first into the uint64 words
+    out[woff : woff + ceil(m*bits/64)]; the first value starts on a word boundary and
+    the last word is zero-padded. vals may be uint32 or uint64."""
     if bits == 64:
         for i in range(m):
-            out[woff + i] = vals[i]
+            out[woff + i] = np.uint64(vals[i])
         return
     cur = np.uint64(0)
     nb = 0
     w = woff
     for i in range(m):
-        v = vals[i]
+        v = np.uint64(vals[i]) & modmask
         cur |= v << np.uint64(nb)
         nb += bits
         if nb >= 64:
@@ -110,6 +110,7 @@ def _pack_kernel(vals, bits, himask, out, bad):
     himask has the bits >= ``bits`` set (so nonzero means out of range)."""
     n = vals.shape[0]
     nchunks = (n + PACK_CHUNK - 1) // PACK_CHUNK
+    modmask = ~himask
     for ch in prange(nchunks):
         start = ch * PACK_CHUNK
         m = min(n - start, PACK_CHUNK)
@@ -118,7 +119,7 @@ def _pack_kernel(vals, bits, himask, out, bad):
         for i in range(m):
             acc |= chunk[i] & himask
         bad[ch] = acc
-        pack_into(chunk, m, bits, out, (start * bits) // 64)
+        pack_into(chunk, m, bits, modmask, out, (start * bits) // 64)
 
 
 @njit(cache=True, parallel=True)
@@ -342,7 +343,7 @@ def pack(values: object, bits: int, backend: str | None = None) -> bytes:
     bad = np.zeros(-(-n // PACK_CHUNK), dtype=np.uint64)
     if n:
         himask = np.uint64(~_modmask(bits) & 0xFFFFFFFFFFFFFFFF)
-        _pack_kernel(vals, bits, himask, out, bad)
+        run_parallel(_pack_kernel, vals, bits, himask, out, bad)
     if bad.any():
         _check_range(vals, bits)
     return out.view(np.uint8)[:nbytes].tobytes()
@@ -369,7 +370,9 @@ def unpack(data: object, length: int, bits: int, backend: str | None = None) -> 
     out = np.empty(length, dtype=np.uint64)
     if length:
         mains, nfull, tails = stream_views([data])
-        _unpack_kernel(mains, nfull, tails, length, bits, np.uint64(_modmask(bits)), out)
+        run_parallel(
+            _unpack_kernel, mains, nfull, tails, length, bits, np.uint64(_modmask(bits)), out
+        )
     return out
 
 

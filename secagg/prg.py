@@ -36,6 +36,7 @@ import functools
 import sys
 from collections.abc import Sequence
 
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
@@ -211,23 +212,32 @@ def _ref_keystream(seed: bytes, nbytes: int, nonce: bytes, counter: int) -> byte
 # numba backend
 # ---------------------------------------------------------------------------------------
 #
-# _chacha_x32(out, off, init, counter) writes the 32 consecutive blocks counter ..
-# counter+31 (512 uint32 words, RFC byte order) to out[off : off+512]. It is an LLVM
-# intrinsic: two independent sets of 16 states are kept as <16 x i32> vectors (lane l of
-# set s computes block counter + 16*s + l), the 20 rounds use add / xor / funnel-shift
-# rotate, and a 4-stage shuffle network transposes each 16x16 word matrix back to block
-# order before the store. Two sets give the out-of-order core two independent
-# dependency chains per quarter round.
+# Two LLVM intrinsics compute the 32 consecutive blocks counter .. counter+31 in one
+# step: two independent sets of 16 states are kept as <16 x i32> vectors (lane l of set
+# s computes block counter + 16*s + l; two sets give the out-of-order core two
+# independent dependency chains), the 20 rounds use add / xor / funnel-shift rotate,
+# and a 4-stage shuffle network transposes each 16x16 word matrix back to block order.
+# LLVM lowers the vectors to whatever the host has (AVX-512, AVX2, NEON, ...).
+#
+# * _chacha_x32(out, off, init, counter): store the 512 keystream words (RFC byte order)
+#   to the uint32 array out[off : off+512].
+# * _chacha_x32_add(buf, off, init, counter, negate): add (negate: subtract) the 32
+#   blocks' mask elements, wrapping, into buf[off : ...]: buf uint32 takes 512 elements
+#   (one word each, bits <= 32), buf uint64 takes 256 elements (two words each, the
+#   little-endian uint64 of the keystream, bits > 32). Reduction mod 2^bits is left to
+#   the caller (2^bits divides 2^32 resp. 2^64).
 
 _LANES = 16
 _SETS = 2
 CALL_BLOCKS = _LANES * _SETS  # 32 blocks per intrinsic call
 CALL_WORDS = CALL_BLOCKS * BLOCK_WORDS  # 512 words
 CHUNK_WORDS = 2048  # keystream words per parallel chunk (8 KiB scratch)
+PAR_CHUNKSIZE = 4  # prange iterations a worker takes at a time (dynamic scheduling)
 
 _I32 = ir.IntType(32)
 _I64 = ir.IntType(64)
 _VTY = ir.VectorType(_I32, _LANES)
+_V64TY = ir.VectorType(_I64, _LANES // 2)
 
 
 def _splat(builder, scalar):
@@ -236,77 +246,143 @@ def _splat(builder, scalar):
     return builder.shuffle_vector(v, v, ir.Constant(_VTY, [0] * _LANES))
 
 
+def _emit_blocks(context, builder, init_ty, init_v, ctr_v):
+    """IR for 32 blocks; returns rows[s][lane] = <16 x i32> words of block 16*s + lane."""
+    inita = context.make_array(init_ty)(context, builder, value=init_v)
+    fshl = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_VTY, [_VTY, _VTY, _VTY]), "llvm.fshl.v16i32"
+    )
+    rot = {n: ir.Constant(_VTY, [n] * _LANES) for n in (16, 12, 8, 7)}
+    words = [builder.load(builder.gep(inita.data, [ir.Constant(_I64, w)])) for w in range(16)]
+    ctr32 = builder.trunc(ctr_v, _I32)  # the block counter is the low 32 bits
+    sets = []
+    for s in range(_SETS):
+        start = [_splat(builder, words[w]) for w in range(16)]
+        start[12] = builder.add(
+            _splat(builder, ctr32),
+            ir.Constant(_VTY, [s * _LANES + lane for lane in range(_LANES)]),
+        )
+        sets.append((start, list(start)))
+
+    def rotl(v, n):
+        return builder.call(fshl, [v, v, rot[n]])
+
+    def qr(x, a, b, c, d):
+        x[a] = builder.add(x[a], x[b])
+        x[d] = rotl(builder.xor(x[d], x[a]), 16)
+        x[c] = builder.add(x[c], x[d])
+        x[b] = rotl(builder.xor(x[b], x[c]), 12)
+        x[a] = builder.add(x[a], x[b])
+        x[d] = rotl(builder.xor(x[d], x[a]), 8)
+        x[c] = builder.add(x[c], x[d])
+        x[b] = rotl(builder.xor(x[b], x[c]), 7)
+
+    # 10 double rounds as an IR loop (a compact body keeps compile times low):
+    # pre -> loop (phi state, one double round of every set) -> loop | done
+    pre = builder.block
+    loop = builder.append_basic_block("chacha.rounds")
+    done = builder.append_basic_block("chacha.done")
+    builder.branch(loop)
+    builder.position_at_end(loop)
+    i_phi = builder.phi(_I32)
+    i_phi.add_incoming(ir.Constant(_I32, 0), pre)
+    phis = []
+    for _start, x in sets:
+        set_phis = []
+        for w in range(16):
+            phi = builder.phi(_VTY)
+            phi.add_incoming(x[w], pre)
+            x[w] = phi
+            set_phis.append(phi)
+        phis.append(set_phis)
+    for _start, x in sets:
+        qr(x, 0, 4, 8, 12)
+        qr(x, 1, 5, 9, 13)
+        qr(x, 2, 6, 10, 14)
+        qr(x, 3, 7, 11, 15)
+        qr(x, 0, 5, 10, 15)
+        qr(x, 1, 6, 11, 12)
+        qr(x, 2, 7, 8, 13)
+        qr(x, 3, 4, 9, 14)
+    i_next = builder.add(i_phi, ir.Constant(_I32, 1))
+    latch = builder.block
+    i_phi.add_incoming(i_next, latch)
+    for set_phis, (_start, x) in zip(phis, sets, strict=True):
+        for w in range(16):
+            set_phis[w].add_incoming(x[w], latch)
+    builder.cbranch(builder.icmp_unsigned("<", i_next, ir.Constant(_I32, 10)), loop, done)
+    builder.position_at_end(done)
+
+    rows = []
+    for start, x in sets:
+        r = [builder.add(x[w], start[w]) for w in range(16)]
+        # r[w][lane] = word w of block lane; swapping the off-diagonal h x h blocks for
+        # h = 8, 4, 2, 1 turns it into r[lane][w].
+        h = 8
+        while h >= 1:
+            nr = list(r)
+            for i in range(16):
+                if i & h:
+                    continue
+                j = i + h
+                lo = [c if not c & h else _LANES + c - h for c in range(_LANES)]
+                hi = [_LANES + c if c & h else c + h for c in range(_LANES)]
+                nr[i] = builder.shuffle_vector(r[i], r[j], ir.Constant(_VTY, lo))
+                nr[j] = builder.shuffle_vector(r[i], r[j], ir.Constant(_VTY, hi))
+            r = nr
+            h //= 2
+        rows.append(r)
+    return rows
+
+
+def _is_i64(ty) -> bool:
+    return isinstance(ty, types.Integer) and ty.bitwidth == 64
+
+
 @intrinsic
 def _chacha_x32(typingctx, out, off, init, counter):
-    if not (isinstance(counter, types.Integer) and counter.bitwidth == 64):
+    if not (_is_i64(off) and _is_i64(counter) and out.dtype == types.uint32):
         return None
     sig = types.void(out, off, init, counter)
 
     def codegen(context, builder, signature, args):
         out_v, off_v, init_v, ctr_v = args
+        rows = _emit_blocks(context, builder, signature.args[2], init_v, ctr_v)
         outa = context.make_array(signature.args[0])(context, builder, value=out_v)
-        inita = context.make_array(signature.args[2])(context, builder, value=init_v)
-        fshl = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(_VTY, [_VTY, _VTY, _VTY]), "llvm.fshl.v16i32"
-        )
-        rot = {n: ir.Constant(_VTY, [n] * _LANES) for n in (16, 12, 8, 7)}
-        words = [builder.load(builder.gep(inita.data, [ir.Constant(_I64, w)])) for w in range(16)]
-        # counter: a 64-bit integer; the block counter is its low 32 bits
-        ctr32 = builder.trunc(ctr_v, _I32)
-        sets = []
-        for s in range(_SETS):
-            start = [_splat(builder, words[w]) for w in range(16)]
-            start[12] = builder.add(
-                _splat(builder, ctr32),
-                ir.Constant(_VTY, [s * _LANES + lane for lane in range(_LANES)]),
-            )
-            sets.append((start, list(start)))
-
-        def rotl(v, n):
-            return builder.call(fshl, [v, v, rot[n]])
-
-        def qr(x, a, b, c, d):
-            x[a] = builder.add(x[a], x[b])
-            x[d] = rotl(builder.xor(x[d], x[a]), 16)
-            x[c] = builder.add(x[c], x[d])
-            x[b] = rotl(builder.xor(x[b], x[c]), 12)
-            x[a] = builder.add(x[a], x[b])
-            x[d] = rotl(builder.xor(x[d], x[a]), 8)
-            x[c] = builder.add(x[c], x[d])
-            x[b] = rotl(builder.xor(x[b], x[c]), 7)
-
-        for _ in range(10):  # 10 double rounds = 20 rounds
-            for _start, x in sets:
-                qr(x, 0, 4, 8, 12)
-                qr(x, 1, 5, 9, 13)
-                qr(x, 2, 6, 10, 14)
-                qr(x, 3, 7, 11, 15)
-                qr(x, 0, 5, 10, 15)
-                qr(x, 1, 6, 11, 12)
-                qr(x, 2, 7, 8, 13)
-                qr(x, 3, 4, 9, 14)
-
         base = builder.bitcast(builder.gep(outa.data, [off_v]), _VTY.as_pointer())
-        for s, (start, x) in enumerate(sets):
-            r = [builder.add(x[w], start[w]) for w in range(16)]
-            # r[w][lane] = word w of block lane; swap off-diagonal h x h blocks for
-            # h = 8, 4, 2, 1 to get r[lane][w].
-            h = 8
-            while h >= 1:
-                nr = list(r)
-                for i in range(16):
-                    if i & h:
-                        continue
-                    j = i + h
-                    lo = [c if not c & h else _LANES + c - h for c in range(_LANES)]
-                    hi = [_LANES + c if c & h else c + h for c in range(_LANES)]
-                    nr[i] = builder.shuffle_vector(r[i], r[j], ir.Constant(_VTY, lo))
-                    nr[j] = builder.shuffle_vector(r[i], r[j], ir.Constant(_VTY, hi))
-                r = nr
-                h //= 2
+        for s, r in enumerate(rows):
             for lane in range(_LANES):
                 ptr = builder.gep(base, [ir.Constant(_I64, s * _LANES + lane)])
                 builder.store(r[lane], ptr, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _chacha_x32_add(typingctx, buf, off, init, counter, negate):
+    if not (_is_i64(off) and _is_i64(counter) and buf.dtype in (types.uint32, types.uint64)):
+        return None
+    sig = types.void(buf, off, init, counter, negate)
+    wide = buf.dtype == types.uint64
+
+    def codegen(context, builder, signature, args):
+        buf_v, off_v, init_v, ctr_v, neg_v = args
+        rows = _emit_blocks(context, builder, signature.args[2], init_v, ctr_v)
+        bufa = context.make_array(signature.args[0])(context, builder, value=buf_v)
+        vty = _V64TY if wide else _VTY
+        align = 8 if wide else 4
+        base = builder.bitcast(builder.gep(bufa.data, [off_v]), vty.as_pointer())
+        vals = [builder.bitcast(v, vty) if wide else v for r in rows for v in r]
+        ptrs = [builder.gep(base, [ir.Constant(_I64, k)]) for k in range(len(vals))]
+        is_neg = builder.icmp_unsigned("!=", neg_v, ir.Constant(neg_v.type, 0))
+        with builder.if_else(is_neg) as (then, otherwise):
+            with then:
+                for p, v in zip(ptrs, vals, strict=True):
+                    builder.store(builder.sub(builder.load(p, align=align), v), p, align=align)
+            with otherwise:
+                for p, v in zip(ptrs, vals, strict=True):
+                    builder.store(builder.add(builder.load(p, align=align), v), p, align=align)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -316,7 +392,24 @@ def _chacha_x32(typingctx, out, off, init, counter):
 def keystream_into(out, off, init, block0, ncalls):
     """out[off : off + 512*ncalls] <- keystream words of blocks block0, block0+1, ..."""
     for c in range(ncalls):
-        _chacha_x32(out, off + c * CALL_WORDS, init, np.int64(block0 + c * CALL_BLOCKS))
+        _chacha_x32(out, np.int64(off + c * CALL_WORDS), init, np.int64(block0 + c * CALL_BLOCKS))
+
+
+@njit(cache=True, inline="always")
+def add_masks_into(buf, nelems, inits, negates, block0):
+    """buf[0 : nelems rounded up to a call] +/-= the mask of every inits[j] starting at
+    block block0 (wrapping arithmetic; buf uint32: narrow, uint64: wide elements)."""
+    per_call = CALL_WORDS if buf.itemsize == 4 else CALL_WORDS // 2
+    ncalls = (nelems + per_call - 1) // per_call
+    for j in range(inits.shape[0]):
+        for c in range(ncalls):
+            _chacha_x32_add(
+                buf,
+                np.int64(c * per_call),
+                inits[j],
+                np.int64(block0 + c * CALL_BLOCKS),
+                negates[j],
+            )
 
 
 @njit(cache=True, parallel=True)
@@ -345,51 +438,46 @@ def fill_kernel(out32, init, counter0, mask_even, mask_odd):
                 out32[i] &= mask_odd
 
 
-@njit(cache=True, inline="always")
-def add_keystream_chunk(buf, m, kw, init, block0, wide, negate, modmask):
-    """buf[:m] = (buf[:m] +/- mask elements from block block0 on) mod 2^bits, the
-    keystream going through the scratch kw (CHUNK_WORDS uint32)."""
-    nwords = 2 * m if wide else m
-    keystream_into(kw, 0, init, block0, (nwords + CALL_WORDS - 1) // CALL_WORDS)
-    if wide:
-        kw64 = kw.view(np.uint64)
-        if negate:
-            for i in range(m):
-                buf[i] = (buf[i] - kw64[i]) & modmask
-        else:
-            for i in range(m):
-                buf[i] = (buf[i] + kw64[i]) & modmask
-    else:
-        if negate:
-            for i in range(m):
-                buf[i] = (buf[i] - np.uint64(kw[i])) & modmask
-        else:
-            for i in range(m):
-                buf[i] = (buf[i] + np.uint64(kw[i])) & modmask
-
-
 @njit(cache=True, parallel=True)
 def accumulate_kernel(acc, inits, negates, counter0, wide, modmask):
-    """acc = (acc + sum_j (-1)^negates[j] PRG(inits[j])) mod 2^bits, chunk by chunk."""
+    """acc = (acc + sum_j (-1)^negates[j] PRG(inits[j])) mod 2^bits, chunk by chunk
+    through a scratch buffer (uint32 for bits <= 32: 2^bits divides 2^32)."""
     n = acc.shape[0]
     per = CHUNK_WORDS // 2 if wide else CHUNK_WORDS
-    wpe = 2 if wide else 1
     nchunks = (n + per - 1) // per
     for ch in prange(nchunks):
-        kw = np.empty(CHUNK_WORDS, np.uint32)
         start = ch * per
         m = min(n - start, per)
-        block0 = counter0 + (start * wpe) // BLOCK_WORDS
-        buf = acc[start : start + m]
-        for j in range(inits.shape[0]):
-            add_keystream_chunk(buf, m, kw, inits[j], block0, wide, negates[j], modmask)
+        block0 = counter0 + start * (2 if wide else 1) // BLOCK_WORDS
+        if wide:
+            buf64 = np.empty(per, np.uint64)
+            for i in range(m):
+                buf64[i] = acc[start + i]
+            add_masks_into(buf64, m, inits, negates, block0)
+            for i in range(m):
+                acc[start + i] = buf64[i] & modmask
+        else:
+            buf32 = np.empty(per, np.uint32)
+            for i in range(m):
+                buf32[i] = np.uint32(acc[start + i] & 0xFFFFFFFF)
+            add_masks_into(buf32, m, inits, negates, block0)
+            for i in range(m):
+                acc[start + i] = np.uint64(buf32[i]) & modmask
+
+
+def run_parallel(kernel, *args):
+    """Call a parallel numba kernel with dynamic scheduling: workers take PAR_CHUNKSIZE
+    prange iterations at a time, so a worker the OS preempts (busy or shared machine)
+    does not hold up the whole call as with the static default split."""
+    with numba.parallel_chunksize(PAR_CHUNKSIZE):
+        return kernel(*args)
 
 
 def numba_kernels() -> dict:
     """The numba kernels by name (compiled lazily on first call, cached on disk)."""
     return {
         "keystream_into": keystream_into,
-        "add_keystream_chunk": add_keystream_chunk,
+        "add_masks_into": add_masks_into,
         "fill": fill_kernel,
         "accumulate": accumulate_kernel,
     }
@@ -398,7 +486,8 @@ def numba_kernels() -> dict:
 def _nb_keystream_words(seed: bytes, nwords: int, nonce: bytes, counter: int) -> np.ndarray:
     out = np.empty(nwords, dtype=np.uint32)
     if nwords:
-        numba_kernels()["fill"](
+        run_parallel(
+            fill_kernel,
             out,
             _init_state(seed, nonce),
             np.int64(counter),
@@ -631,7 +720,8 @@ def mask(seed: bytes, length: int, bits: int, backend: str | None = None) -> np.
     if backend == "numba":
         out = np.empty(length, dtype=dtype)
         if length:
-            numba_kernels()["fill"](
+            run_parallel(
+                fill_kernel,
                 out.view(np.uint32),
                 _init_state(seed),
                 np.int64(0),
@@ -715,8 +805,8 @@ def accumulate_masks(
         return acc
     if backend == "numba":
         if inits.shape[0] and n:
-            numba_kernels()["accumulate"](
-                acc, inits, negates, np.int64(0), bits > 32, np.uint64(modmask)
+            run_parallel(
+                accumulate_kernel, acc, inits, negates, np.int64(0), bits > 32, np.uint64(modmask)
             )
         else:
             acc &= np.uint64(modmask)

@@ -47,6 +47,7 @@ from secagg.prg import (
     keystream_into,
     mask,
     resolve_backend,
+    run_parallel,
 )
 
 __all__ = [
@@ -350,7 +351,8 @@ def quantize(
     d = xs.shape[0]
     out = np.empty(d + 1, dtype=np.uint64)
     nan_flags = np.zeros(max(1, -(-d // CHUNK_WORDS)), dtype=np.uint8)
-    _quantize_kernel(
+    run_parallel(
+        _quantize_kernel,
         xs,
         out,
         _init_state(key),

@@ -195,3 +195,24 @@ def test_cupy_matches_numba(backend):
             masking.unmask_sum(y_cp, 10_007, bits, remove, backend=backend),
             masking.unmask_sum(y_nb, 10_007, bits, remove, backend="numba"),
         )
+
+
+@pytest.mark.parametrize("bits", [30, 45])
+def test_fused_client_op_matches_composition(bits):
+    """quantize_mask_and_pack == mask_and_pack(quantize(...)), byte for byte."""
+    rng = np.random.default_rng(bits)
+    cfg = MaskingConfig(bits=bits, quant_bits=12, clip=1.0, max_weight=100, n_clients=8)
+    rnd = Round(3, rng)
+    for d in (0, 1, 1023, 1024, 2047, 2048, 5001):
+        for dtype in (np.float32, np.float64):
+            x = rng.normal(size=d).astype(dtype)
+            fused = masking.quantize_mask_and_pack(
+                x, cfg, 77, np.random.default_rng(d), rnd.self_seeds[1], rnd.pairs_of(1), "numba"
+            )
+            q = quantize(x, cfg, 77, np.random.default_rng(d), backend="reference")
+            want = masking.mask_and_pack_reference(q, rnd.self_seeds[1], rnd.pairs_of(1), bits)
+            assert fused == want, (d, dtype)
+    x = np.zeros(3000)
+    x[2999] = np.nan
+    with pytest.raises(InvalidParameters, match="x: NaN at index 2999"):
+        masking.quantize_mask_and_pack(x, cfg, 1, rng, rnd.self_seeds[0], [], "numba")
