@@ -8,8 +8,9 @@ Records (one JSON line each, also appended to bench/results/masking.jsonl):
   ``secagg.prg.mask(seed, d, 32, backend)`` for the numba and reference backends. Extra:
   keystream GB/s, the time into a preallocated array, and a memcpy of the same 4d bytes
   (the memory floor).
-* ``client_op``: quantize + self mask + 10 pair masks + pack (secagg.quantize.quantize then
-  secagg.masking.mask_and_pack) for a d-coordinate float32 update. Baseline: 11x our
+* ``client_op``: quantize + self mask + 10 pair masks + pack of a d-coordinate float32
+  update with the fused secagg.masking.quantize_mask_and_pack (extra: the same as
+  quantize() then mask_and_pack(), and each of those alone). Baseline: 11x our
   single expansion of a (d+1)-element mask at the same bit width (target: speedup >= 1).
   Extra: Flower's SecAgg+ client pipeline (multiply, quantize, factor_combine, 11x
   pseudo_rand_gen, add/sub, mod, ndarray_to_bytes), the bits per coordinate against the
@@ -146,10 +147,16 @@ def run_size(d: int, ctx: dict) -> None:
     length = d + 1
 
     def client():
+        return masking.quantize_mask_and_pack(
+            x, cfg, weight, np.random.default_rng(7), self_seeds[0], pair_seeds
+        )
+
+    def client_unfused():
         q = quantize(x, cfg, weight, np.random.default_rng(7))
         return masking.mask_and_pack(q, self_seeds[0], pair_seeds, cfg.bits)
 
     client_s = median_time(client, reps)
+    unfused_s = median_time(client_unfused, reps)
     qvec = quantize(x, cfg, weight, np.random.default_rng(7))
     quant_s = median_time(lambda: quantize(x, cfg, weight, np.random.default_rng(7)), reps)
     map_s = median_time(
@@ -157,6 +164,7 @@ def run_size(d: int, ctx: dict) -> None:
     )
     single_s = median_time(lambda: prg.mask(seed, length, cfg.bits, backend="numba"), reps)
     packed = client()
+    assert packed == client_unfused()
     pbuf = np.frombuffer(packed, dtype=np.uint8)
     pdst = np.empty_like(pbuf)
     pmemcpy_s = median_time(lambda: np.copyto(pdst, pbuf), reps)
@@ -176,6 +184,7 @@ def run_size(d: int, ctx: dict) -> None:
         "baseline_s": (1 + N_PAIRS) * single_s,
         "speedup": (1 + N_PAIRS) * single_s / client_s,
         "single_expansion_s": single_s,
+        "unfused_s": unfused_s,
         "quantize_s": quant_s,
         "mask_and_pack_s": map_s,
         "mask_GBps": (1 + N_PAIRS) * 4 * length / client_s / 1e9,

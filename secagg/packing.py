@@ -87,19 +87,35 @@ def _word(main, nfull, tail, w):
 
 @njit(cache=True, inline="always")
 def unpack_add_into(buf, m, e0, main, nfull, tail, bits, modmask, add):
-    """buf[i] = value e0+i of the stream (add: buf[i] = (buf[i] + value) & modmask).
-    The stream is main[0:nfull] (full words) followed by ``tail`` (the zero-padded
-    partial last word, or 0)."""
+    """buf[i] = value e0+i of the stream (add: buf[i] = buf[i] + value, wrapping in
+    buf's dtype), for i < m; e0 is a multiple of 64 so value e0 starts on word
+    e0*bits/64. The stream is main[0:nfull] (full words) followed by ``tail`` (the
+    zero-padded partial last word, or 0). Reads the words sequentially."""
+    w = (e0 * bits) >> 6
+    if bits == 64:
+        for i in range(m):
+            v = _word(main, nfull, tail, w + i)
+            if add:
+                buf[i] = buf[i] + v
+            else:
+                buf[i] = v
+        return
+    cur = _word(main, nfull, tail, w)
+    avail = 64  # unread bits left in cur (at its bottom)
     for i in range(m):
-        o = (e0 + i) * bits
-        w = o >> 6
-        sh = o & 63
-        v = _word(main, nfull, tail, w) >> np.uint64(sh)
-        if sh + bits > 64:
-            v |= _word(main, nfull, tail, w + 1) << np.uint64(64 - sh)
-        v &= modmask
+        if avail >= bits:
+            v = cur & modmask
+            cur >>= np.uint64(bits)
+            avail -= bits
+        else:
+            w += 1
+            nxt = _word(main, nfull, tail, w)
+            v = (cur | (nxt << np.uint64(avail))) & modmask
+            used = bits - avail  # bits taken from nxt, 1 .. bits
+            cur = nxt >> np.uint64(used)
+            avail = 64 - used
         if add:
-            buf[i] = (buf[i] + v) & modmask
+            buf[i] = buf[i] + v
         else:
             buf[i] = v
 
