@@ -232,3 +232,48 @@ def test_cuda_tensor_goes_through_dlpack():
 
     want = quantize_reference(t.cpu().numpy(), CFG, 9, rounding_key(key_gen))
     np.testing.assert_array_equal(out.get(), want)
+
+
+def test_cuda_quantize_snippet_logic_on_cpu(tmp_path):
+    """The cupy ElementwiseKernel body, compiled as C++ and compared with the reference."""
+    import ctypes
+    import shutil
+    import subprocess
+
+    from secagg import quantize as qmod
+
+    cxx = shutil.which("g++") or shutil.which("c++")
+    if cxx is None:
+        pytest.skip("no C++ compiler to emulate the CUDA source on the CPU")
+    src = tmp_path / "q.cpp"
+    src.write_text(
+        "#include <math.h>\n"
+        'extern "C" void quant(const double* xs, const unsigned int* rs, long n, double clip,\n'
+        "                      double levels, unsigned long long weight,\n"
+        "                      unsigned long long* out) {\n"
+        "  for (long i = 0; i < n; ++i) {\n"
+        "    double x = xs[i]; unsigned int r = rs[i]; unsigned long long q;\n"
+        "    {" + qmod._CUDA_QUANTIZE + "}\n"
+        "    out[i] = q;\n"
+        "  }\n"
+        "}\n"
+    )
+    lib_path = tmp_path / "q.so"
+    subprocess.run([cxx, "-O1", "-shared", "-fPIC", "-o", str(lib_path), str(src)], check=True)
+    lib = ctypes.CDLL(str(lib_path))
+    rng = np.random.default_rng(12)
+    x = np.concatenate([rng.normal(scale=2.0, size=20_000), [np.inf, -np.inf, 2.0, -2.0]])
+    key = rng.bytes(32)
+    r = prg.mask(key, x.size, 32, backend="reference")
+    out = np.zeros(x.size, dtype=np.uint64)
+    lib.quant(
+        x.ctypes.data_as(ctypes.c_void_p),
+        r.ctypes.data_as(ctypes.c_void_p),
+        ctypes.c_long(x.size),
+        ctypes.c_double(CFG.clip),
+        ctypes.c_double(CFG.levels),
+        ctypes.c_ulonglong(9),
+        out.ctypes.data_as(ctypes.c_void_p),
+    )
+    want = qmod.quantize_reference(x, CFG, 9, key)
+    np.testing.assert_array_equal(out, want[:-1])
