@@ -1,0 +1,489 @@
+"""The server side of a relayed round: hosts the board, relays, aggregates, verifies.
+
+:class:`RoundHost` owns one round's board (``memory`` now; the EVM board plugs in
+through :func:`make_board`) and blob store under ``round_dir``. It hands out
+:class:`~fl.relay.StageRequest` s, submits the nodes' replies to the board under the
+party ids it assigned (a Flower node id plays the part of ``msg.sender``), moves the
+board height from phase to phase, and at the end aggregates as the ``Aggregator``
+role, writes the transcript and re-verifies the whole round with
+``secagg.verifier.verify_round`` before anyone may use the result.
+
+:func:`drive_round` runs the stages over any transport: the Flower workflow sends the
+requests as Flower messages, the demo calls :class:`~fl.relay.NodeAgent` s directly;
+the protocol code is the same.
+
+Failures, by kind:
+
+- a node that does not answer a stage (timeout, crash, an error reply) is a
+  **dropout** for the rest of the round — the protocol tolerates it;
+- a reply the board refuses (bad encoding, wrong message, a rule or proof that fails)
+  is a **fault**, attributed to the node and party, and the node is also dropped;
+- a round that cannot finish (the committee incomplete, fewer than t+1 shares for a
+  revealed dealing, nobody included) raises :class:`RoundFailed`;
+- a result that does not verify raises :class:`RoundVerificationError` naming the
+  faulty party; the result is never returned.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fl.relay import (
+    STAGE_DEAL,
+    STAGE_PHASE,
+    STAGE_REGISTER,
+    STAGE_UNMASK,
+    STAGE_UPLOAD,
+    STAGES,
+    StageReply,
+    StageRequest,
+)
+from secagg import codec
+from secagg.blobs import BlobStore, blob_digest
+from secagg.board import Board, MemoryBoard, Phase, RuleViolation
+from secagg.config import RoundConfig
+from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
+from secagg.messages import (
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    DealingsPost,
+    MaskedInputPost,
+    Registration,
+    SharesPost,
+    TranscriptFile,
+)
+from secagg.quantize import MaskingConfig
+from secagg.roles import Aggregator
+from secagg.verifier import BLOB_DIR, Finding, save_round, verify_round
+
+__all__ = [
+    "BOARD_KINDS",
+    "NodeRoles",
+    "RoundFailed",
+    "RoundVerificationError",
+    "RoundOutcome",
+    "RoundHost",
+    "make_board",
+    "make_round_config",
+    "drive_round",
+]
+
+log = logging.getLogger(__name__)
+
+BOARD_KINDS = ("memory",)
+DEFAULT_CHAIN_ID = 31337
+
+
+class RoundFailed(ProtocolError):
+    """The round could not produce a result (too many dropouts for the protocol)."""
+
+
+class RoundVerificationError(ProtocolError):
+    """The round's result did not pass public verification; ``findings`` name the
+    faulty parties. The result must not be used."""
+
+    def __init__(self, round_id: int, findings: Sequence[Finding], round_dir: Path) -> None:
+        names = "; ".join(str(f) for f in findings) or "no finding recorded"
+        super().__init__(f"round {round_id} NOT verified ({round_dir}): {names}")
+        self.findings = list(findings)
+        self.round_dir = round_dir
+
+
+def make_board(kind: str, config: RoundConfig) -> Board:
+    """A fresh board of ``kind`` for one round (``memory``; the EVM board joins here)."""
+    if kind == "memory":
+        return MemoryBoard(config)
+    raise ConfigError(f"board: {kind!r} is not available (choose from {', '.join(BOARD_KINDS)})")
+
+
+def make_round_config(
+    *,
+    round_id: int,
+    n_clients: int,
+    committee_size: int,
+    threshold: int,
+    dim: int,
+    clip: float,
+    quant_bits: int,
+    max_weight: int,
+    bits: int | None = None,
+    graph: str = "complete",
+    board_address: bytes = bytes(20),
+    chain_id: int = DEFAULT_CHAIN_ID,
+) -> RoundConfig:
+    """A ``RoundConfig`` with one block per phase; ``bits=None`` takes the smallest
+    modulus that cannot overflow for these n, W and q (``ConfigError`` if over 64)."""
+    if bits is None:
+        bits = MaskingConfig.minimal(quant_bits, float(clip), max_weight, n_clients).bits
+    return RoundConfig(
+        chain_id=chain_id,
+        board=board_address,
+        round_id=round_id,
+        n_clients=n_clients,
+        committee_size=committee_size,
+        threshold=threshold,
+        graph=graph,
+        dim=dim,
+        quant_bits=quant_bits,
+        bits=bits,
+        clip=float(clip),
+        max_weight=max_weight,
+        register_blocks=1,
+        deal_blocks=1,
+        upload_blocks=1,
+        unmask_blocks=1,
+    )
+
+
+@dataclass
+class NodeRoles:
+    """The party ids a node holds in one round: always a client id, and a member id
+    when it sits on the committee (0 otherwise)."""
+
+    node: int
+    client: int
+    member: int = 0
+
+
+@dataclass
+class RoundOutcome:
+    """A finished, verified round."""
+
+    round_id: int
+    config: RoundConfig
+    round_dir: Path
+    included: tuple[int, ...]
+    included_nodes: tuple[int, ...]
+    total: np.ndarray
+    mean: np.ndarray
+    total_weight: int
+    checks: list[tuple[str, bool]]
+    faults: list[str] = field(default_factory=list)
+    dropped: dict[str, list[int]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def verified(self) -> bool:
+        """Always true: an unverified round raises instead of returning an outcome."""
+        return all(ok for _, ok in self.checks)
+
+
+_EXPECTED = {
+    STAGE_REGISTER: Registration,
+    STAGE_DEAL: DealingsPost,
+    STAGE_UPLOAD: MaskedInputPost,
+    STAGE_UNMASK: SharesPost,
+}
+
+
+class RoundHost:
+    """One round on the server: board, blob store, relay bookkeeping, result.
+
+    Parameters
+    ----------
+    config : RoundConfig
+        The round (n clients, m members, masking parameters...).
+    round_dir : Path
+        Where ``transcript.msgpack`` and ``blobs/`` go (created).
+    roles : Sequence[NodeRoles]
+        Client ids 1..n and member ids 1..m, each held by a transport node id.
+    board : str
+        Board kind for :func:`make_board`.
+    rng : random.Random, optional
+        Draws committee replacements (default: system randomness).
+    backend : str, optional
+        Masking backend of the aggregator and the verifier.
+    """
+
+    def __init__(
+        self,
+        config: RoundConfig,
+        round_dir: Path,
+        roles: Sequence[NodeRoles],
+        *,
+        board: str = "memory",
+        rng: random.Random | None = None,
+        backend: str | None = None,
+    ) -> None:
+        clients = sorted(r.client for r in roles)
+        if clients != list(range(1, config.n_clients + 1)):
+            raise ConfigError(f"roles: client ids must be 1..{config.n_clients}, got {clients}")
+        members = sorted(r.member for r in roles if r.member)
+        if members != list(range(1, config.committee_size + 1)):
+            raise ConfigError(
+                f"roles: member ids must be 1..{config.committee_size}, got {members}"
+            )
+        self.config = config
+        self.round_dir = Path(round_dir)
+        self.roles: dict[int, NodeRoles] = {
+            r.node: NodeRoles(r.node, r.client, r.member) for r in roles
+        }
+        self.board_kind = board
+        self.board = make_board(board, config)
+        self.blobs = BlobStore(self.round_dir / BLOB_DIR)
+        self.rng = rng if rng is not None else random.SystemRandom()
+        self.backend = backend
+        self.faults: list[str] = []
+        self.dropped: dict[str, list[int]] = {s: [] for s in STAGES}
+        self.board_seconds = 0.0
+        self.client_seconds: dict[int, float] = {}
+        self.member_seconds: dict[int, float] = {}
+        self._gone: set[int] = set()  # nodes that dropped or faulted: never asked again
+        self._transcript_cache: tuple[int, bytes] | None = None
+
+    # -- phases ------------------------------------------------------------------------
+    def phase_start(self, phase: Phase) -> int:
+        """The first block height of ``phase``."""
+        cfg = self.config
+        lengths = [cfg.register_blocks, cfg.deal_blocks, cfg.upload_blocks, cfg.unmask_blocks]
+        return sum(lengths[: int(phase)])
+
+    def open(self, phase: Phase) -> None:
+        """Let blocks pass until the board is in ``phase`` (never goes back)."""
+        target = self.phase_start(phase)
+        if self.board.height() > target and self.board.phase() != phase:
+            raise ProtocolError(f"host: board already past {phase.name}")
+        if self.board.height() < target:
+            self.board.advance(target - self.board.height())
+
+    # -- requests ----------------------------------------------------------------------
+    def transcript_bytes(self) -> bytes:
+        """The board's events so far, codec-encoded (cached per event count)."""
+        events = self.board.events()
+        if self._transcript_cache is None or self._transcript_cache[0] != len(events):
+            self._transcript_cache = (len(events), codec.encode(TranscriptFile(tuple(events))))
+        return self._transcript_cache[1]
+
+    def request(
+        self, stage: str, node: int, *, client: int | None = None, member: int | None = None
+    ):
+        """The request for one node (``client`` / ``member`` override the roles it is
+        asked to act in, e.g. a committee replacement registers as a member only)."""
+        r = self.roles[node]
+        return StageRequest(
+            stage,
+            self.board.height(),
+            self.transcript_bytes(),
+            r.client if client is None else client,
+            r.member if member is None else member,
+        )
+
+    def requests(self, stage: str) -> dict[int, StageRequest]:
+        """Every node asked at ``stage``: all at registration; then the clients whose
+        previous post the board accepted (deal, upload) or the registered members
+        (unmask). Nodes that dropped or faulted are not asked again."""
+        self.open(STAGE_PHASE[stage])
+        st = self.board.state()
+        out: dict[int, StageRequest] = {}
+        for node, r in self.roles.items():
+            if node in self._gone:
+                continue
+            if stage == STAGE_REGISTER:
+                out[node] = self.request(stage, node)
+            elif stage == STAGE_DEAL and r.client in st.clients:
+                out[node] = self.request(stage, node, member=0)
+            elif stage == STAGE_UPLOAD and r.client in st.dealers:
+                out[node] = self.request(stage, node, member=0)
+            elif stage == STAGE_UNMASK and r.member and r.member in st.members:
+                out[node] = self.request(stage, node, client=0)
+        return out
+
+    # -- committee ---------------------------------------------------------------------
+    def missing_members(self) -> list[int]:
+        """Member ids with no accepted registration."""
+        st = self.board.state()
+        return [k for k in range(1, self.config.committee_size + 1) if k not in st.members]
+
+    def replace_members(self) -> dict[int, StageRequest]:
+        """While registration is open: hand each missing member id to another node
+        whose client registration the board accepted and that holds no member id;
+        returns the register requests to send (empty when none can be filled)."""
+        self.open(Phase.REGISTER)
+        st = self.board.state()
+        missing = self.missing_members()
+        candidates = sorted(
+            node
+            for node, r in self.roles.items()
+            if node not in self._gone and not r.member and r.client in st.clients
+        )
+        self.rng.shuffle(candidates)
+        out = {}
+        for k, node in zip(missing, candidates, strict=False):
+            for other in self.roles.values():
+                if other.member == k:
+                    other.member = 0
+            self.roles[node].member = k
+            out[node] = self.request(STAGE_REGISTER, node, client=0, member=k)
+            log.info("round %d: member %d re-drawn: node %d", self.config.round_id, k, node)
+        return out
+
+    # -- replies -----------------------------------------------------------------------
+    def drop(self, stage: str, node: int, reason: str) -> None:
+        """Count ``node`` as a dropout from ``stage`` on."""
+        if node not in self._gone:
+            self._gone.add(node)
+            self.dropped[stage].append(node)
+            log.info(
+                "round %d: node %d dropped at %s: %s", self.config.round_id, node, stage, reason
+            )
+
+    def _fault(self, stage: str, node: int, who: str, detail: str) -> None:
+        text = f"{who} (node {node}) at {stage}: {detail}"
+        self.faults.append(text)
+        log.warning("round %d: fault: %s", self.config.round_id, text)
+        self.drop(stage, node, "fault")
+
+    def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
+        """Submit a node's reply to the board; False (and the node dropped) if it did
+        not answer, answered with an error, or the board refused any of its posts."""
+        if reply is None or isinstance(reply, BaseException):
+            self.drop(stage, node, "no reply" if reply is None else f"error: {reply}")
+            return False
+        r = self.roles[node]
+        ok = True
+        for body in reply.posts:
+            try:
+                msg = codec.decode(body)
+            except InvalidEncoding as exc:
+                self._fault(stage, node, f"node {node}", f"undecodable post: {exc}")
+                return False
+            want = _EXPECTED[stage]
+            if not isinstance(msg, want):
+                self._fault(stage, node, f"node {node}", f"{type(msg).__name__} at {stage}")
+                return False
+            role, sender = self._sender(msg, r)
+            if sender == 0:
+                self._fault(stage, node, f"node {node}", "posts for a role it does not hold")
+                return False
+            if isinstance(msg, MaskedInputPost):
+                if blob_digest(reply.blob) != msg.digest or len(reply.blob) != msg.size:
+                    self._fault(
+                        stage, node, f"client {sender}", "blob does not match its posted digest"
+                    )
+                    return False
+                self.blobs.put(reply.blob)
+            t0 = time.perf_counter()
+            try:
+                self.board.submit(role, sender, msg)
+            except RuleViolation as exc:
+                self._fault(stage, node, exc.fault.who, f"{exc.fault.rule}: {exc.fault.detail}")
+                ok = False
+            finally:
+                self.board_seconds += time.perf_counter() - t0
+        if not reply.posts:
+            self._fault(stage, node, f"node {node}", "empty reply")
+            return False
+        if stage == STAGE_UNMASK or (stage == STAGE_REGISTER and not r.client):
+            self.member_seconds[node] = self.member_seconds.get(node, 0.0) + reply.seconds
+        else:
+            self.client_seconds[node] = self.client_seconds.get(node, 0.0) + reply.seconds
+        return ok
+
+    @staticmethod
+    def _sender(msg: object, r: NodeRoles) -> tuple[int, int]:
+        if isinstance(msg, Registration):
+            if msg.role == ROLE_MEMBER:
+                return ROLE_MEMBER, r.member
+            return ROLE_CLIENT, r.client
+        if isinstance(msg, SharesPost):
+            return ROLE_MEMBER, r.member
+        return ROLE_CLIENT, r.client
+
+    # -- result ------------------------------------------------------------------------
+    def finish(self) -> RoundOutcome:
+        """Aggregate, write the round directory, verify it publicly; the outcome only
+        if every check passed (``RoundVerificationError`` otherwise)."""
+        cfg = self.config
+        self.open(Phase.RESULT)
+        aggregator = Aggregator(cfg, backend=self.backend)
+        t0 = time.perf_counter()
+        try:
+            if not self.board.included():
+                raise RoundFailed(f"round {cfg.round_id}: no client is included")
+            total = aggregator.aggregate(self.board, self.blobs)
+        except ProtocolError as exc:
+            save_round(self.round_dir, TranscriptFile(tuple(self.board.events())))
+            if isinstance(exc, RoundFailed):
+                raise
+            raise RoundFailed(f"round {cfg.round_id}: no result: {exc}") from exc
+        aggregator_s = time.perf_counter() - t0
+        transcript = TranscriptFile(tuple(self.board.events()))
+        save_round(self.round_dir, transcript)
+        t0 = time.perf_counter()
+        report = verify_round(transcript, BlobStore(self.round_dir / BLOB_DIR))
+        verifier_s = time.perf_counter() - t0
+        if not report.ok:
+            raise RoundVerificationError(cfg.round_id, report.findings, self.round_dir)
+        if report.total is None or not np.array_equal(report.total, total):
+            raise RoundVerificationError(
+                cfg.round_id,
+                [Finding("aggregator", "result", "sum differs from the verifier's")],
+                self.round_dir,
+            )
+        included = self.board.included()
+        by_client = {r.client: node for node, r in self.roles.items()}
+        return RoundOutcome(
+            round_id=cfg.round_id,
+            config=cfg,
+            round_dir=self.round_dir,
+            included=included,
+            included_nodes=tuple(by_client[i] for i in included),
+            total=total,
+            mean=aggregator.mean(),
+            total_weight=int(total[-1]),
+            checks=list(report.checks),
+            faults=list(self.faults),
+            dropped={k: list(v) for k, v in self.dropped.items()},
+            seconds={
+                "client_mean": _mean(self.client_seconds.values()),
+                "committee_mean": _mean(self.member_seconds.values()),
+                "board": self.board_seconds,
+                "aggregator": aggregator_s,
+                "verifier": verifier_s,
+            },
+        )
+
+
+def _mean(values) -> float:  # noqa: ANN001
+    vals = list(values)
+    return float(np.mean(vals)) if vals else 0.0
+
+
+Transport = Callable[[str, Mapping[int, StageRequest]], Mapping[int, StageReply | BaseException]]
+
+
+def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
+    """Run every stage of ``host``'s round over ``send`` and return the verified result.
+
+    ``send(stage, requests)`` delivers each request to its node and returns the replies
+    it got, by node; a node missing from the answer timed out (a dropout), an exception
+    in its place is an error reply (also a dropout). Committee members that fail to
+    register are re-drawn among the registered clients while registration is open.
+    """
+    for stage in STAGES:
+        reqs = host.requests(stage)
+        replies = send(stage, reqs) if reqs else {}
+        for node in reqs:
+            host.accept(stage, node, replies.get(node))
+        if stage == STAGE_REGISTER:
+            while host.missing_members():
+                again = host.replace_members()
+                if not again:
+                    break
+                replies = send(stage, again)
+                for node in again:
+                    host.accept(stage, node, replies.get(node))
+            missing = host.missing_members()
+            if missing:
+                raise RoundFailed(
+                    f"round {host.config.round_id}: committee incomplete, members {missing} "
+                    "never registered and no node could replace them"
+                )
+    return host.finish()
