@@ -66,6 +66,11 @@ library Pvss {
     bytes internal constant DST_RS_DUAL = "pvss-secagg/v1/rs-dual";
     bytes internal constant DST_DECRYPTED_SHARE = "pvss-secagg/v1/decrypted-share";
     bytes internal constant DST_POP = "pvss-secagg/v1/proof-of-possession";
+    /// @dev the tags left-aligned in a word, for transcripts assembled in memory (the
+    /// 34-byte DST_POP does not fit and goes through abi.encodePacked)
+    bytes32 private constant DST_DEALING_WORD = "pvss-secagg/v1/dealing"; // 22 bytes
+    bytes32 private constant DST_RS_DUAL_WORD = "pvss-secagg/v1/rs-dual"; // 22 bytes
+    bytes32 private constant DST_DECRYPTED_SHARE_WORD = "pvss-secagg/v1/decrypted-share"; // 30 bytes
 
     uint256 internal constant CONTEXT_BYTES = 69;
     uint256 internal constant PURPOSE_OTHER = 2;
@@ -181,7 +186,7 @@ library Pvss {
         bool hasRecipient,
         uint256 n
     ) private pure returns (bytes memory tr) {
-        bytes32 dst = bytes32(DST_DEALING); // 22 bytes, left-aligned
+        bytes32 dst = DST_DEALING_WORD;
         assembly ("memory-safe") {
             tr := mload(0x40)
             let len := add(96, mul(n, 320))
@@ -285,14 +290,17 @@ library Pvss {
     /// j = 0 .. count-1 (SPEC.md §4.3 step 4; pvss.scrape.compute_rs_weights).
     function rsWeights(uint256 e, uint256 count) internal pure returns (uint256[] memory mu) {
         mu = new uint256[](count);
-        bytes memory buf = abi.encodePacked(DST_RS_DUAL, e, uint16(0)); // 56 bytes
-        for (uint256 j; j < count; ++j) {
-            assembly ("memory-safe") {
-                // uint16 j is data bytes 54..55
-                mstore8(add(buf, 86), shr(8, j))
-                mstore8(add(buf, 87), and(j, 0xff))
+        bytes32 dst = DST_RS_DUAL_WORD;
+        uint256 r = BN254.R;
+        assembly ("memory-safe") {
+            // scratch past the free pointer: DST (22) || uint256 e || uint16 j = 56 bytes
+            let f := mload(0x40)
+            mstore(f, dst)
+            mstore(add(f, 22), e)
+            for { let j := 0 } lt(j, count) { j := add(j, 1) } {
+                mstore(add(f, 54), shl(240, j)) // bytes 54..55; the rest is not hashed
+                mstore(add(add(mu, 0x20), shl(5, j)), mod(keccak256(f, 56), r))
             }
-            mu[j] = BN254.hashToScalar(buf);
         }
     }
 
@@ -382,10 +390,27 @@ library Pvss {
         (uint256 hx, uint256 hy) = _checkedPoint(sHat, 0, Field.SHat, index);
         (uint256 a1x, uint256 a1y) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
         (uint256 a2x, uint256 a2y) = BN254.mulAdd(sx, sy, z, hx, hy, e);
-        bytes32 h = keccak256(
-            abi.encodePacked(DST_DECRYPTED_SHARE, context, uint16(index), px, py, hx, hy, sx, sy, a1x, a1y, a2x, a2y)
-        );
-        if (uint256(h) % BN254.R != e) revert ShareProofFailed(index);
+        // DST (30) || context (69) || uint16 k || pk || s_hat_k || S_k || A1 || A2: 421 bytes
+        bytes32 dst = DST_DECRYPTED_SHARE_WORD;
+        uint256 h;
+        assembly ("memory-safe") {
+            let f := mload(0x40) // scratch, not allocated
+            mstore(f, dst)
+            mcopy(add(f, 30), add(context, 0x20), 69)
+            mstore(add(f, 99), shl(240, index))
+            mstore(add(f, 101), px)
+            mstore(add(f, 133), py)
+            mstore(add(f, 165), hx)
+            mstore(add(f, 197), hy)
+            mstore(add(f, 229), sx)
+            mstore(add(f, 261), sy)
+            mstore(add(f, 293), a1x)
+            mstore(add(f, 325), a1y)
+            mstore(add(f, 357), a2x)
+            mstore(add(f, 389), a2y)
+            h := keccak256(f, 421)
+        }
+        if (h % BN254.R != e) revert ShareProofFailed(index);
     }
 
     // ---------------------------------------------------------------- proof of possession

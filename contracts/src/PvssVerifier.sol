@@ -17,12 +17,12 @@ contract PvssVerifier {
     /// @notice Reverts unless `dealing` is a valid dealing with threshold `threshold`
     /// under `context` for these keys (SPEC.md §4.3); returns its challenge e.
     function verifyDealing(
-        bytes calldata context,
+        bytes memory context,
         uint16 threshold,
-        bytes calldata committeePks,
-        bytes calldata recipientPk,
-        bytes calldata dealing
-    ) external view returns (uint256 challenge) {
+        bytes memory committeePks,
+        bytes memory recipientPk,
+        bytes memory dealing
+    ) public view returns (uint256 challenge) {
         return Pvss.verifyDealing(context, threshold, committeePks, recipientPk, dealing);
     }
 
@@ -44,11 +44,11 @@ contract PvssVerifier {
     /// @notice Reverts unless `share` is member k's valid decryption of the encrypted
     /// share `sHat` (= s_hat_k of the dealing, for the k inside `share`) under key `pk`.
     function verifyDecryptedShare(
-        bytes calldata context,
-        bytes calldata pk,
-        bytes calldata sHat,
-        bytes calldata share
-    ) external view {
+        bytes memory context,
+        bytes memory pk,
+        bytes memory sHat,
+        bytes memory share
+    ) public view {
         Pvss.verifyDecryptedShare(context, pk, sHat, share);
     }
 
@@ -69,11 +69,11 @@ contract PvssVerifier {
     /// @notice verifyDecryptedShare with s_hat_k cut from the (already verified) dealing
     /// at the share's index k (pvss.scrape.verify_decrypted_share).
     function verifyDecryptedShareInDealing(
-        bytes calldata context,
-        bytes calldata dealing,
-        bytes calldata pk,
-        bytes calldata share
-    ) external view {
+        bytes memory context,
+        bytes memory dealing,
+        bytes memory pk,
+        bytes memory share
+    ) public view {
         uint256 index = Pvss.shareIndex(share);
         Pvss.verifyDecryptedShare(context, pk, Pvss.shareEncryption(dealing, index), share);
     }
@@ -94,8 +94,8 @@ contract PvssVerifier {
 
     /// @notice Reverts unless `proof` is a valid proof of possession of `pk` for
     /// `party` on (chainId, board) (SPEC.md §3.4).
-    function verifyPop(uint256 chainId, address board, uint32 party, bytes calldata pk, bytes calldata proof)
-        external
+    function verifyPop(uint256 chainId, address board, uint32 party, bytes memory pk, bytes memory proof)
+        public
         view
     {
         Pvss.verifyPop(chainId, board, party, pk, proof);

@@ -45,6 +45,17 @@ contract PvssTestHarness {
         }
     }
 
+    /// @notice Gas that `target` spends on `data` (a staticcall, measured with gasleft;
+    /// includes the ~100 of the warm call itself): the execution gas of a verify* call,
+    /// free of the transaction's calldata pricing (EIP-2028 / EIP-7623 floor).
+    function gasOf(address target, bytes calldata data) external view returns (uint256 used, bool ok) {
+        require(target.code.length != 0, "no code"); // also warms target (EIP-2929)
+        bytes memory input = data;
+        uint256 before = gasleft();
+        (ok,) = target.staticcall(input);
+        used = before - gasleft();
+    }
+
     /// @notice The try-and-increment of SPEC.md §2.2 with the modexp precompile: the
     /// first ctr with x = keccak256(tag || uint32 ctr) mod p and x^3 + 3 a square.
     function deriveH(bytes calldata tag) external view returns (uint256 x, uint256 y, uint32 counter) {
