@@ -1,0 +1,416 @@
+"""Flower integration: ``PvssSecAggWorkflow`` (ServerApp) and ``pvss_secagg_mod``
+(ClientApp), shaped like Flower's ``SecAggPlusWorkflow`` / ``secaggplus_mod``.
+
+Switching a Flower app from SecAgg+ to publicly verifiable secure aggregation::
+
+    fit_workflow = PvssSecAggWorkflow(committee_size=5, threshold=2)   # was SecAggPlusWorkflow(...)
+    app = ClientApp(client_fn=client_fn, mods=[pvss_secagg_mod])       # was mods=[secaggplus_mod]
+
+How a round maps onto Flower messages. Every fit round is one secure-aggregation round
+on its own board, hosted by the ServerApp (a ``MemoryBoard`` now, an EVM board later).
+The strategy samples nodes as usual (``configure_fit``); each sampled node becomes a
+client (ids 1..n in node-id order) and ``committee_size`` of them, drawn at random, also
+sit on the committee (ids 1..m) — a node may hold both roles. Then four TRAIN messages
+per node, one per board phase:
+
+1. ``register``: the node makes fresh keys and returns its ``Registration`` (s);
+   committee seats whose node did not register are re-drawn among the registered nodes.
+2. ``deal``: the node returns its ``DealingsPost``.
+3. ``upload``: the message also carries the strategy's ``FitIns``; the mod lets the
+   ClientApp train, then returns its ``MaskedInputPost`` and the masked vector, and
+   strips the parameters from the reply (only the masked vector leaves the node).
+4. ``unmask``: committee members return their ``SharesPost``.
+
+Each request carries the board's transcript so far; the node replays and re-verifies it
+before acting (:class:`fl.relay.NodeAgent`). Replies are codec-encoded ``secagg``
+messages (bytes in a ``ConfigRecord``); the server submits them to the board under the
+party id it assigned to the replying node — Flower's authenticated ``src_node_id`` plays
+the part of ``msg.sender`` — and advances the board height between phases. Nodes that
+time out or fail at any stage are dropouts. At the end the server aggregates, writes
+``round_dir/round-<k>/`` (``transcript.msgpack`` + ``blobs/``), re-verifies it with
+``verify_round`` and only then hands the weighted mean to ``Strategy.aggregate_fit``; a
+round that does not verify raises :class:`fl.host.RoundVerificationError` naming the
+faulty party.
+
+Weighting is FedAvg's: a client's weight is its ``num_examples``, which must not exceed
+``max_weight``. The masked vector is the client's float parameters (integer / bool
+arrays are not aggregated; the global model's values are carried through, see
+:mod:`fl.tensors`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from fl.host import (
+    DEFAULT_CHAIN_ID,
+    NodeRoles,
+    RoundFailed,
+    RoundHost,
+    RoundOutcome,
+    drive_round,
+    make_round_config,
+)
+from fl.relay import STAGE_UPLOAD, NodeAgent, StageReply, StageRequest
+from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
+from secagg.errors import ConfigError, ProtocolError
+
+__all__ = [
+    "RECORD_KEY",
+    "STATE_KEY",
+    "PvssSecAggWorkflow",
+    "pvss_secagg_mod",
+    "request_to_record",
+    "request_from_record",
+    "reply_to_record",
+    "reply_from_record",
+]
+
+log = logging.getLogger(__name__)
+
+RECORD_KEY = "pvss_secagg"  # the config record of a stage request / reply
+STATE_KEY = "pvss_secagg_state"  # node-local state between stages (Context.state)
+
+
+# ---------------------------------------------------------------------------------------
+# envelope: request / reply <-> ConfigRecord
+# ---------------------------------------------------------------------------------------
+
+
+def request_to_record(request: StageRequest) -> Any:
+    """A stage request as a Flower ``ConfigRecord``."""
+    from flwr.app import ConfigRecord  # noqa: PLC0415
+
+    return ConfigRecord(
+        {
+            "stage": request.stage,
+            "height": request.height,
+            "transcript": request.transcript,
+            "client": request.client,
+            "member": request.member,
+        }
+    )
+
+
+def request_from_record(record: Mapping[str, Any]) -> StageRequest:
+    """Parse a stage request; ``ProtocolError`` naming the field if malformed."""
+    try:
+        return StageRequest(
+            stage=_typed(record, "stage", str),
+            height=_typed(record, "height", int),
+            transcript=_typed(record, "transcript", bytes),
+            client=_typed(record, "client", int),
+            member=_typed(record, "member", int),
+        )
+    except KeyError as exc:
+        raise ProtocolError(f"stage request: missing {exc}") from None
+
+
+def reply_to_record(reply: StageReply) -> Any:
+    """A stage reply as a Flower ``ConfigRecord``."""
+    from flwr.app import ConfigRecord  # noqa: PLC0415
+
+    return ConfigRecord(
+        {"posts": list(reply.posts), "blob": reply.blob, "seconds": float(reply.seconds)}
+    )
+
+
+def reply_from_record(record: Mapping[str, Any]) -> StageReply:
+    """Parse a stage reply; ``ProtocolError`` naming the field if malformed."""
+    try:
+        posts = record["posts"]
+        if not isinstance(posts, list) or not all(isinstance(p, bytes) for p in posts):
+            raise ProtocolError("stage reply: posts must be a list of bytes")
+        return StageReply(
+            tuple(posts), _typed(record, "blob", bytes), _typed(record, "seconds", float)
+        )
+    except KeyError as exc:
+        raise ProtocolError(f"stage reply: missing {exc}") from None
+
+
+def _typed(record: Mapping[str, Any], key: str, kind: type) -> Any:
+    value = record[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ProtocolError(f"{RECORD_KEY}.{key}: expected {kind.__name__}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------
+# client side
+# ---------------------------------------------------------------------------------------
+
+
+def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
+    """ClientApp mod: answers the stages of ``PvssSecAggWorkflow``.
+
+    TRAIN messages that carry a ``pvss_secagg`` record are protocol stages; anything
+    else passes through untouched. At the ``upload`` stage the wrapped ClientApp trains
+    (``call_next``); its parameters are flattened, weighted by ``num_examples``,
+    masked, and removed from the reply. Secrets between stages live in the node-local
+    ``Context.state``. Any error (a relayed board that does not verify, a weight above
+    ``max_weight``...) propagates, so Flower returns an error reply and the server
+    counts the node as a dropout.
+    """
+    from flwr.app import ConfigRecord, Message, RecordDict  # noqa: PLC0415
+    from flwr.app.message_type import MessageType  # noqa: PLC0415
+    from flwr.common import parameters_to_ndarrays  # noqa: PLC0415
+    from flwr.compat.common import recorddict_compat as compat  # noqa: PLC0415
+
+    if (
+        msg.metadata.message_type != MessageType.TRAIN
+        or RECORD_KEY not in msg.content.config_records
+    ):
+        return call_next(msg, ctxt)
+    request = request_from_record(msg.content.config_records[RECORD_KEY])
+    saved = ctxt.state.config_records.get(STATE_KEY)
+    agent = NodeAgent(cast(bytes, saved["state"]) if saved is not None else b"")
+    out_content = RecordDict()
+
+    def update() -> tuple[np.ndarray, int]:
+        nonlocal out_content
+        out_msg = call_next(msg, ctxt)
+        if out_msg.has_error():
+            raise ProtocolError(f"client app failed to train: {out_msg.error.reason}")
+        out_content = out_msg.content
+        fitres = compat.recorddict_to_fitres(out_content, keep_input=True)
+        vector, _ = ndarrays_to_vector(parameters_to_ndarrays(fitres.parameters))
+        for arrays in out_content.array_records.values():
+            arrays.clear()  # only the masked vector leaves the node
+        return vector, int(fitres.num_examples)
+
+    reply = agent.handle(request, update if request.stage == STAGE_UPLOAD else None)
+    ctxt.state.config_records[STATE_KEY] = ConfigRecord({"state": agent.state_bytes()})
+    out_content.config_records[RECORD_KEY] = reply_to_record(reply)
+    return Message(out_content, reply_to=msg)
+
+
+# ---------------------------------------------------------------------------------------
+# server side
+# ---------------------------------------------------------------------------------------
+
+
+class PvssSecAggWorkflow:
+    """Fit workflow for publicly verifiable secure aggregation (use as
+    ``DefaultWorkflow(fit_workflow=PvssSecAggWorkflow(...))`` on a ``LegacyContext``).
+
+    Parameters
+    ----------
+    committee_size : int
+        m, committee members drawn among the sampled nodes each round.
+    threshold : int
+        t: any t+1 members reconstruct, any t learn nothing (2t < m).
+    clipping_range : float (default 8.0)
+        Parameters are clipped to [-c, c] before quantization.
+    quantization_bits : int (default 16)
+        q: each coordinate is quantized to 2^q levels (error < 2c/(2^q-1)).
+    modulus_bits : int, optional
+        b: masked vectors live in Z_{2^b}; None (default) takes the smallest b with
+        n * max_weight * (2^q - 1) < 2^b.
+    max_weight : int (default 1000)
+        W, the largest ``num_examples`` a client may report (a larger one drops the
+        client with an error).
+    timeout : float, optional
+        Seconds to wait for replies at each stage (None: wait for all).
+    board : str (default "memory")
+        The board kind (see :func:`fl.host.make_board`).
+    round_dir : str | Path (default "pvss-rounds")
+        Round k writes ``round_dir/round-<k>/transcript.msgpack`` and ``blobs/``.
+    graph : str (default "complete")
+        Mask graph: ``complete`` (SecAgg) or ``regular:K`` (SecAgg+).
+    seed : int, optional
+        Seeds the committee draw and the memory board's address (tests, demos);
+        None uses system randomness.
+    backend : str, optional
+        Masking backend of the aggregator and the verifier.
+    """
+
+    def __init__(
+        self,
+        committee_size: int,
+        threshold: int,
+        *,
+        clipping_range: float = 8.0,
+        quantization_bits: int = 16,
+        modulus_bits: int | None = None,
+        max_weight: int = 1000,
+        timeout: float | None = None,
+        board: str = "memory",
+        round_dir: str | os.PathLike[str] = "pvss-rounds",
+        graph: str = "complete",
+        chain_id: int = DEFAULT_CHAIN_ID,
+        seed: int | None = None,
+        backend: str | None = None,
+    ) -> None:
+        if not 1 <= threshold < committee_size:
+            raise ConfigError(f"threshold: need 1 <= t < m, got t={threshold}, m={committee_size}")
+        if clipping_range <= 0:
+            raise ConfigError(f"clipping_range: must be > 0, got {clipping_range}")
+        if isinstance(max_weight, bool) or not isinstance(max_weight, int) or max_weight < 1:
+            raise ConfigError(f"max_weight: must be an integer >= 1, got {max_weight!r}")
+        self.committee_size = committee_size
+        self.threshold = threshold
+        self.clipping_range = float(clipping_range)
+        self.quantization_bits = quantization_bits
+        self.modulus_bits = modulus_bits
+        self.max_weight = max_weight
+        self.timeout = timeout
+        self.board = board
+        self.round_dir = Path(round_dir)
+        self.graph = graph
+        self.chain_id = chain_id
+        self.backend = backend
+        self._rng: random.Random = (
+            random.Random(seed) if seed is not None else random.SystemRandom()
+        )
+        self.board_address = self._rng.randbytes(20) if seed is not None else os.urandom(20)
+        self.outcomes: list[RoundOutcome] = []
+
+    def __call__(self, grid: Any, context: Any) -> None:
+        """Run one fit round (called by ``DefaultWorkflow`` every round)."""
+        from flwr.common import (  # noqa: PLC0415
+            ndarrays_to_parameters,
+            parameters_to_ndarrays,
+        )
+        from flwr.compat.common import recorddict_compat as compat  # noqa: PLC0415
+        from flwr.server.compat.legacy_context import LegacyContext  # noqa: PLC0415
+        from flwr.server.workflow.constant import (  # noqa: PLC0415
+            MAIN_CONFIGS_RECORD,
+            MAIN_PARAMS_RECORD,
+        )
+        from flwr.server.workflow.constant import Key as WorkflowKey  # noqa: PLC0415
+
+        if not isinstance(context, LegacyContext):
+            raise TypeError(f"Expect a LegacyContext, but get {type(context).__name__}.")
+        current_round = cast(
+            int, context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND]
+        )
+        parameters = compat.arrayrecord_to_parameters(
+            context.state.array_records[MAIN_PARAMS_RECORD], keep_input=True
+        )
+        proxy_fitins = context.strategy.configure_fit(
+            current_round, parameters, context.client_manager
+        )
+        if not proxy_fitins:
+            log.info("configure_fit: no clients selected, cancel")
+            return
+        nodes = sorted(proxy.node_id for proxy, _ in proxy_fitins)
+        if len(nodes) < max(2, self.committee_size):
+            log.error(
+                "round %d: %d sampled nodes, need at least max(2, committee_size=%d)",
+                current_round,
+                len(nodes),
+                self.committee_size,
+            )
+            return
+        proxies = {proxy.node_id: proxy for proxy, _ in proxy_fitins}
+        fitins = {
+            proxy.node_id: compat.fitins_to_recorddict(ins, True) for proxy, ins in proxy_fitins
+        }
+        global_arrays = parameters_to_ndarrays(parameters)
+        _, spec = ndarrays_to_vector(global_arrays)
+
+        config = make_round_config(
+            round_id=current_round,
+            n_clients=len(nodes),
+            committee_size=self.committee_size,
+            threshold=self.threshold,
+            dim=spec.length,
+            clip=self.clipping_range,
+            quant_bits=self.quantization_bits,
+            max_weight=self.max_weight,
+            bits=self.modulus_bits,
+            graph=self.graph,
+            board_address=self.board_address,
+            chain_id=self.chain_id,
+        )
+        committee = self._rng.sample(nodes, self.committee_size)
+        roles = [
+            NodeRoles(node, i + 1, committee.index(node) + 1 if node in committee else 0)
+            for i, node in enumerate(nodes)
+        ]
+        host = RoundHost(
+            config,
+            self.round_dir / f"round-{current_round}",
+            roles,
+            board=self.board,
+            rng=self._rng,
+            backend=self.backend,
+        )
+        fit_replies: dict[int, Any] = {}
+        failures: list[BaseException] = []
+
+        def send(stage: str, requests: Mapping[int, StageRequest]) -> dict[int, Any]:
+            from flwr.app import Message, RecordDict  # noqa: PLC0415
+            from flwr.app.message_type import MessageType  # noqa: PLC0415
+
+            out = []
+            for node, req in requests.items():
+                content = fitins[node] if stage == STAGE_UPLOAD else RecordDict()
+                content.config_records[RECORD_KEY] = request_to_record(req)
+                out.append(
+                    Message(
+                        content=content,
+                        dst_node_id=node,
+                        message_type=MessageType.TRAIN,
+                        group_id=str(current_round),
+                    )
+                )
+            replies: dict[int, Any] = {}
+            for reply in grid.send_and_receive(out, timeout=self.timeout):
+                node = reply.metadata.src_node_id
+                if node not in requests:
+                    continue
+                if reply.has_error():
+                    err = ProtocolError(f"node {node}: {reply.error.reason}")
+                    failures.append(err)
+                    replies[node] = err
+                    continue
+                try:
+                    replies[node] = reply_from_record(reply.content.config_records[RECORD_KEY])
+                except (KeyError, ProtocolError) as exc:
+                    replies[node] = ProtocolError(f"node {node}: malformed reply: {exc}")
+                    failures.append(replies[node])
+                    continue
+                if stage == STAGE_UPLOAD:
+                    fit_replies[node] = reply.content
+            return replies
+
+        try:
+            outcome = drive_round(host, send)
+        except RoundFailed as exc:
+            log.error("round %d: secure aggregation halted: %s", current_round, exc)
+            return
+        self.outcomes.append(outcome)
+        log.info(
+            "round %d: verified (%s), %d clients included, dropouts %s, transcript %s",
+            current_round,
+            "all checks passed" if outcome.verified else "FAILED",
+            len(outcome.included),
+            {k: v for k, v in outcome.dropped.items() if v},
+            outcome.round_dir,
+        )
+
+        aggregated = vector_to_ndarrays(outcome.mean, spec, template=global_arrays)
+        aggregated_parameters = ndarrays_to_parameters(aggregated)
+        results = []
+        for node in outcome.included_nodes:
+            fitres = compat.recorddict_to_fitres(fit_replies[node], keep_input=True)
+            fitres.parameters = aggregated_parameters
+            results.append((proxies[node], fitres))
+        parameters_aggregated, metrics_aggregated = context.strategy.aggregate_fit(
+            current_round, results, failures
+        )
+        if parameters_aggregated:
+            context.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(
+                parameters_aggregated, True
+            )
+            context.history.add_metrics_distributed_fit(
+                server_round=current_round, metrics=metrics_aggregated
+            )
