@@ -186,24 +186,26 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def anvil_url() -> Iterator[str]:
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A fresh anvil node on a free loopback port, stopped afterwards whatever happens."""
     if not ANVIL.exists():
         pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
     port = _free_port()
-    proc = subprocess.Popen(
-        [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    log_path = tmp_path_factory.mktemp("anvil") / "anvil.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [str(ANVIL), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
         deadline = time.monotonic() + 30
         while not w3.is_connected():
             if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                pytest.fail(f"anvil exited with {proc.returncode}: {err[-2000:]}")
+                tail = log_path.read_text(errors="replace")[-2000:]
+                pytest.fail(f"anvil exited with {proc.returncode}: {tail}")
             if time.monotonic() > deadline:
                 pytest.fail(f"anvil did not answer on {url} within 30 s")
             time.sleep(0.1)
@@ -215,8 +217,6 @@ def anvil_url() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
 
 
 @pytest.fixture(scope="module", params=["py-evm", "anvil"])

@@ -350,8 +350,9 @@ library Pvss {
     /// verifyDecryptedShare). Reverts NoSuchPoint unless 1 <= index is a point of it.
     function shareEncryption(bytes memory dealing, uint256 index) internal pure returns (bytes memory sHat) {
         (, bool hasRecipient, uint256 n) = dealingHeader(dealing);
+        if (index == 0) revert NoSuchPoint(index); // the recipient's point never posts a share
         uint256 pos = hasRecipient ? index : index - 1;
-        if (index == 0 || pos >= n) revert NoSuchPoint(index);
+        if (pos >= n) revert NoSuchPoint(index);
         uint256 off = DEALING_HEADER_BYTES + pos * RECORD_BYTES + 64;
         sHat = new bytes(64);
         assembly ("memory-safe") {
