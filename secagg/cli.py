@@ -1,8 +1,9 @@
 """The ``pvss-secagg`` command line (SPEC.md §1.3).
 
-Subcommands: ``demo`` (a PVSS walk-through with timings), ``simulate`` (a whole round
-with dropouts, timed per role and verified), ``verify DIR`` (public verification of a
-round directory; exit 0 if valid, 1 naming the faulty party otherwise).
+Subcommands: ``demo`` (federated training with verified secure aggregation beside plain
+FedAvg, fl/demo.py), ``pvss-demo`` (a PVSS walk-through with timings), ``simulate`` (a
+whole round with dropouts, timed per role and verified), ``verify DIR`` (public
+verification of a round directory; exit 0 if valid, 1 naming the faulty party otherwise).
 """
 
 from __future__ import annotations
@@ -244,13 +245,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = ap.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="PVSS walk-through: deal, verify, decrypt, drop, reconstruct"
+        "demo",
+        help="federated training with verified secure aggregation vs plain FedAvg (fl/demo.py)",
     )
-    demo.add_argument("--members", type=int, default=10)
-    demo.add_argument("--threshold", type=int, default=4)
-    demo.add_argument("--drop", type=int, default=5, help="members that vanish before decrypting")
-    demo.add_argument("--seed", type=int, default=None)
-    demo.add_argument("--json", action="store_true", help="print one JSON line instead of prose")
+    from fl.demo import add_arguments as add_fl_demo_arguments  # torch loads only in run
+
+    add_fl_demo_arguments(demo)
+
+    pvss_demo = sub.add_parser(
+        "pvss-demo", help="PVSS walk-through: deal, verify, decrypt, drop, reconstruct"
+    )
+    pvss_demo.add_argument("--members", type=int, default=10)
+    pvss_demo.add_argument("--threshold", type=int, default=4)
+    pvss_demo.add_argument(
+        "--drop", type=int, default=5, help="members that vanish before decrypting"
+    )
+    pvss_demo.add_argument("--seed", type=int, default=None)
+    pvss_demo.add_argument(
+        "--json", action="store_true", help="print one JSON line instead of prose"
+    )
 
     sim = sub.add_parser("simulate", help="run one secure-aggregation round and verify it")
     sim.add_argument("--clients", type=int, default=10)
@@ -280,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args: Any = ap.parse_args(argv)
     if args.command == "demo":
+        from fl.demo import main as run_fl_demo
+
+        return run_fl_demo(args)
+    if args.command == "pvss-demo":
         return run_pvss_demo(args.members, args.threshold, args.drop, args.seed, args.json)
     if args.command == "simulate":
         return run_simulate(args)

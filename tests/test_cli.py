@@ -9,7 +9,20 @@ from secagg.cli import main
 
 def test_pvss_demo_json(capsys) -> None:
     assert (
-        main(["demo", "--members", "5", "--threshold", "2", "--drop", "2", "--json", "--seed", "1"])
+        main(
+            [
+                "pvss-demo",
+                "--members",
+                "5",
+                "--threshold",
+                "2",
+                "--drop",
+                "2",
+                "--json",
+                "--seed",
+                "1",
+            ]
+        )
         == 0
     )
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -18,5 +31,5 @@ def test_pvss_demo_json(capsys) -> None:
 
 
 def test_pvss_demo_refuses_impossible_drop(capsys) -> None:
-    assert main(["demo", "--members", "5", "--threshold", "2", "--drop", "3"]) == 2
+    assert main(["pvss-demo", "--members", "5", "--threshold", "2", "--drop", "3"]) == 2
     assert "fewer than t+1" in capsys.readouterr().err
