@@ -276,7 +276,11 @@ def _check_keys(
         raise InvalidProof(
             f"dealing: {dealing.committee_size} committee points for {len(committee_pks)} members"
         )
-    return _point_keys(committee_pks, recipient_pk)
+    keys = _point_keys(committee_pks, recipient_pk)
+    for k, pk in zip(dealing.indices, keys, strict=True):
+        if pk.is_identity:
+            raise InvalidProof(f"dealing: the public key of point {k} is the identity")
+    return keys
 
 
 # ---------------------------------------------------------------------------

@@ -447,8 +447,15 @@ def test_dealing_vectors(chain: Chain, rel: str) -> None:
     if vec["output"]["valid"]:
         e = check_dealing(chain, ctx, inp["threshold"], pks, rpk, dealing, None)
         assert hex(e) == vec["output"]["challenge"]
+    elif rel.endswith("_rs.json"):
+        # honest proofs for values off any degree-t polynomial: only the RS check fails
+        check_dealing(chain, ctx, inp["threshold"], pks, rpk, dealing, "RsCheckFailed", ())
+    elif rel.endswith("_key_side_dleq.json"):
+        # s_hat at the first point disagrees with v: the G side passes, the key side fails
+        first = 0 if inp["recipient_pk"] else 1
+        check_dealing(chain, ctx, inp["threshold"], pks, rpk, dealing, "DleqFailed", (first, True))
     else:
-        # every tamper changes the transcript (hence e) or z, so the first DLEQ fails
+        # every other tamper changes the transcript (hence e) or z: the first DLEQ fails
         first = 0 if inp["recipient_pk"] else 1
         check_dealing(chain, ctx, inp["threshold"], pks, rpk, dealing, "DleqFailed", (first, False))
 

@@ -292,3 +292,12 @@ def test_decrypted_share_codec() -> None:
     bad[66:98] = R.to_bytes(32, "big")
     with pytest.raises(InvalidEncoding, match="challenge"):
         DecryptedShare.from_bytes(bytes(bad))
+
+
+def test_identity_key_is_rejected_by_both_verifiers() -> None:
+    pks = [k.pk for k in committee(4, seed=13)]
+    dealing, _ = deal(pks, 1, CTX)
+    bad_keys = [pks[0], G1Point.identity(), pks[2], pks[3]]
+    with pytest.raises(InvalidProof, match="point 2 is the identity"):
+        verify_dealing(dealing, bad_keys, CTX)
+    assert not is_valid_dealing_batch([DealingClaim(dealing, tuple(bad_keys), CTX)])

@@ -106,3 +106,14 @@ def test_pop_vectors(rel: str) -> None:
     else:
         with pytest.raises(InvalidProof):
             verify_possession(pk, proof, inp["chain_id"], board, inp["party"])
+
+
+@pytest.mark.parametrize(
+    "rel", [r for r in cases("dealing") if r.endswith(("_rs.json", "_key_side_dleq.json"))]
+)
+def test_forged_vectors_fail_where_they_claim(rel: str) -> None:
+    """The forged vectors reach the RS check / key-side DLEQ with everything before passing."""
+    dealing, pks, ctx, rpk = load_dealing_case(load(rel)["input"])
+    what = "RS check" if rel.endswith("_rs.json") else "DLEQ \\(key side\\)"
+    with pytest.raises(InvalidProof, match=what):
+        verify_dealing(dealing, pks, ctx, rpk)

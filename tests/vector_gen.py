@@ -55,6 +55,29 @@ def _pt(p: G1Point) -> str:
     return p.to_bytes().hex()
 
 
+def forge_dealing(
+    keys: list[G1Point],
+    threshold: int,
+    ctx: Context,
+    has_recipient: bool,
+    evals: list[int],
+    nonces: list[int],
+    s_hat_evals: list[int] | None = None,
+) -> Dealing:
+    """A dealing with honestly computed proofs for arbitrary values: v_k = evals[k]*G,
+    s_hat_k = s_hat_evals[k]*pk_k (default: the same values). Lets a vector reach the
+    RS check (values off any degree-t polynomial) or the key-side DLEQ (s_hat and v
+    disagree) with every other check passing."""
+    s_vals = s_hat_evals if s_hat_evals is not None else evals
+    v = [G * x for x in evals]
+    s_hat = [pk * x for pk, x in zip(keys, s_vals, strict=True)]
+    a1 = [G * w for w in nonces]
+    a2 = [pk * w for pk, w in zip(keys, nonces, strict=True)]
+    e = dealing_transcript(ctx, threshold, keys, has_recipient, v, s_hat, a1, a2).challenge()
+    z = tuple((w - e * x) % R for w, x in zip(nonces, evals, strict=True))
+    return Dealing(threshold, has_recipient, tuple(v), tuple(s_hat), tuple(a1), tuple(a2), z)
+
+
 def build() -> dict[str, dict[str, Any]]:
     """All vectors as {relative path: content}."""
     rng = random.Random(20261121)
@@ -127,6 +150,30 @@ def build() -> dict[str, dict[str, Any]]:
                     "dealing": bad.to_bytes().hex(),
                     "threshold": bad.threshold,
                 },
+                "output": {"valid": False},
+            }
+        n_pts = dealing.n_points
+        first = 0 if rpk else 1
+        keys_list = ([rpk] if rpk else []) + pks
+        frng = random.Random(f"forged-{name}")  # own stream: other vectors stay unchanged
+        high = [frng.randrange(R) for _ in range(3)]  # degree 2 > t = 1
+        evals = [sum(c * k**j for j, c in enumerate(high)) % R for k in range(first, first + n_pts)]
+        nonces = [frng.randrange(1, R) for _ in range(n_pts)]
+        forged = {
+            "rs": forge_dealing(keys_list, 1, ctx, bool(rpk), evals, nonces),
+            "key_side_dleq": forge_dealing(
+                keys_list,
+                1,
+                ctx,
+                bool(rpk),
+                evals,
+                nonces,
+                s_hat_evals=[evals[0] + 1] + evals[1:],
+            ),
+        }
+        for label, bad in forged.items():
+            out[f"dealing/invalid_{name}_{label}.json"] = {
+                "input": {**base_input, "dealing": bad.to_bytes().hex()},
                 "output": {"valid": False},
             }
         other = dataclasses.replace(ctx, round_id=2)
