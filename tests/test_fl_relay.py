@@ -1,0 +1,223 @@
+"""fl.relay + fl.host: a relayed round end to end without any FL framework — dropouts
+at every stage, committee re-draw, nodes refusing a tampered relay, faults attributed,
+a cheating aggregator caught before its result is used."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fl.host import (
+    NodeRoles,
+    RoundFailed,
+    RoundHost,
+    RoundVerificationError,
+    drive_round,
+    make_board,
+    make_round_config,
+)
+from fl.relay import STAGES, NodeAgent, StageReply, StageRequest
+from secagg import codec
+from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
+from secagg.board import MemoryBoard
+from secagg.errors import ConfigError, PvssError
+from secagg.messages import ROLE_AGGREGATOR, ResultPost, TranscriptFile
+from secagg.roles import Aggregator, Stage
+from secagg.verifier import load_round, verify_round
+
+DIM = 40
+ORDER = {s: i for i, s in enumerate(STAGES)}
+
+
+def _roles(n: int, committee: list[int]) -> list[NodeRoles]:
+    """Node ids 100.. (transport ids are not party ids)."""
+    return [
+        NodeRoles(100 + i, i + 1, committee.index(i) + 1 if i in committee else 0) for i in range(n)
+    ]
+
+
+class Harness:
+    """A host and in-process node agents; ``offline[node] = stage`` silences a node from
+    that stage on; ``tamper(stage, node, reply)`` may rewrite a reply."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        n: int = 5,
+        m: int = 3,
+        t: int = 1,
+        committee: list[int] | None = None,
+        offline: Mapping[int, str] | None = None,
+        tamper: Callable[[str, int, StageReply], StageReply] | None = None,
+        weights: list[int] | None = None,
+    ) -> None:
+        self.cfg = make_round_config(
+            round_id=1,
+            n_clients=n,
+            committee_size=m,
+            threshold=t,
+            dim=DIM,
+            clip=1.0,
+            quant_bits=16,
+            max_weight=50,
+            board_address=bytes(range(20)),
+        )
+        rng = np.random.default_rng(7)
+        self.updates = {100 + i: rng.uniform(-1.2, 1.2, DIM) for i in range(n)}
+        self.weights = {100 + i: (weights[i] if weights else i + 1) for i in range(n)}
+        self.host = RoundHost(
+            self.cfg, tmp / "round-1", _roles(n, committee or list(range(m))), rng=random.Random(3)
+        )
+        self.offline = dict(offline or {})
+        self.tamper = tamper
+        self.states: dict[int, bytes] = {}
+
+    def send(self, stage: str, requests: Mapping[int, StageRequest]):
+        replies: dict[int, StageReply | BaseException] = {}
+        for node, req in requests.items():
+            gone = self.offline.get(node)
+            if gone is not None and ORDER[stage] >= ORDER[gone]:
+                continue
+            agent = NodeAgent(self.states.get(node, b""), rng=np.random.default_rng(node))
+            try:
+                reply = agent.handle(
+                    req, lambda node=node: (self.updates[node], self.weights[node])
+                )
+            except PvssError as exc:
+                replies[node] = exc
+                continue
+            self.states[node] = agent.state_bytes()
+            replies[node] = self.tamper(stage, node, reply) if self.tamper else reply
+        return replies
+
+    def run(self):
+        return drive_round(self.host, self.send)
+
+    def plain_mean(self, nodes) -> np.ndarray:
+        w = np.array([self.weights[k] for k in nodes], dtype=np.float64)
+        x = np.array([np.clip(self.updates[k], -1.0, 1.0) for k in nodes])
+        return (w[:, None] * x).sum(0) / w.sum()
+
+
+def test_round_with_dropouts_at_every_stage_is_the_weighted_mean(tmp_path: Path) -> None:
+    # node 104 vanishes before dealing, 103 before uploading; 102 (member 3) after uploading
+    h = Harness(tmp_path, n=6, m=3, offline={104: "deal", 103: "upload", 102: "unmask"})
+    out = h.run()
+    assert out.verified
+    assert out.included_nodes == (100, 101, 102, 105)  # 102 uploaded: it is included
+    assert out.dropped["deal"] == [104] and out.dropped["upload"] == [103]
+    assert out.dropped["unmask"] == [102] and out.faults == []
+    assert out.total_weight == sum(h.weights[k] for k in out.included_nodes)
+    err = np.abs(out.mean - h.plain_mean(out.included_nodes)).max()
+    assert err < h.cfg.masking().step
+    # the round directory is publicly verifiable on its own
+    transcript, blobs = load_round(out.round_dir)
+    report = verify_round(transcript, blobs)
+    assert report.ok and np.array_equal(report.total, out.total)
+    assert set(out.seconds) >= {"client_mean", "committee_mean", "board", "aggregator", "verifier"}
+
+
+def test_a_member_that_never_registers_is_redrawn(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=5, m=3, committee=[0, 1, 2], offline={101: "register"})
+    out = h.run()
+    assert out.verified and 101 not in out.included_nodes
+    members = {r.member: r.node for r in h.host.roles.values() if r.member}
+    assert sorted(members) == [1, 2, 3] and members[2] in (103, 104)
+
+
+def test_too_few_members_left_fails_the_round_loudly(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=5, m=3, t=1, offline={100: "unmask", 101: "unmask"})
+    with pytest.raises(RoundFailed, match="no result"):
+        h.run()
+    assert (tmp_path / "round-1" / "transcript.msgpack").exists()  # kept for the audit
+
+
+def test_a_weight_above_max_weight_drops_that_client(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=4, m=3, weights=[1, 2, 51, 4])
+    out = h.run()
+    assert out.dropped["upload"] == [102] and 102 not in out.included_nodes
+
+
+def test_a_reply_the_board_refuses_is_a_fault_attributed_to_its_party(tmp_path: Path) -> None:
+    def tamper(stage: str, node: int, reply: StageReply) -> StageReply:
+        if stage == "upload" and node == 101:
+            return dataclasses.replace(reply, blob=reply.blob[:-1] + b"\x00")
+        if stage == "deal" and node == 103:
+            return dataclasses.replace(reply, posts=(reply.posts[0][:-1] + b"\x00",))
+        return reply
+
+    h = Harness(tmp_path, n=5, m=3, tamper=tamper)
+    out = h.run()
+    assert out.verified and set(out.included_nodes) == {100, 102, 104}
+    assert any(f.startswith("client 2 (node 101) at upload: blob") for f in out.faults)
+    assert any("(node 103) at deal" in f for f in out.faults)
+
+
+def test_nodes_refuse_a_tampered_relay(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=4, m=3)
+    host = h.host
+    for node, req in host.requests("register").items():
+        host.accept("register", node, h.send("register", {node: req})[node])
+    req = host.requests("deal")[100]
+    tr = codec.decode(req.transcript, TranscriptFile)
+    # 1. a flipped byte in an event body breaks the hash chain
+    ev = tr.events[2]
+    bad = dataclasses.replace(ev, body=ev.body[:-1] + bytes([ev.body[-1] ^ 1]))
+    forged = codec.encode(TranscriptFile((*tr.events[:2], bad, *tr.events[3:])))
+    agent = NodeAgent(h.states[100])
+    with pytest.raises(PvssError):
+        agent.handle(dataclasses.replace(req, transcript=forged))
+    # 2. a relay that registered someone else's key under this node's id
+    other = Harness(tmp_path / "other", n=4, m=3)
+    for node, oreq in other.host.requests("register").items():
+        other.host.accept("register", node, other.send("register", {node: oreq})[node])
+    foreign = other.host.requests("deal")[100]
+    with pytest.raises(PvssError, match="key"):
+        NodeAgent(h.states[100]).handle(foreign)
+    # 3. a stage for a phase the board is not in
+    with pytest.raises(PvssError, match="phase"):
+        NodeAgent(h.states[100]).handle(dataclasses.replace(req, stage="upload"))
+
+
+class CheatingAggregator(Aggregator):
+    """Posts a sum with one coordinate nudged."""
+
+    def aggregate(self, board, blobs):  # noqa: ANN001, ANN201
+        st = board.state()
+        included = board.included()
+        inputs = [blobs.get(st.masked[i][0]) for i in included]
+        total = compute_sum(st, inputs, recover_seeds(st, removal_plan(st)))
+        total[0] = (int(total[0]) + 1) % (1 << self.config.bits)
+        digest = blobs.put(result_blob(total, self.config.bits))
+        board.submit(ROLE_AGGREGATOR, 0, ResultPost(digest, included, int(total[-1])))
+        self.total, self.stage = total, Stage.DONE
+        return total
+
+
+def test_a_result_that_does_not_verify_is_never_used(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("fl.host.Aggregator", CheatingAggregator)
+    h = Harness(tmp_path, n=4, m=3)
+    with pytest.raises(RoundVerificationError, match="aggregator") as info:
+        h.run()
+    assert info.value.findings and info.value.findings[0].party == "aggregator"
+
+
+def test_unknown_board_kind_is_a_config_error() -> None:
+    cfg = make_round_config(
+        round_id=1,
+        n_clients=2,
+        committee_size=3,
+        threshold=1,
+        dim=4,
+        clip=1.0,
+        quant_bits=8,
+        max_weight=1,
+    )
+    with pytest.raises(ConfigError, match="evm"):
+        make_board("evm", cfg)
+    assert isinstance(make_board("memory", cfg), MemoryBoard)
