@@ -14,7 +14,7 @@ const solc = require("solc");
 
 const ROOT = __dirname; // contracts/
 const SOURCE_DIRS = ["src", "test"];
-const ARTIFACTS = ["PvssVerifier", "PvssTestHarness"];
+const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssTestHarness"];
 const PINNED = require(path.join(ROOT, "..", "package.json")).devDependencies.solc;
 
 const SETTINGS = {
