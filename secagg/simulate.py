@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from secagg.blobs import BlobStore
-from secagg.board import MemoryBoard
+from secagg.board import Board, MemoryBoard
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError
 from secagg.messages import Event
@@ -41,6 +41,7 @@ class SimParams:
     max_weight: int = 10
     seed: int = 0
     backend: str | None = None
+    board: str = "memory"  # memory | evm | anvil | rpc:URL (secagg.evm_board)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -87,6 +88,30 @@ class TimedBoard(MemoryBoard):
             return super().submit(role, sender, msg)
         finally:
             self.busy += time.perf_counter() - t0
+
+
+def make_board(kind: str, cfg: RoundConfig) -> Any:
+    """memory -> TimedBoard; evm / anvil / rpc:URL -> EvmBoard (its ``config`` carries
+    the chain id and contract address; phase lengths leave one block per post)."""
+    if kind == "memory":
+        return TimedBoard(cfg)
+    if kind in ("evm", "anvil") or kind.startswith("rpc:"):
+        from secagg.evm_board import EvmBoard
+
+        n, m = cfg.n_clients, cfg.committee_size
+        cfg = replace(
+            cfg,
+            register_blocks=max(cfg.register_blocks, n + m + 2),
+            deal_blocks=max(cfg.deal_blocks, n + 2),
+            upload_blocks=max(cfg.upload_blocks, n + 2),
+            unmask_blocks=max(cfg.unmask_blocks, m + 2),
+        )
+        return EvmBoard(cfg, kind)
+    raise ConfigError(f"board: {kind!r} is not memory, evm, anvil or rpc:URL")
+
+
+def _advance_to(board: Board, height: int) -> None:
+    board.advance(max(0, height - board.height()))
 
 
 @dataclass
@@ -147,7 +172,8 @@ def simulate(
         int(k) for k in rng.choice(np.arange(1, m + 1), params.committee_dropout, replace=False)
     )
 
-    board = TimedBoard(cfg)
+    board = make_board(params.board, cfg)
+    cfg = board.config
     clients = [
         Client(
             cfg,
@@ -178,13 +204,13 @@ def simulate(
         sent[c.party] += len(board.events()[-1].body)
     for mb in members:
         timed(member_time, mb.party, mb.register, board)
-    board.advance(cfg.register_blocks)
+    _advance_to(board, cfg.register_blocks)
     for c in clients:
         if drop_phase.get(c.party) == "deal":
             continue
         timed(client_time, c.party, c.deal, board)
         sent[c.party] += len(board.events()[-1].body)
-    board.advance(cfg.deal_blocks)
+    _advance_to(board, cfg.register_blocks + cfg.deal_blocks)
     masked_sizes = []
     for c in clients:
         if drop_phase.get(c.party) in ("deal", "upload"):
@@ -193,12 +219,15 @@ def simulate(
         size = board.state().masked[c.party][1]
         masked_sizes.append(size)
         sent[c.party] += len(board.events()[-1].body) + size
-    board.advance(cfg.upload_blocks)
+    _advance_to(board, cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks)
     for mb in members:
         if mb.party in member_drop:
             continue
         timed(member_time, mb.party, mb.reveal, board)
-    board.advance(cfg.unmask_blocks)
+    _advance_to(
+        board,
+        cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks + cfg.unmask_blocks,
+    )
     aggregator = Aggregator(cfg, backend=params.backend)
     t0, busy0 = time.perf_counter(), board.busy
     aggregator.aggregate(board, blobs)
@@ -215,6 +244,8 @@ def simulate(
         bar.close()
 
     included = board.included()
+    if hasattr(board, "close"):
+        board.close()
     mean = aggregator.mean()
     w = np.array([weights[i - 1] for i in included], dtype=np.float64)
     clipped = np.array([np.clip(updates[i - 1], -cfg.clip, cfg.clip) for i in included])

@@ -1,0 +1,655 @@
+"""The board on an EVM chain: ``EvmBoard`` runs a round through the ``PvssRound``
+contract (contracts/src/PvssRound.sol). This is the only Python module that knows
+contracts/.
+
+Providers: ``"evm"`` (the embedded py-evm chain, web3 ``EthereumTesterProvider``; the
+default), ``"anvil"`` (starts a local anvil from node_modules on a free loopback port and
+stops it on ``close``), ``"rpc:URL"`` (any JSON-RPC node whose first account is unlocked
+and funded; it pays for the other accounts).
+
+Every party gets its own funded account, and the contract authenticates posts by
+``msg.sender``. ``submit`` turns a message into a contract call: it first runs the call
+against the pending block (``eth_call``) to learn whether and why the contract would
+revert — a revert becomes ``RuleViolation(Fault(...))`` naming the party and the
+MemoryBoard rule — and then sends the signed transaction. ``state``, ``events`` and
+``transcript`` are rebuilt from the contract's event log alone, so the roles and
+``secagg.verifier.verify_round`` work unchanged.
+
+Heights: ``height()`` is the round height the next transaction executes at
+(block.number - startBlock of the contract); every transaction mines one block on the
+test chains, so phase lengths must leave room for one block per post.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_account import Account
+from eth_utils import keccak
+
+from pvss.group import G1Point
+from pvss.scrape import Dealing, DecryptedShare
+from pvss.transcript import PURPOSE_PAIR
+from secagg import codec
+from secagg.board import (
+    ZERO_HASH,
+    Board,
+    Fault,
+    Phase,
+    RoundState,
+    RuleViolation,
+    compute_included,
+    event_hash,
+    phase_at,
+)
+from secagg.config import RoundConfig, parse_graph
+from secagg.errors import ProtocolError
+from secagg.graph import compute_mask_graph, compute_round_seed
+from secagg.messages import (
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    DealingItem,
+    DealingsPost,
+    Event,
+    MaskedInputPost,
+    Registration,
+    ResultPost,
+    ShareItem,
+    SharesPost,
+    TranscriptFile,
+)
+from secagg.packing import packed_size
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACT = ROOT / "contracts" / "build" / "PvssRound.json"
+ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
+TX_GAS = 20_000_000  # gas limit of every transaction (pre-flight tells the real need)
+FUND_WEI = 10**18
+DEFAULT_STAKE = 10**16
+DEFAULT_BOND = 10**16
+
+# contract error -> MemoryBoard rule, per contract function (None: any function)
+_RULES: dict[str, str] = {
+    "WrongPhase": "stage",
+    "DealingWindowClosed": "stage",
+    "AccountAlreadyRegistered": "registration",
+    "AlreadyRegistered": "registration",
+    "IdOutOfRange": "registration",
+    "InvalidRole": "registration",
+    "WrongValue": "registration",
+    "AlreadyDealt": "dealings",
+    "CommitteeIncomplete": "dealings",
+    "CommitteeKeysMismatch": "dealings",
+    "WrongDealingSet": "dealings",
+    "ThresholdMismatch": "dealing",
+    "KeyCountMismatch": "dealing",
+    "RecipientMismatch": "dealing",
+    "ZeroChallenge": "dealing-proof",
+    "DleqFailed": "dealing-proof",
+    "RsCheckFailed": "dealing-proof",
+    "NoAcceptedDealings": "upload",
+    "AlreadyUploaded": "upload",
+    "WrongSize": "upload",
+    "ShareNotAllowed": "share-not-allowed",
+    "ShareAlreadyPosted": "share",
+    "ShareIndexMismatch": "share",
+    "DealingMismatch": "share",
+    "NoSuchPoint": "share",
+    "ShareProofFailed": "share-proof",
+    "NotAggregator": "sender",
+    "ResultAlreadyPosted": "result",
+    "IncludedMismatch": "result",
+    "NotEnoughShares": "result",
+    "PopFailed": "proof-of-possession",
+}
+_ENCODING_ERRORS = ("InvalidLength", "InvalidEncoding", "IdentityKey")
+
+
+def _artifact() -> dict[str, Any]:
+    return json.loads(ARTIFACT.read_text())
+
+
+def _error_table(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
+    table = {}
+    for item in abi:
+        if item["type"] == "error":
+            types = [i["type"] for i in item["inputs"]]
+            table[keccak(text=f"{item['name']}({','.join(types)})")[:4]] = (item["name"], types)
+    return table
+
+
+class ContractRevert(Exception):
+    """A call reverted with custom error ``name(args)`` (raw ``data``)."""
+
+    def __init__(self, data: bytes, table: dict[bytes, tuple[str, list[str]]]) -> None:
+        self.data = data
+        if data[:4] in table:
+            self.name, types = table[data[:4]]
+            self.args_ = tuple(abi_decode(types, data[4:]))
+        else:
+            self.name, self.args_ = f"<revert {data.hex() or 'without data'}>", ()
+        super().__init__(f"{self.name}{self.args_}")
+
+
+def _revert_data(exc: Exception) -> bytes | None:
+    """The revert data in a web3 / eth-tester exception, or None if it is no revert."""
+    import ast
+
+    data = getattr(exc, "data", None)
+    if isinstance(data, str) and data.startswith("0x"):
+        return bytes.fromhex(data[2:])
+    if isinstance(data, dict) and isinstance(data.get("data"), str):
+        return bytes.fromhex(data["data"].removeprefix("0x"))
+    text = str(exc.args[0]) if exc.args else ""
+    if "execution reverted" in text or type(exc).__name__ == "TransactionFailed":
+        tail = text.split("execution reverted:", 1)[-1].strip()
+        if tail.startswith(("b'", 'b"')):
+            return ast.literal_eval(tail)
+        if tail.startswith("0x"):
+            return bytes.fromhex(tail[2:])
+        return b""
+    return None
+
+
+def _create_address(sender: str, nonce: int) -> bytes:
+    import rlp
+
+    return keccak(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_anvil(log_path: Path | None = None, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
+    """Start anvil (node_modules) on a free 127.0.0.1 port; returns (process, url)."""
+    binary = ANVIL if ANVIL.exists() else shutil.which("anvil")
+    if binary is None:
+        raise ProtocolError(f"anvil not installed ({ANVIL} missing): run `make install`")
+    port = free_port()
+    log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(
+        [str(binary), "--host", "127.0.0.1", "--port", str(port), "--silent"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    from web3 import Web3
+
+    w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 60}))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if w3.is_connected():
+                return proc, url
+        except Exception:  # noqa: BLE001,S110 - not up yet
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process(proc)
+            raise ProtocolError(f"anvil did not start on {url}")
+        time.sleep(0.1)
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def connect(provider: str) -> tuple[Any, subprocess.Popen | None]:
+    """(Web3, owned anvil process or None) for 'evm', 'anvil' or 'rpc:URL'."""
+    from web3 import EthereumTesterProvider, Web3
+
+    if provider in ("evm", "py-evm"):
+        return Web3(EthereumTesterProvider()), None
+    if provider == "anvil":
+        proc, url = start_anvil()
+        return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120})), proc
+    if provider.startswith("rpc:"):
+        return Web3(Web3.HTTPProvider(provider[4:], request_kwargs={"timeout": 120})), None
+    raise ProtocolError(f"board: {provider!r} is not evm, anvil or rpc:URL")
+
+
+@dataclass
+class _Post:
+    height: int
+    role: int
+    sender: int
+    body: bytes
+    excluded_dealer: int | None = None  # dealings post of this dealer (optimistic exclusion)
+
+
+@dataclass
+class _Pending:
+    dealings: list[tuple[DealingItem, bytes]] = field(default_factory=list)
+    shares: list[ShareItem] = field(default_factory=list)
+
+
+class EvmBoard(Board):
+    """A ``Board`` backed by one ``PvssRound`` contract.
+
+    ``config``'s ``chain_id`` and ``board`` are replaced by the chain's id and the
+    contract's address (read ``board.config``). ``mode`` is ``"full"`` (every dealing
+    verified on submission) or ``"optimistic"`` (hash stored, ``challenge`` within
+    ``challenge_blocks``; clients lock ``stake`` wei, a challenger ``bond`` wei)."""
+
+    def __init__(
+        self,
+        config: RoundConfig,
+        provider: str | Any = "evm",
+        *,
+        mode: str = "full",
+        challenge_blocks: int = 2,
+        stake: int = DEFAULT_STAKE,
+        bond: int = DEFAULT_BOND,
+    ) -> None:
+        if mode not in ("full", "optimistic"):
+            raise ProtocolError(f"board: mode {mode!r} is neither full nor optimistic")
+        if isinstance(provider, str):
+            self.w3, self._proc = connect(provider)
+        else:
+            self.w3, self._proc = provider, None
+        if self._proc is not None:
+            atexit.register(self.close)
+        self.mode = mode
+        self.busy = 0.0
+        self.gas: list[tuple[str, int]] = []  # (function, gasUsed) of every transaction
+        art = _artifact()
+        self._abi = art["abi"]
+        self._errors = _error_table(self._abi)
+        w3 = self.w3
+        self._chain_id = w3.eth.chain_id
+        self._funder = w3.eth.accounts[0]
+        key = os.environ.get("PVSS_SECAGG_EVM_KEY")
+        self._funder_key = Account.from_key(key) if key else None
+        self._accounts: dict[tuple[int, int], Any] = {}
+        self._nonces: dict[str, int] = {}
+        self._stake = stake if mode == "optimistic" else 0
+        labels = [(ROLE_CLIENT, i) for i in range(1, config.n_clients + 1)]
+        labels += [(ROLE_MEMBER, k) for k in range(1, config.committee_size + 1)]
+        labels += [(ROLE_AGGREGATOR, 0)]
+        for label in labels:
+            self._account(label)
+        agg = self._accounts[(ROLE_AGGREGATOR, 0)]
+        address = _create_address(agg.address, self._nonces[agg.address])
+        self.config = replace(config, chain_id=self._chain_id, board=address)
+        cfg = self.config
+        k = parse_graph(cfg.graph, cfg.n_clients)
+        ccfg = (
+            cfg.round_id,
+            cfg.n_clients,
+            cfg.committee_size,
+            cfg.threshold,
+            0 if k is None else k,
+            cfg.register_blocks,
+            cfg.deal_blocks,
+            cfg.upload_blocks,
+            cfg.unmask_blocks,
+            packed_size(cfg.vector_length, cfg.bits),
+            mode == "optimistic",
+            challenge_blocks if mode == "optimistic" else 0,
+            self._stake,
+            bond if mode == "optimistic" else 0,
+            agg.address,
+        )
+        self._config_bytes = codec.encode(cfg)
+        factory = w3.eth.contract(abi=self._abi, bytecode=art["bytecode"])
+        receipt = self._send(agg, factory.constructor(ccfg, self._config_bytes), "deploy")
+        if bytes.fromhex(receipt["contractAddress"][2:]) != address:
+            raise ProtocolError("board: contract deployed at an unexpected address")
+        self.contract = w3.eth.contract(address=receipt["contractAddress"], abi=self._abi)
+        self.address = receipt["contractAddress"]
+        self.start_block = self.contract.functions.startBlock().call()
+        self.bond = bond
+        self.challenge_blocks = challenge_blocks
+        self._topics = {}
+        for item in self._abi:
+            if item["type"] == "event":
+                sig = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
+                self._topics[keccak(text=sig)] = getattr(self.contract.events, item["name"])()
+        self._reset_log()
+
+    # -- accounts and transactions -------------------------------------------------
+    def _account(self, label: tuple[int, int] | str) -> Any:
+        acct = self._accounts.get(label)  # type: ignore[arg-type]
+        if acct is None:
+            acct = Account.create()
+            self._accounts[label] = acct  # type: ignore[index]
+            self._nonces[acct.address] = 0
+            value = FUND_WEI + self._stake
+            if self._funder_key is not None:
+                self._send_raw(self._funder_key, {"to": acct.address, "value": value, "gas": 21000})
+            else:
+                tx = self.w3.eth.send_transaction(
+                    {"from": self._funder, "to": acct.address, "value": value}
+                )
+                self.w3.eth.wait_for_transaction_receipt(tx, timeout=120)
+        return acct
+
+    def _fees(self) -> dict[str, int]:
+        base = self.w3.eth.get_block("latest").get("baseFeePerGas", 10**9)
+        return {"maxFeePerGas": 2 * base + 10**9, "maxPriorityFeePerGas": 10**9}
+
+    def _send_raw(self, acct: Any, tx: dict[str, Any]) -> Any:
+        if acct.address not in self._nonces:
+            self._nonces[acct.address] = self.w3.eth.get_transaction_count(acct.address)
+        tx = {**tx, "nonce": self._nonces[acct.address], "chainId": self._chain_id, **self._fees()}
+        signed = acct.sign_transaction(tx)
+        txh = self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        self._nonces[acct.address] += 1
+        return self.w3.eth.wait_for_transaction_receipt(txh, timeout=300)
+
+    def _send(self, acct: Any, fn: Any, name: str, value: int = 0) -> Any:
+        """Pre-flight ``fn`` on the pending block (raises ``ContractRevert``), then sign
+        and send it; returns the receipt."""
+        base = {"from": acct.address, "value": value, "gas": TX_GAS}
+        try:
+            self.w3.eth.call(fn.build_transaction({**base, **self._fees()}), "pending")
+        except Exception as exc:  # noqa: BLE001 - providers raise different types
+            data = _revert_data(exc)
+            if data is None:
+                raise
+            raise ContractRevert(data, self._errors) from None
+        tx = fn.build_transaction({**base, **self._fees(), "nonce": self._nonces[acct.address]})
+        receipt = self._send_raw(acct, {k: v for k, v in tx.items() if k != "nonce"})
+        if receipt["status"] != 1:
+            raise ProtocolError(f"board: {name} transaction failed after a successful pre-flight")
+        self.gas.append((name, int(receipt["gasUsed"])))
+        return receipt
+
+    def transact(self, who: tuple[int, int] | str, fn_name: str, *args: Any, value: int = 0) -> Any:
+        """Send any contract function from ``who``'s account (tests, benchmarks)."""
+        fn = getattr(self.contract.functions, fn_name)(*args)
+        return self._send(self._account(who), fn, fn_name, value)
+
+    def account(self, who: tuple[int, int] | str) -> str:
+        return self._account(who).address
+
+    # -- Board interface ---------------------------------------------------------------
+    def height(self) -> int:
+        return self.w3.eth.block_number + 1 - self.start_block
+
+    def advance(self, blocks: int) -> None:
+        if blocks < 0:
+            raise ValueError("advance: blocks must be >= 0")
+        if blocks == 0:
+            return
+        provider = self.w3.provider
+        tester = getattr(provider, "ethereum_tester", None)
+        if tester is not None:
+            tester.mine_blocks(blocks)
+            return
+        try:
+            provider.make_request("anvil_mine", [hex(blocks)])
+            return
+        except Exception:  # noqa: BLE001,S110 - not anvil: try evm_mine, then wait
+            pass
+        target = self.w3.eth.block_number + blocks
+        try:
+            for _ in range(blocks):
+                self.w3.provider.make_request("evm_mine", [])
+        except Exception:  # noqa: BLE001 - a real chain: wait for its blocks
+            while self.w3.eth.block_number < target:
+                time.sleep(1.0)
+
+    def submit(self, role: int, sender: int, msg: Any) -> Event:
+        t0 = time.perf_counter()
+        try:
+            return self._submit(role, sender, msg)
+        finally:
+            self.busy += time.perf_counter() - t0
+
+    def state(self) -> RoundState:
+        self._sync()
+        st = self._state
+        h = self.height()
+        if phase_at(self.config, h) >= Phase.DEAL and st.graph is None:
+            self._fix_graph()
+        if phase_at(self.config, h) >= Phase.UNMASK and st.included is None:
+            st.included = (
+                self._chain_included if self._chain_included is not None else compute_included(st)
+            )
+        return st
+
+    def events(self) -> list[Event]:
+        self._sync()
+        out: list[Event] = []
+        prev = ZERO_HASH
+        for post in self._posts:
+            if post.excluded_dealer is not None and post.excluded_dealer in self._excluded:
+                continue
+            ev = Event(len(out), post.height, post.role, post.sender, post.body, prev)
+            out.append(ev)
+            prev = event_hash(ev)
+        return out
+
+    def transcript(self) -> TranscriptFile:
+        return TranscriptFile(tuple(self.events()))
+
+    @property
+    def head(self) -> bytes:
+        return event_hash(self.events()[-1])
+
+    def close(self) -> None:
+        """Stop the anvil this board started (if any)."""
+        if self._proc is not None:
+            stop_process(self._proc)
+            self._proc = None
+
+    # -- optimistic mode ---------------------------------------------------------------
+    def challenge(self, key: tuple[int, int, int], challenger: str = "challenger") -> bool:
+        """Dispute accepted dealing ``key`` = (dealer, purpose, partner) with the bond;
+        True if the dealer was excluded (and slashed to the challenger), False if the
+        dealing was valid (the bond is lost)."""
+        st = self.state()
+        dealing = self._raw_dealings.get(key)
+        if dealing is None:
+            raise ProtocolError(f"challenge: no accepted dealing {key}")
+        receipt = self.transact(
+            challenger, "challenge", key[0], key[1], key[2], dealing, self._committee(st),
+            value=self.bond,
+        )
+        excluded = self.contract.events.DealerExcluded().process_receipt(receipt)
+        self._sync()
+        return bool(excluded)
+
+    def reputation(self, who: tuple[int, int]) -> tuple[int, int, int]:
+        """(valid dealings, valid shares, faults) of a party's account."""
+        return tuple(self.contract.functions.reputation(self.account(who)).call())
+
+    # -- posting -----------------------------------------------------------------------
+    def _committee(self, st: RoundState) -> bytes:
+        return b"".join(
+            st.members[k].to_bytes() if k in st.members else bytes(64)
+            for k in range(1, self.config.committee_size + 1)
+        )
+
+    def _submit(self, role: int, sender: int, msg: Any) -> Event:
+        fail = lambda rule, detail: RuleViolation(Fault(role, sender, rule, detail))  # noqa: E731
+        f = self.contract.functions
+        value = 0
+        if isinstance(msg, Registration):
+            if msg.role != role or msg.party != sender:
+                raise fail("sender", "registration for another party")
+            if role not in (ROLE_CLIENT, ROLE_MEMBER):
+                raise fail("registration", "only clients and members register")
+            call, name = f.register(role, sender, msg.pk, msg.pop), "register"
+            value = self._stake if role == ROLE_CLIENT else 0
+        elif isinstance(msg, DealingsPost):
+            if role != ROLE_CLIENT or msg.dealer != sender:
+                raise fail("sender", "dealings for another client")
+            items = [(it.purpose, it.partner, it.dealing) for it in msg.items]
+            call, name = f.postDealings(items, self._committee(self.state())), "postDealings"
+        elif isinstance(msg, MaskedInputPost):
+            if role != ROLE_CLIENT or msg.client != sender:
+                raise fail("sender", "masked input for another client")
+            call, name = f.postMaskedInput(msg.digest, msg.size), "postMaskedInput"
+        elif isinstance(msg, SharesPost):
+            if role != ROLE_MEMBER or msg.member != sender:
+                raise fail("sender", "shares from a non-member or for another member")
+            self._sync()
+            items = [
+                (
+                    it.dealer,
+                    it.purpose,
+                    it.partner,
+                    it.share,
+                    self._raw_dealings.get((it.dealer, it.purpose, it.partner), b""),
+                )
+                for it in msg.items
+            ]
+            call, name = f.postShares(items), "postShares"
+        elif isinstance(msg, ResultPost):
+            if role != ROLE_AGGREGATOR:
+                raise fail("sender", "only the aggregator posts the result")
+            call, name = f.postResult(msg.digest, list(msg.included), msg.total_weight), "postResult"
+        else:
+            raise fail("message", f"{type(msg).__name__} cannot be posted")
+        label = (role, sender) if role != ROLE_AGGREGATOR else (ROLE_AGGREGATOR, 0)
+        if role == ROLE_CLIENT and not 1 <= sender <= self.config.n_clients:
+            raise fail("registration", f"id outside 1..{self.config.n_clients}")
+        if role == ROLE_MEMBER and not 1 <= sender <= self.config.committee_size:
+            raise fail("registration" if name == "register" else "sender",
+                       f"id outside 1..{self.config.committee_size}")
+        try:
+            self._send(self._account(label), call, name, value)
+        except ContractRevert as exc:
+            raise fail(self._rule(name, exc.name), str(exc)) from None
+        self._sync()
+        return self.events()[-1]
+
+    @staticmethod
+    def _rule(fn: str, error: str) -> str:
+        if error == "NotRegistered":
+            return {"postDealings": "dealings", "postMaskedInput": "sender"}.get(fn, "sender")
+        if error in _ENCODING_ERRORS:
+            return {
+                "register": "proof-of-possession",
+                "postDealings": "dealing-encoding",
+                "postShares": "share-encoding",
+            }.get(fn, "encoding")
+        if fn == "register" and error in ("ThresholdMismatch",):
+            return "registration"
+        return _RULES.get(error, "contract")
+
+    # -- reading the log ---------------------------------------------------------------
+    def _reset_log(self) -> None:
+        self._state = RoundState(self.config)
+        self._posts: list[_Post] = []
+        self._pending = _Pending()
+        self._excluded: set[int] = set()
+        self._raw_dealings: dict[tuple[int, int, int], bytes] = {}
+        self._chain_included: tuple[int, ...] | None = None
+        self._reg_head: bytes | None = None
+        self._synced_to = self.start_block - 1
+        self._sync()
+
+    def _sync(self) -> None:
+        latest = self.w3.eth.block_number
+        if latest <= self._synced_to:
+            return
+        logs = self.w3.eth.get_logs(
+            {"address": self.address, "fromBlock": self._synced_to + 1, "toBlock": latest}
+        )
+        for log in logs:
+            ev = self._topics.get(bytes(log["topics"][0]))
+            if ev is not None:
+                self._apply(ev.event_name, ev.process_log(log)["args"], int(log["blockNumber"]))
+        self._synced_to = latest
+
+    def _apply(self, name: str, a: Any, block: int) -> None:  # noqa: C901 - one branch per event
+        st, h = self._state, block - self.start_block
+        if name == "RoundCreated":
+            if bytes(a["config"]) != self._config_bytes:
+                raise ProtocolError("board: the contract's config is not this board's")
+            self._posts.append(_Post(0, ROLE_AGGREGATOR, 0, bytes(a["config"])))
+        elif name == "Registered":
+            msg = Registration(a["role"], a["party"], bytes(a["pk"]), bytes(a["pop"]))
+            self._posts.append(_Post(h, msg.role, msg.party, codec.encode(msg)))
+            table = st.clients if msg.role == ROLE_CLIENT else st.members
+            table[msg.party] = G1Point.from_bytes(msg.pk)
+        elif name == "Dealing":
+            dealing = bytes(a["dealing"])
+            self._pending.dealings.append((DealingItem(a["purpose"], a["partner"], dealing), dealing))
+        elif name == "DealingsPosted":
+            dealer, items = a["dealer"], self._pending.dealings
+            self._pending.dealings = []
+            if self._state.graph is None:
+                self._fix_graph()
+            post = DealingsPost(dealer, tuple(it for it, _ in items))
+            self._posts.append(_Post(h, ROLE_CLIENT, dealer, codec.encode(post), dealer))
+            st.dealers.add(dealer)
+            for it, raw in items:
+                key = (dealer, it.purpose, it.partner)
+                st.dealings[key] = Dealing.from_bytes(raw)
+                self._raw_dealings[key] = raw
+        elif name == "DealerExcluded":
+            dealer = a["dealer"]
+            self._excluded.add(dealer)
+            st.dealers.discard(dealer)
+            for key in [k for k in st.dealings if k[0] == dealer]:
+                del st.dealings[key]
+                self._raw_dealings.pop(key, None)
+        elif name == "MaskedInput":
+            msg = MaskedInputPost(a["client"], bytes(a["digest"]), a["size"])
+            self._posts.append(_Post(h, ROLE_CLIENT, msg.client, codec.encode(msg)))
+            st.masked[msg.client] = (msg.digest, msg.size)
+        elif name == "IncludedSet":
+            self._chain_included = tuple(a["included"])
+        elif name == "Share":
+            self._pending.shares.append(
+                ShareItem(a["dealer"], a["purpose"], a["partner"], bytes(a["share"]))
+            )
+        elif name == "SharesPosted":
+            member, items = a["member"], tuple(self._pending.shares)
+            self._pending.shares = []
+            msg = SharesPost(member, items)
+            self._posts.append(_Post(h, ROLE_MEMBER, member, codec.encode(msg)))
+            for it in items:
+                key = (it.dealer, it.purpose, it.partner)
+                st.shares.setdefault(key, {})[member] = DecryptedShare.from_bytes(it.share)
+        elif name == "ResultPosted":
+            msg = ResultPost(bytes(a["digest"]), tuple(a["included"]), a["totalWeight"])
+            self._posts.append(_Post(h, ROLE_AGGREGATOR, 0, codec.encode(msg)))
+            st.result = msg
+
+    def _fix_graph(self) -> None:
+        """Registration head (the hash chain over config + registrations, as the
+        contract keeps it), round seed and graph; checked against the contract."""
+        st = self._state
+        prev = ZERO_HASH
+        for seq, post in enumerate(self._posts):
+            if seq and not self._is_registration(post):
+                break
+            prev = event_hash(Event(seq, post.height, post.role, post.sender, post.body, prev))
+        chain_head = bytes(self.contract.functions.head().call())
+        if prev != chain_head:
+            raise ProtocolError("board: registration head differs from the contract's")
+        st.registration_head = prev
+        st.graph = compute_mask_graph(self.config, compute_round_seed(prev))
+
+    @staticmethod
+    def _is_registration(post: _Post) -> bool:
+        return post.body[:3] == bytes([0x96, 0x01, 0x02])
+
+
+def pair_dealing_keys(st: RoundState) -> list[tuple[int, int, int]]:
+    """Accepted pair dealings (helper for tests and benchmarks)."""
+    return sorted(k for k in st.dealings if k[1] == PURPOSE_PAIR)
