@@ -1,0 +1,45 @@
+"""ServerApp: FedAvg through ``DefaultWorkflow(fit_workflow=PvssSecAggWorkflow(...))``.
+Writes ``<round-dir>/summary.json`` (who was averaged, what came out, verified?) for
+the test that launched the deployment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flwr.common import Context
+from flwr.server import LegacyContext, ServerApp, ServerConfig
+from flwr.server.workflow import DefaultWorkflow
+
+from fl.flower import PvssSecAggWorkflow
+from pvss_flower_app.task import CLIP, RecordingFedAvg
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid, context: Context) -> None:  # noqa: ANN001
+    cfg = context.run_config
+    strategy = RecordingFedAvg(int(cfg["num-nodes"]))
+    round_dir = Path(str(cfg["round-dir"]))
+    workflow = PvssSecAggWorkflow(
+        committee_size=int(cfg["committee-size"]),
+        threshold=int(cfg["threshold"]),
+        clipping_range=CLIP,
+        max_weight=100,
+        round_dir=round_dir,
+        timeout=float(cfg["timeout"]),
+    )
+    legacy = LegacyContext(
+        context=context,
+        config=ServerConfig(num_rounds=int(cfg["num-server-rounds"])),
+        strategy=strategy,
+    )
+    DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
+    summary = {
+        "rounds": strategy.rounds,
+        "verified": [o.verified for o in workflow.outcomes],
+        "round_dirs": [str(o.round_dir) for o in workflow.outcomes],
+    }
+    round_dir.mkdir(parents=True, exist_ok=True)
+    (round_dir / "summary.json").write_text(json.dumps(summary))
