@@ -149,8 +149,8 @@ def run_simulate(args: Any) -> int:
     from secagg.errors import ConfigError
     from secagg.simulate import SimParams, simulate
 
-    if args.board != "memory":
-        print(f"error: --board {args.board} is not available yet (only 'memory')", file=sys.stderr)
+    if args.board not in ("memory", "evm", "anvil") and not args.board.startswith("rpc:"):
+        print(f"error: --board {args.board} is not memory, evm, anvil or rpc:URL", file=sys.stderr)
         return 2
     try:
         params = SimParams(
@@ -168,6 +168,7 @@ def run_simulate(args: Any) -> int:
             max_weight=args.max_weight,
             seed=args.seed,
             backend=args.backend,
+            board=args.board,
         )
         params.round_config()
     except ConfigError as exc:
@@ -276,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     sim.add_argument("--committee-dropout", type=int, default=0, help="members that never reveal")
     sim.add_argument("--graph", default="complete", help="complete | regular:K")
-    sim.add_argument("--board", default="memory", help="memory")
+    sim.add_argument(
+        "--board",
+        default="memory",
+        help="memory (default), evm (embedded py-evm chain), anvil (local node) or rpc:URL",
+    )
     sim.add_argument("--quant-bits", type=int, default=16)
     sim.add_argument("--bits", type=int, default=None, help="modulus bits (default: smallest safe)")
     sim.add_argument("--clip", type=float, default=1.0)
