@@ -17,6 +17,7 @@ to ``bench/results/<name>.jsonl``, ``<name>`` being the running script's file na
 from __future__ import annotations
 
 import json
+import os
 import platform
 import statistics
 import sys
@@ -54,7 +55,8 @@ def _script_name() -> str:
 def emit(record: dict, name: str | None = None) -> dict:
     """Print ``record`` as one JSON line and append it to bench/results/<name>.jsonl.
 
-    Adds ``ts`` (UTC time) and ``host`` if absent; raises KeyError naming any missing
+    Adds ``ts`` (UTC time), ``host``, ``cpus`` and ``load1`` (1-minute load average,
+    to tell a timing taken on a busy machine) if absent; raises KeyError naming any missing
     field of the shared format."""
     missing = [k for k in REQUIRED if k not in record]
     if missing:
@@ -62,6 +64,8 @@ def emit(record: dict, name: str | None = None) -> dict:
     rec = dict(record)
     rec.setdefault("ts", datetime.now(UTC).isoformat(timespec="seconds"))
     rec.setdefault("host", f"{platform.machine()} {platform.processor() or ''}".strip())
+    rec.setdefault("cpus", os.cpu_count())
+    rec.setdefault("load1", round(os.getloadavg()[0], 2))  # a busy machine skews timings
     line = json.dumps(rec, sort_keys=False, default=float)
     print(line, flush=True)
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
