@@ -370,7 +370,7 @@ def add_arguments(ap: Any) -> None:
     ap.add_argument("--clip", type=float, default=d.clip)
     ap.add_argument("--quant-bits", type=int, default=d.quant_bits)
     ap.add_argument("--graph", default=d.graph, help="complete | regular:K")
-    ap.add_argument("--board", default=d.board, choices=list(BOARD_KINDS))
+    ap.add_argument("--board", default=d.board, help=f"board kind: {' | '.join(BOARD_KINDS)}")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--out", default=d.out, help="round directories go to OUT/round-<k>")
     ap.add_argument("--json", action="store_true", help="print one JSON line last")

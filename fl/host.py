@@ -77,7 +77,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BOARD_KINDS = ("memory",)
+BOARD_KINDS = ("memory", "evm", "anvil", "rpc:URL")
 DEFAULT_CHAIN_ID = 31337
 
 
@@ -97,9 +97,16 @@ class RoundVerificationError(ProtocolError):
 
 
 def make_board(kind: str, config: RoundConfig) -> Board:
-    """A fresh board of ``kind`` for one round (``memory``; the EVM board joins here)."""
+    """A fresh board of ``kind`` for one round: ``memory`` (in process), or an EVM board
+    (``evm`` embedded py-evm, ``anvil``, ``rpc:URL``) through ``secagg.simulate``'s
+    factory. An EVM board carries its own chain id, contract address and phase lengths
+    in its ``config``; use that one, not the one passed in."""
     if kind == "memory":
         return MemoryBoard(config)
+    if kind in ("evm", "anvil") or kind.startswith("rpc:"):
+        from secagg.simulate import make_board as make_secagg_board  # noqa: PLC0415
+
+        return make_secagg_board(kind, config)
     raise ConfigError(f"board: {kind!r} is not available (choose from {', '.join(BOARD_KINDS)})")
 
 
@@ -220,13 +227,13 @@ class RoundHost:
             raise ConfigError(
                 f"roles: member ids must be 1..{config.committee_size}, got {members}"
             )
-        self.config = config
         self.round_dir = Path(round_dir)
         self.roles: dict[int, NodeRoles] = {
             r.node: NodeRoles(r.node, r.client, r.member) for r in roles
         }
         self.board_kind = board
         self.board = make_board(board, config)
+        self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         self.blobs = BlobStore(self.round_dir / BLOB_DIR)
         self.rng = rng if rng is not None else random.SystemRandom()
         self.backend = backend
@@ -325,6 +332,12 @@ class RoundHost:
         return out
 
     # -- replies -----------------------------------------------------------------------
+    def close(self) -> None:
+        """Release the board (an EVM board may own a node process)."""
+        close = getattr(self.board, "close", None)
+        if close is not None:
+            close()
+
     def drop(self, stage: str, node: int, reason: str) -> None:
         """Count ``node`` as a dropout from ``stage`` on."""
         if node not in self._gone:
@@ -467,23 +480,30 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
     in its place is an error reply (also a dropout). Committee members that fail to
     register are re-drawn among the registered clients while registration is open.
     """
-    for stage in STAGES:
-        reqs = host.requests(stage)
-        replies = send(stage, reqs) if reqs else {}
-        for node in reqs:
-            host.accept(stage, node, replies.get(node))
-        if stage == STAGE_REGISTER:
-            while host.missing_members():
-                again = host.replace_members()
-                if not again:
-                    break
-                replies = send(stage, again)
-                for node in again:
-                    host.accept(stage, node, replies.get(node))
-            missing = host.missing_members()
-            if missing:
-                raise RoundFailed(
-                    f"round {host.config.round_id}: committee incomplete, members {missing} "
-                    "never registered and no node could replace them"
-                )
-    return host.finish()
+    try:
+        for stage in STAGES:
+            reqs = host.requests(stage)
+            replies = send(stage, reqs) if reqs else {}
+            for node in reqs:
+                host.accept(stage, node, replies.get(node))
+            if stage == STAGE_REGISTER:
+                _fill_committee(host, send)
+        return host.finish()
+    finally:
+        host.close()
+
+
+def _fill_committee(host: RoundHost, send: Transport) -> None:
+    while host.missing_members():
+        again = host.replace_members()
+        if not again:
+            break
+        replies = send(STAGE_REGISTER, again)
+        for node in again:
+            host.accept(STAGE_REGISTER, node, replies.get(node))
+    missing = host.missing_members()
+    if missing:
+        raise RoundFailed(
+            f"round {host.config.round_id}: committee incomplete, members {missing} "
+            "never registered and no node could replace them"
+        )

@@ -221,3 +221,21 @@ def test_unknown_board_kind_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="evm"):
         make_board("evm", cfg)
     assert isinstance(make_board("memory", cfg), MemoryBoard)
+
+
+def test_the_same_relay_runs_on_the_evm_board(tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("web3")
+    pytest.importorskip("eth_tester")
+    real_init = RoundHost.__init__
+
+    def on_evm(self, *args, **kwargs) -> None:  # noqa: ANN001, ANN002, ANN003
+        real_init(self, *args, **{**kwargs, "board": "evm"})
+
+    monkeypatch.setattr(RoundHost, "__init__", on_evm)
+    h = Harness(tmp_path, n=4, m=3, offline={101: "upload"})
+    assert h.host.config.chain_id != h.cfg.chain_id  # the chain's own id and contract
+    out = h.run()
+    assert out.verified and out.included_nodes == (100, 102, 103)
+    assert np.abs(out.mean - h.plain_mean(out.included_nodes)).max() < h.cfg.masking().step
+    transcript, blobs = load_round(out.round_dir)
+    assert verify_round(transcript, blobs).ok
