@@ -218,8 +218,8 @@ def test_unknown_board_kind_is_a_config_error() -> None:
         quant_bits=8,
         max_weight=1,
     )
-    with pytest.raises(ConfigError, match="evm"):
-        make_board("evm", cfg)
+    with pytest.raises(ConfigError, match="pigeon"):
+        make_board("pigeon", cfg)
     assert isinstance(make_board("memory", cfg), MemoryBoard)
 
 
