@@ -284,7 +284,16 @@ def mask_and_pack(
     bad = np.zeros(max(1, -(-n // per)), dtype=np.uint64)
     if n:
         run_parallel(
-            _mask_and_pack_kernel, q, inits, negates, wide, np.uint64(modmask), bits, out, bad
+            _mask_and_pack_kernel,
+            n * (2 if wide else 1) * inits.shape[0],
+            q,
+            inits,
+            negates,
+            wide,
+            np.uint64(modmask),
+            bits,
+            out,
+            bad,
         )
     if bad.any():
         _check_range(q, bits, "quantized")
@@ -333,6 +342,7 @@ def quantize_mask_and_pack(
     nan_flags = np.zeros(-(-n // per), dtype=np.uint8)
     run_parallel(
         _client_kernel,
+        n * (2 if wide else 1) * (inits.shape[0] + 1),
         xs,
         qinit,
         float(config.clip),
@@ -397,6 +407,7 @@ def unmask_sum(
         mains, nfull, tails = stream_views(datas)
         run_parallel(
             _unmask_sum_kernel,
+            length * (len(datas) + (2 if bits > 32 else 1) * inits.shape[0]),
             mains,
             nfull,
             tails,

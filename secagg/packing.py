@@ -359,7 +359,7 @@ def pack(values: object, bits: int, backend: str | None = None) -> bytes:
     bad = np.zeros(-(-n // PACK_CHUNK), dtype=np.uint64)
     if n:
         himask = np.uint64(~_modmask(bits) & 0xFFFFFFFFFFFFFFFF)
-        run_parallel(_pack_kernel, vals, bits, himask, out, bad)
+        run_parallel(_pack_kernel, n, vals, bits, himask, out, bad)
     if bad.any():
         _check_range(vals, bits)
     return out.view(np.uint8)[:nbytes].tobytes()
@@ -387,7 +387,15 @@ def unpack(data: object, length: int, bits: int, backend: str | None = None) -> 
     if length:
         mains, nfull, tails = stream_views([data])
         run_parallel(
-            _unpack_kernel, mains, nfull, tails, length, bits, np.uint64(_modmask(bits)), out
+            _unpack_kernel,
+            length,
+            mains,
+            nfull,
+            tails,
+            length,
+            bits,
+            np.uint64(_modmask(bits)),
+            out,
         )
     return out
 

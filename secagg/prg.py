@@ -468,12 +468,29 @@ def accumulate_kernel(acc, inits, negates, counter0, wide, modmask):
                 acc[start + i] = np.uint64(buf32[i]) & modmask
 
 
-def run_parallel(kernel, *args):
-    """Call a parallel numba kernel with dynamic scheduling: workers take PAR_CHUNKSIZE
-    prange iterations at a time, so a worker the OS preempts (busy or shared machine)
-    does not hold up the whole call as with the static default split."""
-    with numba.parallel_chunksize(PAR_CHUNKSIZE):
-        return kernel(*args)
+MIN_WORK_PER_THREAD = 1 << 20  # work units (keystream words / values) per extra thread
+
+
+def run_parallel(kernel, work: int, *args):
+    """Call a parallel numba kernel on ``args``.
+
+    * Dynamic scheduling: workers take PAR_CHUNKSIZE prange iterations at a time, so a
+      worker that the OS preempts (busy or shared machine) does not hold up the call as
+      with the static default split.
+    * At most ``work // MIN_WORK_PER_THREAD`` threads (at least 1): waking a worker costs
+      tens of microseconds on an idle machine and up to a scheduler time slice
+      (milliseconds) on a busy one, more than a small call's whole work. The thread
+      count is restored afterwards (numba's setting is per calling thread)."""
+    old = numba.get_num_threads()
+    want = max(1, min(old, int(work) // MIN_WORK_PER_THREAD))
+    if want != old:
+        numba.set_num_threads(want)
+    try:
+        with numba.parallel_chunksize(PAR_CHUNKSIZE):
+            return kernel(*args)
+    finally:
+        if want != old:
+            numba.set_num_threads(old)
 
 
 def numba_kernels() -> dict:
@@ -491,6 +508,7 @@ def _nb_keystream_words(seed: bytes, nwords: int, nonce: bytes, counter: int) ->
     if nwords:
         run_parallel(
             fill_kernel,
+            nwords,
             out,
             _init_state(seed, nonce),
             np.int64(counter),
@@ -725,6 +743,7 @@ def mask(seed: bytes, length: int, bits: int, backend: str | None = None) -> np.
         if length:
             run_parallel(
                 fill_kernel,
+                wpe * length,
                 out.view(np.uint32),
                 _init_state(seed),
                 np.int64(0),
@@ -809,7 +828,14 @@ def accumulate_masks(
     if backend == "numba":
         if inits.shape[0] and n:
             run_parallel(
-                accumulate_kernel, acc, inits, negates, np.int64(0), bits > 32, np.uint64(modmask)
+                accumulate_kernel,
+                n * (2 if bits > 32 else 1) * inits.shape[0],
+                acc,
+                inits,
+                negates,
+                np.int64(0),
+                bits > 32,
+                np.uint64(modmask),
             )
         else:
             acc &= np.uint64(modmask)

@@ -353,6 +353,7 @@ def quantize(
     nan_flags = np.zeros(max(1, -(-d // CHUNK_WORDS)), dtype=np.uint8)
     run_parallel(
         _quantize_kernel,
+        2 * d,
         xs,
         out,
         _init_state(key),
