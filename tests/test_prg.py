@@ -331,3 +331,12 @@ def test_cupy_device_accumulate():
     dev = cp.asarray(acc0)
     prg.accumulate_masks(dev, seeds, [1, -1, -1, 1], 40, backend="cupy")
     np.testing.assert_array_equal(dev.get(), want)
+
+
+def test_run_parallel_restores_thread_count():
+    import numba
+
+    before = numba.get_num_threads()
+    prg.mask(bytes(32), 10, 32, backend="numba")  # small: runs on one thread
+    prg.mask(bytes(32), 3 * prg.MIN_WORK_PER_THREAD, 32, backend="numba")
+    assert numba.get_num_threads() == before
