@@ -1,0 +1,211 @@
+"""A real Flower deployment on loopback: ``flower-superlink`` and three
+``flower-supernode`` processes (insecure, 127.0.0.1, free ports) run the Flower app in
+tests/flower_app (``PvssSecAggWorkflow`` + ``pvss_secagg_mod``) for one round, started
+with ``flwr run``. The round must verify, its transcript must pass the public verifier,
+and the result must equal plain FedAvg within the quantization bound. Every process is
+stopped afterwards, also when the test fails."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+
+APP_DIR = Path(__file__).parent / "flower_app"
+BIN = Path(sys.executable).parent
+NODES = 3
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _descendants_by_marker(markers: list[str]) -> list[int]:
+    """PIDs of processes whose command line names one of our ports: the SuperExec /
+    ServerApp / ClientApp processes Flower starts detached (their own session)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(m in cmd for m in markers):
+            pids.append(int(entry.name))
+    return pids
+
+
+class Deployment:
+    """Starts the processes; ``stop`` ends every one of them (by process id)."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen] = []
+        self.logs: list[Path] = []
+        self.link_port = _free_port()
+        self.node_ports = [_free_port() for _ in range(NODES)]
+        home = tmp / "flwr-home"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            '[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\n'
+            f'address = "127.0.0.1:{self.link_port}"\ninsecure = true\n'
+        )
+        self.env = {
+            **os.environ,
+            "FLWR_HOME": str(home),
+            "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+        log = self.tmp / f"{name}.log"
+        fh = log.open("wb")
+        proc = subprocess.Popen(
+            [str(BIN / args[0]), *args[1:]],
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            cwd=self.tmp,
+            start_new_session=True,
+        )
+        fh.close()
+        self.procs.append(proc)
+        self.logs.append(log)
+        return proc
+
+    def start(self) -> None:
+        link = self._start(
+            "superlink",
+            [
+                "flower-superlink",
+                "--insecure",
+                "--disable-runtime-dependency-installation",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.link_port),
+            ],
+        )
+        _wait_listening(self.link_port, link, self.logs[-1])
+        for i, port in enumerate(self.node_ports):
+            node = self._start(
+                f"supernode-{i}",
+                [
+                    "flower-supernode",
+                    "--insecure",
+                    "--superlink",
+                    f"127.0.0.1:{self.link_port}",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--node-config",
+                    f"partition-id={i} num-partitions={NODES}",
+                ],
+            )
+            _wait_listening(port, node, self.logs[-1])
+
+    def stop(self) -> None:
+        markers = [f"127.0.0.1:{p}" for p in (self.link_port, *self.node_ports)]
+        markers += [f"--parent-pid {p.pid}" for p in self.procs]
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
+        deadline = time.monotonic() + 10
+        while (left := _descendants_by_marker(markers)) and time.monotonic() < deadline:
+            time.sleep(0.5)  # Flower's detached helpers exit once their parent is gone
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def tail(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text(errors='replace')[-2000:]}" for p in self.logs
+        )
+
+
+def test_one_round_on_a_loopback_deployment(tmp_path: Path) -> None:
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        from pvss_flower_app.task import CLIP, expected_fedavg, initial_arrays
+    finally:
+        sys.path.remove(str(APP_DIR))
+    from secagg.quantize import quantization_error_bound
+    from secagg.verifier import load_round, verify_round
+
+    rounds = tmp_path / "rounds"
+    dep = Deployment(tmp_path)
+    try:
+        dep.start()
+        run = subprocess.run(
+            [
+                str(BIN / "flwr"),
+                "run",
+                str(APP_DIR),
+                "loopback",
+                "--run-config",
+                f'round-dir="{rounds}" num-nodes={NODES} committee-size=3 threshold=1',
+                "--stream",
+            ],
+            env=dep.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+        summary_path = rounds / "summary.json"
+        assert summary_path.exists(), (
+            f"flwr run exited {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}\n"
+            + dep.tail()
+        )
+    finally:
+        dep.stop()
+    assert all(p.poll() is not None for p in dep.procs)
+
+    summary = json.loads(summary_path.read_text())
+    assert summary["verified"] == [True]
+    (rec,) = summary["rounds"]
+    assert rec["partitions"] == [0, 1, 2]
+    want = expected_fedavg(initial_arrays(), rec["partitions"])
+    bound = quantization_error_bound(CLIP, 16) + 1e-6
+    for got, expect in zip(rec["arrays"][:-1], want, strict=True):
+        assert np.abs(np.asarray(got) - expect).max() < bound
+    assert rec["arrays"][-1] == [7]  # the integer array, carried through
+    transcript, blobs = load_round(Path(summary["round_dirs"][0]))
+    report = verify_round(transcript, blobs)
+    assert report.ok and len(report.included) == NODES
