@@ -174,7 +174,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_anvil(log_path: Path | None = None, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
+def start_anvil(
+    log_path: Path | None = None, timeout: float = 30.0
+) -> tuple[subprocess.Popen, str]:
     """Start anvil (node_modules) on a free 127.0.0.1 port; returns (process, url)."""
     binary = ANVIL if ANVIL.exists() else shutil.which("anvil")
     if binary is None:
@@ -463,10 +465,18 @@ class EvmBoard(Board):
         if dealing is None:
             raise ProtocolError(f"challenge: no accepted dealing {key}")
         receipt = self.transact(
-            challenger, "challenge", key[0], key[1], key[2], dealing, self._committee(st),
+            challenger,
+            "challenge",
+            key[0],
+            key[1],
+            key[2],
+            dealing,
+            self._committee(st),
             value=self.bond,
         )
-        excluded = self.contract.events.DealerExcluded().process_receipt(receipt)
+        from web3.logs import DISCARD
+
+        excluded = self.contract.events.DealerExcluded().process_receipt(receipt, errors=DISCARD)
         self._sync()
         return bool(excluded)
 
@@ -519,15 +529,20 @@ class EvmBoard(Board):
         elif isinstance(msg, ResultPost):
             if role != ROLE_AGGREGATOR:
                 raise fail("sender", "only the aggregator posts the result")
-            call, name = f.postResult(msg.digest, list(msg.included), msg.total_weight), "postResult"
+            call, name = (
+                f.postResult(msg.digest, list(msg.included), msg.total_weight),
+                "postResult",
+            )
         else:
             raise fail("message", f"{type(msg).__name__} cannot be posted")
         label = (role, sender) if role != ROLE_AGGREGATOR else (ROLE_AGGREGATOR, 0)
         if role == ROLE_CLIENT and not 1 <= sender <= self.config.n_clients:
             raise fail("registration", f"id outside 1..{self.config.n_clients}")
         if role == ROLE_MEMBER and not 1 <= sender <= self.config.committee_size:
-            raise fail("registration" if name == "register" else "sender",
-                       f"id outside 1..{self.config.committee_size}")
+            raise fail(
+                "registration" if name == "register" else "sender",
+                f"id outside 1..{self.config.committee_size}",
+            )
         try:
             self._send(self._account(label), call, name, value)
         except ContractRevert as exc:
@@ -587,7 +602,9 @@ class EvmBoard(Board):
             table[msg.party] = G1Point.from_bytes(msg.pk)
         elif name == "Dealing":
             dealing = bytes(a["dealing"])
-            self._pending.dealings.append((DealingItem(a["purpose"], a["partner"], dealing), dealing))
+            self._pending.dealings.append(
+                (DealingItem(a["purpose"], a["partner"], dealing), dealing)
+            )
         elif name == "DealingsPosted":
             dealer, items = a["dealer"], self._pending.dealings
             self._pending.dealings = []
