@@ -75,6 +75,20 @@ error BadConfig(uint256 code);
 /// The contract keeps the SPEC event hash chain through registration (it encodes each
 /// Registration exactly as secagg.codec does), so the round seed and the mask graph
 /// are the ones MemoryBoard derives.
+///
+/// Design choices and where the rules differ from secagg.board.MemoryBoard:
+/// - The graph is computed on-chain (Fisher–Yates over keccak, O(n) per dealings post
+///   for regular:K), so the contract itself checks which pair dealings a dealer owes.
+/// - Dealings must come in canonical order (self, then partners increasing);
+///   MemoryBoard accepts any order of the same set.
+/// - U is computed on-chain by `close()` (anyone; the first share post or the result
+///   calls it): uploaded clients with an uploaded neighbour, equal to SPEC's fixpoint.
+/// - Shares carry the accepted dealing's bytes (checked against its stored keccak256).
+/// - Party ids are first come, first served per account; one account, one party.
+/// - A revert rolls everything back, so on-chain fault counters only count what a
+///   challenge proves; rejected posts are named by the revert, not recorded.
+/// - Optimistic mode: dealings must be posted while their whole challenge window still
+///   fits in the deal phase, so exclusions happen before anyone masks with them.
 contract PvssRound {
     uint8 internal constant ROLE_CLIENT = 0;
     uint8 internal constant ROLE_MEMBER = 1;
