@@ -17,8 +17,9 @@ Dealing rows isolate one dealing with n = 3 clients (complete graph): client 2 p
 self + 1 pair dealing, client 1 self + 2 pair dealings (client 3, first, pays the
 one-time committee-key hash); the pair dealing (with recipient) is the difference of
 those two posts, the self dealing (no recipient) client 2's post minus one pair
-dealing, so each row includes its share of the transaction base cost. Gas-only lines: no time is measured, so the shared
-ours_s/baseline fields are absent. For scale, ETHDKG's published post-Istanbul figures:
+dealing, so each row includes its share of the transaction base cost. Gas-only lines:
+no time is measured, so the shared ours_s/baseline fields are absent.
+For scale, ETHDKG's published post-Istanbul figures:
 share distribution ~1.50 M gas at n = 256, dispute ~2.36 M, key-share submission 237 k.
 
     .venv/bin/python bench/gas.py [--m 4 8 16 32]
@@ -82,7 +83,7 @@ class Meter:
 
 
 def run(m: int, rows: list[dict]) -> None:
-    def row(op: str, gas_exec: tuple[int, int], recipient: bool | None = None, items: int = 1) -> None:
+    def row(op: str, gas_exec: tuple[int, int], recipient: bool | None = None, items: int = 1):  # noqa: ANN202
         gas, exe = gas_exec
         rows.append(
             {"op": op, "m": m, "recipient": recipient, "gas": gas, "exec": exe, "items": items}
@@ -125,9 +126,8 @@ def run(m: int, rows: list[dict]) -> None:
         g, e = meter.last()
         if k in (0, len(members) - 1):  # first share of a dealing vs a later one
             row("share_first" if k == 0 else "share", (g // items, e // items), None, items)
-    board.advance(
-        cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks + cfg.unmask_blocks - board.height()
-    )
+    end = cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks + cfg.unmask_blocks
+    board.advance(end - board.height())
     Aggregator(cfg).aggregate(board, blobs)
     row("result", meter.last())
 
