@@ -35,7 +35,14 @@ faulty party.
 Weighting is FedAvg's: a client's weight is its ``num_examples``, which must not exceed
 ``max_weight``. The masked vector is the client's float parameters (integer / bool
 arrays are not aggregated; the global model's values are carried through, see
-:mod:`fl.tensors`).
+:mod:`fl.tensors`). As with SecAgg+, the reply keeps the ``FitRes`` status, metrics and
+``num_examples`` in the clear for the strategy; only the parameters are masked.
+
+Notes: with ``timeout=None`` the server waits for every reply at every stage (as
+SecAgg+ does), so a node that vanishes without an error reply stalls the round; set a
+timeout in deployments. Where training and masking share a process and its cores (Ray
+simulation actors), ``OMP_WAIT_POLICY=PASSIVE`` keeps the masking kernels' idle
+OpenMP threads from spinning while torch trains.
 """
 
 from __future__ import annotations
