@@ -117,7 +117,9 @@ def run_size(d: int, ctx: dict) -> None:
     init = prg._init_state(seed)
     full = np.uint32(0xFFFFFFFF)
     fill = prg.numba_kernels()["fill"]
-    pre_s = median_time(lambda: fill(out32, init, np.int64(0), full, full), reps)
+    pre_s = median_time(
+        lambda: prg.run_parallel(fill, d, out32, init, np.int64(0), full, full), reps
+    )
     for backend in ("numba", "reference"):
         ours = median_time(lambda b=backend: prg.mask(seed, d, 32, backend=b), reps)
         rec = {
