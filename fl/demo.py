@@ -22,6 +22,7 @@ import os
 # before numba or torch load (a caller's own choice wins).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import functools  # noqa: E402
 import json  # noqa: E402
 import random  # noqa: E402
 import sys  # noqa: E402
@@ -239,7 +240,7 @@ def _secure_round(
                 continue  # offline: no reply (a timeout, to the server)
             agent = NodeAgent(states.get(node, b""), rng=np.random.default_rng([p.seed, rnd, node]))
             try:
-                replies[node] = agent.handle(req, lambda node=node: update(node))
+                replies[node] = agent.handle(req, functools.partial(update, node))
             except Exception as exc:  # noqa: BLE001 - an error reply, as Flower sends one
                 replies[node] = exc
             states[node] = agent.state_bytes()

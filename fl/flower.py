@@ -351,7 +351,7 @@ class PvssSecAggWorkflow:
             backend=self.backend,
         )
         fit_replies: dict[int, Any] = {}
-        failures: list[BaseException] = []
+        failures: list[Any] = []  # error replies, for Strategy.aggregate_fit
 
         def send(stage: str, requests: Mapping[int, StageRequest]) -> dict[int, Any]:
             from flwr.app import Message, RecordDict  # noqa: PLC0415

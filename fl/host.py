@@ -363,7 +363,7 @@ class RoundHost:
         ok = True
         for body in reply.posts:
             try:
-                msg = codec.decode(body)
+                msg: object = codec.decode(body)
             except InvalidEncoding as exc:
                 self._fault(stage, node, f"node {node}", f"undecodable post: {exc}")
                 return False
