@@ -359,9 +359,11 @@ class RoundHost:
         if reply is None or isinstance(reply, BaseException):
             self.drop(stage, node, "no reply" if reply is None else f"error: {reply}")
             return False
+        if not reply.posts:
+            self._fault(stage, node, f"node {node}", "empty reply")
+            return False
         r = self.roles[node]
-        ok = True
-        for body in reply.posts:
+        for body in reply.posts:  # the first refused post ends the node's round
             try:
                 msg: object = codec.decode(body)
             except InvalidEncoding as exc:
@@ -387,17 +389,14 @@ class RoundHost:
                 self.board.submit(role, sender, msg)
             except RuleViolation as exc:
                 self._fault(stage, node, exc.fault.who, f"{exc.fault.rule}: {exc.fault.detail}")
-                ok = False
+                return False
             finally:
                 self.board_seconds += time.perf_counter() - t0
-        if not reply.posts:
-            self._fault(stage, node, f"node {node}", "empty reply")
-            return False
         if stage == STAGE_UNMASK or (stage == STAGE_REGISTER and not r.client):
             self.member_seconds[node] = self.member_seconds.get(node, 0.0) + reply.seconds
         else:
             self.client_seconds[node] = self.client_seconds.get(node, 0.0) + reply.seconds
-        return ok
+        return True
 
     @staticmethod
     def _sender(msg: object, r: NodeRoles) -> tuple[int, int]:
