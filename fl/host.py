@@ -242,7 +242,10 @@ class RoundHost:
         self.board_seconds = 0.0
         self.client_seconds: dict[int, float] = {}
         self.member_seconds: dict[int, float] = {}
-        self._gone: set[int] = set()  # nodes that dropped or faulted: never asked again
+        # who is no longer asked: a node that misses a client stage is still asked as a
+        # member (its training may have failed, its key has not); a fault ends both
+        self._client_out: set[int] = set()
+        self._member_out: set[int] = set()
         self._transcript_cache: tuple[int, bytes] | None = None
 
     # -- phases ------------------------------------------------------------------------
@@ -285,20 +288,25 @@ class RoundHost:
     def requests(self, stage: str) -> dict[int, StageRequest]:
         """Every node asked at ``stage``: all at registration; then the clients whose
         previous post the board accepted (deal, upload) or the registered members
-        (unmask). Nodes that dropped or faulted are not asked again."""
+        (unmask). A node that dropped out of a client stage is still asked as a member;
+        one that faulted is not asked again."""
         self.open(STAGE_PHASE[stage])
         st = self.board.state()
         out: dict[int, StageRequest] = {}
         for node, r in self.roles.items():
-            if node in self._gone:
-                continue
-            if stage == STAGE_REGISTER:
+            as_client = node not in self._client_out
+            if stage == STAGE_REGISTER and as_client:
                 out[node] = self.request(stage, node)
-            elif stage == STAGE_DEAL and r.client in st.clients:
+            elif stage == STAGE_DEAL and as_client and r.client in st.clients:
                 out[node] = self.request(stage, node, member=0)
-            elif stage == STAGE_UPLOAD and r.client in st.dealers:
+            elif stage == STAGE_UPLOAD and as_client and r.client in st.dealers:
                 out[node] = self.request(stage, node, member=0)
-            elif stage == STAGE_UNMASK and r.member and r.member in st.members:
+            elif (
+                stage == STAGE_UNMASK
+                and node not in self._member_out
+                and r.member
+                and r.member in st.members
+            ):
                 out[node] = self.request(stage, node, client=0)
         return out
 
@@ -318,7 +326,7 @@ class RoundHost:
         candidates = sorted(
             node
             for node, r in self.roles.items()
-            if node not in self._gone and not r.member and r.client in st.clients
+            if node not in self._client_out and not r.member and r.client in st.clients
         )
         self.rng.shuffle(candidates)
         out = {}
@@ -338,20 +346,23 @@ class RoundHost:
         if close is not None:
             close()
 
-    def drop(self, stage: str, node: int, reason: str) -> None:
-        """Count ``node`` as a dropout from ``stage`` on."""
-        if node not in self._gone:
-            self._gone.add(node)
+    def drop(self, stage: str, node: int, reason: str, *, fault: bool = False) -> None:
+        """Count ``node`` as a dropout at ``stage``: a missed registration or a fault
+        ends its round; a missed deal / upload ends its client role; a missed unmask
+        its member role."""
+        if stage in (STAGE_REGISTER, STAGE_DEAL, STAGE_UPLOAD) or fault:
+            self._client_out.add(node)
+        if stage in (STAGE_REGISTER, STAGE_UNMASK) or fault:
+            self._member_out.add(node)
+        if node not in self.dropped[stage]:
             self.dropped[stage].append(node)
-            log.info(
-                "round %d: node %d dropped at %s: %s", self.config.round_id, node, stage, reason
-            )
+        log.info("round %d: node %d dropped at %s: %s", self.config.round_id, node, stage, reason)
 
     def _fault(self, stage: str, node: int, who: str, detail: str) -> None:
         text = f"{who} (node {node}) at {stage}: {detail}"
         self.faults.append(text)
         log.warning("round %d: fault: %s", self.config.round_id, text)
-        self.drop(stage, node, "fault")
+        self.drop(stage, node, "fault", fault=True)
 
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
         """Submit a node's reply to the board; False (and the node dropped) if it did

@@ -137,10 +137,14 @@ def test_too_few_members_left_fails_the_round_loudly(tmp_path: Path) -> None:
     assert (tmp_path / "round-1" / "transcript.msgpack").exists()  # kept for the audit
 
 
-def test_a_weight_above_max_weight_drops_that_client(tmp_path: Path) -> None:
+def test_a_failed_client_stage_keeps_the_node_on_the_committee(tmp_path: Path) -> None:
+    # node 102 is member 3; its upload fails (weight 51 > max_weight 50), its key does not
     h = Harness(tmp_path, n=4, m=3, weights=[1, 2, 51, 4])
     out = h.run()
     assert out.dropped["upload"] == [102] and 102 not in out.included_nodes
+    assert out.dropped["unmask"] == []
+    shares = h.host.board.state().shares
+    assert all(3 in by_member for by_member in shares.values())  # member 3 revealed
 
 
 def test_a_reply_the_board_refuses_is_a_fault_attributed_to_its_party(tmp_path: Path) -> None:
