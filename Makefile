@@ -28,10 +28,8 @@ contracts: $(NODE_STAMP)
 	node contracts/build.js
 
 demo: install
-	$(BIN)/pvss-secagg demo
-	$(BIN)/pvss-secagg simulate --clients 20 --committee 7 --threshold 3 --dim 100000 \
-		--dropout 0.2 --dropout-phase mixed --committee-dropout 2 --graph regular:6 --out out/demo-round
-	$(BIN)/pvss-secagg verify out/demo-round
+	$(BIN)/pvss-secagg demo --out out/demo
+	$(BIN)/pvss-secagg verify out/demo/round-10
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

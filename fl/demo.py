@@ -65,7 +65,7 @@ class DemoParams:
     lr: float = 0.2
     clip: float = 8.0
     quant_bits: int = 16
-    board: str = "memory"
+    board: str = "evm"
     graph: str = "complete"
     seed: int = 0
     out: str = "out/fl-demo"

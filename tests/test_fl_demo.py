@@ -18,6 +18,7 @@ def test_demo_secure_matches_plain_fedavg(tmp_path: Path, capsys) -> None:
     out = tmp_path / "demo"
     argv = ["demo", "--rounds", "3", "--clients", "6", "--committee", "3", "--threshold", "1"]
     argv += ["--hidden", "16", "--dropout", "0.17", "--out", str(out), "--json"]
+    argv += ["--board", "memory"]  # the demo's default is the embedded EVM; memory is faster
     assert main(argv) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert res["rounds"] == 3 and res["board"] == "memory" and res["all_verified"] is True
