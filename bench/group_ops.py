@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,22 @@ def median_seconds(fn: Callable[[], object], repeats: int, inner: int = 1) -> fl
     """Median over ``repeats`` of the mean time of ``inner`` calls (no warm-up: the
     py_ecc baselines are too slow to run an extra time)."""
     return median_time(fn, repeats=repeats, warmup=0, inner=inner)
+
+
+def paired_medians(
+    ours: Callable[[], object],
+    base: Callable[[], object],
+    repeats: int,
+    inner_ours: int = 1,
+    inner_base: int = 1,
+) -> tuple[float, float]:
+    """Time ours and the baseline alternately (one repeat of each in turn), so both
+    see the same machine noise; medians of the per-call means."""
+    t_ours, t_base = [], []
+    for _ in range(repeats):
+        t_ours.append(median_time(ours, repeats=1, warmup=0, inner=inner_ours))
+        t_base.append(median_time(base, repeats=1, warmup=0, inner=inner_base))
+    return statistics.median(t_ours), statistics.median(t_base)
 
 
 def to_pe(pt: G1Point):
@@ -118,13 +135,15 @@ def main() -> None:
     ks = [rng.randrange(R) for _ in range(8)]
     it = iter(ks * 1000)
 
-    ours = median_seconds(lambda: p * next(it), reps, 20)
-    base = median_seconds(lambda: pe.multiply(to_pe(p), next(it)), reps, 3)
+    ours, base = paired_medians(
+        lambda: p * next(it), lambda: pe.multiply(to_pe(p), next(it)), reps, 20, 2
+    )
     record("var_base_mul", {}, ours, base, target_speedup=20)
 
     g_table()  # built once per process (~0.1 s), not part of a multiplication
-    ours = median_seconds(lambda: g_table().mul(next(it)), reps, 50)
-    base = median_seconds(lambda: pe.multiply(pe.G1, next(it)), reps, 3)
+    ours, base = paired_medians(
+        lambda: g_table().mul(next(it)), lambda: pe.multiply(pe.G1, next(it)), reps, 50, 2
+    )
     record("fixed_base_mul", {"window": g_table().window}, ours, base, target_speedup=60)
 
     key_table = table_for(p)
@@ -141,8 +160,7 @@ def main() -> None:
         for q, k in zip(pe_pts, scal, strict=False):
             acc = pe.add(acc, pe.multiply(q, k))
 
-    ours = median_seconds(lambda: msm(pts, scal), reps)
-    base = median_seconds(pe_msm, max(1, reps // 2))
+    ours, base = paired_medians(lambda: msm(pts, scal), pe_msm, max(3, reps // 2))
     record("msm", {"n": n}, ours, base)
 
     m = 8 if args.quick else 32
@@ -151,8 +169,7 @@ def main() -> None:
     pks = [k.pk for k in keys]
     ctx = Context(31337, b"\x01" * 20, 1, 1)
     deal(pks, t, ctx)  # builds the committee's key tables once (per committee, not per dealing)
-    ours = median_seconds(lambda: deal(pks, t, ctx), reps)
-    base = median_seconds(lambda: pe_deal(pks, t, rng), max(1, reps // 3))
+    ours, base = paired_medians(lambda: deal(pks, t, ctx), lambda: pe_deal(pks, t, rng), 3)
     record("deal", {"m": m, "t": t}, ours, base)
 
     batch = [DealingClaim(deal(pks, t, ctx)[0], tuple(pks), ctx) for _ in range(10)]
