@@ -23,6 +23,7 @@ SOURCES = {
     "group_ops": "`.venv/bin/python bench/group_ops.py`",
     "masking": "`.venv/bin/python bench/masking.py`",
     "round": "`.venv/bin/python bench/round.py`",
+    "gas": "`.venv/bin/python bench/gas.py`",
 }
 
 
@@ -78,6 +79,34 @@ def table(name: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def gas_table() -> str:
+    """Gas of every round-contract operation (bench/results/gas.jsonl), one column per m."""
+    path = RESULTS / "gas.jsonl"
+    if not path.exists():
+        return f"_No results yet: run {SOURCES['gas']}._\n"
+    cells: dict[tuple[str, object], dict[int, int]] = {}
+    for line in path.read_text().splitlines():
+        if line.strip():
+            rec = json.loads(line)
+            cells.setdefault((rec["op"], rec.get("recipient")), {})[rec["m"]] = rec["gas"]
+    ms = sorted({m for row in cells.values() for m in row})
+    out = [
+        f"From {SOURCES['gas']} (whole-transaction gas on the embedded py-evm chain, Prague; "
+        "targets: dealing ≤ 30k·(m+1)+60k, decrypted share ≤ 30k of verification):",
+        "",
+        "| operation | recipient | " + " | ".join(f"m={m}" for m in ms) + " |",
+        "|---|---|" + "---|" * len(ms),
+    ]
+    for (op, rec), row in cells.items():
+        rec_s = "—" if rec is None else ("yes" if rec else "no")
+        out.append(
+            f"| {op} | {rec_s} | "
+            + " | ".join(f"{row[m]:,}" if m in row else "" for m in ms)
+            + " |"
+        )
+    return "\n".join(out) + "\n"
+
+
 def render() -> str:
     parts = []
     for name, title in (
@@ -86,6 +115,7 @@ def render() -> str:
         ("round", "Rounds"),
     ):
         parts.append(f"#### {title}\n\n{table(name)}")
+    parts.append(f"#### Gas\n\n{gas_table()}")
     return "\n".join(parts)
 
 
