@@ -57,6 +57,7 @@ from secagg.prg import (
     blocks_needed,
     check_bits,
     cupy_accumulate,
+    empty_output,
     keystream_into,
     mask,
     resolve_backend,
@@ -280,7 +281,7 @@ def mask_and_pack(
         return cupy_pack(acc, bits)
     wide = bits > 32
     per = CHUNK_WORDS // 2 if wide else CHUNK_WORDS
-    out = np.empty(-(-n * bits // 64), dtype=np.uint64)
+    out = empty_output(-(-n * bits // 64), np.uint64)
     bad = np.zeros(max(1, -(-n // per)), dtype=np.uint64)
     if n:
         run_parallel(
@@ -338,7 +339,7 @@ def quantize_mask_and_pack(
     _check_blocks(n, bits)
     wide = bits > 32
     per = CHUNK_WORDS // 2 if wide else CHUNK_WORDS
-    out = np.empty(-(-n * bits // 64), dtype=np.uint64)
+    out = empty_output(-(-n * bits // 64), np.uint64)
     nan_flags = np.zeros(-(-n // per), dtype=np.uint8)
     run_parallel(
         _client_kernel,
@@ -402,7 +403,7 @@ def unmask_sum(
             cupy_unpack_add(data, length, bits, acc, add=k > 0)
         cupy_accumulate(acc, inits, negates, bits)
         return acc.get()
-    out = np.empty(length, dtype=np.uint64)
+    out = empty_output(length, np.uint64)
     if length:
         mains, nfull, tails = stream_views(datas)
         run_parallel(

@@ -23,7 +23,7 @@ from numba import types as nbtypes
 from numba.typed import List as NumbaList
 
 from secagg.errors import InvalidEncoding, InvalidParameters
-from secagg.prg import _cupy, check_bits, resolve_backend, run_parallel
+from secagg.prg import _cupy, check_bits, empty_output, resolve_backend, run_parallel
 
 __all__ = [
     "packed_size",
@@ -355,7 +355,7 @@ def pack(values: object, bits: int, backend: str | None = None) -> bytes:
     n = vals.shape[0]
     nbytes = packed_size(n, bits)
     nwords = -(-n * bits // 64)
-    out = np.empty(nwords, dtype=np.uint64)
+    out = empty_output(nwords, np.uint64)
     bad = np.zeros(-(-n // PACK_CHUNK), dtype=np.uint64)
     if n:
         himask = np.uint64(~_modmask(bits) & 0xFFFFFFFFFFFFFFFF)
@@ -383,7 +383,7 @@ def unpack(data: object, length: int, bits: int, backend: str | None = None) -> 
         out = cp.zeros(length, dtype=cp.uint64)
         cupy_unpack_add(data, length, bits, out, add=False)
         return out.get()
-    out = np.empty(length, dtype=np.uint64)
+    out = empty_output(length, np.uint64)
     if length:
         mains, nfull, tails = stream_views([data])
         run_parallel(

@@ -44,6 +44,7 @@ from secagg.prg import (
     _cp_fill,
     _cupy,
     _init_state,
+    empty_output,
     keystream_into,
     mask,
     resolve_backend,
@@ -349,7 +350,7 @@ def quantize(
         out = _cupy_quantize(cp.asarray(xs), _init_state(key), config.clip, config.levels, weight)
         return out.get()
     d = xs.shape[0]
-    out = np.empty(d + 1, dtype=np.uint64)
+    out = empty_output(d + 1, np.uint64)
     nan_flags = np.zeros(max(1, -(-d // CHUNK_WORDS)), dtype=np.uint8)
     run_parallel(
         _quantize_kernel,
