@@ -46,6 +46,25 @@ def median_time(
     return statistics.median(times)
 
 
+def paired_medians(
+    fn_a: Callable[[], object], fn_b: Callable[[], object], repeats: int = 5, warmup: int = 1
+) -> tuple[float, float]:
+    """Medians of fn_a and fn_b timed alternately (a, b, a, b, ...) after ``warmup``
+    untimed calls of each, so that both see the same machine noise."""
+    for _ in range(warmup):
+        fn_a()
+        fn_b()
+    ta, tb = [], []
+    for _ in range(max(1, repeats)):
+        t0 = time.perf_counter()
+        fn_a()
+        ta.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        fn_b()
+        tb.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def _script_name() -> str:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else "")

@@ -22,6 +22,7 @@ Records (one JSON line each, also appended to bench/results/masking.jsonl):
     .venv/bin/python bench/masking.py [--quick] [--repeats N] [--threads T]
 
 --quick: d in {1e5, 1e6} and 3 repeats; otherwise d in {1e5, 1e6, 1e7} and 5 repeats.
+Times are medians; each ours/baseline pair is timed alternately (same machine noise).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit, median_time  # noqa: E402
+from _common import emit, median_time, paired_medians  # noqa: E402
 
 from secagg import masking, packing, prg  # noqa: E402
 from secagg.quantize import MaskingConfig, quantize  # noqa: E402
@@ -110,7 +111,6 @@ def run_size(d: int, ctx: dict) -> None:
     common = {"d": d, "threads": threads}
 
     # ---- single mask expansion (bits = 32, Flower's default modulus 2^32)
-    flwr_s = median_time(lambda: fl["prg"](seed, 2**32, [(d,)]), reps)
     out32 = np.empty(d, dtype=np.uint32)
     src = np.arange(d, dtype=np.uint32)
     memcpy_s = median_time(lambda: np.copyto(out32, src), reps)
@@ -121,7 +121,12 @@ def run_size(d: int, ctx: dict) -> None:
         lambda: prg.run_parallel(fill, d, out32, init, np.int64(0), full, full), reps
     )
     for backend in ("numba", "reference"):
-        ours = median_time(lambda b=backend: prg.mask(seed, d, 32, backend=b), reps)
+        # ours and Flower's timed alternately: both see the same machine noise
+        ours, flwr_s = paired_medians(
+            lambda b=backend: prg.mask(seed, d, 32, backend=b),
+            lambda: fl["prg"](seed, 2**32, [(d,)]),
+            reps,
+        )
         rec = {
             "bench": "mask_expansion",
             "params": {**common, "bits": 32, "backend": backend},
@@ -157,14 +162,15 @@ def run_size(d: int, ctx: dict) -> None:
         q = quantize(x, cfg, weight, np.random.default_rng(7))
         return masking.mask_and_pack(q, self_seeds[0], pair_seeds, cfg.bits)
 
-    client_s = median_time(client, reps)
+    client_s, single_s = paired_medians(
+        client, lambda: prg.mask(seed, length, cfg.bits, backend="numba"), reps
+    )
     unfused_s = median_time(client_unfused, reps)
     qvec = quantize(x, cfg, weight, np.random.default_rng(7))
     quant_s = median_time(lambda: quantize(x, cfg, weight, np.random.default_rng(7)), reps)
     map_s = median_time(
         lambda: masking.mask_and_pack(qvec, self_seeds[0], pair_seeds, cfg.bits), reps
     )
-    single_s = median_time(lambda: prg.mask(seed, length, cfg.bits, backend="numba"), reps)
     packed = client()
     assert packed == client_unfused()
     pbuf = np.frombuffer(packed, dtype=np.uint8)
@@ -217,9 +223,12 @@ def run_size(d: int, ctx: dict) -> None:
         qi = quantize(x, cfg, weight, np.random.default_rng(i))
         ys.append(masking.mask_and_pack(qi, self_seeds[i], [], cfg.bits))
     remove = [(s, 1) for s in self_seeds]
-    ours = median_time(lambda: masking.unmask_sum(ys, length, cfg.bits, remove), reps)
     fmasked = [[rng.integers(0, 2**32, size=length, dtype=np.int64)] for _ in range(n_clients)]
-    base = median_time(lambda: flower_unmask(fl, fmasked, self_seeds, 2**32, [(length,)]), reps)
+    ours, base = paired_medians(
+        lambda: masking.unmask_sum(ys, length, cfg.bits, remove),
+        lambda: flower_unmask(fl, fmasked, self_seeds, 2**32, [(length,)]),
+        reps,
+    )
     emit(
         {
             "bench": "server_unmask",
