@@ -726,12 +726,22 @@ def chacha20_block(seed: bytes, counter: int, nonce: bytes, backend: str | None 
     return words.astype("<u4").tobytes()
 
 
-def mask(seed: bytes, length: int, bits: int, backend: str | None = None) -> np.ndarray:
+def mask(
+    seed: bytes,
+    length: int,
+    bits: int,
+    backend: str | None = None,
+    *,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """The mask PRG(seed) of ``length`` elements in Z_{2^bits} (see module docstring).
 
     Returns uint32 for bits <= 32 and uint64 above, every value already reduced mod
-    2^bits. Raises InvalidParameters for a seed that is not 32 bytes, bits outside
-    [1, 64] or a length beyond the 2^32-block counter; TypeError for wrong types."""
+    2^bits. ``out``: optional writable C-contiguous array of that dtype and shape
+    (length,) to fill instead of allocating (saves the page faults of fresh memory on
+    large masks). Raises InvalidParameters for a seed that is not 32 bytes, bits outside
+    [1, 64], a length beyond the 2^32-block counter or an unfit ``out``; TypeError for
+    wrong types."""
     seed = _check_bytes(seed, SEED_BYTES, "seed")
     bits = check_bits(bits)
     length = _check_length(length)
@@ -739,34 +749,48 @@ def mask(seed: bytes, length: int, bits: int, backend: str | None = None) -> np.
     _check_counter(0, blocks_needed(length, bits))
     backend = resolve_backend(backend)
     dtype = np.uint32 if wpe == 1 else np.uint64
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out: expected a numpy array, got {type(out).__name__}")
+        if out.dtype != dtype or out.shape != (length,):
+            raise InvalidParameters(
+                f"out: expected shape ({length},) {np.dtype(dtype).name}, "
+                f"got {out.shape} {out.dtype}"
+            )
+        if not out.flags.c_contiguous or not out.flags.writeable:
+            raise InvalidParameters("out: must be C-contiguous and writable")
     if backend == "reference":
         raw = np.frombuffer(
             _ref_keystream(seed, 4 * wpe * length, ZERO_NONCE, 0), "<u4" if wpe == 1 else "<u8"
         )
-        out = raw.astype(dtype)
+        res = raw.astype(dtype)
         if bits not in (32, 64):
-            out &= dtype(_modmask(bits))
-        return out
-    # numba / cupy: fill uint32 words, masking odd words (the high halves) for wide
-    if wpe == 1:
-        mask_even = mask_odd = _modmask(bits)
+            res &= dtype(_modmask(bits))
     else:
-        mask_even, mask_odd = 0xFFFFFFFF, _modmask(bits - 32)
-    if backend == "numba":
-        out = empty_output(length, dtype)
-        if length:
-            run_parallel(
-                fill_kernel,
-                wpe * length,
-                out.view(np.uint32),
-                _init_state(seed),
-                np.int64(0),
-                np.uint32(mask_even),
-                np.uint32(mask_odd),
-            )
-        return out
-    words = _cp_fill(wpe * length, _init_state(seed), 0, mask_even, mask_odd)
-    return words.view(_cupy().uint64 if wpe == 2 else _cupy().uint32).get()
+        # numba / cupy: fill uint32 words, masking odd words (the high halves) for wide
+        if wpe == 1:
+            mask_even = mask_odd = _modmask(bits)
+        else:
+            mask_even, mask_odd = 0xFFFFFFFF, _modmask(bits - 32)
+        if backend == "numba":
+            res = empty_output(length, dtype) if out is None else out
+            if length:
+                run_parallel(
+                    fill_kernel,
+                    wpe * length,
+                    res.view(np.uint32),
+                    _init_state(seed),
+                    np.int64(0),
+                    np.uint32(mask_even),
+                    np.uint32(mask_odd),
+                )
+            return res
+        words = _cp_fill(wpe * length, _init_state(seed), 0, mask_even, mask_odd)
+        res = words.view(_cupy().uint64 if wpe == 2 else _cupy().uint32).get()
+    if out is None:
+        return res
+    out[...] = res
+    return out
 
 
 def _check_seed_list(

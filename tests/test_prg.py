@@ -340,3 +340,17 @@ def test_run_parallel_restores_thread_count():
     prg.mask(bytes(32), 10, 32, backend="numba")  # small: runs on one thread
     prg.mask(bytes(32), 3 * prg.MIN_WORK_PER_THREAD, 32, backend="numba")
     assert numba.get_num_threads() == before
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_mask_out_parameter(backend):
+    seed = bytes(range(1, 33))
+    for bits, dtype in ((20, np.uint32), (40, np.uint64)):
+        out = np.full(1001, 7, dtype=dtype)
+        got = prg.mask(seed, 1001, bits, backend=backend, out=out)
+        assert got is out
+        np.testing.assert_array_equal(out, prg.mask(seed, 1001, bits, backend="reference"))
+    with pytest.raises(InvalidParameters, match=r"out: expected shape \(5,\) uint32"):
+        prg.mask(seed, 5, 8, backend=backend, out=np.zeros(5, np.uint64))
+    with pytest.raises(InvalidParameters, match=r"out: expected shape \(5,\)"):
+        prg.mask(seed, 5, 8, backend=backend, out=np.zeros(6, np.uint32))
