@@ -1,0 +1,53 @@
+"""Smoke test of bench/flower.py: the smallest configuration (n=5, d=1000, one dropout)
+through the same code path as the benchmark, ours and Flower's SecAgg+ side by side.
+Takes a few seconds."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("flwr")
+
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))
+
+import flower as bench_flower  # noqa: E402
+from _common import REQUIRED  # noqa: E402
+
+
+def test_smallest_configuration_both_sides() -> None:
+    t0 = time.perf_counter()
+    records = bench_flower.compare(5, 1000, 0.2, repeats=1, emit_name="")  # not written
+    assert time.perf_counter() - t0 < 45
+
+    assert {(r["bench"], r["baseline"]) for r in records} == {
+        ("round_client", "flower_secaggplus"),
+        ("round_aggregator", "flower_secaggplus"),
+        ("round_client", "plain"),
+        ("round_aggregator", "plain"),
+    }
+    for rec in records:
+        for key in REQUIRED:
+            assert key in rec
+        assert rec["ours_s"] > 0 and rec["baseline_s"] > 0 and rec["speedup"] > 0
+        assert rec["params"]["n"] == 5 and rec["params"]["d"] == 1000
+        for role in ("client_mean", "aggregator", "verifier", "committee_mean"):
+            assert rec["ours_seconds"][role] > 0
+        for role in ("client_mean", "server", "transport"):
+            assert rec["flower_seconds"][role] > 0
+        assert rec["ours_included"] == rec["flower_included"] == 4  # one node dropped
+        assert rec["flower_max_abs_error"] < 1e-3
+        assert rec["flower_bytes_per_coordinate"] > 8  # Flower ships int64
+        assert 0 < rec["ours_bytes_per_coordinate"] < rec["flower_bytes_per_coordinate"]
+        assert rec["flower_bytes_per_client"] > rec["flower_masked_bytes_per_client"] / 2
+        assert set(rec["targets"]) == {
+            "client_le_flower",
+            "aggregator_le_flower",
+            "bytes_per_coord_le_half_flower",
+            "verifier_le_1.2x_aggregator",
+        }
