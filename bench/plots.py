@@ -1,0 +1,191 @@
+"""PNG plots of bench/results/flower.jsonl (written by bench/flower.py): ours vs Flower's
+SecAgg+ (and plain summation) per role.
+
+    .venv/bin/python bench/plots.py [--jsonl bench/results/flower.jsonl] [--dropout 0.1]
+
+Writes into bench/results/:
+
+* ``flower_time_vs_d.png``  client and aggregator seconds against d, one line per n
+  and side, at the chosen dropout;
+* ``flower_time_vs_n.png``  the same against n, at the largest d measured for every n;
+* ``flower_bytes_per_coordinate.png``  masked-vector bytes per coordinate against d
+  (ours, Flower's int64, and float32 plain for scale).
+
+When a configuration was measured more than once, the latest line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+ROLES = (("round_client", "client (mean per client)"), ("round_aggregator", "aggregator / server"))
+
+
+def load(path: Path) -> dict[tuple, dict]:
+    """Latest record per (bench, baseline, n, d, dropout)."""
+    rows: dict[tuple, dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        rec = json.loads(line)
+        p = rec["params"]
+        rows[(rec["bench"], rec["baseline"], p["n"], p["d"], p["dropout"])] = rec
+    return rows
+
+
+def _series(rows: dict[tuple, dict], bench: str, baseline: str, **fixed: float) -> Iterable:
+    out = []
+    for (b, base, n, d, drop), rec in rows.items():
+        key = {"n": n, "d": d, "dropout": drop}
+        if b == bench and base == baseline and all(key[k] == v for k, v in fixed.items()):
+            out.append((key, rec))
+    return out
+
+
+def _pick_dropout(rows: dict[tuple, dict], wanted: float) -> float:
+    drops = sorted({k[4] for k in rows})
+    return wanted if wanted in drops else drops[-1]
+
+
+def plot_time_vs_d(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
+    ns = sorted({k[2] for k in rows})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (bench, title) in zip(axes, ROLES, strict=True):
+        for i, n in enumerate(ns):
+            color = f"C{i}"
+            pts = sorted(
+                (k["d"], r)
+                for k, r in _series(rows, bench, "flower_secaggplus", n=n, dropout=dropout)
+            )
+            if not pts:
+                continue
+            ds = [d for d, _ in pts]
+            ax.plot(ds, [r["ours_s"] for _, r in pts], "o-", color=color, label=f"ours n={n}")
+            ax.plot(
+                ds,
+                [r["baseline_s"] for _, r in pts],
+                "s--",
+                color=color,
+                label=f"Flower SecAgg+ n={n}",
+            )
+            plain = sorted(
+                (k["d"], r["baseline_s"])
+                for k, r in _series(rows, bench, "plain", n=n, dropout=dropout)
+            )
+            if plain:
+                ax.plot(
+                    *zip(*plain, strict=True), ":", color=color, alpha=0.6, label=f"plain n={n}"
+                )
+        ax.set(xscale="log", yscale="log", xlabel="d (coordinates)", ylabel="seconds", title=title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"time vs d, dropout {dropout:g}")
+    fig.tight_layout()
+    path = out / "flower_time_vs_d.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_time_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
+    ns = sorted({k[2] for k in rows})
+    common_ds = set.intersection(*({k[3] for k in rows if k[2] == n} for n in ns))
+    d = max(common_ds) if common_ds else max(k[3] for k in rows)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (bench, title) in zip(axes, ROLES, strict=True):
+        pts = sorted(
+            (k["n"], r) for k, r in _series(rows, bench, "flower_secaggplus", d=d, dropout=dropout)
+        )
+        if pts:
+            xs = [n for n, _ in pts]
+            ax.plot(xs, [r["ours_s"] for _, r in pts], "o-", label="ours")
+            ax.plot(xs, [r["baseline_s"] for _, r in pts], "s--", label="Flower SecAgg+")
+        plain = sorted(
+            (k["n"], r["baseline_s"])
+            for k, r in _series(rows, bench, "plain", d=d, dropout=dropout)
+        )
+        if plain:
+            ax.plot(*zip(*plain, strict=True), ":", label="plain")
+        ax.set(yscale="log", xlabel="n (clients)", ylabel="seconds", title=title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"time vs n, d={d:g}, dropout {dropout:g}")
+    fig.tight_layout()
+    path = out / "flower_time_vs_n.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_bytes(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
+    ns = sorted({k[2] for k in rows})
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    for i, n in enumerate(ns):
+        pts = sorted(
+            (k["d"], r)
+            for k, r in _series(rows, "round_client", "flower_secaggplus", n=n, dropout=dropout)
+        )
+        if not pts:
+            continue
+        ds = [d for d, _ in pts]
+        ax.plot(
+            ds,
+            [r["ours_bytes_per_coordinate"] for _, r in pts],
+            "o-",
+            color=f"C{i}",
+            label=f"ours n={n}",
+        )
+        ax.plot(
+            ds,
+            [r["flower_bytes_per_coordinate"] for _, r in pts],
+            "s--",
+            color=f"C{i}",
+            label=f"Flower SecAgg+ n={n}",
+        )
+    ax.axhline(4, color="gray", ls=":", label="float32 (plain)")
+    ax.set(
+        xscale="log",
+        xlabel="d (coordinates)",
+        ylabel="masked-vector bytes / coordinate",
+        title="upload size per coordinate",
+        ylim=(0, None),
+    )
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "flower_bytes_per_coordinate.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--jsonl", type=Path, default=RESULTS / "flower.jsonl")
+    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args()
+    rows = load(args.jsonl)
+    if not rows:
+        raise SystemExit(f"{args.jsonl}: no records")
+    drop = _pick_dropout(rows, args.dropout)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for path in (
+        plot_time_vs_d(rows, drop, args.out),
+        plot_time_vs_n(rows, drop, args.out),
+        plot_bytes(rows, drop, args.out),
+    ):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()
