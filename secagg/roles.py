@@ -14,7 +14,13 @@ import numpy as np
 from pvss.errors import InvalidProof
 from pvss.group import G1Point
 from pvss.keys import KeyPair, prove_possession
-from pvss.scrape import deal, decrypt_share, recover_as_recipient, verify_dealing
+from pvss.scrape import (
+    DealingClaim,
+    deal,
+    decrypt_share,
+    recover_as_recipient,
+    verify_dealings,
+)
 from pvss.transcript import PURPOSE_PAIR
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
 from secagg.blobs import BlobStore, blob_digest
@@ -138,25 +144,25 @@ class Client(_Role):
         self_seed = compute_mask_seed(
             dealing_context(cfg, self_key(me)), self._dealt_secrets[self_key(me)]
         )
+        members = tuple(board.member_keys())
+        edges = [(j, pair_key(me, j)) for j in st.graph[me] if pair_key(me, j) in st.dealings]
+        # (edges missing from st.dealings: the lower end never dealt, or j never registered)
+        incoming = [
+            DealingClaim(st.dealings[key], members, dealing_context(cfg, key), self.key.pk)
+            for _, key in edges
+            if key[0] != me
+        ]
+        try:
+            verify_dealings(incoming)  # one batch; names the bad dealing if any
+        except InvalidProof as exc:
+            raise ProtocolError(f"client {me}: board relayed an invalid dealing: {exc}") from None
         pairs: list[tuple[bytes, int]] = []
-        members = board.member_keys()
-        for j in st.graph[me]:
-            key = pair_key(me, j)
-            if key not in st.dealings:
-                continue  # the lower end never dealt, or j never registered: no mask on this edge
-            ctx = dealing_context(cfg, key)
+        for j, key in edges:
             if key[0] == me:
                 secret = self._dealt_secrets[key]
             else:
-                dealing = st.dealings[key]
-                try:
-                    verify_dealing(dealing, members, ctx, self.key.pk)
-                except InvalidProof as exc:
-                    raise ProtocolError(
-                        f"client {me}: board relayed an invalid dealing {key}: {exc}"
-                    ) from None
-                secret = recover_as_recipient(dealing, self.key)
-            pairs.append((compute_mask_seed(ctx, secret), pair_sign(me, j)))
+                secret = recover_as_recipient(st.dealings[key], self.key)
+            pairs.append((compute_mask_seed(dealing_context(cfg, key), secret), pair_sign(me, j)))
         quantized = quantize(
             self.update, cfg.masking(), self.weight, self.rng, backend=self.backend
         )

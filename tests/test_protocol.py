@@ -535,3 +535,14 @@ def test_board_that_accepted_a_bad_dealing_is_caught_and_the_dealer_named(tmp_pa
     assert [(f.party, f.rule) for f in report.findings] == [
         (f"client {post.dealer}", "dealing-proof")
     ]
+
+
+def test_client_refuses_an_invalid_dealing_relayed_by_the_board() -> None:
+    rnd = Round().register().deal()
+    st = rnd.board.state()
+    key = pair_key(1, 3)  # dealt by client 1 to recipient 3
+    d = st.dealings[key]
+    # a lying board relays a dealing it should have refused
+    st.dealings[key] = dataclasses.replace(d, s_hat=(d.s_hat[0] + G,) + d.s_hat[1:])
+    with pytest.raises(ProtocolError, match=r"client 3: board relayed an invalid dealing.*DLEQ"):
+        rnd.clients[2].masked_input(rnd.board)
