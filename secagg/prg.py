@@ -836,6 +836,10 @@ def accumulate_masks(
     backend = resolve_backend(backend)
     cp = _cupy()
     on_device = cp is not None and isinstance(acc, cp.ndarray)
+    if on_device and (acc.dtype != cp.uint64 or acc.ndim != 1 or not acc.flags.c_contiguous):
+        raise InvalidParameters(
+            f"acc: expected a C-contiguous 1-D uint64 cupy array, got {acc.ndim}-D {acc.dtype}"
+        )
     if not on_device:
         if not isinstance(acc, np.ndarray):
             raise TypeError(f"acc: expected a numpy uint64 array, got {type(acc).__name__}")
