@@ -21,6 +21,7 @@ from pvss.dleq import DleqProof, prove_dleq, verify_dleq
 from pvss.errors import InvalidEncoding, InvalidParameters, InvalidProof
 from pvss.field import dual_codeword, eval_poly, inv_mod_r, lagrange_at_zero
 from pvss.group import (
+    DEALER_TABLE_WINDOW,
     ORDER,
     G,
     G1Point,
@@ -292,6 +293,16 @@ def _draw(rng: random.Random | None) -> int:
     return rng.randrange(1, R) if rng is not None else random_scalar()
 
 
+@dataclass(frozen=True)
+class DealRequest:
+    """One dealing to make: to whom, under which context."""
+
+    committee_pks: tuple[G1Point, ...]
+    threshold: int
+    context: Context
+    recipient_pk: G1Point | None = None
+
+
 def deal(
     committee_pks: Sequence[G1Point],
     threshold: int,
@@ -299,40 +310,78 @@ def deal(
     recipient_pk: G1Point | None = None,
     *,
     rng: random.Random | None = None,
+    table_cache: dict | None = None,
 ) -> tuple[Dealing, G1Point]:
     """Deal a fresh secret S = s*H to the committee (and to a recipient at index 0).
 
     Returns the dealing (to publish) and S (the dealer keeps it). ``rng`` makes the
-    dealing deterministic, for test vectors only."""
-    m = len(committee_pks)
-    if threshold < 1 or m < threshold + 1:
-        raise InvalidParameters(f"deal: threshold t={threshold} needs 1 <= t < m, m={m}")
-    if m + (recipient_pk is not None) > MAX_POINTS:
-        raise InvalidParameters(f"deal: at most {MAX_POINTS} evaluation points")
-    keys = _point_keys(committee_pks, recipient_pk)
-    for i, pk in enumerate(keys):
-        if pk.is_identity:
-            raise InvalidParameters(f"deal: public key of point {i} is the identity")
-    has_recipient = recipient_pk is not None
-    first = 0 if has_recipient else 1
-    indices = list(range(first, first + len(keys)))
-    coeffs = [_draw(rng) for _ in range(threshold + 1)]
-    evals = [eval_poly(coeffs, k) for k in indices]
-    tables = [table_for(pk) for pk in keys]
-    v = g_table().mul_many(evals)
-    s_hat = mul_each(tables, evals)
-    while True:
+    dealing deterministic, for test vectors only. Key tables (window
+    DEALER_TABLE_WINDOW) come from ``table_cache`` when given (a dealer's own), else
+    from the process-wide cache."""
+    request = DealRequest(tuple(committee_pks), threshold, context, recipient_pk)
+    return deal_many([request], rng=rng, table_cache=table_cache)[0]
+
+
+def deal_many(
+    requests: Sequence[DealRequest],
+    *,
+    rng: random.Random | None = None,
+    table_cache: dict | None = None,
+) -> list[tuple[Dealing, G1Point]]:
+    """``deal`` for several dealings at once (a client's self and pair dealings): every
+    multiplication of every dealing runs in one lock-step batch, so the field
+    inversions and the per-window work are shared. Same output distribution as
+    calling ``deal`` for each request."""
+    prepared = []
+    for req in requests:
+        m = len(req.committee_pks)
+        if req.threshold < 1 or m < req.threshold + 1:
+            raise InvalidParameters(f"deal: threshold t={req.threshold} needs 1 <= t < m, m={m}")
+        if m + (req.recipient_pk is not None) > MAX_POINTS:
+            raise InvalidParameters(f"deal: at most {MAX_POINTS} evaluation points")
+        keys = _point_keys(req.committee_pks, req.recipient_pk)
+        for i, pk in enumerate(keys):
+            if pk.is_identity:
+                raise InvalidParameters(f"deal: public key of point {i} is the identity")
+        first = 0 if req.recipient_pk is not None else 1
+        indices = range(first, first + len(keys))
+        coeffs = [_draw(rng) for _ in range(req.threshold + 1)]
+        evals = [eval_poly(coeffs, k) for k in indices]
         nonces = [_draw(rng) for _ in indices]
-        a1 = g_table().mul_many(nonces)
-        a2 = mul_each(tables, nonces)
+        prepared.append((req, keys, coeffs, evals, nonces))
+    scalars = [x for *_, evals, nonces in prepared for x in evals + nonces]
+    tables = [
+        table_for(pk, DEALER_TABLE_WINDOW, table_cache)
+        for _, keys, *_ in prepared
+        for pk in keys + keys
+    ]
+    g_side = g_table().mul_many(scalars)  # v_k and a1_k of every dealing
+    key_side = mul_each(tables, scalars)  # s_hat_k and a2_k
+    secrets_ = h_table().mul_many([coeffs[0] for _, _, coeffs, _, _ in prepared])
+    out = []
+    pos = 0
+    for (req, keys, _coeffs, evals, nonces), secret in zip(prepared, secrets_, strict=True):
+        n = len(keys)
+        v, a1 = g_side[pos : pos + n], g_side[pos + n : pos + 2 * n]
+        s_hat, a2 = key_side[pos : pos + n], key_side[pos + n : pos + 2 * n]
+        pos += 2 * n
+        has_recipient = req.recipient_pk is not None
         e = dealing_transcript(
-            context, threshold, keys, has_recipient, v, s_hat, a1, a2
+            req.context, req.threshold, keys, has_recipient, v, s_hat, a1, a2
         ).challenge()
-        if e:  # a zero challenge is invalid by rule; redraw the nonces
-            break
-    z = tuple((w - e * p_k) % R for w, p_k in zip(nonces, evals, strict=True))
-    dealing = Dealing(threshold, has_recipient, tuple(v), tuple(s_hat), tuple(a1), tuple(a2), z)
-    return dealing, h_table().mul(coeffs[0])
+        while not e:  # a zero challenge is invalid by rule; redraw the nonces
+            nonces = [_draw(rng) for _ in keys]
+            a1 = g_table().mul_many(nonces)
+            a2 = mul_each([table_for(pk, DEALER_TABLE_WINDOW, table_cache) for pk in keys], nonces)
+            e = dealing_transcript(
+                req.context, req.threshold, keys, has_recipient, v, s_hat, a1, a2
+            ).challenge()
+        z = tuple((w - e * p_k) % R for w, p_k in zip(nonces, evals, strict=True))
+        dealing = Dealing(
+            req.threshold, has_recipient, tuple(v), tuple(s_hat), tuple(a1), tuple(a2), z
+        )
+        out.append((dealing, secret))
+    return out
 
 
 # ---------------------------------------------------------------------------

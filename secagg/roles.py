@@ -16,7 +16,8 @@ from pvss.group import G1Point
 from pvss.keys import KeyPair, prove_possession
 from pvss.scrape import (
     DealingClaim,
-    deal,
+    DealRequest,
+    deal_many,
     decrypt_share,
     recover_as_recipient,
     verify_dealings,
@@ -94,6 +95,7 @@ class Client(_Role):
         self.key = KeyPair.generate()
         self.stage = Stage.NEW
         self._dealt_secrets: dict[tuple[int, int, int], G1Point] = {}
+        self._tables: dict = {}  # this client's own key tables, as in its own process
 
     def register(self, board: Board) -> None:
         self._expect(Stage.NEW, board, Phase.REGISTER)
@@ -119,11 +121,18 @@ class Client(_Role):
             for j in st.graph[self.party]
             if j > self.party and j in st.clients
         ]
-        for key in keys:
-            rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
-            dealing, secret = deal(
-                pks, self.config.threshold, dealing_context(self.config, key), rpk
+        requests = [
+            DealRequest(
+                tuple(pks),
+                self.config.threshold,
+                dealing_context(self.config, key),
+                st.clients[key[2]] if key[1] == PURPOSE_PAIR else None,
             )
+            for key in keys
+        ]
+        for key, (dealing, secret) in zip(
+            keys, deal_many(requests, table_cache=self._tables), strict=True
+        ):
             self._dealt_secrets[key] = secret
             items.append(DealingItem(key[1], key[2], dealing.to_bytes()))
         return DealingsPost(self.party, tuple(items))
@@ -176,6 +185,7 @@ class Client(_Role):
         board.submit(ROLE_CLIENT, self.party, MaskedInputPost(self.party, digest, len(data)))
         self.stage = Stage.UPLOADED
         self._dealt_secrets.clear()  # one-shot: nothing secret is kept
+        self._tables.clear()
         return digest
 
 
