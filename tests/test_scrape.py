@@ -301,3 +301,26 @@ def test_identity_key_is_rejected_by_both_verifiers() -> None:
     with pytest.raises(InvalidProof, match="point 2 is the identity"):
         verify_dealing(dealing, bad_keys, CTX)
     assert not is_valid_dealing_batch([DealingClaim(dealing, tuple(bad_keys), CTX)])
+
+
+def test_deal_many_matches_deal_and_verifies() -> None:
+    from pvss.scrape import DealRequest, deal_many
+
+    keys = committee(5, seed=14)
+    pks = tuple(k.pk for k in keys)
+    rkeys = [KeyPair.generate() for _ in range(3)]
+    reqs = [DealRequest(pks, 2, CTX)] + [
+        DealRequest(pks, 2, dataclasses.replace(CTX, partner=i + 20), rk.pk)
+        for i, rk in enumerate(rkeys)
+    ]
+    out = deal_many(reqs, table_cache={})
+    claims = [
+        DealingClaim(d, pks, r.context, r.recipient_pk) for (d, _), r in zip(out, reqs, strict=True)
+    ]
+    verify_dealings(claims)
+    for (d, secret), rk in zip(out[1:], rkeys, strict=True):
+        assert recover_as_recipient(d, rk) == secret
+    # same randomness, same dealing, whether made alone or in a batch
+    alone = deal(pks, 2, CTX, rng=random.Random(3))
+    batched = deal_many([reqs[0]], rng=random.Random(3))[0]
+    assert alone == batched
