@@ -19,7 +19,7 @@ Records (one JSON line each, also appended to bench/results/masking.jsonl):
   the same with Flower's primitives (11x pseudo_rand_gen, parameters_addition /
   subtraction, parameters_mod).
 
-    .venv/bin/python bench/masking.py [--quick] [--repeats N] [--threads T]
+    .venv/bin/python bench/masking.py [--quick] [--repeats N] [--threads T] [--sizes 1e7]
 
 --quick: d in {1e5, 1e6} and 3 repeats; otherwise d in {1e5, 1e6, 1e7} and 5 repeats.
 Times are medians; each ours/baseline pair is timed alternately (same machine noise).
@@ -248,9 +248,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats (median)")
     ap.add_argument("--threads", type=int, default=None, help="numba threads")
     ap.add_argument("--skip-flower-client", action="store_true")
+    ap.add_argument("--sizes", default=None, help="comma-separated d values, e.g. 1e7")
     args = ap.parse_args()
     reps = max(3, args.repeats or (3 if args.quick else 5))
     sizes = [10**5, 10**6] if args.quick else [10**5, 10**6, 10**7]
+    if args.sizes:
+        sizes = [int(float(v)) for v in args.sizes.split(",")]
     if args.threads:
         numba.set_num_threads(args.threads)
     threads = numba.get_num_threads()
