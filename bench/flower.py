@@ -86,6 +86,11 @@ MAX_WEIGHT = 10
 FLOWER_MODULUS = 2**32
 
 
+class FlowerHalted(RuntimeError):
+    """Flower's SecAgg+ halted the round (e.g. a node kept fewer than
+    ``reconstruction_threshold`` live neighbours: "Insufficient available nodes")."""
+
+
 # ---------------------------------------------------------------------------------------
 # parameters shared by both sides
 # ---------------------------------------------------------------------------------------
@@ -367,6 +372,8 @@ def flower_round(
         for ri, i in zip(r, alive, strict=True)
     ]
     plain = np.sum(scaled, axis=0) / r.sum()
+    if len(got) != d or not np.any(got):  # the global model was never replaced
+        raise FlowerHalted(f"Flower SecAgg+ n={n} d={d} dropout={dropout} seed={seed} halted")
     err = float(np.abs(got - plain).max())
     if not err < 1e-3:  # stochastic rounding: < 1 step (2 * CLIP / 2^16) per client
         raise SystemExit(f"Flower SecAgg+ n={n} d={d} dropout={dropout}: aggregate off by {err}")
@@ -407,12 +414,23 @@ def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flow
     records."""
     shape = round_shape(n)
     ours_runs, flower_runs = [], []
+    halted = 0
     for rep in range(repeats):  # alternate, so both see the same machine noise
         ours_runs.append(ours_round(n, d, dropout, rep))
-        flower_runs.append(flower_round(n, d, dropout, rep))
+        try:
+            flower_runs.append(flower_round(n, d, dropout, rep))
+        except FlowerHalted as exc:
+            print(f"# {exc}", file=sys.stderr)
+            halted += 1
     plain_client, plain_server = plain_times(n, d, np.random.default_rng(0), 3)
-    ours_s, flower_s = _median_roles(ours_runs), _median_roles(flower_runs)
-    o, f = ours_runs[0], flower_runs[0]
+    ours_s = _median_roles(ours_runs)
+    o = ours_runs[0]
+    if not flower_runs:  # every Flower round halted: only the plain comparison is timed
+        return _emit_plain_only(
+            n, d, dropout, repeats, shape, o, ours_s, halted, plain_client, plain_server, emit_name
+        )
+    flower_s = _median_roles(flower_runs)
+    f = flower_runs[0]
     params = {
         "n": n,
         "m": shape["m"],
@@ -437,6 +455,7 @@ def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flow
         "flower_masked_bytes_per_client": f["masked_bytes_per_client"],
         "ours_bytes_per_coordinate": o["bytes_per_coordinate"],
         "flower_bytes_per_coordinate": f["bytes_per_coordinate"],
+        "flower_halted_repeats": halted,
         "ours_included": o["included"],
         "flower_included": f["included"],
         "ours_max_abs_error": max(r["max_abs_error"] for r in ours_runs),
@@ -465,6 +484,56 @@ def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flow
             "baseline_s": base_t,
             "speedup": base_t / ours_t,
             **common,
+        }
+        out.append(emit(rec, name=emit_name) if emit_name else rec)
+    return out
+
+
+def _emit_plain_only(  # noqa: PLR0913
+    n: int,
+    d: int,
+    dropout: float,
+    repeats: int,
+    shape: dict,
+    o: dict,
+    ours_s: dict,
+    halted: int,
+    plain_client: float,
+    plain_server: float,
+    emit_name: str,
+) -> list:
+    params = {
+        "n": n,
+        "m": shape["m"],
+        "t": shape["t"],
+        "d": d,
+        "dropout": dropout,
+        "graph": shape["graph"],
+        "bits": o["bits"],
+        "quant_bits": QUANT_BITS,
+        "flower_num_shares": shape["num_shares"],
+        "flower_reconstruction_threshold": shape["reconstruction_threshold"],
+        "flower_modulus_bits": 32,
+        "repeats": repeats,
+    }
+    out = []
+    for bench, ours_t, base_t in (
+        ("round_client", ours_s["client_mean"], plain_client),
+        ("round_aggregator", ours_s["aggregator"], plain_server),
+    ):
+        rec = {
+            "bench": bench,
+            "params": params,
+            "ours_s": ours_t,
+            "baseline": "plain",
+            "baseline_s": base_t,
+            "speedup": base_t / ours_t,
+            "ours_seconds": ours_s,
+            "plain_seconds": {"client": plain_client, "server": plain_server},
+            "flower_halted_repeats": halted,
+            "ours_bytes_per_client": o["bytes_per_client"],
+            "ours_bytes_per_coordinate": o["bytes_per_coordinate"],
+            "ours_included": o["included"],
         }
         out.append(emit(rec, name=emit_name) if emit_name else rec)
     return out
