@@ -24,6 +24,7 @@ SOURCES = {
     "masking": "`.venv/bin/python bench/masking.py`",
     "round": "`.venv/bin/python bench/round.py`",
     "gas": "`.venv/bin/python bench/gas.py`",
+    "flower": "`.venv/bin/python bench/flower.py` (`--quick` for the small grid)",
 }
 
 
@@ -113,6 +114,7 @@ def render() -> str:
         ("group_ops", "Group and PVSS"),
         ("masking", "Masking"),
         ("round", "Rounds"),
+        ("flower", "Against Flower SecAgg+ and plain FedAvg"),
     ):
         parts.append(f"#### {title}\n\n{table(name)}")
     parts.append(f"#### Gas\n\n{gas_table()}")
