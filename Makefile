@@ -36,7 +36,12 @@ test: install
 
 bench: install
 	$(BIN)/python bench/group_ops.py
-	$(BIN)/python bench/masking.py
+	$(BIN)/python bench/masking.py --quick
+	$(BIN)/python bench/round.py --quick
+	$(BIN)/python bench/flower.py --quick
+	$(BIN)/python bench/gas.py
+	$(BIN)/python bench/plots.py
+	$(BIN)/python bench/report.py --update-readme
 
 lint: install
 	$(BIN)/ruff check pvss secagg fl bench tests
