@@ -15,7 +15,6 @@ and reported by ``test_gas`` (run with ``-s`` to see the table).
 
 from __future__ import annotations
 
-import ast
 import json
 import random
 import shutil
@@ -103,6 +102,9 @@ def _error_table() -> dict[bytes, tuple[str, list[str]]]:
 
 ERRORS = _error_table()
 
+# the same revert-data extraction the EVM board uses (one mechanism, both providers)
+from secagg.evm_board import _revert_data  # noqa: E402
+
 
 class Reverted(Exception):
     """A call reverted; ``name``/``args`` decode the custom error (``data`` is raw)."""
@@ -115,22 +117,6 @@ class Reverted(Exception):
         else:
             self.name, self.args_ = f"<{data.hex() or 'no data'}>", ()
         super().__init__(f"{self.name}{self.args_}")
-
-
-def _revert_data(exc: Exception) -> bytes | None:
-    """The revert data inside a web3 / eth-tester exception, or None if not a revert."""
-    data = getattr(exc, "data", None)
-    if isinstance(data, str) and data.startswith("0x"):
-        return h2b(data)
-    text = str(exc.args[0]) if exc.args else ""
-    if "execution reverted" in text or type(exc).__name__ == "TransactionFailed":
-        tail = text.split("execution reverted:", 1)[-1].strip()
-        if tail.startswith(("b'", 'b"')):
-            return ast.literal_eval(tail)
-        if tail.startswith("0x"):
-            return h2b(tail)
-        return b""
-    return None
 
 
 def call(fn: Any, **tx: Any) -> Any:
