@@ -182,18 +182,13 @@ def phase_at(config: RoundConfig, height: int) -> Phase:
 
 
 def compute_included(state: RoundState) -> tuple[int, ...]:
-    """U: clients that uploaded, pruned until every one of them has a neighbour in U
-    (so no included client's self and pair secrets are ever all revealed)."""
+    """U: clients that uploaded and have at least one uploaded neighbour (so no included
+    client's self and pair secrets are ever all revealed). This is SPEC §6.4's fixpoint
+    in one pass: a client with no uploaded neighbour is nobody's uploaded neighbour, so
+    dropping it cannot strip anyone else's last neighbour."""
     assert state.graph is not None
-    u = set(state.masked)
-    changed = True
-    while changed:
-        changed = False
-        for i in sorted(u):
-            if not any(j in u for j in state.graph[i]):
-                u.discard(i)
-                changed = True
-    return tuple(sorted(u))
+    uploaded = set(state.masked)
+    return tuple(i for i in sorted(uploaded) if any(j in uploaded for j in state.graph[i]))
 
 
 def allowed_share_keys(state: RoundState) -> list[DealingKey]:
