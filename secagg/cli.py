@@ -200,8 +200,10 @@ def run_simulate(args: Any) -> int:
     return 0 if ok else 1
 
 
-def run_verify(round_dir: str, as_json: bool, head: str | None = None) -> int:
-    """``pvss-secagg verify DIR [--head HEX]``."""
+def run_verify(
+    round_dir: str, as_json: bool, head: str | None = None, trust_chain_proofs: bool = False
+) -> int:
+    """``pvss-secagg verify DIR [--head HEX [--trust-chain-proofs]]``."""
     from secagg.errors import PvssError
     from secagg.verifier import load_round, verify_round
 
@@ -215,7 +217,10 @@ def run_verify(round_dir: str, as_json: bool, head: str | None = None) -> int:
     except ValueError:
         print("error: --head must be 64 hex digits", file=sys.stderr)
         return 2
-    report = verify_round(transcript, blobs, expected)
+    if trust_chain_proofs and expected is None:
+        print("error: --trust-chain-proofs needs --head (read from that chain)", file=sys.stderr)
+        return 2
+    report = verify_round(transcript, blobs, expected, trust_chain_proofs=trust_chain_proofs)
     if as_json:
         print(
             json.dumps(
@@ -295,6 +300,12 @@ def main(argv: list[str] | None = None) -> int:
     ver.add_argument("round_dir")
     ver.add_argument("--json", action="store_true")
     ver.add_argument("--head", default=None, help="expected head hash (hex) from a trusted source")
+    ver.add_argument(
+        "--trust-chain-proofs",
+        action="store_true",
+        help="events come from a full-mode round contract that verified every proof "
+        "on-chain: re-check the rules and the sum, not the proofs (needs --head)",
+    )
 
     args: Any = ap.parse_args(argv)
     if args.command == "demo":
@@ -306,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "simulate":
         return run_simulate(args)
     if args.command == "verify":
-        return run_verify(args.round_dir, args.json, args.head)
+        return run_verify(args.round_dir, args.json, args.head, args.trust_chain_proofs)
     return 2
 
 

@@ -537,6 +537,74 @@ def test_board_that_accepted_a_bad_dealing_is_caught_and_the_dealer_named(tmp_pa
     ]
 
 
+def _rechained(events: list) -> TranscriptFile:
+    """What a dishonest board (or a forger) does after editing an event: re-link the
+    chain, so only the head differs."""
+    from secagg.board import event_hash
+
+    for i in range(1, len(events)):
+        events[i] = dataclasses.replace(events[i], prev=event_hash(events[i - 1]))
+    return TranscriptFile(tuple(events))
+
+
+def test_chain_verification_rechecks_rules_and_sum_not_proofs(tmp_path: Path, capsys) -> None:
+    """SPEC §6.8 "chain" verification: proofs are the full-mode contract's job, every
+    other rule and the sum are re-checked, and the chain's head is mandatory."""
+    from secagg.board import event_hash
+
+    round_dir = _finished_round(tmp_path)
+    transcript, blobs = load_round(round_dir)
+    head = bytes.fromhex((round_dir / "head.hex").read_text().strip())
+    assert verify_round(transcript, blobs, head, trust_chain_proofs=True).ok
+    no_head = verify_round(transcript, blobs, trust_chain_proofs=True)
+    assert not no_head.ok and no_head.findings[0].party == "auditor"
+    assert cli_main(["verify", str(round_dir), "--trust-chain-proofs"]) == 2
+    assert cli_main(["verify", str(round_dir), "--head", head.hex(), "--trust-chain-proofs"]) == 0
+    capsys.readouterr()
+
+    events = list(transcript.events)
+    # a wrong sum, re-chained to a new head: caught in chain mode, the aggregator named
+    res = codec.decode(events[-1].body, ResultPost)
+    events[-1] = dataclasses.replace(
+        events[-1], body=codec.encode(dataclasses.replace(res, digest=b"\x07" * 32))
+    )
+    forged = _rechained(events)
+    report = verify_round(forged, blobs, event_hash(forged.events[-1]), trust_chain_proofs=True)
+    assert [f.party for f in report.findings] == ["aggregator"]
+    # a rule a contract enforces without any proof (a second upload): caught, sender named
+    events = list(transcript.events)
+    pos = next(
+        i for i, ev in enumerate(events) if isinstance(codec.decode(ev.body), MaskedInputPost)
+    )
+    events.insert(pos + 1, dataclasses.replace(events[pos], seq=pos + 1))
+    for i in range(pos + 2, len(events)):
+        events[i] = dataclasses.replace(events[i], seq=i)
+    forged = _rechained(events)
+    report = verify_round(forged, blobs, event_hash(forged.events[-1]), trust_chain_proofs=True)
+    assert [(f.party, f.rule) for f in report.findings] == [
+        (f"client {events[pos].sender}", "upload")
+    ]
+    # a forged share proof is not re-verified in chain mode (the contract refused such
+    # posts when they were made); the full replay still names the member
+    events = list(transcript.events)
+    pos = next(i for i, ev in enumerate(events) if isinstance(codec.decode(ev.body), SharesPost))
+    post = codec.decode(events[pos].body, SharesPost)
+    share = DecryptedShare.from_bytes(post.items[0].share)
+    bad = dataclasses.replace(
+        share,
+        proof=dataclasses.replace(share.proof, response=(share.proof.response + 1) % R),
+    )
+    items = (dataclasses.replace(post.items[0], share=bad.to_bytes()),) + post.items[1:]
+    events[pos] = dataclasses.replace(
+        events[pos], body=codec.encode(dataclasses.replace(post, items=items))
+    )
+    forged = _rechained(events)
+    new_head = event_hash(forged.events[-1])
+    assert verify_round(forged, blobs, new_head, trust_chain_proofs=True).ok
+    full = verify_round(forged, blobs, new_head)
+    assert [(f.party, f.rule) for f in full.findings] == [(f"member {post.member}", "share-proof")]
+
+
 def test_client_refuses_an_invalid_dealing_relayed_by_the_board() -> None:
     rnd = Round().register().deal()
     st = rnd.board.state()
