@@ -511,9 +511,7 @@ class MemoryBoard(Board):
                 )
             try:
                 if self._check_proofs:
-                    verify_decrypted_share(
-                        share, st.dealings[key], pk, dealing_context(cfg, key)
-                    )
+                    verify_decrypted_share(share, st.dealings[key], pk, dealing_context(cfg, key))
             except InvalidProof as exc:
                 raise self._fail(role, sender, "share-proof", f"{key}: {exc}") from None
             parsed.append((key, share))

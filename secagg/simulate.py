@@ -241,9 +241,7 @@ def simulate(
     verifier_s = time.perf_counter() - t0
     # "chain" verification: the proofs were checked by the board (a full-mode contract)
     t0 = time.perf_counter()
-    chain_report = verify_round(
-        board.transcript(), blobs, board.head, trust_chain_proofs=True
-    )
+    chain_report = verify_round(board.transcript(), blobs, board.head, trust_chain_proofs=True)
     verifier_chain_s = time.perf_counter() - t0
     if bar is not None:
         bar.update(1)
