@@ -1,11 +1,15 @@
-"""Our round side by side with Flower's SecAgg+ and with plain, unprotected summation.
+"""One configuration of our round side by side with Flower's SecAgg+ and with plain,
+unprotected summation (the library behind bench/round.py, which runs the grid).
 
-For every (n, d, dropout) and repeat, in one process and alternately:
+For one (n, d, dropout) and every repeat, in one process and alternately:
 
-(a) **ours**: ``secagg.simulate.simulate`` on the memory board, with the parameters of
-    bench/round.py (committee min(10, n), threshold min(4, (m-1)//2), ``complete`` mask
-    graph for n <= 10 else ``regular:K`` with K = ``round.regular_degree(n)``, 16-bit
-    quantization, weights <= 10, clipping 1.0, clients dropping before the upload).
+(a) **ours**: ``secagg.simulate.simulate`` on the memory board (or the embedded EVM
+    chain, ``board="evm"``), committee min(10, n), threshold min(4, (m-1)//2),
+    ``complete`` mask graph for n <= 10 else ``regular:K`` with K = ``regular_degree(n)``,
+    16-bit quantization, weights <= 10, clipping 1.0, clients dropping before the upload.
+    Per role: client mean, committee mean, aggregator, and the third-party verifier in
+    both modes (``verifier``: replays every proof; ``verifier_chain``: trusts the proofs
+    a full-mode contract checked, SPEC.md §6.8).
 
 (b) **Flower's SecAgg+**: Flower's own ``SecAggPlusWorkflow`` (server) and
     ``secaggplus_mod`` (client) code, unmodified, run in-process:
@@ -49,21 +53,20 @@ For every (n, d, dropout) and repeat, in one process and alternately:
     * The Flower aggregate is checked against the plain weighted mean of the surviving
       updates (``max_abs_error``) so that a broken run cannot be timed.
 
-(c) **plain**: ``round.plain_times`` — a client serialises its float32 update; the
-    server computes the weighted sum.
+(c) **plain**: ``plain_times`` — a client serialises its float32 update; the server
+    computes the weighted sum.
 
-One JSON line per (config, role, baseline) via ``_common.emit(name="flower")``:
-``round_client`` and ``round_aggregator`` against ``flower_secaggplus`` and against
-``plain``; ``ours_s``/``baseline_s`` are medians over the repeats, and every line carries
-both sides' per-role medians, bytes and the targets of the n=100 comparison.
-
-    .venv/bin/python bench/flower.py [--quick] [--repeats N] [--ns 10,50] [--ds 10000]
+``compare`` emits one JSON line per (role, baseline) via ``_common.emit`` (bench/round.py
+names the file round.jsonl): ``round_client`` and ``round_aggregator`` against
+``flower_secaggplus`` and against ``plain``; ``round_verifier`` and
+``round_verifier_chain`` against ``our_aggregator``. ``ours_s``/``baseline_s`` are medians
+over the repeats, and every line carries both sides' per-role medians, bytes and the
+targets of the n=100 comparison.
 """
 
 from __future__ import annotations
 
-import argparse
-import logging
+import math
 import statistics
 import sys
 import time
@@ -76,7 +79,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _common import emit  # noqa: E402
-from round import plain_times, regular_degree  # noqa: E402
 
 from secagg.simulate import SimParams, simulate  # noqa: E402
 
@@ -84,6 +86,32 @@ CLIP = 1.0
 QUANT_BITS = 16
 MAX_WEIGHT = 10
 FLOWER_MODULUS = 2**32
+
+
+def regular_degree(n: int) -> int:
+    """SecAgg+-style sparse graph: about 2*log2(n) neighbours (even, < n)."""
+    k = min(n - 1, 2 * math.ceil(math.log2(n)))
+    if (k * n) % 2:
+        k -= 1
+    return k
+
+
+def plain_times(n: int, d: int, rng: np.random.Generator, repeats: int) -> tuple[float, float]:
+    """Unprotected FedAvg: client = serialise float32 update; server = weighted sum."""
+    updates = [rng.standard_normal(d).astype(np.float32) for _ in range(n)]
+    weights = rng.integers(1, 11, n).astype(np.float32)
+    client, server = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        blobs = [u.tobytes() for u in updates]
+        client.append((time.perf_counter() - t0) / n)
+        t0 = time.perf_counter()
+        acc = np.zeros(d, dtype=np.float64)
+        for w, b in zip(weights, blobs, strict=False):
+            acc += w * np.frombuffer(b, dtype=np.float32)
+        acc /= weights.sum()
+        server.append(time.perf_counter() - t0)
+    return statistics.median(client), statistics.median(server)
 
 
 class FlowerHalted(RuntimeError):
@@ -126,7 +154,7 @@ def dropped_nodes(n: int, dropout: float, seed: int) -> set[int]:
 # ---------------------------------------------------------------------------------------
 
 
-def ours_round(n: int, d: int, dropout: float, seed: int) -> dict[str, Any]:
+def ours_round(n: int, d: int, dropout: float, seed: int, board: str = "memory") -> dict[str, Any]:
     shape = round_shape(n)
     res = simulate(
         SimParams(
@@ -141,7 +169,7 @@ def ours_round(n: int, d: int, dropout: float, seed: int) -> dict[str, Any]:
             max_weight=MAX_WEIGHT,
             clip=CLIP,
             seed=seed,
-            board="memory",
+            board=board,
         )
     )
     if not res.verified:
@@ -409,14 +437,16 @@ def _median_roles(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: statistics.median(r["seconds"][k] for r in runs) for k in runs[0]["seconds"]}
 
 
-def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flower") -> list:
-    """Run ours, Flower's SecAgg+ and plain for one configuration; emit and return the
-    records."""
+def compare(
+    n: int, d: int, dropout: float, repeats: int, emit_name: str = "round", board: str = "memory"
+) -> list:
+    """Run ours (on ``board``), Flower's SecAgg+ and plain for one configuration; emit
+    (to bench/results/{emit_name}.jsonl, nothing when empty) and return the records."""
     shape = round_shape(n)
     ours_runs, flower_runs = [], []
     halted = 0
     for rep in range(repeats):  # alternate, so both see the same machine noise
-        ours_runs.append(ours_round(n, d, dropout, rep))
+        ours_runs.append(ours_round(n, d, dropout, rep, board))
         try:
             flower_runs.append(flower_round(n, d, dropout, rep))
         except FlowerHalted as exc:
@@ -427,7 +457,18 @@ def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flow
     o = ours_runs[0]
     if not flower_runs:  # every Flower round halted: only the plain comparison is timed
         return _emit_plain_only(
-            n, d, dropout, repeats, shape, o, ours_s, halted, plain_client, plain_server, emit_name
+            n,
+            d,
+            dropout,
+            repeats,
+            shape,
+            o,
+            ours_s,
+            halted,
+            plain_client,
+            plain_server,
+            emit_name,
+            board,
         )
     flower_s = _median_roles(flower_runs)
     f = flower_runs[0]
@@ -444,6 +485,7 @@ def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flow
         "flower_reconstruction_threshold": shape["reconstruction_threshold"],
         "flower_modulus_bits": 32,
         "repeats": repeats,
+        "board": board,
     }
     common = {
         "ours_seconds": ours_s,
@@ -466,6 +508,8 @@ def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flow
             "bytes_per_coord_le_half_flower": o["bytes_per_coordinate"]
             <= 0.5 * f["bytes_per_coordinate"],
             "verifier_le_1.2x_aggregator": ours_s["verifier"] <= 1.2 * ours_s["aggregator"],
+            "verifier_chain_le_1.2x_aggregator": ours_s["verifier_chain"]
+            <= 1.2 * ours_s["aggregator"],
         },
     }
     rows = [
@@ -473,6 +517,8 @@ def compare(n: int, d: int, dropout: float, repeats: int, emit_name: str = "flow
         ("round_aggregator", ours_s["aggregator"], "flower_secaggplus", flower_s["server"]),
         ("round_client", ours_s["client_mean"], "plain", plain_client),
         ("round_aggregator", ours_s["aggregator"], "plain", plain_server),
+        ("round_verifier", ours_s["verifier"], "our_aggregator", ours_s["aggregator"]),
+        ("round_verifier_chain", ours_s["verifier_chain"], "our_aggregator", ours_s["aggregator"]),
     ]
     out = []
     for bench, ours_t, baseline, base_t in rows:
@@ -501,6 +547,7 @@ def _emit_plain_only(  # noqa: PLR0913
     plain_client: float,
     plain_server: float,
     emit_name: str,
+    board: str,
 ) -> list:
     params = {
         "n": n,
@@ -515,6 +562,7 @@ def _emit_plain_only(  # noqa: PLR0913
         "flower_reconstruction_threshold": shape["reconstruction_threshold"],
         "flower_modulus_bits": 32,
         "repeats": repeats,
+        "board": board,
     }
     out = []
     for bench, ours_t, base_t in (
@@ -537,37 +585,3 @@ def _emit_plain_only(  # noqa: PLR0913
         }
         out.append(emit(rec, name=emit_name) if emit_name else rec)
     return out
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="n in {10, 50}, d in {1e4, 1e5}, dropout in {0, 0.1}, 1 repeat",
-    )
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--ns", type=str, default=None, help="comma-separated n (overrides)")
-    ap.add_argument("--ds", type=str, default=None, help="comma-separated d (overrides)")
-    ap.add_argument("--dropouts", type=str, default=None, help="comma-separated fractions")
-    args = ap.parse_args()
-    logging.getLogger("flwr").setLevel(logging.WARNING)
-    ns = [10, 50] if args.quick else [10, 50, 100]
-    ds = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
-    drops = [0.0, 0.1] if args.quick else [0.0, 0.1, 0.3]
-    if args.ns:
-        ns = [int(x) for x in args.ns.split(",")]
-    if args.ds:
-        ds = [int(float(x)) for x in args.ds.split(",")]
-    if args.dropouts:
-        drops = [float(x) for x in args.dropouts.split(",")]
-    repeats = args.repeats or (1 if args.quick else 3)
-    compare(5, 1000, 0.0, 1, emit_name="")  # warm-up (imports, first-touch), not recorded
-    for n in ns:
-        for d in ds:
-            for drop in drops:
-                compare(n, d, drop, repeats)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,17 +1,18 @@
-"""PNG plots of bench/results/flower.jsonl (written by bench/flower.py): ours vs Flower's
-SecAgg+ (and plain summation) per role.
+"""PNG plots of bench/results/round.jsonl (written by bench/round.py): ours (memory
+board) vs Flower's SecAgg+ (and plain summation) per role.
 
-    .venv/bin/python bench/plots.py [--jsonl bench/results/flower.jsonl] [--dropout 0.1]
+    .venv/bin/python bench/plots.py [--jsonl bench/results/round.jsonl] [--dropout 0.1]
 
 Writes into bench/results/:
 
-* ``flower_time_vs_d.png``  client and aggregator seconds against d, one line per n
+* ``round_time_vs_d.png``  client and aggregator seconds against d, one line per n
   and side, at the chosen dropout;
-* ``flower_time_vs_n.png``  the same against n, at the largest d measured for every n;
-* ``flower_bytes_per_coordinate.png``  masked-vector bytes per coordinate against d
+* ``round_time_vs_n.png``  the same against n, at the largest d measured for every n;
+* ``round_bytes_per_coordinate.png``  masked-vector bytes per coordinate against d
   (ours, Flower's int64, and float32 plain for scale).
 
-When a configuration was measured more than once, the latest line wins.
+When a configuration was measured more than once, the latest line wins; EVM-board
+lines (``params.board == "evm"``) are left out.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def load(path: Path) -> dict[tuple, dict]:
             continue
         rec = json.loads(line)
         p = rec["params"]
+        if p.get("board", "memory") != "memory":
+            continue
         rows[(rec["bench"], rec["baseline"], p["n"], p["d"], p["dropout"])] = rec
     return rows
 
@@ -90,7 +93,7 @@ def plot_time_vs_d(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     axes[0].legend(fontsize=7)
     fig.suptitle(f"time vs d, dropout {dropout:g}")
     fig.tight_layout()
-    path = out / "flower_time_vs_d.png"
+    path = out / "round_time_vs_d.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -120,7 +123,7 @@ def plot_time_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
         ax.legend(fontsize=8)
     fig.suptitle(f"time vs n, d={d:g}, dropout {dropout:g}")
     fig.tight_layout()
-    path = out / "flower_time_vs_n.png"
+    path = out / "round_time_vs_n.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -162,7 +165,7 @@ def plot_bytes(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = out / "flower_bytes_per_coordinate.png"
+    path = out / "round_bytes_per_coordinate.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -170,7 +173,7 @@ def plot_bytes(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--jsonl", type=Path, default=RESULTS / "flower.jsonl")
+    ap.add_argument("--jsonl", type=Path, default=RESULTS / "round.jsonl")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()

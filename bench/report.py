@@ -24,8 +24,9 @@ SOURCES = {
     "masking": "`.venv/bin/python bench/masking.py`",
     "round": "`.venv/bin/python bench/round.py`",
     "gas": "`.venv/bin/python bench/gas.py`",
-    "flower": "`.venv/bin/python bench/flower.py` (`--quick` for the small grid)",
 }
+#: where the issue states the round targets: n, d, dropout
+TARGET = {"n": 100, "d": 10**6, "dropout": 0.1}
 
 
 def _fmt_s(x: float) -> str:
@@ -80,6 +81,107 @@ def table(name: str) -> str:
     return "\n".join(out) + "\n"
 
 
+def _round_configs() -> list[dict]:
+    """One record per measured round configuration (newest wins): the client line
+    against Flower (it carries every side's per-role medians), else against plain."""
+    by_cfg: dict[str, dict] = {}
+    for r in latest("round"):
+        if r["bench"] != "round_client":
+            continue
+        key = json.dumps(r["params"], sort_keys=True)
+        if r["baseline"] == "flower_secaggplus" or key not in by_cfg:
+            by_cfg[key] = r
+    return sorted(
+        by_cfg.values(),
+        key=lambda r: (
+            r["params"].get("board", "memory") != "memory",
+            r["params"]["n"],
+            r["params"]["d"],
+            r["params"]["dropout"],
+        ),
+    )
+
+
+def _d(d: int) -> str:
+    e = len(str(d)) - 1
+    return f"10^{e}" if d == 10**e else str(d)
+
+
+def _g(x: float) -> str:
+    """Seconds with three significant digits (0.000012 -> 1.2e-05)."""
+    return f"{x:.3g}"
+
+
+def round_table() -> str:
+    """Per configuration: each role, ours vs Flower's SecAgg+ vs plain, the verifier in
+    both modes, bytes per coordinate."""
+    rows = _round_configs()
+    if not rows:
+        return f"_No results yet: run {SOURCES['round']}._\n"
+    out = [
+        f"From {SOURCES['round']} (medians of `repeats` rounds, all three sides alternating "
+        f"in one process; host {rows[-1].get('host', '?')}, {rows[-1].get('ts', '?')[:10]}). "
+        "Seconds; client = mean per client; verifier = third party replaying every proof, "
+        "chain = trusting the proofs a full-mode contract checked (SPEC §6.8); B/coord = "
+        "bytes of the masked vector per coordinate.",
+        "",
+        "| n | d | drop | board | rep | client ours | client Flower | client plain "
+        "| aggregator ours | server Flower | server plain | verifier | verifier chain "
+        "| B/coord ours | B/coord Flower |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        p, o = r["params"], r["ours_seconds"]
+        f = r.get("flower_seconds") or {}
+        pl = r["plain_seconds"]
+        fc = _g(f["client_mean"]) if f else "halted"
+        fs = _g(f["server"]) if f else "halted"
+        vc = o.get("verifier_chain", float("nan"))
+        out.append(
+            f"| {p['n']} | {_d(p['d'])} | {p['dropout']} | {p.get('board', 'memory')} "
+            f"| {p['repeats']} | {_g(o['client_mean'])} | {fc} "
+            f"| {_g(pl['client'])} | {_g(o['aggregator'])} | {fs} "
+            f"| {_g(pl['server'])} | {_g(o['verifier'])} | {_g(vc)} "
+            f"| {r['ours_bytes_per_coordinate']:.2f} "
+            f"| {r.get('flower_bytes_per_coordinate', float('nan')):.2f} |"
+        )
+    return "\n".join(out) + "\n"
+
+
+def targets_block() -> str:
+    """The issue's round targets at TARGET, each met or not, with its numbers."""
+    hit = [
+        r
+        for r in _round_configs()
+        if r["params"].get("board", "memory") == "memory"
+        and all(r["params"][k] == v for k, v in TARGET.items())
+        and "flower_seconds" in r
+    ]
+    if not hit:
+        return "_Target configuration not measured yet: run `make bench`._\n"
+    r = hit[-1]
+    o, f = r["ours_seconds"], r["flower_seconds"]
+    mark = lambda ok: "**met**" if ok else "**not met**"  # noqa: E731
+    bo, bf = r["ours_bytes_per_coordinate"], r["flower_bytes_per_coordinate"]
+    lines = [
+        f"Targets at n = 100, committee {r['params']['m']}, d = 10^6, 10 % dropout "
+        f"({r['params']['repeats']} rounds per side, medians, same run):",
+        "",
+        f"- client time ≤ Flower SecAgg+'s: {o['client_mean']:.3f} s vs "
+        f"{f['client_mean']:.3f} s — {mark(o['client_mean'] <= f['client_mean'])}",
+        f"- aggregator time ≤ Flower's server: {o['aggregator']:.2f} s vs {f['server']:.2f} s "
+        f"— {mark(o['aggregator'] <= f['server'])}",
+        f"- bytes per coordinate ≤ half of Flower's int64: {bo:.2f} vs {bf:.2f} "
+        f"— {mark(bo <= 0.5 * bf)}",
+        f"- third-party verification ≤ 1.2× the aggregator: replaying every proof "
+        f"{o['verifier'] / o['aggregator']:.2f}× — {mark(o['verifier'] <= 1.2 * o['aggregator'])}; "
+        f"trusting the proofs a full-mode contract checked "
+        f"{o['verifier_chain'] / o['aggregator']:.2f}× — "
+        f"{mark(o['verifier_chain'] <= 1.2 * o['aggregator'])}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def gas_table() -> str:
     """Gas of every round-contract operation (bench/results/gas.jsonl), one column per m."""
     path = RESULTS / "gas.jsonl"
@@ -110,13 +212,13 @@ def gas_table() -> str:
 
 def render() -> str:
     parts = []
-    for name, title in (
-        ("group_ops", "Group and PVSS"),
-        ("masking", "Masking"),
-        ("round", "Rounds"),
-        ("flower", "Against Flower SecAgg+ and plain FedAvg"),
-    ):
+    for name, title in (("group_ops", "Group and PVSS"), ("masking", "Masking")):
         parts.append(f"#### {title}\n\n{table(name)}")
+    parts.append(
+        f"#### Rounds: ours vs Flower SecAgg+ vs plain FedAvg\n\n{targets_block()}\n"
+        f"{round_table()}\nPlots: `bench/results/round_time_vs_d.png`, "
+        "`round_time_vs_n.png`, `round_bytes_per_coordinate.png` (`bench/plots.py`).\n"
+    )
     parts.append(f"#### Gas\n\n{gas_table()}")
     return "\n".join(parts)
 

@@ -1,150 +1,93 @@
-"""Whole rounds on the memory board: per-role seconds and bytes (SPEC.md §6).
+"""Whole rounds side by side: ours, Flower's SecAgg+ and plain FedAvg (SPEC.md §6).
 
-For each (n, d, dropout) it runs ``--repeats`` rounds and reports medians, one JSON
-line per role in the shared bench format. The baseline here is plain, unprotected
-FedAvg on the same data in the same run: a client serialises its float32 update, the
-server sums the float vectors. (Flower's SecAgg+ side by side is bench/flower.py's job.)
+For every (n, d, dropout) of the grid, in one process and alternately (bench/flower.py
+has the details of each side): our round on the memory board, Flower's SecAgg+ driven
+through Flower's own ``SecAggPlusWorkflow`` and ``secaggplus_mod``, and plain unprotected
+summation; for n <= 10 (dropout 0.1) our round also runs on the embedded EVM chain
+(``params.board: evm``; the chain's own time is the ``board`` entry, not a role's).
+Per-role seconds are medians of ``--repeats`` rounds; one JSON line per (role, baseline)
+goes to bench/results/round.jsonl:
 
-    .venv/bin/python bench/round.py [--quick] [--repeats N]
+* ``round_client`` / ``round_aggregator`` against ``flower_secaggplus`` and ``plain``;
+* ``round_verifier`` (replays every proof) and ``round_verifier_chain`` (trusts the
+  proofs a full-mode contract executed, SPEC.md §6.8) against ``our_aggregator``.
+
+Grid (the issue's): n in {10, 50, 100}, d in {10^4, 10^5, 10^6}, dropout in
+{0, 0.1, 0.3}; committee min(10, n), threshold 4. ``--quick`` is n in {10, 50},
+d in {10^4, 10^5}, dropout in {0, 0.1}, 1 repeat (a smoke run).
+
+    .venv/bin/python bench/round.py [--quick] [--repeats N] [--ns 10,50] [--ds 1e4]
+        [--dropouts 0.1] [--evm-max-n 10] [--evm-dropouts 0.1] [--target-repeats N]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import statistics
+import logging
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from _common import emit  # noqa: E402
+from flower import compare  # noqa: E402
 
-from secagg.simulate import SimParams, simulate  # noqa: E402
-
-
-def regular_degree(n: int) -> int:
-    """SecAgg+-style sparse graph: about 2*log2(n) neighbours (even, < n)."""
-    k = min(n - 1, 2 * math.ceil(math.log2(n)))
-    if (k * n) % 2:
-        k -= 1
-    return k
+#: the configuration the issue's targets are stated at
+TARGET = (100, 10**6, 0.1)
 
 
-def plain_times(n: int, d: int, rng: np.random.Generator, repeats: int) -> tuple[float, float]:
-    """Unprotected FedAvg: client = serialise float32 update; server = weighted sum."""
-    updates = [rng.standard_normal(d).astype(np.float32) for _ in range(n)]
-    weights = rng.integers(1, 11, n).astype(np.float32)
-    client, server = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        blobs = [u.tobytes() for u in updates]
-        client.append((time.perf_counter() - t0) / n)
-        t0 = time.perf_counter()
-        acc = np.zeros(d, dtype=np.float64)
-        for w, b in zip(weights, blobs, strict=False):
-            acc += w * np.frombuffer(b, dtype=np.float32)
-        acc /= weights.sum()
-        server.append(time.perf_counter() - t0)
-    return statistics.median(client), statistics.median(server)
+def _csv(text: str | None, cast, default: list) -> list:  # noqa: ANN001
+    return (
+        [cast(float(x)) if cast is int else cast(x) for x in text.split(",")] if text else default
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small grid, 1 repeat")
+    ap.add_argument("--repeats", type=int, default=None, help="rounds per configuration (3)")
     ap.add_argument(
-        "--quick", action="store_true", help="n in {10, 50}, d in {1e4, 1e5}, dropout in {0, 0.1}"
+        "--target-repeats",
+        type=int,
+        default=None,
+        help="rounds for the target configuration n=100, d=1e6, dropout 0.1 (default: --repeats)",
     )
-    ap.add_argument("--repeats", type=int, default=None)
-    ap.add_argument("--committee", type=int, default=10)
-    ap.add_argument("--threshold", type=int, default=4)
+    ap.add_argument("--ns", default=None, help="comma-separated n (overrides the grid)")
+    ap.add_argument("--ds", default=None, help="comma-separated d (overrides the grid)")
+    ap.add_argument("--dropouts", default=None, help="comma-separated fractions")
+    ap.add_argument(
+        "--evm-max-n", type=int, default=10, help="also run ours on the EVM board for n <= this"
+    )
+    ap.add_argument(
+        "--evm-dropouts", default="0.1", help="dropouts of the EVM-board runs (comma-separated)"
+    )
     args = ap.parse_args()
-    ns = [10, 50] if args.quick else [10, 50, 100]
-    ds = [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6]
-    drops = [0.0, 0.1] if args.quick else [0.0, 0.1, 0.3]
+    logging.getLogger("flwr").setLevel(logging.WARNING)
+    ns = _csv(args.ns, int, [10, 50] if args.quick else [10, 50, 100])
+    ds = _csv(args.ds, int, [10**4, 10**5] if args.quick else [10**4, 10**5, 10**6])
+    drops = _csv(args.dropouts, float, [0.0, 0.1] if args.quick else [0.0, 0.1, 0.3])
+    evm_drops = _csv(args.evm_dropouts, float, [])
     repeats = args.repeats or (1 if args.quick else 3)
-    rng = np.random.default_rng(0)
+    target_repeats = args.target_repeats or repeats
+    compare(5, 1000, 0.0, 1, emit_name="")  # warm-up (imports, JIT, first touch): not recorded
+    t_start = time.perf_counter()
+    total = len(ns) * len(ds) * len(drops)
+    done = 0
     for n in ns:
-        m = min(args.committee, n)
-        t = min(args.threshold, (m - 1) // 2)
-        graph = "complete" if n <= 10 else f"regular:{regular_degree(n)}"
         for d in ds:
-            plain_client, plain_server = plain_times(n, d, rng, 3)
             for drop in drops:
-                runs = []
-                for rep in range(repeats):
-                    params = SimParams(
-                        clients=n,
-                        committee=m,
-                        threshold=t,
-                        dim=d,
-                        dropout=drop,
-                        dropout_phase="upload",
-                        graph=graph,
-                        quant_bits=16,
-                        max_weight=10,
-                        seed=rep,
-                    )
-                    res = simulate(params)
-                    if not res.verified:
-                        raise SystemExit(
-                            f"round n={n} d={d} dropout={drop} did not verify: {res.findings}"
-                        )
-                    runs.append(res)
-                sec = {k: statistics.median(r.seconds[k] for r in runs) for k in runs[0].seconds}
-                common = {
-                    "params": {
-                        "n": n,
-                        "m": m,
-                        "t": t,
-                        "d": d,
-                        "dropout": drop,
-                        "graph": graph,
-                        "bits": runs[0].params["bits"],
-                        "repeats": repeats,
-                    },
-                    "baseline": "plain",
-                    "seconds": sec,
-                    "bytes_per_client": runs[0].bytes_per_client,
-                    "masked_bytes_per_client": runs[0].masked_bytes_per_client,
-                    "bytes_per_coordinate": runs[0].masked_bytes_per_client / (d + 1),
-                    "max_abs_error": max(r.max_abs_error for r in runs),
-                    "error_bound": runs[0].error_bound,
-                    "included": runs[0].included,
-                }
-                emit(
-                    {
-                        "bench": "round_client",
-                        "ours_s": sec["client_mean"],
-                        "baseline_s": plain_client,
-                        "speedup": plain_client / sec["client_mean"],
-                        **common,
-                    },
-                    name="round",
-                )
-                emit(
-                    {
-                        "bench": "round_aggregator",
-                        "ours_s": sec["aggregator"],
-                        "baseline_s": plain_server,
-                        "speedup": plain_server / sec["aggregator"],
-                        **common,
-                    },
-                    name="round",
-                )
-                emit(
-                    {
-                        "bench": "round_verifier",
-                        "ours_s": sec["verifier"],
-                        "baseline": "our_aggregator",
-                        "baseline_s": sec["aggregator"],
-                        "speedup": sec["aggregator"] / sec["verifier"],
-                        **{k: v for k, v in common.items() if k != "baseline"},
-                    },
-                    name="round",
+                reps = target_repeats if (n, d, drop) == TARGET else repeats
+                t0 = time.perf_counter()
+                compare(n, d, drop, reps)
+                if n <= args.evm_max_n and drop in evm_drops:
+                    compare(n, d, drop, reps, board="evm")
+                done += 1
+                now = time.perf_counter()
+                print(
+                    f"# [{done}/{total}] n={n} d={d} dropout={drop} repeats={reps}: "
+                    f"{now - t0:.0f} s (total {now - t_start:.0f} s)",
+                    file=sys.stderr,
                 )
 
 

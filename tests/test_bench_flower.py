@@ -1,6 +1,6 @@
-"""Smoke test of bench/flower.py: the smallest configuration (n=5, d=1000, one dropout)
-through the same code path as the benchmark, ours and Flower's SecAgg+ side by side.
-Takes a few seconds."""
+"""Smoke test of bench/flower.py (the per-configuration driver of bench/round.py): the
+smallest configuration (n=5, d=1000, one dropout) through the same code path as the
+benchmark, ours and Flower's SecAgg+ side by side. Takes a few seconds."""
 
 from __future__ import annotations
 
@@ -30,13 +30,16 @@ def test_smallest_configuration_both_sides() -> None:
         ("round_aggregator", "flower_secaggplus"),
         ("round_client", "plain"),
         ("round_aggregator", "plain"),
+        ("round_verifier", "our_aggregator"),
+        ("round_verifier_chain", "our_aggregator"),
     }
     for rec in records:
         for key in REQUIRED:
             assert key in rec
         assert rec["ours_s"] > 0 and rec["baseline_s"] > 0 and rec["speedup"] > 0
         assert rec["params"]["n"] == 5 and rec["params"]["d"] == 1000
-        for role in ("client_mean", "aggregator", "verifier", "committee_mean"):
+        assert rec["params"]["board"] == "memory"
+        for role in ("client_mean", "aggregator", "verifier", "verifier_chain", "committee_mean"):
             assert rec["ours_seconds"][role] > 0
         for role in ("client_mean", "server", "transport"):
             assert rec["flower_seconds"][role] > 0
@@ -50,4 +53,5 @@ def test_smallest_configuration_both_sides() -> None:
             "aggregator_le_flower",
             "bytes_per_coord_le_half_flower",
             "verifier_le_1.2x_aggregator",
+            "verifier_chain_le_1.2x_aggregator",
         }
