@@ -34,11 +34,13 @@ demo: install
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# the whole round grid (27 configurations + EVM rows), 3 rounds per side at the target
+# configuration and ROUND_REPEATS elsewhere; `make bench ROUND_REPEATS=3` for all (slower)
+ROUND_REPEATS ?= 1
 bench: install
 	$(BIN)/python bench/group_ops.py
 	$(BIN)/python bench/masking.py --quick
-	$(BIN)/python bench/round.py --quick
-	$(BIN)/python bench/flower.py --quick
+	$(BIN)/python bench/round.py --repeats $(ROUND_REPEATS) --target-repeats 3
 	$(BIN)/python bench/gas.py
 	$(BIN)/python bench/plots.py
 	$(BIN)/python bench/report.py --update-readme

@@ -154,7 +154,9 @@ def dropped_nodes(n: int, dropout: float, seed: int) -> set[int]:
 # ---------------------------------------------------------------------------------------
 
 
-def ours_round(n: int, d: int, dropout: float, seed: int, board: str = "memory") -> dict[str, Any]:
+def ours_round(
+    n: int, d: int, dropout: float, seed: int, board: str = "memory", backend: str | None = None
+) -> dict[str, Any]:
     shape = round_shape(n)
     res = simulate(
         SimParams(
@@ -170,6 +172,7 @@ def ours_round(n: int, d: int, dropout: float, seed: int, board: str = "memory")
             clip=CLIP,
             seed=seed,
             board=board,
+            backend=backend,
         )
     )
     if not res.verified:
@@ -438,7 +441,13 @@ def _median_roles(runs: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def compare(
-    n: int, d: int, dropout: float, repeats: int, emit_name: str = "round", board: str = "memory"
+    n: int,
+    d: int,
+    dropout: float,
+    repeats: int,
+    emit_name: str = "round",
+    board: str = "memory",
+    backend: str | None = None,
 ) -> list:
     """Run ours (on ``board``), Flower's SecAgg+ and plain for one configuration; emit
     (to bench/results/{emit_name}.jsonl, nothing when empty) and return the records."""
@@ -446,7 +455,7 @@ def compare(
     ours_runs, flower_runs = [], []
     halted = 0
     for rep in range(repeats):  # alternate, so both see the same machine noise
-        ours_runs.append(ours_round(n, d, dropout, rep, board))
+        ours_runs.append(ours_round(n, d, dropout, rep, board, backend))
         try:
             flower_runs.append(flower_round(n, d, dropout, rep))
         except FlowerHalted as exc:
@@ -486,6 +495,7 @@ def compare(
         "flower_modulus_bits": 32,
         "repeats": repeats,
         "board": board,
+        "backend": backend or "auto",
     }
     common = {
         "ours_seconds": ours_s,

@@ -18,6 +18,10 @@ d in {10^4, 10^5}, dropout in {0, 0.1}, 1 repeat (a smoke run).
 
     .venv/bin/python bench/round.py [--quick] [--repeats N] [--ns 10,50] [--ds 1e4]
         [--dropouts 0.1] [--evm-max-n 10] [--evm-dropouts 0.1] [--target-repeats N]
+        [--backend cupy]
+
+Larger configurations (the GPU machine): ``--ns 1000 --ds 1e7 --dropouts 0.1
+--repeats 1 --evm-max-n 0 --backend cupy``.
 """
 
 from __future__ import annotations
@@ -62,6 +66,11 @@ def main() -> None:
     ap.add_argument(
         "--evm-dropouts", default="0.1", help="dropouts of the EVM-board runs (comma-separated)"
     )
+    ap.add_argument(
+        "--backend",
+        default=None,
+        help="our masking backend (numpy, numba, cupy; default: the fastest available)",
+    )
     args = ap.parse_args()
     logging.getLogger("flwr").setLevel(logging.WARNING)
     ns = _csv(args.ns, int, [10, 50] if args.quick else [10, 50, 100])
@@ -79,9 +88,9 @@ def main() -> None:
             for drop in drops:
                 reps = target_repeats if (n, d, drop) == TARGET else repeats
                 t0 = time.perf_counter()
-                compare(n, d, drop, reps)
+                compare(n, d, drop, reps, backend=args.backend)
                 if n <= args.evm_max_n and drop in evm_drops:
-                    compare(n, d, drop, reps, board="evm")
+                    compare(n, d, drop, reps, board="evm", backend=args.backend)
                 done += 1
                 now = time.perf_counter()
                 print(

@@ -5,7 +5,6 @@ benchmark, ours and Flower's SecAgg+ side by side. Takes a few seconds."""
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -21,9 +20,7 @@ from _common import REQUIRED  # noqa: E402
 
 
 def test_smallest_configuration_both_sides() -> None:
-    t0 = time.perf_counter()
     records = bench_flower.compare(5, 1000, 0.2, repeats=1, emit_name="")  # not written
-    assert time.perf_counter() - t0 < 45
 
     assert {(r["bench"], r["baseline"]) for r in records} == {
         ("round_client", "flower_secaggplus"),
