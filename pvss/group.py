@@ -20,6 +20,7 @@ the identity. Every fast path is checked against ``py_ecc`` in the tests.
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -52,6 +53,60 @@ _SQRT_EXP = (_P + 1) // 4  # p = 3 mod 4
 Affine = tuple[Any, Any] | None
 Jacobian = tuple[Any, Any, Any]
 _JAC_INF: Jacobian = (mpz(1), mpz(1), mpz(0))
+
+# ---------------------------------------------------------------------------
+# Compiled kernel switch (SPEC.md §2.4). The pure-Python code below is the reference;
+# ``pvss._fp_kernel`` (numba) runs Pippenger and fixed-base multiplication on limbs
+# and must return the very same points. PVSS_KERNEL=0 in the environment, or
+# ``set_kernel(False)``, keeps everything on the reference path.
+# ---------------------------------------------------------------------------
+
+KERNEL_ENABLED = os.environ.get("PVSS_KERNEL", "1").strip().lower() not in ("0", "false", "off")
+#: a Pippenger MSM (after the GLV split) goes to the kernel from this many points
+KERNEL_MIN_MSM_POINTS = 16
+#: ``mul_each`` goes to the kernel from this many table look-ups (scalars x windows)
+KERNEL_MIN_FIXED_ADDS = 200
+_KERNEL: Any = None
+
+
+def set_kernel(enabled: bool) -> bool:
+    """Turn the compiled kernel on or off for this process; returns the old setting."""
+    global KERNEL_ENABLED
+    old = KERNEL_ENABLED
+    KERNEL_ENABLED = bool(enabled)
+    return old
+
+
+def _kernel() -> Any:
+    """The kernel module (imported, and its functions compiled or loaded from numba's
+    cache, on first use)."""
+    global _KERNEL
+    if _KERNEL is None:
+        from pvss import _fp_kernel
+
+        _KERNEL = _fp_kernel
+    return _KERNEL
+
+
+def _kernel_points_in(xs: Sequence[Any], ys: Sequence[Any]) -> tuple[Any, Any]:
+    k = _kernel()
+    return k.field_to_mont(xs), k.field_to_mont(ys)
+
+
+def _kernel_points_out(ox: Any, oy: Any, oinf: Any) -> list[Affine]:
+    """(x, y, inf) rows in Montgomery form -> affine tuples of mpz (None: identity)."""
+    k = _kernel()
+    bx = k.limbs_to_bytes(k.from_mont(ox))
+    by = k.limbs_to_bytes(k.from_mont(oy))
+    frm = mpz.from_bytes
+    out: list[Affine] = []
+    for i, flag in enumerate(oinf.tolist()):
+        if flag:
+            out.append(None)
+        else:
+            lo = 32 * i
+            out.append((frm(bx[lo : lo + 32], "little"), frm(by[lo : lo + 32], "little")))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -410,13 +465,14 @@ class FixedBaseTable:
     shared inversion per window (batched affine additions).
     """
 
-    __slots__ = ("point", "window", "count", "rows")
+    __slots__ = ("point", "window", "count", "rows", "_limbs")
 
     def __init__(self, point: G1Point, window: int = 8) -> None:
         if not 2 <= window <= 16:
             raise ValueError(f"window must be in [2, 16], got {window}")
         self.point = point
         self.window = window
+        self._limbs: tuple[Any, Any] | None = None
         self.count = (_R.bit_length() + 1 + window - 1) // window + 1
         half = 1 << (window - 1)
         base = point._affine()
@@ -440,6 +496,14 @@ class FixedBaseTable:
             for w in range(self.count):
                 rows[w].append(current[w])
         self.rows = rows
+
+    def _kernel_rows(self) -> tuple[Any, Any]:
+        """The entries as Montgomery-form limb arrays (xs, ys), row w * 2^(c-1) + j - 1
+        holding j * 2^(c*w) * P; converted once, on first use by the kernel."""
+        if self._limbs is None:
+            flat = [e for row in self.rows for e in row]
+            self._limbs = _kernel_points_in([e[0] for e in flat], [e[1] for e in flat])  # type: ignore[index]
+        return self._limbs
 
     def _digits(self, k: int) -> list[int]:
         return _signed_digits(int(mpz(k) % _R), self.window, self.count)
@@ -470,6 +534,8 @@ def mul_each(tables: Sequence[FixedBaseTable], scalars: Sequence[int]) -> list[G
     window = tables[0].window
     if any(t.window != window for t in tables):
         raise ValueError("mul_each: all tables must use the same window width")
+    if KERNEL_ENABLED and len(scalars) * tables[0].count >= KERNEL_MIN_FIXED_ADDS:
+        return [G1Point._from_affine(a) for a in _mul_each_kernel(tables, scalars)]
     digits = [t._digits(k) for t, k in zip(tables, scalars, strict=True)]
     acc: list[Affine] = [None] * len(scalars)
     for w in range(tables[0].count):
@@ -484,6 +550,44 @@ def mul_each(tables: Sequence[FixedBaseTable], scalars: Sequence[int]) -> list[G
                 addend.append(None)
         acc = _batch_add(acc, addend)
     return [G1Point._from_affine(a) for a in acc]
+
+
+def _mul_each_kernel(tables: Sequence[FixedBaseTable], scalars: Sequence[int]) -> list[Affine]:
+    """``mul_each`` on the kernel: every k_i * P_i is the sum of its signed table
+    entries, and all those sums are one ``sum_groups`` call (scalars grouped by table
+    for the gather, results put back in order)."""
+    import numpy as np
+
+    k = _kernel()
+    by_table: dict[int, list[int]] = {}
+    for i, t in enumerate(tables):
+        by_table.setdefault(id(t), []).append(i)
+    gxs: list[Any] = []
+    gys: list[Any] = []
+    sizes: list[Any] = []
+    order: list[int] = []
+    for idxs in by_table.values():
+        t = tables[idxs[0]]
+        if t.point.is_identity:
+            continue  # every multiple is the identity
+        tx, ty = t._kernel_rows()
+        ks = k.ints_to_limbs([mpz(scalars[i]) % _R for i in idxs])
+        gx, gy, sz = k.fixed_gather(tx, ty, ks, t.window, t.count)
+        gxs.append(gx)
+        gys.append(gy)
+        sizes.append(sz)
+        order += idxs
+    out: list[Affine] = [None] * len(scalars)
+    if not order:
+        return out
+    size_all = np.concatenate(sizes)
+    starts = np.zeros(len(size_all) + 1, dtype=np.int64)
+    np.cumsum(size_all, out=starts[1:])
+    xs = np.concatenate(gxs)
+    ox, oy, oinf = k.sum_groups(xs, np.concatenate(gys), np.zeros(len(xs), np.uint8), starts)
+    for i, a in zip(order, _kernel_points_out(ox, oy, oinf), strict=True):
+        out[i] = a
+    return out
 
 
 _TABLE_CACHE: dict[tuple[int, int, int], FixedBaseTable] = {}
@@ -577,6 +681,8 @@ def _msm_affine(points: Sequence[Affine], scalars: Sequence[Any]) -> Affine:
             ks.append(int(k))
     if not pts:
         return None
+    if KERNEL_ENABLED and len(pts) >= KERNEL_MIN_MSM_POINTS:
+        return _msm_many_kernel([(pts, ks)])[0]
     bits = max(k.bit_length() for k in ks)
     c = _pippenger_window(len(pts), bits)
     count = (bits + 1 + c - 1) // c + 1
@@ -609,6 +715,48 @@ def _msm_affine(points: Sequence[Affine], scalars: Sequence[Any]) -> Affine:
         if t is not None:
             X, Y, Z = _jac_add_affine(X, Y, Z, t[0], t[1])
     return _to_affine(X, Y, Z)
+
+
+def _kernel_window(n_points: int, n_msm: int, bits: int) -> int:
+    """Pippenger window for the kernel: a point costs one batched affine addition
+    (~6 products) per window, a bucket a mixed and a full Jacobian addition (~27)."""
+    best_c, best_cost = 2, None
+    for c in range(2, 16):
+        windows = (bits + c) // c + 1
+        cost = windows * (6 * n_points + 27 * n_msm * (1 << (c - 1)))
+        if best_cost is None or cost < best_cost:
+            best_c, best_cost = c, cost
+    return best_c
+
+
+def _msm_many_kernel(jobs: Sequence[tuple[Sequence[Affine], Sequence[int]]]) -> list[Affine]:
+    """Several Pippenger MSMs (non-identity points, non-negative scalars) in one kernel
+    call: the buckets of all of them are reduced together."""
+    import numpy as np
+
+    k = _kernel()
+    xs: list[Any] = []
+    ys: list[Any] = []
+    ks: list[Any] = []
+    mstarts = [0]
+    for pts, scal in jobs:
+        for a, s in zip(pts, scal, strict=True):
+            if a is not None and s:
+                xs.append(a[0])
+                ys.append(a[1])
+                ks.append(mpz(s))
+        mstarts.append(len(xs))
+    if not xs:
+        return [None] * len(jobs)
+    bits = max(s.bit_length() for s in ks)
+    c = _kernel_window(len(xs), len(jobs), bits)
+    count = (bits + 1 + c - 1) // c + 1
+    n_limbs = max(1, (bits + 31) // 32)
+    kx, ky = _kernel_points_in(xs, ys)
+    ox, oy, oinf = k.msm_many(
+        kx, ky, k.ints_to_limbs(ks, n_limbs), np.array(mstarts, dtype=np.int64), c, count
+    )
+    return _kernel_points_out(ox, oy, oinf)
 
 
 def _straus_affine(points: Sequence[Affine], scalars: Sequence[Any]) -> Affine:
