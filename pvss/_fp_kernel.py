@@ -625,13 +625,70 @@ def signed_digits(scal, c, count):
 
 
 @njit(cache=True)
-def msm_many(xs, ys, scal, mstarts, c, count):
+def _window_totals_affine(bx, by, binf, starts, counts, n_mw, half):
+    """sum_b (b + 1) * bucket[q * half + b] for every q < n_mw, by running sums in lock
+    step across all q: each step is two batched affine additions (pairs summed by
+    ``_sum_groups_inplace``). A bucket is reduced (counts 1, at row starts) or empty."""
+    rx = np.zeros((n_mw, N_LIMBS), dtype=np.uint64)
+    ry = np.zeros((n_mw, N_LIMBS), dtype=np.uint64)
+    rinf = np.ones(n_mw, dtype=np.uint8)
+    tx = np.zeros((n_mw, N_LIMBS), dtype=np.uint64)
+    ty = np.zeros((n_mw, N_LIMBS), dtype=np.uint64)
+    tinf = np.ones(n_mw, dtype=np.uint8)
+    px = np.empty((2 * n_mw, N_LIMBS), dtype=np.uint64)
+    py = np.empty((2 * n_mw, N_LIMBS), dtype=np.uint64)
+    pinf = np.empty(2 * n_mw, dtype=np.uint8)
+    sx = np.empty_like(px)
+    sy = np.empty_like(py)
+    sinf = np.empty_like(pinf)
+    pst = np.arange(0, 2 * n_mw, 2).astype(np.int64)
+    pcnt = np.empty(n_mw, dtype=np.int64)
+    for b in range(half - 1, -1, -1):
+        # running += bucket b
+        for q in range(n_mw):
+            fcopy(rx, q, px, 2 * q)
+            fcopy(ry, q, py, 2 * q)
+            pinf[2 * q] = rinf[q]
+            bq = q * half + b
+            if counts[bq] == 1:
+                fcopy(bx, starts[bq], px, 2 * q + 1)
+                fcopy(by, starts[bq], py, 2 * q + 1)
+                pinf[2 * q + 1] = binf[starts[bq]]
+            else:
+                pinf[2 * q + 1] = 1
+            pcnt[q] = 2
+        _sum_groups_inplace(px, py, pinf, pst, pcnt, sx, sy, sinf)
+        for q in range(n_mw):
+            fcopy(px, 2 * q, rx, q)
+            fcopy(py, 2 * q, ry, q)
+            rinf[q] = pinf[2 * q]
+        # total += running
+        for q in range(n_mw):
+            fcopy(tx, q, px, 2 * q)
+            fcopy(ty, q, py, 2 * q)
+            pinf[2 * q] = tinf[q]
+            fcopy(rx, q, px, 2 * q + 1)
+            fcopy(ry, q, py, 2 * q + 1)
+            pinf[2 * q + 1] = rinf[q]
+            pcnt[q] = 2
+        _sum_groups_inplace(px, py, pinf, pst, pcnt, sx, sy, sinf)
+        for q in range(n_mw):
+            fcopy(px, 2 * q, tx, q)
+            fcopy(py, 2 * q, ty, q)
+            tinf[q] = pinf[2 * q]
+    return tx, ty, tinf
+
+
+@njit(cache=True)
+def msm_many(xs, ys, scal, mstarts, c, count, affine_sums):
     """For every m, sum_{i in [mstarts[m], mstarts[m+1])} k_i * P_i.
 
     Points are affine, in Montgomery form, none the identity; scalars are rows of
     32-bit limbs. Signed buckets per (msm, window), every bucket of every msm summed
     together by ``_sum_groups_inplace`` (one inversion per tree level), then per window
-    sum_b b * B_b by running sums in Jacobian and Horner over windows in Jacobian.
+    sum_b b * B_b by running sums and Horner over windows in Jacobian. With
+    ``affine_sums`` the running sums of all (msm, window) pairs instead advance in lock
+    step as batched affine additions (worth it when there are many pairs).
     Returns (x, y, inf) per msm, affine, Montgomery form."""
     n = xs.shape[0]
     n_msm = mstarts.shape[0] - 1
@@ -679,6 +736,19 @@ def msm_many(xs, ys, scal, mstarts, c, count):
     ox = np.zeros((n_msm, N_LIMBS), dtype=np.uint64)
     oy = np.zeros((n_msm, N_LIMBS), dtype=np.uint64)
     oinf = np.ones(n_msm, dtype=np.uint8)
+    if affine_sums:
+        tx, ty, tinf = _window_totals_affine(bx, by, binf, starts, counts, n_msm * count, half)
+        for m in range(n_msm):
+            for k in range(N_LIMBS):
+                J[8, k] = _ZERO
+            for w in range(count - 1, -1, -1):
+                for _ in range(c):
+                    _jac_dbl(J, 6, 7, 8, W)
+                q = m * count + w
+                if tinf[q] == 0:
+                    _jac_add_affine(J, 6, 7, 8, tx, ty, q, W)
+            _jac_to_affine(J, 6, 7, 8, ox, oy, oinf, m, W)
+        return ox, oy, oinf
     for m in range(n_msm):
         for k in range(N_LIMBS):
             J[8, k] = _ZERO  # acc = identity

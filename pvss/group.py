@@ -16,6 +16,12 @@ Two layers live here:
 Internal representations (never exposed): an affine point is ``(x, y)`` of ``mpz``
 or ``None`` for the identity; a Jacobian point is ``(X, Y, Z)`` with ``Z == 0`` for
 the identity. Every fast path is checked against ``py_ecc`` in the tests.
+
+The Python code here is the reference. Pippenger (``_msm_affine``, ``msm_signed_many``)
+and fixed-base multiplication (``mul_each``) run on the compiled kernel of
+``pvss._fp_kernel`` (numba, Montgomery limbs) when it is on (default; environment
+``PVSS_KERNEL=0`` or ``set_kernel(False)`` turns it off) and the input is large enough;
+both paths return the same points (tests/test_fp_kernel.py runs them side by side).
 """
 
 from __future__ import annotations
@@ -55,17 +61,19 @@ Jacobian = tuple[Any, Any, Any]
 _JAC_INF: Jacobian = (mpz(1), mpz(1), mpz(0))
 
 # ---------------------------------------------------------------------------
-# Compiled kernel switch (SPEC.md §2.4). The pure-Python code below is the reference;
+# Compiled kernel switch (SPEC.md §2.5). The pure-Python code below is the reference;
 # ``pvss._fp_kernel`` (numba) runs Pippenger and fixed-base multiplication on limbs
 # and must return the very same points. PVSS_KERNEL=0 in the environment, or
 # ``set_kernel(False)``, keeps everything on the reference path.
 # ---------------------------------------------------------------------------
 
 KERNEL_ENABLED = os.environ.get("PVSS_KERNEL", "1").strip().lower() not in ("0", "false", "off")
-#: a Pippenger MSM (after the GLV split) goes to the kernel from this many points
-KERNEL_MIN_MSM_POINTS = 16
-#: ``mul_each`` goes to the kernel from this many table look-ups (scalars x windows)
-KERNEL_MIN_FIXED_ADDS = 200
+#: a Pippenger MSM (after the GLV split) goes to the kernel from this many points; the
+#: kernel already wins at the smallest Pippenger size (9 points: ~2x, measured)
+KERNEL_MIN_MSM_POINTS = 9
+#: ``mul_each`` goes to the kernel from this many table look-ups (scalars x windows):
+#: below ~50 the kernel's fixed costs (conversions, one inversion per tree level) lose
+KERNEL_MIN_FIXED_ADDS = 64
 _KERNEL: Any = None
 
 
@@ -717,19 +725,31 @@ def _msm_affine(points: Sequence[Affine], scalars: Sequence[Any]) -> Affine:
     return _to_affine(X, Y, Z)
 
 
-def _kernel_window(n_points: int, n_msm: int, bits: int) -> int:
-    """Pippenger window for the kernel: a point costs one batched affine addition
-    (~6 products) per window, a bucket a mixed and a full Jacobian addition (~27)."""
-    best_c, best_cost = 2, None
+def _kernel_window(n_points: int, n_msm: int, bits: int) -> tuple[int, bool]:
+    """Pippenger window for the kernel, and whether the running sums go in lock step as
+    batched affine additions. Costs in field products: a point is one batched affine
+    addition (~6) per window; a bucket costs a mixed and a full Jacobian addition (~27)
+    or two batched affine additions (~12) plus two inversions (~250 each) per bucket
+    index shared by all (msm, window) pairs; Horner is ~9 per doubling."""
+    best: tuple[int, bool] = (2, False)
+    best_cost = None
     for c in range(2, 16):
         windows = (bits + c) // c + 1
-        cost = windows * (6 * n_points + 27 * n_msm * (1 << (c - 1)))
-        if best_cost is None or cost < best_cost:
-            best_c, best_cost = c, cost
-    return best_c
+        half = 1 << (c - 1)
+        common = windows * 6 * n_points + n_msm * windows * c * 9
+        for affine, per_bucket in (
+            (False, 27 * n_msm * half * windows),
+            (True, (12 * n_msm * windows + 500) * half),
+        ):
+            cost = common + per_bucket
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (c, affine), cost
+    return best
 
 
-def _msm_many_kernel(jobs: Sequence[tuple[Sequence[Affine], Sequence[int]]]) -> list[Affine]:
+def _msm_many_kernel(
+    jobs: Sequence[tuple[Sequence[Affine], Sequence[int]]], affine_sums: bool | None = None
+) -> list[Affine]:
     """Several Pippenger MSMs (non-identity points, non-negative scalars) in one kernel
     call: the buckets of all of them are reduced together."""
     import numpy as np
@@ -749,12 +769,20 @@ def _msm_many_kernel(jobs: Sequence[tuple[Sequence[Affine], Sequence[int]]]) -> 
     if not xs:
         return [None] * len(jobs)
     bits = max(s.bit_length() for s in ks)
-    c = _kernel_window(len(xs), len(jobs), bits)
+    c, best_affine = _kernel_window(len(xs), len(jobs), bits)
+    if affine_sums is None:  # tests force either way
+        affine_sums = best_affine
     count = (bits + 1 + c - 1) // c + 1
     n_limbs = max(1, (bits + 31) // 32)
     kx, ky = _kernel_points_in(xs, ys)
     ox, oy, oinf = k.msm_many(
-        kx, ky, k.ints_to_limbs(ks, n_limbs), np.array(mstarts, dtype=np.int64), c, count
+        kx,
+        ky,
+        k.ints_to_limbs(ks, n_limbs),
+        np.array(mstarts, dtype=np.int64),
+        c,
+        count,
+        affine_sums,
     )
     return _kernel_points_out(ox, oy, oinf)
 
@@ -831,6 +859,28 @@ def msm_signed(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
     if len(aff) <= STRAUS_MAX_POINTS:
         return G1Point._from_affine(_straus_affine(aff, ks))
     return G1Point._from_affine(_msm_affine(aff, ks))
+
+
+def msm_signed_many(jobs: Sequence[tuple[Sequence[G1Point], Sequence[int]]]) -> list[G1Point]:
+    """[msm_signed(points, scalars) for (points, scalars) in jobs]. On the kernel all the
+    MSMs are one call: their buckets are reduced together (one inversion per tree level
+    for all of them) and, with many of them, their running sums advance in lock step."""
+    if not KERNEL_ENABLED:
+        return [msm_signed(pts, ks) for pts, ks in jobs]
+    prepared: list[tuple[list[Affine], list[int]]] = []
+    for pts, scal in jobs:
+        if len(pts) != len(scal):
+            raise ValueError(f"msm_signed_many: {len(pts)} points but {len(scal)} scalars")
+        aff: list[Affine] = []
+        ks: list[int] = []
+        for pt, k in zip(pts, scal, strict=True):
+            a = pt._affine()
+            if a is None or not k:
+                continue
+            aff.append(a if k > 0 else _neg(a))
+            ks.append(abs(int(k)))
+        prepared.append((aff, ks))
+    return [G1Point._from_affine(a) for a in _msm_many_kernel(prepared)]
 
 
 # ---------------------------------------------------------------------------

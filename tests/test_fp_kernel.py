@@ -286,21 +286,29 @@ def test_msm_cancellation_and_large() -> None:
     assert on == off
 
 
-def test_msm_many_kernel() -> None:
+@pytest.mark.parametrize("affine_sums", [False, True])
+def test_msm_many_kernel(affine_sums: bool) -> None:
     rng = random.Random(6)
     jobs = []
-    for n in (0, 1, 3, 20, 7):
+    for n in (0, 1, 3, 20, 7, 2):
         pts = [POOL[rng.randrange(len(POOL))] for _ in range(n)]
-        jobs.append((pts, [rng.randrange(2**130) for _ in range(n)]))
-    got = grp._msm_many_kernel(
-        [([p._affine() for p in pts], ks) for pts, ks in jobs]  # type: ignore[misc]
-    )
-    grp.set_kernel(False)
-    try:
-        want = [msm_signed(pts, ks) for pts, ks in jobs]
-    finally:
-        grp.set_kernel(True)
-    assert [G1Point._from_affine(a) for a in got] == want
+        jobs.append((pts, [rng.randrange(-(2**130), 2**130) for _ in range(n)]))
+    jobs.append(([POOL[0], POOL[0], POOL[5]], [3, 4, 7]))  # cancels: POOL[5] == -POOL[0]
+    jobs.append(([POOL[1], POOL[6]], [2**129, 2**129]))  # POOL[6] == POOL[1]: doublings
+    aff = []
+    for pts, ks in jobs:
+        aff.append(
+            (
+                [p._affine() if k > 0 else (-p)._affine() for p, k in zip(pts, ks, strict=True)],
+                [abs(k) for k in ks],
+            )
+        )
+    got = [G1Point._from_affine(a) for a in grp._msm_many_kernel(aff, affine_sums)]
+    on, want = on_and_off(lambda: grp.msm_signed_many(jobs))
+    assert on == got
+    assert want == [msm_signed(pts, ks) for pts, ks in jobs]
+    assert got == want
+    assert want[-2].is_identity
 
 
 @settings(max_examples=20, deadline=None)
