@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pvss.dleq import DleqProof, prove_dleq, verify_dleq
+from pvss.dleq import DLEQ_PROOF_BYTES, DleqProof, prove_dleq, verify_dleq
 from pvss.errors import InvalidEncoding, InvalidParameters, InvalidProof
 from pvss.field import dual_codeword, eval_poly, inv_mod_r, lagrange_at_zero
 from pvss.group import (
@@ -43,7 +43,7 @@ R = int(ORDER)
 MAX_POINTS = 1024
 SHARE_RECORD_BYTES = 4 * 64 + 32
 DEALING_HEADER_BYTES = 5
-DECRYPTED_SHARE_BYTES = 2 + 64 + 64
+DECRYPTED_SHARE_BYTES = 2 + 64 + DLEQ_PROOF_BYTES
 #: bits of each random weight of the batch verifiers (soundness error 2^-128)
 BATCH_WEIGHT_BITS = 128
 
@@ -173,7 +173,7 @@ class DecryptedShare:
             raise InvalidEncoding(f"decrypted_share.index: {self.index} outside 1..65535")
 
     def to_bytes(self) -> bytes:
-        """uint16 index || S_k (64) || e (32) || z (32)."""
+        """uint16 index || S_k (64) || A1 (64) || A2 (64) || z (32): 226 bytes."""
         return self.index.to_bytes(2, "big") + self.share.to_bytes() + self.proof.to_bytes()
 
     @classmethod
@@ -186,7 +186,7 @@ class DecryptedShare:
         return cls(
             index=int.from_bytes(data[0:2], "big"),
             share=G1Point.from_bytes(data[2:66], field="decrypted_share.share"),
-            proof=DleqProof.from_bytes(data[66:130], field="decrypted_share.proof"),
+            proof=DleqProof.from_bytes(data[66:], field="decrypted_share.proof"),
         )
 
 
@@ -581,6 +581,83 @@ def verify_decrypted_share(
         what=f"member {share.index}",
         tables1=(h_table(), table_for(pk)),
     )
+
+
+@dataclass(frozen=True)
+class ShareClaim:
+    """One decrypted share with what it must verify against."""
+
+    share: DecryptedShare
+    dealing: Dealing
+    pk: G1Point
+    context: Context
+
+
+def is_valid_share_batch(claims: Sequence[ShareClaim], *, rng: random.Random | None = None) -> bool:
+    """All decrypted shares valid? One randomized check for the whole batch (SPEC.md §4.5).
+
+    Share c proves z*H + e*pk = A1 and z*S + e*s_hat = A2 (e its own challenge). With
+    random 128-bit weights rho, rho' per share:
+
+      (sum rho z) H + sum_pk (sum rho e) pk - sum rho A1
+    + sum [rho' z S + rho' e s_hat - rho' A2]  ==  0.
+
+    Full-size coefficients sit on H, on each distinct key (tables) and on S, s_hat; the
+    commitments take the short weights. A batch with an invalid share passes with
+    probability < 2^-127."""
+    h_coeff = 0
+    key_coeff: dict[G1Point, int] = {}
+    short_pts: list[G1Point] = []
+    short_ks: list[int] = []
+    full_pts: list[G1Point] = []
+    full_ks: list[int] = []
+    for claim in claims:
+        sh = claim.share
+        if sh.index < 1:
+            return False
+        try:
+            s_hat = claim.dealing.s_hat[claim.dealing.position(sh.index)]
+        except InvalidParameters:
+            return False
+        proof = sh.proof
+        e = (
+            share_transcript(claim.context, sh.index, claim.pk, s_hat, sh.share)
+            .point(proof.a1)
+            .point(proof.a2)
+            .challenge()
+        )
+        z = proof.response
+        rho = _weight(rng)
+        rho2 = _weight(rng)
+        h_coeff += rho * z
+        key_coeff[claim.pk] = key_coeff.get(claim.pk, 0) + rho * e
+        short_pts += [proof.a1, proof.a2]
+        short_ks += [-rho, -rho2]
+        full_pts += [sh.share, s_hat]
+        full_ks += [rho2 * z % R, rho2 * e % R]
+    if not claims:
+        return True
+    keys = list(key_coeff)
+    total = msm_signed(short_pts, short_ks) + msm(full_pts, full_ks) + h_table().mul(h_coeff % R)
+    for pt in mul_each([table_for(k) for k in keys], [key_coeff[k] % R for k in keys]):
+        total = total + pt
+    return total.is_identity
+
+
+def invalid_shares(claims: Sequence[ShareClaim]) -> list[tuple[int, str]]:
+    """(position, reason) of every share that fails: one batch check, then — only if it
+    fails — the reference verifier share by share."""
+    if is_valid_share_batch(claims):
+        return []
+    out = []
+    for pos, c in enumerate(claims):
+        try:
+            verify_decrypted_share(c.share, c.dealing, c.pk, c.context)
+        except InvalidProof as exc:
+            out.append((pos, str(exc)))
+    if not out:  # cannot happen unless a bug makes the two verifiers disagree
+        raise InvalidProof("share batch: verification failed but every share verifies alone")
+    return out
 
 
 def reconstruct(shares: Sequence[DecryptedShare], threshold: int) -> G1Point:

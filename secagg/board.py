@@ -24,9 +24,10 @@ from pvss.scrape import (
     Dealing,
     DealingClaim,
     DecryptedShare,
+    ShareClaim,
+    invalid_shares,
     is_valid_dealing_batch,
     verify_dealing,
-    verify_decrypted_share,
 )
 from pvss.transcript import PURPOSE_PAIR, keccak256
 from secagg import codec
@@ -509,12 +510,16 @@ class MemoryBoard(Board):
                 raise self._fail(
                     role, sender, "share", f"{key}: share index {share.index} is not the sender"
                 )
-            try:
-                if self._check_proofs:
-                    verify_decrypted_share(share, st.dealings[key], pk, dealing_context(cfg, key))
-            except InvalidProof as exc:
-                raise self._fail(role, sender, "share-proof", f"{key}: {exc}") from None
             parsed.append((key, share))
+        if self._check_proofs:  # one batch for the post; share by share only to name one
+            claims = [
+                ShareClaim(share, st.dealings[key], pk, dealing_context(cfg, key))
+                for key, share in parsed
+            ]
+            bad = invalid_shares(claims)
+            if bad:
+                pos, why = bad[0]
+                raise self._fail(role, sender, "share-proof", f"{parsed[pos][0]}: {why}")
 
         def apply() -> None:
             for key, share in parsed:

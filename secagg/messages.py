@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pvss.scrape import DECRYPTED_SHARE_BYTES
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
 from secagg.codec import Bytes, ListOf, UInt, message, record
 from secagg.errors import InvalidEncoding
@@ -96,7 +97,7 @@ SHARE_ITEM = record(
     ("dealer", UInt(32)),
     ("purpose", UInt(8)),
     ("partner", UInt(32)),
-    ("share", Bytes(130)),
+    ("share", Bytes(DECRYPTED_SHARE_BYTES)),
 )
 
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pvss.scrape import DECRYPTED_SHARE_BYTES
 from secagg import codec
 from secagg.codec import CODEC_VERSION
 from secagg.config import RoundConfig
@@ -46,7 +47,11 @@ messages = st.one_of(
         u32,
         st.lists(
             st.builds(
-                ShareItem, u32, st.sampled_from([0, 1]), u32, st.binary(min_size=130, max_size=130)
+                ShareItem,
+                u32,
+                st.sampled_from([0, 1]),
+                u32,
+                st.binary(min_size=DECRYPTED_SHARE_BYTES, max_size=DECRYPTED_SHARE_BYTES),
             ),
             max_size=3,
         ).map(tuple),

@@ -722,25 +722,32 @@ def test_decrypted_shares_agree_with_python(chain: Chain) -> None:
     c, pk = ctx.to_bytes(), pks[4].to_bytes()
     # a share under another member's key
     check_share(chain, c, raw, pks[3].to_bytes(), share, "ShareProofFailed", (5,))
-    # decoding rules (DecryptedShare.from_bytes raises InvalidEncoding on each)
-    e = int.from_bytes(share[66:98], "big")
-    z = int.from_bytes(share[98:], "big")
+    # decoding rules (DecryptedShare.from_bytes raises InvalidEncoding on each); layout
+    # uint16 k || S_k [2:66] || A1 [66:130] || A2 [130:194] || z [194:226]
+    z = int.from_bytes(share[194:], "big")
     y = int.from_bytes(share[34:66], "big")
+    a1y = int.from_bytes(share[98:130], "big")
+    a2y = int.from_bytes(share[162:194], "big")
     bad = {
-        "short": (share[:-1], "InvalidLength", (F["Share"], 129)),
+        "short": (share[:-1], "InvalidLength", (F["Share"], 225)),
         "index 0": (b"\0\0" + share[2:], "InvalidEncoding", (F["ShareIndex"], 0)),
         "S_k off curve": (
             _patch(share, 34, ((y + 1) % P).to_bytes(32, "big")),
             "InvalidEncoding",
             (F["SharePoint"], 5),
         ),
-        "e >= r": (
-            _patch(share, 66, (e + R).to_bytes(32, "big")),
+        "A1 off curve": (
+            _patch(share, 98, ((a1y + 1) % P).to_bytes(32, "big")),
             "InvalidEncoding",
-            (F["Challenge"], 5),
+            (F["A1"], 5),
+        ),
+        "A2 off curve": (
+            _patch(share, 162, ((a2y + 1) % P).to_bytes(32, "big")),
+            "InvalidEncoding",
+            (F["A2"], 5),
         ),
         "z >= r": (
-            _patch(share, 98, (z + R).to_bytes(32, "big")),
+            _patch(share, 194, (z + R).to_bytes(32, "big")),
             "InvalidEncoding",
             (F["Response"], 5),
         ),

@@ -13,16 +13,19 @@ from hypothesis import strategies as st
 
 from pvss.dleq import DleqProof
 from pvss.errors import InvalidEncoding, InvalidParameters, InvalidProof
-from pvss.group import ORDER, G, G1Point
+from pvss.group import FIELD_MODULUS, ORDER, G, G1Point
 from pvss.keys import KeyPair
 from pvss.scrape import (
     Dealing,
     DealingClaim,
     DecryptedShare,
+    ShareClaim,
     deal,
     decrypt_share,
+    invalid_shares,
     is_valid_dealing,
     is_valid_dealing_batch,
+    is_valid_share_batch,
     reconstruct,
     recover_as_recipient,
     verify_dealing,
@@ -32,6 +35,7 @@ from pvss.scrape import (
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, Context
 
 R = int(ORDER)
+P = int(FIELD_MODULUS)
 CTX = Context(
     chain_id=31337, board=b"\xab" * 20, round_id=5, dealer=9, purpose=PURPOSE_PAIR, partner=11
 )
@@ -200,19 +204,28 @@ def test_decrypted_share_tampers_rejected() -> None:
     dealing, _ = deal(pks, 1, CTX)
     share = decrypt_share(dealing, 3, keys[2], CTX)
     verify_decrypted_share(share, dealing, pks[2], CTX)
-    e, z = share.proof.challenge, share.proof.response
+    a1, a2, z = share.proof.a1, share.proof.a2, share.proof.response
     tampers = {
         "index": dataclasses.replace(share, index=2),
         "share": dataclasses.replace(share, share=share.share + G),
-        "challenge": dataclasses.replace(share, proof=DleqProof((e + 1) % R, z)),
-        "response": dataclasses.replace(share, proof=DleqProof(e, (z + 1) % R)),
+        "a1": dataclasses.replace(share, proof=DleqProof(a1 + G, a2, z)),
+        "a2": dataclasses.replace(share, proof=DleqProof(a1, a2 + G, z)),
+        "response": dataclasses.replace(share, proof=DleqProof(a1, a2, (z + 1) % R)),
         "index-out-of-range": dataclasses.replace(share, index=9),
     }
+    good = [
+        ShareClaim(decrypt_share(dealing, k, keys[k - 1], CTX), dealing, pks[k - 1], CTX)
+        for k in (1, 2, 4)
+    ]
+    assert is_valid_share_batch(good + [ShareClaim(share, dealing, pks[2], CTX)])
     for label, bad in tampers.items():
+        pk = pks[bad.index - 1] if bad.index <= 4 else pks[0]
         with pytest.raises(InvalidProof, match="member"):
-            verify_decrypted_share(
-                bad, dealing, pks[bad.index - 1] if bad.index <= 4 else pks[0], CTX
-            )
+            verify_decrypted_share(bad, dealing, pk, CTX)
+        # the batch path rejects every tamper too, and names the bad share's position
+        claims = good[:2] + [ShareClaim(bad, dealing, pk, CTX)] + good[2:]
+        assert not is_valid_share_batch(claims), label
+        assert [pos for pos, _ in invalid_shares(claims)] == [2], label
         assert label
     with pytest.raises(InvalidProof, match="member 3"):
         verify_decrypted_share(share, dealing, pks[1], CTX)  # another member's key
@@ -288,10 +301,17 @@ def test_decrypted_share_codec() -> None:
         DecryptedShare.from_bytes(data[:-1])
     with pytest.raises(InvalidEncoding, match="index"):
         DecryptedShare.from_bytes(b"\x00\x00" + data[2:])
-    bad = bytearray(data)
-    bad[66:98] = R.to_bytes(32, "big")
-    with pytest.raises(InvalidEncoding, match="challenge"):
-        DecryptedShare.from_bytes(bytes(bad))
+    # every field of uint16 k || S_k || A1 || A2 || z is decoded and validated
+    for lo, hi, name, value in (
+        (2, 34, "share", P.to_bytes(32, "big")),
+        (66, 98, "a1", P.to_bytes(32, "big")),
+        (130, 162, "a2", (1).to_bytes(32, "big")),  # (1, y) off the curve
+        (194, 226, "response", R.to_bytes(32, "big")),
+    ):
+        bad = bytearray(data)
+        bad[lo:hi] = value
+        with pytest.raises(InvalidEncoding, match=name):
+            DecryptedShare.from_bytes(bytes(bad))
 
 
 def test_identity_key_is_rejected_by_both_verifiers() -> None:

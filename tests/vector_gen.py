@@ -195,12 +195,12 @@ def build() -> dict[str, dict[str, Any]]:
             }
             out["decrypted_share/valid.json"] = {"input": sh_input, "output": {"valid": True}}
             raw = share.to_bytes()
+            # layout: uint16 k || S_k [2:66] || A1 [66:130] || A2 [130:194] || z [194:226]
             variants = {
                 "share": raw[:2] + (share.share + G).to_bytes() + raw[66:],
-                "challenge": raw[:66]
-                + ((share.proof.challenge + 1) % R).to_bytes(32, "big")
-                + raw[98:],
-                "response": raw[:98] + ((share.proof.response + 1) % R).to_bytes(32, "big"),
+                "a1": raw[:66] + (share.proof.a1 + G).to_bytes() + raw[130:],
+                "a2": raw[:130] + (share.proof.a2 + G).to_bytes() + raw[194:],
+                "response": raw[:194] + ((share.proof.response + 1) % R).to_bytes(32, "big"),
                 "index": (3).to_bytes(2, "big") + raw[2:],
             }
             for label, blob in variants.items():

@@ -18,16 +18,16 @@ enum Field {
     RecipientKey, // the recipient key (0 or 64 bytes)
     V, // dealing v_k
     SHat, // dealing s_hat_k, or the encrypted share given to verifyDecryptedShare
-    A1, // dealing a1_k
-    A2, // dealing a2_k
+    A1, // dealing a1_k, or a decrypted share's A1
+    A2, // dealing a2_k, or a decrypted share's A2
     Z, // dealing z_k
-    Share, // a decrypted share as a whole (length, 130)
+    Share, // a decrypted share as a whole (length, 226)
     ShareIndex, // decrypted share index k, must be >= 1
     SharePoint, // decrypted share S_k
     PublicKey, // a member's key (decrypted share, proof of possession)
     Proof, // a 64-byte (e, z) proof as a whole (length)
-    Challenge, // e of a compact proof, must be < r
-    Response // z of a compact proof, must be < r
+    Challenge, // e of a compact proof (proof of possession), must be < r
+    Response // z of a proof, must be < r
 }
 
 /// @notice bytes that do not have the length the layout requires
@@ -78,7 +78,7 @@ library Pvss {
     uint256 internal constant DEALING_HEADER_BYTES = 5;
     /// @dev v || s_hat || a1 || a2 || z
     uint256 internal constant RECORD_BYTES = 288;
-    uint256 internal constant DECRYPTED_SHARE_BYTES = 130;
+    uint256 internal constant DECRYPTED_SHARE_BYTES = 226;
     uint256 internal constant PROOF_BYTES = 64;
 
     /// @dev transcript layout: DST (22) || context (69) || dealing header (5) = 96 bytes,
@@ -360,18 +360,18 @@ library Pvss {
         }
     }
 
-    /// @notice The index k of a 130-byte decrypted share (checks length and k >= 1).
+    /// @notice The index k of a 226-byte decrypted share (checks length and k >= 1).
     function shareIndex(bytes memory share) internal pure returns (uint256 index) {
         if (share.length != DECRYPTED_SHARE_BYTES) revert InvalidLength(Field.Share, share.length);
         index = _word(share, 0) >> 240;
         if (index == 0) revert InvalidEncoding(Field.ShareIndex, 0);
     }
 
-    /// @notice Verifies member k's decrypted share `share` = uint16 k || S_k || e || z
+    /// @notice Verifies member k's decrypted share `share` = uint16 k || S_k || A1 || A2 || z
     /// (SPEC.md §4.5) of the encrypted share `sHat` (s_hat_k of the dealing; the caller
     /// picks it for the share's index k) under the member's key `pk`:
-    /// A1 = z*H + e*pk, A2 = z*S_k + e*s_hat_k and e == keccak256(DST_DECRYPTED_SHARE ||
-    /// context || uint16 k || pk || s_hat_k || S_k || A1 || A2) mod r.
+    /// e = keccak256(DST_DECRYPTED_SHARE || context || uint16 k || pk || s_hat_k || S_k ||
+    /// A1 || A2) mod r, then z*H + e*pk == A1 and z*S_k + e*s_hat_k == A2.
     /// Returns k and S_k.
     function verifyDecryptedShare(bytes memory context, bytes memory pk, bytes memory sHat, bytes memory share)
         internal
@@ -381,16 +381,14 @@ library Pvss {
         checkContext(context);
         index = shareIndex(share);
         (sx, sy) = _checkedPoint(share, 2, Field.SharePoint, index);
-        uint256 e = _word(share, 66);
-        if (e >= BN254.R) revert InvalidEncoding(Field.Challenge, index);
-        uint256 z = _word(share, 98);
+        (uint256 a1x, uint256 a1y) = _checkedPoint(share, 66, Field.A1, index);
+        (uint256 a2x, uint256 a2y) = _checkedPoint(share, 130, Field.A2, index);
+        uint256 z = _word(share, 194);
         if (z >= BN254.R) revert InvalidEncoding(Field.Response, index);
         if (pk.length != 64) revert InvalidLength(Field.PublicKey, pk.length);
         (uint256 px, uint256 py) = _checkedPoint(pk, 0, Field.PublicKey, index);
         if (sHat.length != 64) revert InvalidLength(Field.SHat, sHat.length);
         (uint256 hx, uint256 hy) = _checkedPoint(sHat, 0, Field.SHat, index);
-        (uint256 a1x, uint256 a1y) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
-        (uint256 a2x, uint256 a2y) = BN254.mulAdd(sx, sy, z, hx, hy, e);
         // DST (30) || context (69) || uint16 k || pk || s_hat_k || S_k || A1 || A2: 421 bytes
         bytes32 dst = DST_DECRYPTED_SHARE_WORD;
         uint256 h;
@@ -411,7 +409,11 @@ library Pvss {
             mstore(add(f, 389), a2y)
             h := keccak256(f, 421)
         }
-        if (h % BN254.R != e) revert ShareProofFailed(index);
+        uint256 e = h % BN254.R;
+        (uint256 cx, uint256 cy) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
+        if (cx != a1x || cy != a1y) revert ShareProofFailed(index);
+        (cx, cy) = BN254.mulAdd(sx, sy, z, hx, hy, e);
+        if (cx != a2x || cy != a2y) revert ShareProofFailed(index);
     }
 
     // ---------------------------------------------------------------- proof of possession
