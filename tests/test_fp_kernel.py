@@ -5,7 +5,9 @@ digits, and msm / msm_signed / mul_each with the kernel on and off."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
 import numpy as np
 import pytest
@@ -52,7 +54,7 @@ def kernel_everywhere() -> Iterator[None]:
         yield
 
 
-def on_and_off(fn):  # type: ignore[no-untyped-def]
+def on_and_off(fn: Callable[[], Any]) -> tuple[Any, Any]:
     """fn() with the kernel forced on and forced off."""
     old = grp.set_kernel(True)
     try:
@@ -325,7 +327,7 @@ def test_fixed_base_windows_and_edges() -> None:
     ks = [0, 1, 2, R - 1, R - 2, 2**253, 2**256 - 1] + [rng.randrange(R) for _ in range(10)]
     for window in (2, 3, 5, 8, 12):
         table = FixedBaseTable(H, window)
-        on, off = on_and_off(lambda t=table: t.mul_many(ks))
+        on, off = on_and_off(partial(table.mul_many, ks))
         assert on == off == [H * k for k in ks]
     ident = FixedBaseTable(G1Point.identity(), 4)
     tabs = [ident, table_for(POOL[0], 4), ident]
