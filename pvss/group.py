@@ -865,7 +865,7 @@ def msm_signed_many(jobs: Sequence[tuple[Sequence[G1Point], Sequence[int]]]) -> 
     """[msm_signed(points, scalars) for (points, scalars) in jobs]. On the kernel all the
     MSMs are one call: their buckets are reduced together (one inversion per tree level
     for all of them) and, with many of them, their running sums advance in lock step."""
-    if not KERNEL_ENABLED:
+    if not KERNEL_ENABLED or len(jobs) < 2:
         return [msm_signed(pts, ks) for pts, ks in jobs]
     prepared: list[tuple[list[Affine], list[int]]] = []
     for pts, scal in jobs:
