@@ -464,9 +464,10 @@ def is_valid_dealing_batch(
     + (sum_d eps_d sum_k tau_dk z_dk) G + sum_pk (sum eps_d tau'_dk z_dk) pk
     - sum_d eps_d (sum_k tau_dk a1_dk + tau'_dk a2_dk)  ==  0.
 
-    Every coefficient on a per-dealing point is short (~128 bits), the full-size ones
-    sit on G, on each distinct key (fixed-base tables) and on one point per dealing.
-    A batch with an invalid dealing passes with probability < 2^-127."""
+    The coefficients on v and s_hat are short (~128 bits); the full-size ones sit on G,
+    on each distinct key (fixed-base tables) and on the commitments a1, a2 (-eps*tau,
+    all in one Pippenger). A batch with an invalid dealing passes with probability
+    < 2^-127."""
     small_pts: list[G1Point] = []
     small_ks: list[int] = []
     g_coeff = 0
@@ -497,21 +498,18 @@ def is_valid_dealing_batch(
             c = dual_codeword(n, t, [_weight(rng) for _ in range(n - t - 1)], reduce=False)
         else:
             c = [0] * n
-        a_pts: list[G1Point] = []
-        a_ks: list[int] = []
+        neg_eps = R - eps
         tz = 0
         for i in range(n):
             tau = _weight(rng)
             tau2 = _weight(rng)
             small_pts += [dealing.v[i], dealing.s_hat[i]]
             small_ks += [tau + c[i], tau2]
-            a_pts += [dealing.a1[i], dealing.a2[i]]
-            a_ks += [tau, tau2]
+            e_pts += [dealing.a1[i], dealing.a2[i]]
+            e_ks += [neg_eps * tau % R, neg_eps * tau2 % R]
             tz += tau * dealing.z[i]
             key_coeff[keys[i]] = (key_coeff.get(keys[i], 0) + eps * tau2 * dealing.z[i]) % R
         g_coeff = (g_coeff + eps * tz) % R
-        e_pts.append(msm_signed(a_pts, a_ks))
-        e_ks.append((R - eps) % R)
     if not claims:
         return True
     key_list = list(key_coeff)
