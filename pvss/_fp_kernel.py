@@ -838,3 +838,99 @@ def fixed_gather(tx, ty, scal, c, count):
                     fneg(ty, r, gy, q)
                 q += 1
     return gx, gy, sizes
+
+
+# ---------------------------------------------------------------------------
+# Fixed-base tables: all windows of many base points at once
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def fixed_tables(px, py, c, count):
+    """The signed-window tables of n base points (affine, Montgomery form, none the
+    identity; every point of G1 has prime order r, so no multiple below is the identity
+    or equal to +-B): row (t * count + w) * 2^(c-1) + j - 1 of the result (tx, ty) is
+    j * 2^(c*w) * P_t for j = 1 .. 2^(c-1), the layout ``fixed_gather`` reads.
+
+    The bases B_w = 2^(c*w) P come from Jacobian doublings, go to affine with one
+    shared inversion (Montgomery's trick), then j * B_w = (j-1) * B_w + B_w for all
+    (t, w) in lock step, one batched affine addition (one inversion) per j."""
+    n = px.shape[0]
+    half = 1 << (c - 1)
+    nb = n * count
+    jx = np.empty((nb, N_LIMBS), dtype=np.uint64)
+    jy = np.empty((nb, N_LIMBS), dtype=np.uint64)
+    jz = np.empty((nb, N_LIMBS), dtype=np.uint64)
+    W = np.empty((12, N_LIMBS), dtype=np.uint64)
+    J = np.empty((3, N_LIMBS), dtype=np.uint64)
+    for t in range(n):
+        fcopy(px, t, J, 0)
+        fcopy(py, t, J, 1)
+        for k in range(N_LIMBS):
+            J[2, k] = ONE_MONT[k]
+        for w in range(count):
+            if w > 0:
+                for _ in range(c):
+                    _jac_dbl(J, 0, 1, 2, W)
+            q = t * count + w
+            fcopy(J, 0, jx, q)
+            fcopy(J, 1, jy, q)
+            fcopy(J, 2, jz, q)
+    tx = np.empty((nb * half, N_LIMBS), dtype=np.uint64)
+    ty = np.empty((nb * half, N_LIMBS), dtype=np.uint64)
+    pref = np.empty((nb, N_LIMBS), dtype=np.uint64)
+    den = np.empty((nb, N_LIMBS), dtype=np.uint64)
+    tmp = np.empty((4, N_LIMBS), dtype=np.uint64)  # running product, 1/d, scratch x2
+    # bases to affine: 1/Z for all of them with one inversion
+    for k in range(N_LIMBS):
+        tmp[0, k] = ONE_MONT[k]
+    for q in range(nb):
+        fcopy(tmp, 0, pref, q)
+        mont_mul(tmp, 0, jz, q, tmp, 0)
+    if fis_zero(tmp, 0):
+        raise ValueError("fixed_tables: a base is the identity")
+    finv(tmp, 0, tmp, 0)
+    for q in range(nb - 1, -1, -1):
+        mont_mul(tmp, 0, pref, q, tmp, 1)  # 1/Z
+        mont_mul(tmp, 0, jz, q, tmp, 0)
+        mont_mul(tmp, 1, tmp, 1, tmp, 2)  # 1/Z^2
+        mont_mul(jx, q, tmp, 2, tx, q * half)
+        mont_mul(tmp, 2, tmp, 1, tmp, 2)  # 1/Z^3
+        mont_mul(jy, q, tmp, 2, ty, q * half)
+    # j * B = (j - 1) * B + B, all (t, w) in lock step; j = 2 is a doubling
+    for j in range(1, half):
+        for k in range(N_LIMBS):
+            tmp[0, k] = ONE_MONT[k]
+        for q in range(nb):
+            b = q * half
+            a = b + j - 1
+            if j == 1:
+                fadd(ty, b, ty, b, den, q)  # 2y
+            else:
+                fsub(tx, a, tx, b, den, q)  # x_a - x_b
+            fcopy(tmp, 0, pref, q)
+            mont_mul(tmp, 0, den, q, tmp, 0)
+        if fis_zero(tmp, 0):
+            raise ValueError("fixed_tables: a base is not of order r")
+        finv(tmp, 0, tmp, 0)
+        for q in range(nb - 1, -1, -1):
+            b = q * half
+            a = b + j - 1
+            o = a + 1
+            mont_mul(tmp, 0, pref, q, tmp, 1)  # 1/d
+            mont_mul(tmp, 0, den, q, tmp, 0)
+            if j == 1:  # lam = 3 x^2 / 2y
+                mont_mul(tx, b, tx, b, tmp, 2)
+                fadd(tmp, 2, tmp, 2, tmp, 3)
+                fadd(tmp, 3, tmp, 2, tmp, 2)
+            else:  # lam = (y_a - y_b) / (x_a - x_b)
+                fsub(ty, a, ty, b, tmp, 2)
+            mont_mul(tmp, 2, tmp, 1, tmp, 1)  # lam
+            mont_mul(tmp, 1, tmp, 1, tmp, 2)
+            fsub(tmp, 2, tx, a, tmp, 2)
+            fsub(tmp, 2, tx, b, tmp, 2)  # x3 = lam^2 - x_a - x_b
+            fsub(tx, b, tmp, 2, tmp, 3)
+            mont_mul(tmp, 1, tmp, 3, tmp, 3)
+            fsub(tmp, 3, ty, b, ty, o)  # y3 = lam (x_b - x3) - y_b
+            fcopy(tmp, 2, tx, o)
+    return tx, ty

@@ -473,19 +473,20 @@ class FixedBaseTable:
     shared inversion per window (batched affine additions).
     """
 
-    __slots__ = ("point", "window", "count", "rows", "_limbs")
+    __slots__ = ("point", "window", "count", "_rows", "_limbs")
+    point: G1Point
+    window: int
+    count: int
+    _rows: list[list[Affine]] | None
+    _limbs: tuple[Any, Any] | None
 
     def __init__(self, point: G1Point, window: int = 8) -> None:
-        if not 2 <= window <= 16:
-            raise ValueError(f"window must be in [2, 16], got {window}")
-        self.point = point
-        self.window = window
-        self._limbs: tuple[Any, Any] | None = None
-        self.count = (_R.bit_length() + 1 + window - 1) // window + 1
+        self._setup(point, window)
         half = 1 << (window - 1)
         base = point._affine()
         if base is None:
-            self.rows: list[list[Affine]] = [[None] * half for _ in range(self.count)]
+            empty: list[Affine] = [None] * half
+            self._rows = [list(empty) for _ in range(self.count)]
             return
         # bases B_w = 2^(c*w) P
         bases: list[Affine] = [base]
@@ -503,7 +504,38 @@ class FixedBaseTable:
             current = _batch_add(current, bases)
             for w in range(self.count):
                 rows[w].append(current[w])
-        self.rows = rows
+        self._rows = rows
+
+    def _setup(self, point: G1Point, window: int) -> None:
+        if not 2 <= window <= 16:
+            raise ValueError(f"window must be in [2, 16], got {window}")
+        self.point = point
+        self.window = window
+        self._limbs = None
+        self._rows = None
+        self.count = (_R.bit_length() + 1 + window - 1) // window + 1
+
+    @classmethod
+    def _from_kernel(cls, point: G1Point, window: int, limbs: tuple[Any, Any]) -> FixedBaseTable:
+        """A table whose entries were computed by the kernel (``fixed_tables``): kept
+        as limbs, the Python ``rows`` made from them only if the reference path asks."""
+        table = object.__new__(cls)
+        table._setup(point, window)
+        table._limbs = limbs
+        return table
+
+    @property
+    def rows(self) -> list[list[Affine]]:
+        """rows[w][j-1] = j * 2^(c*w) * P (affine tuples)."""
+        if self._rows is None:
+            import numpy as np
+
+            assert self._limbs is not None
+            tx, ty = self._limbs
+            flat = _kernel_points_out(tx, ty, np.zeros(len(tx), dtype=np.uint8))
+            half = 1 << (self.window - 1)
+            self._rows = [flat[w * half : (w + 1) * half] for w in range(self.count)]
+        return self._rows
 
     def _kernel_rows(self) -> tuple[Any, Any]:
         """The entries as Montgomery-form limb arrays (xs, ys), row w * 2^(c-1) + j - 1
@@ -545,15 +577,16 @@ def mul_each(tables: Sequence[FixedBaseTable], scalars: Sequence[int]) -> list[G
     if KERNEL_ENABLED and len(scalars) * tables[0].count >= KERNEL_MIN_FIXED_ADDS:
         return [G1Point._from_affine(a) for a in _mul_each_kernel(tables, scalars)]
     digits = [t._digits(k) for t, k in zip(tables, scalars, strict=True)]
+    all_rows = [t.rows for t in tables]
     acc: list[Affine] = [None] * len(scalars)
     for w in range(tables[0].count):
         addend: list[Affine] = []
-        for t, ds in zip(tables, digits, strict=True):
+        for rows, ds in zip(all_rows, digits, strict=True):
             d = ds[w]
             if d > 0:
-                addend.append(t.rows[w][d - 1])
+                addend.append(rows[w][d - 1])
             elif d < 0:
-                addend.append(_neg(t.rows[w][-d - 1]))
+                addend.append(_neg(rows[w][-d - 1]))
             else:
                 addend.append(None)
         acc = _batch_add(acc, addend)
@@ -617,15 +650,62 @@ def table_for(
     (4) builds in about two multiplications and still saves two thirds of each.
     ``cache`` lets a party keep its own tables (a client process in a real deployment
     has only what it built itself); the default is this process's shared cache."""
+    return tables_for([point], window, cache)[0]
+
+
+def tables_for(
+    points: Sequence[G1Point],
+    window: int = KEY_TABLE_WINDOW,
+    cache: dict[tuple[int, int, int], FixedBaseTable] | None = None,
+) -> list[FixedBaseTable]:
+    """[table_for(P, window, cache) for P in points], the missing tables built together:
+    on the kernel one ``fixed_tables`` call computes all their entries (Jacobian
+    doublings, then batched affine additions in lock step across every table)."""
     store = _TABLE_CACHE if cache is None else cache
-    key = (int(point.x), int(point.y), window)
-    table = store.get(key)
-    if table is None:
-        if len(store) >= _TABLE_CACHE_MAX:
-            store.pop(next(iter(store)))
-        table = FixedBaseTable(point, window)
-        store[key] = table
-    return table
+    out: list[FixedBaseTable | None] = [None] * len(points)
+    missing: dict[tuple[int, int, int], list[int]] = {}
+    for i, point in enumerate(points):
+        key = (int(point.x), int(point.y), window)
+        table = store.get(key)
+        if table is None:
+            missing.setdefault(key, []).append(i)
+        else:
+            out[i] = table
+    if missing:
+        todo = [points[idxs[0]] for idxs in missing.values()]
+        built = _build_tables(todo, window)
+        for (key, idxs), table in zip(missing.items(), built, strict=True):
+            if len(store) >= _TABLE_CACHE_MAX:
+                store.pop(next(iter(store)))
+            store[key] = table
+            for i in idxs:
+                out[i] = table
+    return out  # type: ignore[return-value]
+
+
+def _build_tables(points: Sequence[G1Point], window: int) -> list[FixedBaseTable]:
+    """Fixed-base tables of the given points: on the kernel (all in one call) when it
+    is on, else by the reference constructor; the identity always by the reference."""
+    if not KERNEL_ENABLED or not 2 <= window <= 16:
+        return [FixedBaseTable(p, window) for p in points]
+    out: list[FixedBaseTable | None] = [None] * len(points)
+    todo = []
+    for i, p in enumerate(points):
+        if p.is_identity:
+            out[i] = FixedBaseTable(p, window)
+        else:
+            todo.append(i)
+    if todo:
+        k = _kernel()
+        count = (_R.bit_length() + 1 + window - 1) // window + 1
+        size = count << (window - 1)
+        kx, ky = _kernel_points_in([points[i].x for i in todo], [points[i].y for i in todo])
+        tx, ty = k.fixed_tables(kx, ky, window, count)
+        for n, i in enumerate(todo):
+            out[i] = FixedBaseTable._from_kernel(
+                points[i], window, (tx[n * size : (n + 1) * size], ty[n * size : (n + 1) * size])
+            )
+    return out  # type: ignore[return-value]
 
 
 # ---------------------------------------------------------------------------

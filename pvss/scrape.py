@@ -35,6 +35,7 @@ from pvss.group import (
     scalar_from_bytes,
     scalar_to_bytes,
     table_for,
+    tables_for,
 )
 from pvss.keys import KeyPair
 from pvss.transcript import DST_DEALING, DST_DECRYPTED_SHARE, DST_RS_DUAL, Context, Transcript
@@ -350,11 +351,10 @@ def deal_many(
         nonces = [_draw(rng) for _ in indices]
         prepared.append((req, keys, coeffs, evals, nonces))
     scalars = [x for *_, evals, nonces in prepared for x in evals + nonces]
-    tables = [
-        table_for(pk, DEALER_TABLE_WINDOW, table_cache)
-        for _, keys, *_ in prepared
-        for pk in keys + keys
-    ]
+    # every table this batch needs, the missing ones built together (one kernel call)
+    tables = tables_for(
+        [pk for _, keys, *_ in prepared for pk in keys + keys], DEALER_TABLE_WINDOW, table_cache
+    )
     g_side = g_table().mul_many(scalars)  # v_k and a1_k of every dealing
     key_side = mul_each(tables, scalars)  # s_hat_k and a2_k
     secrets_ = h_table().mul_many([coeffs[0] for _, _, coeffs, _, _ in prepared])

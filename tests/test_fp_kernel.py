@@ -27,6 +27,7 @@ from pvss.group import (
     msm_signed,
     mul_each,
     table_for,
+    tables_for,
 )
 
 P = int(FIELD_MODULUS)
@@ -334,6 +335,78 @@ def test_fixed_base_windows_and_edges() -> None:
     on, off = on_and_off(lambda: mul_each(tabs, [5, 7, 0]))
     assert on == off == [G1Point.identity(), POOL[0] * 7, G1Point.identity()]
     on, off = on_and_off(lambda: grp.g_table().mul_many(ks))
+    assert on == off
+
+
+def _pure_tables(points: list[G1Point], window: int) -> list[FixedBaseTable]:
+    old = grp.set_kernel(False)
+    try:
+        return tables_for(points, window, {})
+    finally:
+        grp.set_kernel(old)
+
+
+@pytest.mark.parametrize("window", [2, 3, 4, 5, 8])
+def test_kernel_built_tables_match_reference(window: int) -> None:
+    """tables_for on the kernel (fixed_tables, all tables in one call) gives the very
+    entries of the reference constructor, as Python rows and as limbs, and the same
+    products through mul / mul_many / mul_each (the reference path reading the
+    kernel-built rows, the kernel reading the reference-built limbs)."""
+    rng = random.Random(window)
+    ident = G1Point.identity()
+    pts = [G, H, -G, POOL[1], ident, POOL[2], POOL[1]] + [G * rng.randrange(1, R) for _ in range(3)]
+    cache: dict = {}
+    built = tables_for(pts, window, cache)
+    assert built[3] is built[6]  # the same key twice: one table
+    assert len(cache) == len(set(pts))
+    assert all(table_for(p, window, cache) is t for p, t in zip(pts, built, strict=True))
+    ref = _pure_tables(pts, window)
+    assert all(t._rows is None for p, t in zip(pts, built, strict=True) if not p.is_identity)
+    for kt, rt in zip(built, ref, strict=True):
+        assert kt.count == rt.count and kt.window == rt.window == window
+        if kt.point.is_identity:
+            assert kt.rows == rt.rows
+            continue
+        kx, ky = kt._kernel_rows()
+        rx, ry = rt._kernel_rows()
+        assert np.array_equal(kx, rx) and np.array_equal(ky, ry)
+        assert kt.rows == rt.rows  # lazy conversion, entry for entry
+        assert kt.rows[0][0] == kt.point._affine()
+    ks = [0, 1, 2, R - 1, R, R + 1, 2 * R - 1, 2**256 - 1] + [rng.randrange(R) for _ in range(6)]
+    fresh = tables_for(pts, window, {})  # rows not yet converted
+    for kt, rt in zip(fresh, ref, strict=True):
+        want = [kt.point * k for k in ks]
+        on, off = on_and_off(partial(kt.mul_many, ks))
+        assert on == off == want
+        on, off = on_and_off(partial(rt.mul_many, ks))
+        assert on == off == want
+        assert [kt.mul(k) for k in ks] == [rt.mul(k) for k in ks] == want
+    pick = [rng.randrange(len(pts)) for _ in range(20)]
+    scal = [rng.choice(ks) for _ in pick]
+    want = [pts[i] * k for i, k in zip(pick, scal, strict=True)]
+    for tabs in (built, ref):
+        on, off = on_and_off(partial(mul_each, [tabs[i] for i in pick], scal))
+        assert on == off == want
+
+
+def test_deal_many_kernel_tables_bit_identical() -> None:
+    """A dealer's batch with a fresh table cache: same dealings with the tables built
+    on the kernel or by the reference (and with the whole kernel off)."""
+    from pvss.scrape import DealRequest, deal_many
+    from pvss.transcript import Context
+
+    rng = random.Random(6)
+    keys = [G * rng.randrange(1, R) for _ in range(8)]
+    committee = tuple(keys[:6])
+    ctx = Context(1, bytes(20), 2, 3)
+    reqs = [DealRequest(committee, 3, ctx)] + [
+        DealRequest(committee, 3, ctx, keys[6 + j]) for j in range(2)
+    ]
+
+    def run() -> list:
+        return [(d.to_bytes(), s) for d, s in deal_many(reqs, rng=random.Random(5), table_cache={})]
+
+    on, off = on_and_off(run)
     assert on == off
 
 
