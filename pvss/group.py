@@ -1022,6 +1022,15 @@ class G1Point:
         """64 bytes x || y big-endian; the identity is 64 zero bytes (EVM layout)."""
         return int(self.x).to_bytes(32, "big") + int(self.y).to_bytes(32, "big")
 
+    @staticmethod
+    def _valid_coords(x: Any, y: Any) -> bool:
+        """What ``from_bytes`` accepts, on coordinates already split (mpz): both < p and
+        (x, y) the identity (0, 0) or on the curve. Decoders of long messages use it in
+        their loop and call ``from_bytes`` only to raise its error."""
+        if x >= _P or y >= _P:
+            return False
+        return not (x or y) or (y * y - x * x * x - CURVE_B) % _P == 0
+
     @classmethod
     def from_bytes(cls, data: bytes, *, field: str = "point") -> G1Point:
         """Decode the EVM layout, validating length, range and curve membership."""

@@ -17,6 +17,8 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gmpy2 import mpz
+
 from pvss.dleq import DLEQ_PROOF_BYTES, DleqProof, prove_dleq, verify_dleq
 from pvss.errors import InvalidEncoding, InvalidParameters, InvalidProof
 from pvss.field import dual_codeword, eval_poly, inv_mod_r, lagrange_at_zero
@@ -141,11 +143,16 @@ class Dealing:
             raise InvalidEncoding(f"dealing: expected {expected} bytes for N={n}, got {len(data)}")
         cols: dict[str, list] = {"v": [], "s_hat": [], "a1": [], "a2": [], "z": []}
         off = DEALING_HEADER_BYTES
+        valid = G1Point._valid_coords
+        wrap = G1Point._from_affine
+        big = int.from_bytes
         for i in range(n):
             for name in ("v", "s_hat", "a1", "a2"):
-                cols[name].append(
+                x = mpz(big(data[off : off + 32], "big"))
+                y = mpz(big(data[off + 32 : off + 64], "big"))
+                if not valid(x, y):  # let the full decoder name the field and the reason
                     G1Point.from_bytes(data[off : off + 64], field=f"dealing.{name}[{i}]")
-                )
+                cols[name].append(wrap((x, y) if (x or y) else None))
                 off += 64
             cols["z"].append(scalar_from_bytes(data[off : off + 32], field=f"dealing.z[{i}]"))
             off += 32
