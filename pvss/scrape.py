@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from gmpy2 import mpz
 
@@ -533,14 +534,11 @@ def verify_dealings(claims: Sequence[DealingClaim], *, rng: random.Random | None
     ``claims``) with the reference verifier's reason."""
     if is_valid_dealing_batch(claims, rng=rng):
         return
-    reasons = []
-    for pos, claim in enumerate(claims):
-        try:
-            verify_dealing(claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk)
-        except InvalidProof as exc:
-            reasons.append((pos, str(exc)))
-    if not reasons:  # cannot happen unless a bug makes the two verifiers disagree
-        raise InvalidProof("batch: verification failed but every dealing verifies alone")
+    reasons = _failures(
+        claims,
+        lambda c: verify_dealing(c.dealing, c.committee_pks, c.context, c.recipient_pk),
+        "dealing",
+    )
     detail = "; ".join(f"#{pos}: {why}" for pos, why in reasons)
     err = InvalidProof(f"batch: {len(reasons)} invalid dealing(s): {detail}")
     err.invalid = [pos for pos, _ in reasons]  # type: ignore[attr-defined]
@@ -654,14 +652,22 @@ def invalid_shares(claims: Sequence[ShareClaim]) -> list[tuple[int, str]]:
     fails — the reference verifier share by share."""
     if is_valid_share_batch(claims):
         return []
+    return _failures(
+        claims, lambda c: verify_decrypted_share(c.share, c.dealing, c.pk, c.context), "share"
+    )
+
+
+def _failures(claims: Sequence, check: Callable[[Any], None], what: str) -> list[tuple[int, str]]:
+    """After a failed batch: (position, reason) of every claim the reference ``check``
+    rejects. None at all means the two verifiers disagree — a bug, raised as such."""
     out = []
-    for pos, c in enumerate(claims):
+    for pos, claim in enumerate(claims):
         try:
-            verify_decrypted_share(c.share, c.dealing, c.pk, c.context)
+            check(claim)
         except InvalidProof as exc:
             out.append((pos, str(exc)))
-    if not out:  # cannot happen unless a bug makes the two verifiers disagree
-        raise InvalidProof("share batch: verification failed but every share verifies alone")
+    if not out:
+        raise InvalidProof(f"batch: verification failed but every {what} verifies alone")
     return out
 
 
