@@ -118,7 +118,7 @@ def plot_time_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
         )
         if plain:
             ax.plot(*zip(*plain, strict=True), ":", label="plain")
-        ax.set(yscale="log", xlabel="n (clients)", ylabel="seconds", title=title)
+        ax.set(xscale="log", yscale="log", xlabel="n (clients)", ylabel="seconds", title=title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(f"time vs n, d={d:g}, dropout {dropout:g}")
