@@ -39,7 +39,7 @@ test: install
 ROUND_REPEATS ?= 1
 bench: install
 	$(BIN)/python bench/group_ops.py
-	$(BIN)/python bench/masking.py --quick
+	$(BIN)/python bench/masking.py
 	$(BIN)/python bench/round.py --repeats $(ROUND_REPEATS) --target-repeats 3
 	$(BIN)/python bench/gas.py
 	$(BIN)/python bench/plots.py
