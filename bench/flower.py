@@ -440,6 +440,35 @@ def _median_roles(runs: list[dict[str, Any]]) -> dict[str, float]:
     return {k: statistics.median(r["seconds"][k] for r in runs) for k in runs[0]["seconds"]}
 
 
+def _config_params(  # noqa: PLR0913
+    n: int,
+    d: int,
+    dropout: float,
+    repeats: int,
+    shape: dict,
+    bits: int,
+    board: str,
+    backend: str | None,
+) -> dict[str, Any]:
+    """The ``params`` of every record of one configuration (both sides' settings)."""
+    return {
+        "n": n,
+        "m": shape["m"],
+        "t": shape["t"],
+        "d": d,
+        "dropout": dropout,
+        "graph": shape["graph"],
+        "bits": bits,
+        "quant_bits": QUANT_BITS,
+        "flower_num_shares": shape["num_shares"],
+        "flower_reconstruction_threshold": shape["reconstruction_threshold"],
+        "flower_modulus_bits": 32,
+        "repeats": repeats,
+        "board": board,
+        "backend": backend or "auto",
+    }
+
+
 def compare(
     n: int,
     d: int,
@@ -478,25 +507,11 @@ def compare(
             plain_server,
             emit_name,
             board,
+            backend,
         )
     flower_s = _median_roles(flower_runs)
     f = flower_runs[0]
-    params = {
-        "n": n,
-        "m": shape["m"],
-        "t": shape["t"],
-        "d": d,
-        "dropout": dropout,
-        "graph": shape["graph"],
-        "bits": o["bits"],
-        "quant_bits": QUANT_BITS,
-        "flower_num_shares": shape["num_shares"],
-        "flower_reconstruction_threshold": shape["reconstruction_threshold"],
-        "flower_modulus_bits": 32,
-        "repeats": repeats,
-        "board": board,
-        "backend": backend or "auto",
-    }
+    params = _config_params(n, d, dropout, repeats, shape, o["bits"], board, backend)
     common = {
         "ours_seconds": ours_s,
         "flower_seconds": flower_s,
@@ -558,22 +573,9 @@ def _emit_plain_only(  # noqa: PLR0913
     plain_server: float,
     emit_name: str,
     board: str,
+    backend: str | None,
 ) -> list:
-    params = {
-        "n": n,
-        "m": shape["m"],
-        "t": shape["t"],
-        "d": d,
-        "dropout": dropout,
-        "graph": shape["graph"],
-        "bits": o["bits"],
-        "quant_bits": QUANT_BITS,
-        "flower_num_shares": shape["num_shares"],
-        "flower_reconstruction_threshold": shape["reconstruction_threshold"],
-        "flower_modulus_bits": 32,
-        "repeats": repeats,
-        "board": board,
-    }
+    params = _config_params(n, d, dropout, repeats, shape, o["bits"], board, backend)
     out = []
     for bench, ours_t, base_t in (
         ("round_client", ours_s["client_mean"], plain_client),

@@ -59,6 +59,16 @@ def _pick_dropout(rows: dict[tuple, dict], wanted: float) -> float:
     return wanted if wanted in drops else drops[-1]
 
 
+def _save(fig: plt.Figure, path: Path, title: str | None = None) -> Path:
+    """Title (if any), lay out, write the PNG, free the figure."""
+    if title is not None:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_time_vs_d(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     ns = sorted({k[2] for k in rows})
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -91,12 +101,7 @@ def plot_time_vs_d(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
         ax.set(xscale="log", yscale="log", xlabel="d (coordinates)", ylabel="seconds", title=title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"time vs d, dropout {dropout:g}")
-    fig.tight_layout()
-    path = out / "round_time_vs_d.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "round_time_vs_d.png", f"time vs d, dropout {dropout:g}")
 
 
 def plot_time_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
@@ -121,12 +126,7 @@ def plot_time_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
         ax.set(xscale="log", yscale="log", xlabel="n (clients)", ylabel="seconds", title=title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"time vs n, d={d:g}, dropout {dropout:g}")
-    fig.tight_layout()
-    path = out / "round_time_vs_n.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "round_time_vs_n.png", f"time vs n, d={d:g}, dropout {dropout:g}")
 
 
 def plot_bytes(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
@@ -164,11 +164,7 @@ def plot_bytes(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "round_bytes_per_coordinate.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "round_bytes_per_coordinate.png")
 
 
 def main() -> None:

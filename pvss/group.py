@@ -922,12 +922,13 @@ def msm(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
     return G1Point._from_affine(_msm_affine(aff, ks))
 
 
-def msm_signed(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
-    """sum k_i * P_i for signed integer scalars that are *short* (e.g. random 128-bit
-    batch weights): no reduction mod r and no GLV split, so a 150-bit scalar costs
-    150 bits of work. Use ``msm`` for arbitrary scalars."""
+def _signed_terms(
+    points: Sequence[G1Point], scalars: Sequence[int], who: str
+) -> tuple[list[Affine], list[int]]:
+    """Affine points and non-negative scalars of sum k_i * P_i for signed short k_i:
+    the identity and zero terms dropped, a negative k_i moved onto -P_i."""
     if len(points) != len(scalars):
-        raise ValueError(f"msm_signed: {len(points)} points but {len(scalars)} scalars")
+        raise ValueError(f"{who}: {len(points)} points but {len(scalars)} scalars")
     aff: list[Affine] = []
     ks: list[int] = []
     for pt, k in zip(points, scalars, strict=True):
@@ -936,6 +937,14 @@ def msm_signed(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
             continue
         aff.append(a if k > 0 else _neg(a))
         ks.append(abs(int(k)))
+    return aff, ks
+
+
+def msm_signed(points: Sequence[G1Point], scalars: Sequence[int]) -> G1Point:
+    """sum k_i * P_i for signed integer scalars that are *short* (e.g. random 128-bit
+    batch weights): no reduction mod r and no GLV split, so a 150-bit scalar costs
+    150 bits of work. Use ``msm`` for arbitrary scalars."""
+    aff, ks = _signed_terms(points, scalars, "msm_signed")
     if len(aff) <= STRAUS_MAX_POINTS:
         return G1Point._from_affine(_straus_affine(aff, ks))
     return G1Point._from_affine(_msm_affine(aff, ks))
@@ -947,19 +956,7 @@ def msm_signed_many(jobs: Sequence[tuple[Sequence[G1Point], Sequence[int]]]) -> 
     for all of them) and, with many of them, their running sums advance in lock step."""
     if not KERNEL_ENABLED or len(jobs) < 2:
         return [msm_signed(pts, ks) for pts, ks in jobs]
-    prepared: list[tuple[list[Affine], list[int]]] = []
-    for pts, scal in jobs:
-        if len(pts) != len(scal):
-            raise ValueError(f"msm_signed_many: {len(pts)} points but {len(scal)} scalars")
-        aff: list[Affine] = []
-        ks: list[int] = []
-        for pt, k in zip(pts, scal, strict=True):
-            a = pt._affine()
-            if a is None or not k:
-                continue
-            aff.append(a if k > 0 else _neg(a))
-            ks.append(abs(int(k)))
-        prepared.append((aff, ks))
+    prepared = [_signed_terms(pts, scal, "msm_signed_many") for pts, scal in jobs]
     return [G1Point._from_affine(a) for a in _msm_many_kernel(prepared)]
 
 
@@ -1029,7 +1026,7 @@ class G1Point:
         their loop and call ``from_bytes`` only to raise its error."""
         if x >= _P or y >= _P:
             return False
-        return not (x or y) or (y * y - x * x * x - CURVE_B) % _P == 0
+        return not (x or y) or _is_on_curve(x, y)
 
     @classmethod
     def from_bytes(cls, data: bytes, *, field: str = "point") -> G1Point:

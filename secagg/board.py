@@ -326,7 +326,7 @@ class MemoryBoard(Board):
         board._check_proofs = proofs
         if board._events[0] != first:
             raise ProtocolError("transcript: event 0 does not match its config")
-        if defer:
+        if defer or not proofs:  # without proofs the collected claims are never checked
             board._deferred = []
         for ev in events[1:]:
             board.advance(ev.height - board._height)
@@ -439,9 +439,7 @@ class MemoryBoard(Board):
                 )
             rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
             claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
-        if not self._check_proofs:
-            pass
-        elif self._deferred is not None:
+        if self._deferred is not None:  # replay: one batch at the end (none if proofs=False)
             self._deferred.extend(claims)
         elif not is_valid_dealing_batch(claims):
             for claim, key in zip(claims, got, strict=True):
