@@ -280,6 +280,15 @@ def test_dealing_codec_rejects_malformed_bytes() -> None:
     bad[0:2] = (0).to_bytes(2, "big")
     with pytest.raises(InvalidEncoding, match="threshold"):
         Dealing.from_bytes(bytes(bad))
+    # record i at 5 + 288*i: v, s_hat, a1 (+128), a2, z; a coordinate >= p is named
+    bad = bytearray(data)
+    bad[5 + 288 + 128 : 5 + 288 + 160] = P.to_bytes(32, "big")  # a1[1].x = p
+    with pytest.raises(InvalidEncoding, match=r"dealing.a1\[1\]: coordinate >= field modulus"):
+        Dealing.from_bytes(bytes(bad))
+    # the identity (64 zero bytes) decodes to the identity, as G1Point.from_bytes does
+    ident = bytearray(data)
+    ident[5 + 288 + 192 : 5 + 288 + 256] = bytes(64)  # a2[1]
+    assert Dealing.from_bytes(bytes(ident)).a2[1] == G1Point.identity()
 
 
 @given(st.binary(max_size=700))
