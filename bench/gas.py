@@ -35,8 +35,8 @@ import numpy as np
 
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
 from secagg.blobs import BlobStore
+from secagg.boards.evm import EvmBoard
 from secagg.config import RoundConfig
-from secagg.evm_board import EvmBoard
 from secagg.messages import ROLE_CLIENT, DealingItem, DealingsPost
 from secagg.roles import Aggregator, Client, CommitteeMember
 

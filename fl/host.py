@@ -47,7 +47,7 @@ from fl.relay import (
 )
 from secagg import codec
 from secagg.blobs import BlobStore, blob_digest
-from secagg.board import Board, MemoryBoard, Phase, RuleViolation
+from secagg.boards import Board, MemoryBoard, Phase, RuleViolation
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.messages import (

@@ -46,7 +46,7 @@ from pvss.keys import KeyPair
 from pvss.transcript import keccak256
 from secagg import codec
 from secagg.blobs import BlobStore, blob_digest
-from secagg.board import MemoryBoard, Phase
+from secagg.boards import MemoryBoard, Phase
 from secagg.errors import ProtocolError
 from secagg.messages import TranscriptFile
 from secagg.roles import Client, CommitteeMember, Stage

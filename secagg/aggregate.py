@@ -18,7 +18,7 @@ from pvss.scrape import (
     verify_decrypted_share,
 )
 from pvss.transcript import PURPOSE_SELF
-from secagg.board import RoundState, allowed_share_keys
+from secagg.boards import RoundState, allowed_share_keys
 from secagg.errors import ProtocolError
 from secagg.graph import DealingKey, compute_mask_seed, dealing_context, pair_sign
 from secagg.masking import unmask_sum

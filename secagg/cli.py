@@ -1,7 +1,7 @@
 """The ``pvss-secagg`` command line (SPEC.md §1.3).
 
-Subcommands: ``demo`` (federated training with verified secure aggregation beside plain
-FedAvg, fl/demo.py), ``pvss-demo`` (a PVSS walk-through with timings), ``simulate`` (a
+Subcommands: ``demo`` (added by ``fl.cli``: federated training with verified secure
+aggregation beside plain FedAvg, fl/demo.py), ``pvss-demo`` (a PVSS walk-through with timings), ``simulate`` (a
 whole round with dropouts, timed per role and verified), ``verify DIR`` (public
 verification of a round directory; exit 0 if valid, 1 naming the faulty party otherwise).
 """
@@ -244,19 +244,19 @@ def run_verify(
     return 0 if report.ok else 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``pvss-secagg`` console script."""
+# (name, help, add_arguments(parser), run(args) -> exit code): commands that layers above
+# secagg add (``fl.cli`` adds ``demo``), so imports keep pointing one way (SPEC.md §1.3)
+Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[Any], int]]
+
+
+def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -> int:
+    """The ``pvss-secagg`` command line; ``commands`` are added by the layers above."""
     ap = argparse.ArgumentParser(
         prog="pvss-secagg", description="Publicly verifiable secure aggregation"
     )
     sub = ap.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser(
-        "demo",
-        help="federated training with verified secure aggregation vs plain FedAvg (fl/demo.py)",
-    )
-    from fl.demo import add_arguments as add_fl_demo_arguments  # torch loads only in run
-
-    add_fl_demo_arguments(demo)
+    for name, help_, add_arguments, _ in commands:
+        add_arguments(sub.add_parser(name, help=help_))
 
     pvss_demo = sub.add_parser(
         "pvss-demo", help="PVSS walk-through: deal, verify, decrypt, drop, reconstruct"
@@ -308,10 +308,9 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     args: Any = ap.parse_args(argv)
-    if args.command == "demo":
-        from fl.demo import main as run_fl_demo
-
-        return run_fl_demo(args)
+    for name, _, _, run in commands:
+        if args.command == name:
+            return run(args)
     if args.command == "pvss-demo":
         return run_pvss_demo(args.members, args.threshold, args.drop, args.seed, args.json)
     if args.command == "simulate":

@@ -25,7 +25,7 @@ from pvss.scrape import (
 from pvss.transcript import PURPOSE_PAIR
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
 from secagg.blobs import BlobStore, blob_digest
-from secagg.board import Board, Phase, compute_included, pop_party
+from secagg.boards import Board, Phase, compute_included, pop_party
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolError
 from secagg.graph import compute_mask_seed, dealing_context, pair_key, pair_sign, self_key

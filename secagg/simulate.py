@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from secagg.blobs import BlobStore
-from secagg.board import Board, MemoryBoard
+from secagg.boards import Board, MemoryBoard
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError
 from secagg.messages import Event
@@ -41,7 +41,7 @@ class SimParams:
     max_weight: int = 10
     seed: int = 0
     backend: str | None = None
-    board: str = "memory"  # memory | evm | anvil | rpc:URL (secagg.evm_board)
+    board: str = "memory"  # memory | evm | anvil | rpc:URL (secagg.boards.evm)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -96,7 +96,7 @@ def make_board(kind: str, cfg: RoundConfig) -> Any:
     if kind == "memory":
         return TimedBoard(cfg)
     if kind in ("evm", "anvil") or kind.startswith("rpc:"):
-        from secagg.evm_board import EvmBoard
+        from secagg.boards.evm import EvmBoard
 
         n, m = cfg.n_clients, cfg.committee_size
         cfg = replace(

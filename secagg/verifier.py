@@ -11,7 +11,7 @@ import numpy as np
 from secagg import codec
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
 from secagg.blobs import BlobStore, blob_digest
-from secagg.board import MemoryBoard, RuleViolation, event_hash
+from secagg.boards import MemoryBoard, RuleViolation, event_hash
 from secagg.errors import InvalidEncoding, ProtocolError
 from secagg.messages import TranscriptFile, party_name
 from secagg.quantize import dequantize_sum

@@ -103,7 +103,7 @@ def _error_table() -> dict[bytes, tuple[str, list[str]]]:
 ERRORS = _error_table()
 
 # the same revert-data extraction the EVM board uses (one mechanism, both providers)
-from secagg.evm_board import _revert_data  # noqa: E402
+from secagg.boards.evm import _revert_data  # noqa: E402
 
 
 class Reverted(Exception):

@@ -1,4 +1,4 @@
-"""The round contract (contracts/src/PvssRound.sol) through ``secagg.evm_board.EvmBoard``.
+"""The round contract (contracts/src/PvssRound.sol) through ``secagg.boards.evm.EvmBoard``.
 
 Rejections: every tampered dealing field in full mode, deadlines, shares from
 non-members and shares U does not allow, replays from another contract or round.
@@ -24,9 +24,9 @@ from pvss.keys import prove_possession  # noqa: E402
 from pvss.scrape import deal  # noqa: E402
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
 from secagg.blobs import BlobStore  # noqa: E402
-from secagg.board import RuleViolation, compute_included, pop_party  # noqa: E402
+from secagg.boards import RuleViolation, compute_included, pop_party  # noqa: E402
+from secagg.boards.evm import ANVIL, ContractRevert, EvmBoard, start_anvil, stop_process  # noqa: E402
 from secagg.config import RoundConfig  # noqa: E402
-from secagg.evm_board import ANVIL, ContractRevert, EvmBoard, start_anvil, stop_process  # noqa: E402
 from secagg.graph import dealing_context  # noqa: E402
 from secagg.messages import (  # noqa: E402
     ROLE_CLIENT,

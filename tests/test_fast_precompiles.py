@@ -12,7 +12,7 @@ import pytest
 from eth_utils import ValidationError
 
 from pvss.group import FIELD_MODULUS, G
-from secagg.evm_board import fast_ecadd, fast_ecmul
+from secagg.boards.evm import fast_ecadd, fast_ecmul
 
 from .conftest import SHARED_VECTORS
 

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from secagg.cli import main  # noqa: E402
+from fl.cli import main  # noqa: E402
 
 
 def test_demo_secure_matches_plain_fedavg(tmp_path: Path, capsys) -> None:

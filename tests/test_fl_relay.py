@@ -24,7 +24,7 @@ from fl.host import (
 from fl.relay import STAGES, NodeAgent, StageReply, StageRequest
 from secagg import codec
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
-from secagg.board import MemoryBoard
+from secagg.boards import MemoryBoard
 from secagg.errors import ConfigError, PvssError
 from secagg.messages import ROLE_AGGREGATOR, ResultPost, TranscriptFile
 from secagg.roles import Aggregator, Stage

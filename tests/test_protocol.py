@@ -16,7 +16,7 @@ from pvss.scrape import Dealing, DecryptedShare, dealing_transcript
 from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.blobs import BlobStore
-from secagg.board import MemoryBoard, Phase, RuleViolation, allowed_share_keys
+from secagg.boards import MemoryBoard, Phase, RuleViolation, allowed_share_keys
 from secagg.cli import main as cli_main
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, ProtocolError
@@ -517,7 +517,7 @@ def test_expected_head_pins_the_last_event(tmp_path: Path) -> None:
 def test_board_that_accepted_a_bad_dealing_is_caught_and_the_dealer_named(tmp_path: Path) -> None:
     """A dishonest board re-chains a transcript containing an invalid dealing: the
     deferred batch check fails and the post-by-post replay names the dealer."""
-    from secagg.board import event_hash
+    from secagg.boards import event_hash
 
     transcript, blobs = load_round(_finished_round(tmp_path))
     events = list(transcript.events)
@@ -540,7 +540,7 @@ def test_board_that_accepted_a_bad_dealing_is_caught_and_the_dealer_named(tmp_pa
 def _rechained(events: list) -> TranscriptFile:
     """What a dishonest board (or a forger) does after editing an event: re-link the
     chain, so only the head differs."""
-    from secagg.board import event_hash
+    from secagg.boards import event_hash
 
     for i in range(1, len(events)):
         events[i] = dataclasses.replace(events[i], prev=event_hash(events[i - 1]))
@@ -550,7 +550,7 @@ def _rechained(events: list) -> TranscriptFile:
 def test_chain_verification_rechecks_rules_and_sum_not_proofs(tmp_path: Path, capsys) -> None:
     """SPEC §6.8 "chain" verification: proofs are the full-mode contract's job, every
     other rule and the sum are re-checked, and the chain's head is mandatory."""
-    from secagg.board import event_hash
+    from secagg.boards import event_hash
 
     round_dir = _finished_round(tmp_path)
     transcript, blobs = load_round(round_dir)

@@ -41,7 +41,7 @@ from pvss.group import G1Point
 from pvss.scrape import Dealing, DecryptedShare
 from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
-from secagg.board import (
+from secagg.boards import (
     ZERO_HASH,
     Board,
     Fault,
@@ -71,7 +71,7 @@ from secagg.messages import (
 )
 from secagg.packing import packed_size
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "contracts" / "build" / "PvssRound.json"
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 TX_GAS = 20_000_000  # gas limit of every transaction (pre-flight tells the real need)

@@ -1,0 +1,33 @@
+"""Boards (SPEC.md §6.4, §7.4): the interface and its rules (``base``), the in-memory
+board (``memory``) and the EVM round contract (``evm``, imported on demand: it needs
+the ``evm`` extra)."""
+
+from secagg.boards.base import (
+    ZERO_HASH,
+    Board,
+    Fault,
+    Phase,
+    RoundState,
+    RuleViolation,
+    allowed_share_keys,
+    compute_included,
+    event_hash,
+    phase_at,
+    pop_party,
+)
+from secagg.boards.memory import MemoryBoard
+
+__all__ = [
+    "ZERO_HASH",
+    "Board",
+    "Fault",
+    "MemoryBoard",
+    "Phase",
+    "RoundState",
+    "RuleViolation",
+    "allowed_share_keys",
+    "compute_included",
+    "event_hash",
+    "phase_at",
+    "pop_party",
+]
