@@ -25,6 +25,7 @@ DST_DEALING = b"pvss-secagg/v1/dealing"
 DST_RS_DUAL = b"pvss-secagg/v1/rs-dual"
 DST_DECRYPTED_SHARE = b"pvss-secagg/v1/decrypted-share"
 DST_POP = b"pvss-secagg/v1/proof-of-possession"
+DST_SEED_REVEAL = b"pvss-secagg/v1/seed-reveal"
 
 CONTEXT_BYTES = 69
 

@@ -3,22 +3,57 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
-from secagg.codec import Bool, Bytes, Float, Str, UInt, message
+from secagg.codec import Bool, Bytes, Float, ListOf, Str, UInt, message
 from secagg.errors import ConfigError
 from secagg.quantize import MaskingConfig
 
+# caps checked before anything is allocated (SPEC.md §6.1): ids stay below 2^24 so that
+# role * 2^24 + id (the proof of possession's party) never collides across roles
+MAX_CLIENTS = 1 << 20
+MAX_COMMITTEE = 255  # the contract's share bitmap
+MAX_GRAPH_EDGES = 1 << 24  # n*K/2: a complete graph on more than ~5800 clients is refused
+MAX_DIM = 1 << 28
+_REGULAR = re.compile(r"regular:[1-9][0-9]{0,9}")
+
+
+def confirm_quorum(m: int, t: int) -> int:
+    """The smallest Q with 2Q - m >= t + 1: two sets of Q members share at least t + 1,
+    so (at most t corrupt) an honest member is in both, and it confirms one head only
+    (SPEC.md §6.11)."""
+    return (m + t + 2) // 2
+
+
+def default_min_included(n: int) -> int:
+    """floor(n/3) + 2 (at most n): with fewer than n/3 of the seated clients colluding
+    with the server, U then holds the target and at least one other honest client
+    (SPEC.md §6.12)."""
+    return min(n, max(2, n // 3 + 2))
+
+
+def default_min_neighbours(n: int, graph: str) -> int:
+    """1 on a complete graph (min_included already gives every included client an
+    honest included neighbour); floor(K/2) + 1 on regular:K, so isolating a client
+    among colluders needs a majority of its K random neighbours corrupt
+    (SPEC.md §6.12)."""
+    k = parse_graph(graph, n)
+    return 1 if k is None else k // 2 + 1
+
 
 def parse_graph(spec: str, n_clients: int) -> int | None:
-    """'complete' -> None; 'regular:K' -> K (validated against n)."""
+    """'complete' -> None; 'regular:K' -> K (validated against n). Only the canonical
+    spellings are accepted (no spaces, signs, leading zeros or non-ASCII digits)."""
     if spec == "complete":
         return None
-    if spec.startswith("regular:"):
-        try:
-            k = int(spec.split(":", 1)[1])
-        except ValueError:
-            raise ConfigError(f"graph: {spec!r} is not regular:K with an integer K") from None
+    if isinstance(spec, str) and spec.startswith("regular:"):
+        if not _REGULAR.fullmatch(spec):
+            raise ConfigError(
+                f"graph: {spec!r} is not regular:K with K written in ASCII digits, no sign, "
+                "spaces or leading zeros"
+            )
+        k = int(spec[len("regular:") :])
         if not 1 <= k < n_clients:
             raise ConfigError(f"graph: degree K={k} must be in [1, n_clients-1={n_clients - 1}]")
         if (k * n_clients) % 2:
@@ -48,6 +83,16 @@ def parse_graph(spec: str, n_clients: int) -> int | None:
     ("upload_blocks", UInt(32)),
     ("unmask_blocks", UInt(32)),
     ("honest_majority", Bool()),
+    ("aggregator", Bytes(20)),
+    ("members", ListOf(Bytes(20), MAX_COMMITTEE)),
+    ("clients", ListOf(Bytes(20), MAX_CLIENTS)),
+    ("min_included", UInt(32)),
+    ("min_neighbours", UInt(32)),
+    ("confirm_quorum", UInt(16)),
+    ("optimistic", Bool()),
+    ("challenge_blocks", UInt(32)),
+    ("stake", UInt(256)),
+    ("bond", UInt(256)),
 )
 @dataclass(frozen=True)
 class RoundConfig:
@@ -57,7 +102,16 @@ class RoundConfig:
     reconstruct, t learn nothing; 2t < m unless honest_majority is False), the mask
     graph ('complete' = SecAgg, 'regular:K' = SecAgg+), the masking parameters
     (dim coordinates, quant_bits q, modulus bits b, clip c, max_weight W) and the
-    length of each phase in board blocks."""
+    length of each phase in board blocks.
+
+    The roster (SPEC.md §6.9): ``aggregator`` and ``members`` (seat k = members[k-1])
+    are identity addresses; ``clients`` lists the identity of every client seat
+    (closed membership) or is empty (open membership: any identity, one seat each).
+    ``min_included`` and ``min_neighbours`` bound the included set (§6.12; 0 = the
+    documented default), ``confirm_quorum`` the member confirmations before anyone
+    decrypts (§6.11; 0 = the smallest safe quorum). ``optimistic``,
+    ``challenge_blocks``, ``stake`` and ``bond`` are the round contract's mode (§7.3);
+    a memory board runs full mode only."""
 
     chain_id: int
     board: bytes
@@ -76,6 +130,16 @@ class RoundConfig:
     upload_blocks: int = 10
     unmask_blocks: int = 10
     honest_majority: bool = True
+    aggregator: bytes = bytes(20)
+    members: tuple[bytes, ...] = ()
+    clients: tuple[bytes, ...] = ()
+    min_included: int = 0
+    min_neighbours: int = 0
+    confirm_quorum: int = 0
+    optimistic: bool = False
+    challenge_blocks: int = 0
+    stake: int = 0
+    bond: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.board, bytes) or len(self.board) != 20:
@@ -84,6 +148,12 @@ class RoundConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {v!r}")
+        if self.n_clients > MAX_CLIENTS:
+            raise ConfigError(f"n_clients: {self.n_clients} > the cap {MAX_CLIENTS}")
+        if self.committee_size > MAX_COMMITTEE:
+            raise ConfigError(f"committee_size: {self.committee_size} > the cap {MAX_COMMITTEE}")
+        if self.dim > MAX_DIM:
+            raise ConfigError(f"dim: {self.dim} > the cap {MAX_DIM}")
         m, t = self.committee_size, self.threshold
         if t >= m:
             raise ConfigError(
@@ -95,7 +165,14 @@ class RoundConfig:
             )
         if self.n_clients < 2:
             raise ConfigError(f"n_clients: a sum needs at least 2 clients, got {self.n_clients}")
-        parse_graph(self.graph, self.n_clients)
+        k = parse_graph(self.graph, self.n_clients)
+        degree = self.n_clients - 1 if k is None else k
+        if self.n_clients * degree // 2 > MAX_GRAPH_EDGES:
+            raise ConfigError(
+                f"graph: {self.n_clients} clients on {self.graph} make "
+                f"{self.n_clients * degree // 2} edges > the cap {MAX_GRAPH_EDGES}"
+            )
+        self._check_roster(degree)
         if not isinstance(self.clip, float) or not math.isfinite(self.clip) or self.clip <= 0:
             raise ConfigError(f"clip: must be a finite float > 0, got {self.clip!r}")
         for name in ("register_blocks", "deal_blocks", "upload_blocks", "unmask_blocks"):
@@ -103,6 +180,45 @@ class RoundConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {v!r}")
         self.masking()  # overflow and range checks, ConfigError naming the numbers
+
+    def _check_roster(self, degree: int) -> None:
+        n, m, t = self.n_clients, self.committee_size, self.threshold
+        for name in ("aggregator",):
+            if not isinstance(getattr(self, name), bytes) or len(getattr(self, name)) != 20:
+                raise ConfigError(f"{name}: expected a 20-byte address")
+        if len(self.members) != m:
+            raise ConfigError(
+                f"members: the roster names {len(self.members)} member identities, "
+                f"committee_size is {m}"
+            )
+        if len(set(self.members)) != m or bytes(20) in self.members:
+            raise ConfigError("members: identities must be distinct and non-zero")
+        if self.clients and len(self.clients) != n:
+            raise ConfigError(
+                f"clients: the roster names {len(self.clients)} client identities, "
+                f"n_clients is {n} (or leave it empty for open membership)"
+            )
+        if len(set(self.clients)) != len(self.clients) or bytes(20) in self.clients:
+            raise ConfigError("clients: identities must be distinct and non-zero")
+        if self.min_included == 0:
+            object.__setattr__(self, "min_included", default_min_included(n))
+        if self.min_neighbours == 0:
+            object.__setattr__(self, "min_neighbours", default_min_neighbours(n, self.graph))
+        if self.confirm_quorum == 0:
+            object.__setattr__(self, "confirm_quorum", confirm_quorum(m, t))
+        if not 2 <= self.min_included <= n:
+            raise ConfigError(f"min_included: {self.min_included} must be in [2, n={n}]")
+        if not 1 <= self.min_neighbours <= degree:
+            raise ConfigError(
+                f"min_neighbours: {self.min_neighbours} must be in [1, degree={degree}]"
+            )
+        if not confirm_quorum(m, t) <= self.confirm_quorum <= m:
+            raise ConfigError(
+                f"confirm_quorum: {self.confirm_quorum} must be in "
+                f"[ceil((m+t+1)/2)={confirm_quorum(m, t)}, m={m}]"
+            )
+        if not self.optimistic and (self.challenge_blocks or self.stake or self.bond):
+            raise ConfigError("challenge_blocks, stake, bond: only an optimistic round has them")
 
     def masking(self) -> MaskingConfig:
         """The masking parameters; refuses n*W*(2^q-1) >= 2^b."""
@@ -113,6 +229,13 @@ class RoundConfig:
         """Neighbours per client in the mask graph."""
         k = parse_graph(self.graph, self.n_clients)
         return self.n_clients - 1 if k is None else k
+
+    def member_identity(self, member: int) -> bytes:
+        return self.members[member - 1]
+
+    def client_identity(self, client: int) -> bytes | None:
+        """The identity seat ``client`` requires, or None (open membership)."""
+        return self.clients[client - 1] if self.clients else None
 
     @property
     def vector_length(self) -> int:

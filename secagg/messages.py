@@ -121,17 +121,65 @@ class ResultPost:
     total_weight: int
 
 
+@message(8, ("member", UInt(32)), ("gamma", Bytes(64)), ("proof", Bytes(160)))
+@dataclass(frozen=True)
+class SeedReveal:
+    """A member's contribution to the mask-graph seed: Gamma = sk*H_SEED and the DLEQ
+    proof tying it to the key it registered (SPEC.md §6.10)."""
+
+    member: int
+    gamma: bytes
+    proof: bytes
+
+
+@message(9, ("member", UInt(32)), ("head", Bytes(32)))
+@dataclass(frozen=True)
+class Confirmation:
+    """A member confirms the head that fixed the included set; nobody decrypts before a
+    quorum of members confirmed the same head (SPEC.md §6.11)."""
+
+    member: int
+    head: bytes
+
+
+@message(
+    10,
+    ("role", UInt(8)),
+    ("sender", UInt(32)),
+    ("body", Bytes()),
+    ("view", Bytes(32)),
+    ("sig", Bytes(65)),
+)
+@dataclass(frozen=True)
+class SignedPost:
+    """A post as its sender hands it to a relay or a board: the codec-encoded message,
+    the view (the head it acted on) and the sender identity's signature over
+    (context, post digest, view) (SPEC.md §6.9)."""
+
+    role: int
+    sender: int
+    body: bytes
+    view: bytes
+    sig: bytes
+
+
 @dataclass(frozen=True)
 class Event:
-    """One accepted post on the board. ``prev`` is the previous event's hash (32 zero
-    bytes for the first); hash = keccak256(prev || uint64 seq || uint64 height ||
-    uint8 role || uint32 sender || body)."""
+    """One accepted post on the board. ``digest`` is the post digest of ``body``
+    (SPEC.md §6.9), ``view`` the head its sender acted on, ``sig`` the sender's
+    signature, ``prev`` the previous event's hash (32 zero bytes for the first);
+    hash = keccak256(prev || uint64 seq || uint64 height || uint8 role ||
+    uint32 sender || view || digest). The signature is evidence, not hashed: the head
+    commits to what was said and on what view."""
 
     seq: int
     height: int
     role: int
     sender: int
     body: bytes
+    digest: bytes
+    view: bytes
+    sig: bytes
     prev: bytes
 
 
@@ -142,6 +190,9 @@ EVENT = record(
     ("role", UInt(8)),
     ("sender", UInt(32)),
     ("body", Bytes()),
+    ("digest", Bytes(32)),
+    ("view", Bytes(32)),
+    ("sig", Bytes(65)),
     ("prev", Bytes(32)),
 )
 

@@ -1,0 +1,152 @@
+"""Post digests, signing digests and event hashes (SPEC.md §6.9).
+
+Every message has a *post digest*: keccak256 of a fixed packed layout of its fields
+(``abi.encodePacked`` of the same values, as transcripts are, §3.1), led by the message's
+codec tag so that two message types never share a digest. The codec is canonical, so
+the digest of a body is the digest of its one message. The round contract computes the
+same digests from its calldata; the hash chain, every signature and every view are
+built on them, never on msgpack bytes.
+
+A sender signs ``signing_digest`` = keccak256(DST_POST || uint256 chainId ||
+address board || uint64 round || uint8 role || uint32 sender || view || post digest)
+with its identity (EIP-191, ``secagg.identity``). ``view`` is the board head when the
+phase of the post began (§6.11).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from pvss.transcript import keccak256
+from secagg.config import RoundConfig
+from secagg.errors import InvalidEncoding
+from secagg.messages import (
+    Confirmation,
+    DealingsPost,
+    Event,
+    MaskedInputPost,
+    Registration,
+    ResultPost,
+    SeedReveal,
+    SharesPost,
+)
+
+DST_POST = b"pvss-secagg/v1/post"
+ZERO_HASH = b"\x00" * 32
+
+
+def _u(value: int, bits: int) -> bytes:
+    return value.to_bytes(bits // 8, "big")
+
+
+def config_packed(c: RoundConfig) -> bytes:
+    """The packed layout of a ``RoundConfig`` (tag 1), field order of §6.1."""
+    graph = c.graph.encode("ascii")
+    return b"".join(
+        [
+            _u(1, 8),
+            _u(c.chain_id, 256),
+            c.board,
+            _u(c.round_id, 64),
+            _u(c.n_clients, 32),
+            _u(c.committee_size, 16),
+            _u(c.threshold, 16),
+            _u(len(graph), 8),
+            graph,
+            _u(c.dim, 32),
+            _u(c.quant_bits, 8),
+            _u(c.bits, 8),
+            struct.pack(">d", c.clip),
+            _u(c.max_weight, 32),
+            _u(c.register_blocks, 32),
+            _u(c.deal_blocks, 32),
+            _u(c.upload_blocks, 32),
+            _u(c.unmask_blocks, 32),
+            _u(int(c.honest_majority), 8),
+            c.aggregator,
+            _u(len(c.members), 16),
+            *c.members,
+            _u(len(c.clients), 32),
+            *c.clients,
+            _u(c.min_included, 32),
+            _u(c.min_neighbours, 32),
+            _u(c.confirm_quorum, 16),
+            _u(int(c.optimistic), 8),
+            _u(c.challenge_blocks, 32),
+            _u(c.stake, 256),
+            _u(c.bond, 256),
+        ]
+    )
+
+
+def post_packed(msg: Any) -> bytes:
+    """The packed layout of any message that can be an event (SPEC.md §6.9 table)."""
+    if isinstance(msg, RoundConfig):
+        return config_packed(msg)
+    if isinstance(msg, Registration):
+        return _u(2, 8) + _u(msg.role, 8) + _u(msg.party, 32) + msg.pk + msg.pop
+    if isinstance(msg, DealingsPost):
+        items = b"".join(
+            _u(it.purpose, 8) + _u(it.partner, 32) + keccak256(it.dealing) for it in msg.items
+        )
+        return _u(3, 8) + _u(msg.dealer, 32) + _u(len(msg.items), 32) + items
+    if isinstance(msg, MaskedInputPost):
+        return _u(4, 8) + _u(msg.client, 32) + msg.digest + _u(msg.size, 64)
+    if isinstance(msg, SharesPost):
+        items = b"".join(
+            _u(it.dealer, 32) + _u(it.purpose, 8) + _u(it.partner, 32) + keccak256(it.share)
+            for it in msg.items
+        )
+        return _u(5, 8) + _u(msg.member, 32) + _u(len(msg.items), 32) + items
+    if isinstance(msg, ResultPost):
+        included = b"".join(_u(i, 32) for i in msg.included)
+        return (
+            _u(6, 8)
+            + msg.digest
+            + _u(len(msg.included), 32)
+            + included
+            + _u(msg.total_weight, 64)
+        )
+    if isinstance(msg, SeedReveal):
+        return _u(8, 8) + _u(msg.member, 32) + msg.gamma + msg.proof
+    if isinstance(msg, Confirmation):
+        return _u(9, 8) + _u(msg.member, 32) + msg.head
+    raise InvalidEncoding(f"post: {type(msg).__name__} is not a board message")
+
+
+def post_digest(msg: Any) -> bytes:
+    """keccak256 of the packed layout."""
+    return keccak256(post_packed(msg))
+
+
+def signing_digest(
+    config: RoundConfig, role: int, sender: int, view: bytes, digest: bytes
+) -> bytes:
+    """What a sender signs: its round (chain, board, round id), seat, view and post."""
+    if len(view) != 32 or len(digest) != 32:
+        raise InvalidEncoding("post: view and digest are 32 bytes")
+    return keccak256(
+        DST_POST
+        + _u(config.chain_id, 256)
+        + config.board
+        + _u(config.round_id, 64)
+        + _u(role, 8)
+        + _u(sender, 32)
+        + view
+        + digest
+    )
+
+
+def event_hash(ev: Event) -> bytes:
+    """keccak256(prev || uint64 seq || uint64 height || uint8 role || uint32 sender ||
+    view || digest)."""
+    return keccak256(
+        ev.prev
+        + ev.seq.to_bytes(8, "big")
+        + ev.height.to_bytes(8, "big")
+        + bytes([ev.role])
+        + ev.sender.to_bytes(4, "big")
+        + ev.view
+        + ev.digest
+    )
