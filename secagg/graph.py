@@ -13,10 +13,11 @@ DST_MASK_SEED = b"pvss-secagg/v1/mask-seed"
 DealingKey = tuple[int, int, int]  # (dealer, purpose, partner)
 
 
-def compute_round_seed(head: bytes) -> bytes:
-    """keccak256(DST_ROUND_SEED || head), head = the board's event hash when
-    registration closed: fixed only after the last registration."""
-    return keccak256(DST_ROUND_SEED + head)
+def compute_round_seed(registration_head: bytes, reveals: list[G1Point]) -> bytes:
+    """keccak256(DST_ROUND_SEED || registration head || Gamma_1 || ... || Gamma_m):
+    the registrations, and every member's seed reveal (SPEC.md §6.10), which nobody
+    can choose once the keys are registered."""
+    return keccak256(DST_ROUND_SEED + registration_head + b"".join(g.to_bytes() for g in reveals))
 
 
 def _permutation(n: int, seed: bytes) -> list[int]:

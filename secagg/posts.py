@@ -19,10 +19,13 @@ import struct
 from typing import Any
 
 from pvss.transcript import keccak256
+from secagg import codec
 from secagg.config import RoundConfig
 from secagg.errors import InvalidEncoding
+from secagg.identity import Identity
 from secagg.messages import (
     Confirmation,
+    SignedPost,
     DealingsPost,
     Event,
     MaskedInputPost,
@@ -150,3 +153,12 @@ def event_hash(ev: Event) -> bytes:
         + ev.view
         + ev.digest
     )
+
+
+def sign_post(
+    identity: Identity, config: RoundConfig, role: int, sender: int, msg: Any, view: bytes
+) -> SignedPost:
+    """``msg`` from seat (role, sender), signed by ``identity`` on ``view``."""
+    digest = post_digest(msg)
+    sig = identity.sign(signing_digest(config, role, sender, view, digest))
+    return SignedPost(role, sender, codec.encode(msg), view, sig)

@@ -18,7 +18,7 @@ from pvss.scrape import (
     Dealing,
     DecryptedShare,
 )
-from pvss.transcript import PURPOSE_PAIR, keccak256
+from pvss.transcript import PURPOSE_PAIR
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolError
 from secagg.graph import (
@@ -26,12 +26,16 @@ from secagg.graph import (
     self_key,
 )
 from secagg.messages import (
+    ROLE_AGGREGATOR,
+    ROLE_MEMBER,
     Event,
     ResultPost,
+    SignedPost,
     party_name,
 )
+from secagg.posts import ZERO_HASH, event_hash
 
-ZERO_HASH = b"\x00" * 32
+__all__ = ["ZERO_HASH", "event_hash"]
 
 
 class Phase(enum.IntEnum):
@@ -48,18 +52,6 @@ def pop_party(role: int, party: int) -> int:
     """The uint32 'party' a proof of possession binds: role * 2^24 + id, so a member's
     proof cannot be replayed as a client's registration and vice versa."""
     return (role << 24) | party
-
-
-def event_hash(ev: Event) -> bytes:
-    """keccak256(prev || uint64 seq || uint64 height || uint8 role || uint32 sender || body)."""
-    return keccak256(
-        ev.prev
-        + ev.seq.to_bytes(8, "big")
-        + ev.height.to_bytes(8, "big")
-        + bytes([ev.role])
-        + ev.sender.to_bytes(4, "big")
-        + ev.body
-    )
 
 
 @dataclass(frozen=True)
@@ -91,12 +83,21 @@ class RoundState:
     config: RoundConfig
     clients: dict[int, G1Point] = field(default_factory=dict)
     members: dict[int, G1Point] = field(default_factory=dict)
+    # the identity (address) that holds each seated client (open membership records
+    # the registrant; closed membership the roster's)
+    client_ids: dict[int, bytes] = field(default_factory=dict)
+    # head of the board when each phase began (SPEC.md §6.11): every post's view
+    phase_heads: dict[int, bytes] = field(default_factory=dict)
     registration_head: bytes | None = None
+    reveals: dict[int, G1Point] = field(default_factory=dict)
+    round_seed: bytes | None = None
     graph: dict[int, tuple[int, ...]] | None = None
     dealers: set[int] = field(default_factory=set)
     dealings: dict[DealingKey, Dealing] = field(default_factory=dict)
     masked: dict[int, tuple[bytes, int]] = field(default_factory=dict)
     included: tuple[int, ...] | None = None
+    aborted: bool = False  # |U| < min_included: nothing is revealed (SPEC.md §6.12)
+    confirmations: dict[int, bytes] = field(default_factory=dict)
     shares: dict[DealingKey, dict[int, DecryptedShare]] = field(default_factory=dict)
     result: ResultPost | None = None
 
@@ -114,8 +115,9 @@ class Board(ABC):
         """Let ``blocks`` blocks pass (a chain mines them; the memory board counts)."""
 
     @abstractmethod
-    def submit(self, role: int, sender: int, msg: Any) -> Event:
-        """Post a message; raises ``RuleViolation`` (and records a fault) if rejected."""
+    def submit(self, post: SignedPost) -> Event:
+        """Post a signed message; raises ``RuleViolation`` (and records a fault) if
+        rejected."""
 
     @abstractmethod
     def state(self) -> RoundState: ...
@@ -126,6 +128,14 @@ class Board(ABC):
     # -- derived reads -----------------------------------------------------------
     def phase(self) -> Phase:
         return phase_at(self.config, self.height())
+
+    def view(self) -> bytes:
+        """The view a post made now must carry: the head when this phase began."""
+        st = self.state()
+        phase = self.phase()
+        if phase not in st.phase_heads:
+            raise ProtocolError(f"board: no head recorded for phase {phase.name}")
+        return st.phase_heads[phase]
 
     def member_keys(self) -> list[G1Point]:
         st = self.state()
@@ -157,19 +167,52 @@ def phase_at(config: RoundConfig, height: int) -> Phase:
     return Phase.RESULT
 
 
+def seat_identity(config: RoundConfig, state: RoundState, role: int, party: int) -> bytes | None:
+    """The identity that must sign for seat (role, party); None for a free client seat
+    under open membership (any identity not seated yet may take it)."""
+    if role == ROLE_AGGREGATOR:
+        return config.aggregator
+    if role == ROLE_MEMBER:
+        return config.member_identity(party) if 1 <= party <= config.committee_size else None
+    if party in state.client_ids:
+        return state.client_ids[party]
+    return config.client_identity(party) if 1 <= party <= config.n_clients else None
+
+
+def kcore(graph: dict[int, tuple[int, ...]], nodes: set[int], k: int) -> set[int]:
+    """The k-core of ``graph`` restricted to ``nodes``: repeatedly drop a node with
+    fewer than k neighbours left (the result does not depend on the order)."""
+    alive = set(nodes)
+    degree = {i: sum(1 for j in graph[i] if j in alive) for i in alive}
+    queue = [i for i in alive if degree[i] < k]
+    while queue:
+        i = queue.pop()
+        if i not in alive:
+            continue
+        alive.discard(i)
+        for j in graph[i]:
+            if j in alive:
+                degree[j] -= 1
+                if degree[j] < k:
+                    queue.append(j)
+    return alive
+
+
 def compute_included(state: RoundState) -> tuple[int, ...]:
-    """U: clients that uploaded and have at least one uploaded neighbour (so no included
-    client's self and pair secrets are ever all revealed). This is SPEC §6.4's fixpoint
-    in one pass: a client with no uploaded neighbour is nobody's uploaded neighbour, so
-    dropping it cannot strip anyone else's last neighbour."""
+    """U (SPEC.md §6.12): the min_neighbours-core of the clients that uploaded, or ()
+    when it has fewer than min_included clients (the round aborts). Every included
+    client keeps at least min_neighbours >= 1 edges inside U, whose pair secrets are
+    never revealed."""
     assert state.graph is not None
-    uploaded = set(state.masked)
-    return tuple(i for i in sorted(uploaded) if any(j in uploaded for j in state.graph[i]))
+    cfg = state.config
+    core = kcore(state.graph, set(state.masked), cfg.min_neighbours)
+    return tuple(sorted(core)) if len(core) >= cfg.min_included else ()
 
 
 def allowed_share_keys(state: RoundState) -> list[DealingKey]:
-    """Self dealings of i in U; pair dealings of edges with exactly one end in U."""
-    if state.included is None:
+    """Self dealings of i in U; pair dealings of edges with exactly one end in U;
+    nothing when the round aborted."""
+    if state.included is None or state.aborted:
         return []
     u = set(state.included)
     keys = [self_key(i) for i in sorted(u)]
