@@ -1,9 +1,10 @@
 """The ``pvss-secagg`` command line (SPEC.md §1.3).
 
 Subcommands: ``demo`` (added by ``fl.cli``: federated training with verified secure
-aggregation beside plain FedAvg, fl/demo.py), ``pvss-demo`` (a PVSS walk-through with timings), ``simulate`` (a
-whole round with dropouts, timed per role and verified), ``verify DIR`` (public
-verification of a round directory; exit 0 if valid, 1 naming the faulty party otherwise).
+aggregation beside plain FedAvg, fl/demo.py), ``pvss-demo`` (a PVSS walk-through with
+timings), ``simulate`` (a whole round with dropouts, timed per role and verified),
+``verify DIR`` (public verification of a round directory; exit 0 if valid, 1 naming the
+faulty party, 2 for unusable input).
 """
 
 from __future__ import annotations

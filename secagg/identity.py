@@ -129,9 +129,7 @@ def recover(digest: bytes, sig: bytes, where: str = "signature") -> bytes:
     check_signature_bytes(sig, where)
     r, s, v = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"), sig[64] - 27
     try:
-        pub = keys.Signature(vrs=(v, r, s)).recover_public_key_from_msg_hash(
-            personal_hash(digest)
-        )
+        pub = keys.Signature(vrs=(v, r, s)).recover_public_key_from_msg_hash(personal_hash(digest))
     except (BadSignature, ValidationError) as exc:
         raise InvalidSignature(f"{where}: does not recover ({exc})") from None
     return pub.to_canonical_address()

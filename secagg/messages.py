@@ -142,6 +142,19 @@ class Confirmation:
     head: bytes
 
 
+@message(11, ("dealer", UInt(32)), ("purpose", UInt(8)), ("partner", UInt(32)))
+@dataclass(frozen=True)
+class Exclusion:
+    """Optimistic mode on a chain: a challenge proved dealing (dealer, purpose, partner)
+    invalid and the contract excluded the dealer. The chain itself produces this event
+    (role aggregator, sender 0, no signature); a replay accepts it only in an optimistic
+    round and only if that dealing really does not verify (SPEC.md §7.3)."""
+
+    dealer: int
+    purpose: int
+    partner: int
+
+
 @message(
     10,
     ("role", UInt(8)),

@@ -25,18 +25,20 @@ from secagg.errors import InvalidEncoding
 from secagg.identity import Identity
 from secagg.messages import (
     Confirmation,
-    SignedPost,
     DealingsPost,
     Event,
+    Exclusion,
     MaskedInputPost,
     Registration,
     ResultPost,
     SeedReveal,
     SharesPost,
+    SignedPost,
 )
 
 DST_POST = b"pvss-secagg/v1/post"
 ZERO_HASH = b"\x00" * 32
+NO_SIGNATURE = b"\x00" * 65  # an event the chain itself produced (``Exclusion``)
 
 
 def _u(value: int, bits: int) -> bytes:
@@ -105,16 +107,14 @@ def post_packed(msg: Any) -> bytes:
     if isinstance(msg, ResultPost):
         included = b"".join(_u(i, 32) for i in msg.included)
         return (
-            _u(6, 8)
-            + msg.digest
-            + _u(len(msg.included), 32)
-            + included
-            + _u(msg.total_weight, 64)
+            _u(6, 8) + msg.digest + _u(len(msg.included), 32) + included + _u(msg.total_weight, 64)
         )
     if isinstance(msg, SeedReveal):
         return _u(8, 8) + _u(msg.member, 32) + msg.gamma + msg.proof
     if isinstance(msg, Confirmation):
         return _u(9, 8) + _u(msg.member, 32) + msg.head
+    if isinstance(msg, Exclusion):
+        return _u(11, 8) + _u(msg.dealer, 32) + _u(msg.purpose, 8) + _u(msg.partner, 32)
     raise InvalidEncoding(f"post: {type(msg).__name__} is not a board message")
 
 

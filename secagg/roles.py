@@ -1,7 +1,8 @@
 """The roles as explicit state machines (SPEC.md §6.5).
 
 Each role checks its own stage before acting (``ProtocolError`` otherwise) and verifies
-whatever it uses that came from someone else — including what the board relays.
+whatever it uses that came from someone else — including what the board relays. Every
+post is signed by the role's identity on the board's current view (SPEC.md §6.9, §6.11).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 
 from pvss.errors import InvalidProof
 from pvss.group import G1Point
-from pvss.keys import KeyPair, prove_possession
+from pvss.keys import KeyPair, prove_possession, prove_seed_reveal
 from pvss.scrape import (
     DealingClaim,
     DealRequest,
@@ -29,19 +30,23 @@ from secagg.boards import Board, Phase, compute_included, pop_party
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolError
 from secagg.graph import compute_mask_seed, dealing_context, pair_key, pair_sign, self_key
+from secagg.identity import Identity
 from secagg.masking import mask_and_pack
 from secagg.messages import (
     ROLE_AGGREGATOR,
     ROLE_CLIENT,
     ROLE_MEMBER,
+    Confirmation,
     DealingItem,
     DealingsPost,
     MaskedInputPost,
     Registration,
     ResultPost,
+    SeedReveal,
     ShareItem,
     SharesPost,
 )
+from secagg.posts import sign_post
 from secagg.quantize import dequantize_sum, quantize
 
 
@@ -50,6 +55,8 @@ class Stage(enum.Enum):
     REGISTERED = "registered"
     DEALT = "dealt"
     UPLOADED = "uploaded"
+    SEEDED = "seeded"
+    CONFIRMED = "confirmed"
     REVEALED = "revealed"
     DONE = "done"
 
@@ -58,6 +65,14 @@ class _Role:
     role: int
     party: int
     stage: Stage
+    config: RoundConfig
+    identity: Identity
+
+    def _post(self, board: Board, msg: Any) -> None:
+        """Sign ``msg`` on the board's current view and submit it."""
+        board.submit(
+            sign_post(self.identity, self.config, self.role, self.party, msg, board.view())
+        )
 
     def _expect(self, stage: Stage, board: Board | None = None, phase: Phase | None = None) -> None:
         who = f"{type(self).__name__.lower()} {self.party}"
@@ -83,31 +98,34 @@ class Client(_Role):
         update: Any,
         weight: int = 1,
         *,
+        identity: Identity,
         rng: np.random.Generator | None = None,
         backend: str | None = None,
     ) -> None:
         self.config = config
+        self.identity = identity
         self.party = party
         self.update = update
         self.weight = config.masking().check_weight(weight)
         self.rng = rng if rng is not None else np.random.default_rng()
         self.backend = backend
-        self.key = KeyPair.generate()
+        self.key: KeyPair | None = KeyPair.generate()
         self.stage = Stage.NEW
         self._dealt_secrets: dict[tuple[int, int, int], G1Point] = {}
         self._tables: dict = {}  # this client's own key tables, as in its own process
 
+    def _key(self) -> KeyPair:
+        if self.key is None:
+            raise ProtocolError(f"client {self.party}: its round key was erased after upload")
+        return self.key
+
     def register(self, board: Board) -> None:
         self._expect(Stage.NEW, board, Phase.REGISTER)
-        cfg = self.config
+        cfg, key = self.config, self._key()
         pop = prove_possession(
-            self.key, cfg.chain_id, cfg.board, pop_party(ROLE_CLIENT, self.party)
+            key, cfg.chain_id, cfg.board, cfg.round_id, pop_party(ROLE_CLIENT, self.party)
         )
-        board.submit(
-            ROLE_CLIENT,
-            self.party,
-            Registration(ROLE_CLIENT, self.party, self.key.pk.to_bytes(), pop.to_bytes()),
-        )
+        self._post(board, Registration(ROLE_CLIENT, self.party, key.pk.to_bytes(), pop.to_bytes()))
         self.stage = Stage.REGISTERED
 
     def make_dealings(self, board: Board) -> DealingsPost:
@@ -139,7 +157,7 @@ class Client(_Role):
 
     def deal(self, board: Board) -> None:
         self._expect(Stage.REGISTERED, board, Phase.DEAL)
-        board.submit(ROLE_CLIENT, self.party, self.make_dealings(board))
+        self._post(board, self.make_dealings(board))
         self.stage = Stage.DEALT
 
     def masked_input(self, board: Board) -> bytes:
@@ -156,8 +174,9 @@ class Client(_Role):
         members = tuple(board.member_keys())
         edges = [(j, pair_key(me, j)) for j in st.graph[me] if pair_key(me, j) in st.dealings]
         # (edges missing from st.dealings: the lower end never dealt, or j never registered)
+        key_pair = self._key()
         incoming = [
-            DealingClaim(st.dealings[key], members, dealing_context(cfg, key), self.key.pk)
+            DealingClaim(st.dealings[key], members, dealing_context(cfg, key), key_pair.pk)
             for _, key in edges
             if key[0] != me
         ]
@@ -170,7 +189,7 @@ class Client(_Role):
             if key[0] == me:
                 secret = self._dealt_secrets[key]
             else:
-                secret = recover_as_recipient(st.dealings[key], self.key)
+                secret = recover_as_recipient(st.dealings[key], key_pair)
             pairs.append((compute_mask_seed(dealing_context(cfg, key), secret), pair_sign(me, j)))
         quantized = quantize(
             self.update, cfg.masking(), self.weight, self.rng, backend=self.backend
@@ -182,11 +201,17 @@ class Client(_Role):
         self._expect(Stage.DEALT, board, Phase.UPLOAD)
         data = self.masked_input(board)
         digest = blobs.put(data)
-        board.submit(ROLE_CLIENT, self.party, MaskedInputPost(self.party, digest, len(data)))
+        self._post(board, MaskedInputPost(self.party, digest, len(data)))
         self.stage = Stage.UPLOADED
-        self._dealt_secrets.clear()  # one-shot: nothing secret is kept
-        self._tables.clear()
+        self.forget()
         return digest
+
+    def forget(self) -> None:
+        """One-shot: erase every round secret (dealt seeds, the round key, the update)."""
+        self._dealt_secrets.clear()
+        self._tables.clear()
+        self.key = None
+        self.update = None
 
 
 class CommitteeMember(_Role):
@@ -194,44 +219,88 @@ class CommitteeMember(_Role):
 
     role = ROLE_MEMBER
 
-    def __init__(self, config: RoundConfig, index: int) -> None:
+    def __init__(self, config: RoundConfig, index: int, *, identity: Identity) -> None:
         self.config = config
+        self.identity = identity
         self.party = index
-        self.key = KeyPair.generate()
+        self.key: KeyPair | None = KeyPair.generate()
         self.stage = Stage.NEW
+        self.confirmed_head: bytes | None = None
+
+    def _key(self) -> KeyPair:
+        if self.key is None:
+            raise ProtocolError(f"member {self.party}: its round key was erased after reveal")
+        return self.key
 
     def register(self, board: Board) -> None:
         self._expect(Stage.NEW, board, Phase.REGISTER)
-        cfg = self.config
+        cfg, key = self.config, self._key()
         pop = prove_possession(
-            self.key, cfg.chain_id, cfg.board, pop_party(ROLE_MEMBER, self.party)
+            key, cfg.chain_id, cfg.board, cfg.round_id, pop_party(ROLE_MEMBER, self.party)
         )
-        board.submit(
-            ROLE_MEMBER,
-            self.party,
-            Registration(ROLE_MEMBER, self.party, self.key.pk.to_bytes(), pop.to_bytes()),
-        )
+        self._post(board, Registration(ROLE_MEMBER, self.party, key.pk.to_bytes(), pop.to_bytes()))
         self.stage = Stage.REGISTERED
+
+    def reveal_seed(self, board: Board) -> None:
+        """DEAL phase: the member's contribution to the graph seed (SPEC.md §6.10)."""
+        self._expect(Stage.REGISTERED, board, Phase.DEAL)
+        cfg = self.config
+        gamma, proof = prove_seed_reveal(
+            self._key(), cfg.chain_id, cfg.board, cfg.round_id, self.party
+        )
+        self._post(board, SeedReveal(self.party, gamma.to_bytes(), proof.to_bytes()))
+        self.stage = Stage.SEEDED
+
+    def confirm(self, board: Board) -> None:
+        """UNMASK phase: confirm the head that fixed U — once; the member decrypts only
+        for this head (SPEC.md §6.11). Refuses an aborted round (it reveals nothing)."""
+        self._expect(Stage.SEEDED, board, Phase.UNMASK)
+        st = board.state()
+        if st.included is None or compute_included(st) != st.included:
+            raise ProtocolError(f"member {self.party}: included set missing or inconsistent")
+        if st.aborted:
+            raise ProtocolError(
+                f"member {self.party}: the round aborted (|U| below min_included "
+                f"{self.config.min_included}): nothing is revealed"
+            )
+        head = board.view()
+        self._post(board, Confirmation(self.party, head))
+        self.confirmed_head = head
+        self.stage = Stage.CONFIRMED
 
     def make_shares(self, board: Board) -> SharesPost:
         """Decrypted shares for self dealings of included clients and for pair dealings
         with exactly one end included — recomputed here from the board's public data,
-        never taken on the aggregator's word."""
+        never taken on the aggregator's word, and only once a quorum of members
+        confirmed the very head this member confirmed."""
         st = board.state()
-        if st.included is None or compute_included(st) != st.included:
+        if st.included is None or compute_included(st) != st.included or st.aborted:
             raise ProtocolError(f"member {self.party}: included set missing or inconsistent")
-        items = []
-        for key in board.allowed_shares():
-            share = decrypt_share(
-                st.dealings[key], self.party, self.key, dealing_context(self.config, key)
+        head = board.view()
+        if self.confirmed_head is None or head != self.confirmed_head:
+            raise ProtocolError(
+                f"member {self.party}: the board's U-fixing head is not the one it confirmed"
             )
-            items.append(ShareItem(key[0], key[1], key[2], share.to_bytes()))
+        agreeing = sum(1 for h in st.confirmations.values() if h == head)
+        if agreeing < self.config.confirm_quorum:
+            raise ProtocolError(
+                f"member {self.party}: {agreeing} confirmations of its head < quorum "
+                f"{self.config.confirm_quorum}: it does not decrypt"
+            )
+        key = self._key()
+        items = []
+        for dkey in board.allowed_shares():
+            share = decrypt_share(
+                st.dealings[dkey], self.party, key, dealing_context(self.config, dkey)
+            )
+            items.append(ShareItem(dkey[0], dkey[1], dkey[2], share.to_bytes()))
         return SharesPost(self.party, tuple(items))
 
     def reveal(self, board: Board) -> None:
-        self._expect(Stage.REGISTERED, board, Phase.UNMASK)
-        board.submit(ROLE_MEMBER, self.party, self.make_shares(board))
+        self._expect(Stage.CONFIRMED, board, Phase.UNMASK)
+        self._post(board, self.make_shares(board))
         self.stage = Stage.REVEALED
+        self.key = None  # its round key is not needed again
 
 
 class Aggregator(_Role):
@@ -239,8 +308,11 @@ class Aggregator(_Role):
 
     role = ROLE_AGGREGATOR
 
-    def __init__(self, config: RoundConfig, *, backend: str | None = None) -> None:
+    def __init__(
+        self, config: RoundConfig, *, identity: Identity, backend: str | None = None
+    ) -> None:
         self.config = config
+        self.identity = identity
         self.party = 0
         self.backend = backend
         self.stage = Stage.NEW
@@ -260,7 +332,7 @@ class Aggregator(_Role):
         blob = result_blob(total, self.config.bits)
         digest = blobs.put(blob)
         assert digest == blob_digest(blob)
-        board.submit(ROLE_AGGREGATOR, 0, ResultPost(digest, included, int(total[-1])))
+        self._post(board, ResultPost(digest, included, int(total[-1])))
         self.total = total
         self.stage = Stage.DONE
         return total

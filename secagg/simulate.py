@@ -15,7 +15,8 @@ from secagg.blobs import BlobStore
 from secagg.boards import Board, MemoryBoard
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError
-from secagg.messages import Event
+from secagg.identity import Identity
+from secagg.messages import Event, SignedPost
 from secagg.quantize import MaskingConfig, bits_needed
 from secagg.roles import Aggregator, Client, CommitteeMember
 from secagg.verifier import BLOB_DIR, save_round, verify_round
@@ -54,7 +55,9 @@ class SimParams:
                 f"m - t - 1 = {self.committee - self.threshold - 1}"
             )
 
-    def round_config(self) -> RoundConfig:
+    def round_config(self, roster: Roster | None = None) -> RoundConfig:
+        """The round's config; ``roster`` (aggregator, members, clients identities)
+        defaults to fresh identities (see ``SimParams.identities``)."""
         bits = self.bits
         if bits is None:
             bits = max(bits_needed(self.clients, self.max_weight, self.quant_bits), 1)
@@ -72,29 +75,47 @@ class SimParams:
             bits=bits,
             clip=float(self.clip),
             max_weight=self.max_weight,
+            aggregator=roster.aggregator.address if roster else bytes(20),
+            members=tuple(i.address for i in roster.members) if roster else (),
+            clients=tuple(i.address for i in roster.clients) if roster else (),
         )
+
+    def identities(self) -> Roster:
+        """Fresh identities for the aggregator, every member and every client seat."""
+        return Roster(
+            Identity.generate(),
+            [Identity.generate() for _ in range(self.committee)],
+            [Identity.generate() for _ in range(self.clients)],
+        )
+
+
+@dataclass
+class Roster:
+    """The identities of one simulated round (each party holds its own)."""
+
+    aggregator: Identity
+    members: list[Identity]
+    clients: list[Identity]
 
 
 class TimedBoard(MemoryBoard):
     """A memory board that adds up the time it spends validating posts."""
 
-    def __init__(self, config: RoundConfig) -> None:
-        self.busy = 0.0
-        super().__init__(config)
+    busy = 0.0
 
-    def submit(self, role: int, sender: int, msg: Any) -> Event:
+    def submit(self, post: SignedPost) -> Event:
         t0 = time.perf_counter()
         try:
-            return super().submit(role, sender, msg)
+            return super().submit(post)
         finally:
             self.busy += time.perf_counter() - t0
 
 
-def make_board(kind: str, cfg: RoundConfig) -> Any:
+def make_board(kind: str, cfg: RoundConfig, aggregator: Identity) -> Any:
     """memory -> TimedBoard; evm / anvil / rpc:URL -> EvmBoard (its ``config`` carries
     the chain id and contract address; phase lengths leave one block per post)."""
     if kind == "memory":
-        return TimedBoard(cfg)
+        return TimedBoard.create(cfg, aggregator)
     if kind in ("evm", "anvil") or kind.startswith("rpc:"):
         from secagg.boards.evm import EvmBoard
 
@@ -102,11 +123,11 @@ def make_board(kind: str, cfg: RoundConfig) -> Any:
         cfg = replace(
             cfg,
             register_blocks=max(cfg.register_blocks, n + m + 2),
-            deal_blocks=max(cfg.deal_blocks, n + 2),
+            deal_blocks=max(cfg.deal_blocks, n + m + 2),
             upload_blocks=max(cfg.upload_blocks, n + 2),
-            unmask_blocks=max(cfg.unmask_blocks, m + 2),
+            unmask_blocks=max(cfg.unmask_blocks, 2 * m + 2),
         )
-        return EvmBoard(cfg, kind)
+        return EvmBoard(cfg, kind, aggregator=aggregator)
     raise ConfigError(f"board: {kind!r} is not memory, evm, anvil or rpc:URL")
 
 
@@ -142,7 +163,8 @@ def simulate(
     params: SimParams, out_dir: Path | None = None, *, progress: bool = False
 ) -> SimResult:
     """Run one round end to end on a memory board and verify it as a third party."""
-    cfg = params.round_config()
+    roster = params.identities()
+    cfg = params.round_config(roster)
     rng = np.random.default_rng(params.seed)
     out = Path(out_dir) if out_dir is not None else None
     if out is None:
@@ -172,7 +194,7 @@ def simulate(
         int(k) for k in rng.choice(np.arange(1, m + 1), params.committee_dropout, replace=False)
     )
 
-    board = make_board(params.board, cfg)
+    board = make_board(params.board, cfg, roster.aggregator)
     cfg = board.config
     clients = [
         Client(
@@ -180,16 +202,17 @@ def simulate(
             i,
             updates[i - 1],
             weights[i - 1],
+            identity=roster.clients[i - 1],
             rng=np.random.default_rng(params.seed * 1000 + i),
             backend=params.backend,
         )
         for i in range(1, n + 1)
     ]
-    members = [CommitteeMember(cfg, k) for k in range(1, m + 1)]
+    members = [CommitteeMember(cfg, k, identity=roster.members[k - 1]) for k in range(1, m + 1)]
     client_time = {c.party: 0.0 for c in clients}
     member_time = {mb.party: 0.0 for mb in members}
     sent = {c.party: 0 for c in clients}
-    bar = _progress(3 * n + 2 * m + 2, progress)
+    bar = _progress(3 * n + 4 * m + 2, progress)
 
     def timed(who: dict[int, float], party: int, fn, *args):  # noqa: ANN001, ANN202
         busy0, t0 = board.busy, time.perf_counter()
@@ -205,6 +228,8 @@ def simulate(
     for mb in members:
         timed(member_time, mb.party, mb.register, board)
     _advance_to(board, cfg.register_blocks)
+    for mb in members:
+        timed(member_time, mb.party, mb.reveal_seed, board)
     for c in clients:
         if drop_phase.get(c.party) == "deal":
             continue
@@ -221,6 +246,8 @@ def simulate(
         sent[c.party] += len(board.events()[-1].body) + size
     _advance_to(board, cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks)
     for mb in members:
+        timed(member_time, mb.party, mb.confirm, board)
+    for mb in members:
         if mb.party in member_drop:
             continue
         timed(member_time, mb.party, mb.reveal, board)
@@ -228,7 +255,7 @@ def simulate(
         board,
         cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks + cfg.unmask_blocks,
     )
-    aggregator = Aggregator(cfg, backend=params.backend)
+    aggregator = Aggregator(cfg, identity=roster.aggregator, backend=params.backend)
     t0, busy0 = time.perf_counter(), board.busy
     aggregator.aggregate(board, blobs)
     aggregator_s = (time.perf_counter() - t0) - (board.busy - busy0)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
 
 from pvss.group import G1Point
 from pvss.scrape import (

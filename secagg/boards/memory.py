@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from pvss.dleq import DleqProof
 from pvss.errors import InvalidEncoding, InvalidProof
 from pvss.group import G1Point
-from pvss.keys import ProofOfPossession, verify_possession
+from pvss.keys import ProofOfPossession, verify_possession, verify_seed_reveal
 from pvss.scrape import (
     Dealing,
     DealingClaim,
@@ -31,6 +32,7 @@ from secagg.boards.base import (
     compute_included,
     event_hash,
     pop_party,
+    seat_identity,
 )
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolError
@@ -42,36 +44,58 @@ from secagg.graph import (
     pair_key,
     self_key,
 )
+from secagg.identity import Identity, InvalidSignature, recover
 from secagg.messages import (
     ROLE_AGGREGATOR,
     ROLE_CLIENT,
     ROLE_MEMBER,
+    Confirmation,
     DealingsPost,
     Event,
+    Exclusion,
     MaskedInputPost,
     Registration,
     ResultPost,
+    SeedReveal,
     SharesPost,
+    SignedPost,
     TranscriptFile,
+    party_name,
 )
 from secagg.packing import packed_size
+from secagg.posts import NO_SIGNATURE, post_digest, sign_post, signing_digest
 
 
 class MemoryBoard(Board):
-    """In-memory board with a hash-chained event log (tests, simulation, replay)."""
+    """In-memory board with a hash-chained event log (tests, simulation, the FL
+    server's board, and every replay).
 
-    def __init__(self, config: RoundConfig) -> None:
+    Create one with :meth:`create` (the aggregator signs event 0, the config) or rebuild
+    one from a transcript with :meth:`replay`."""
+
+    def __init__(self, config: RoundConfig, config_sig: bytes) -> None:
         self.config = config
         self._height = 0
         self._events: list[Event] = []
         self._state = RoundState(config)
         self.faults: list[Fault] = []
         # replay only: dealing claims whose proofs are checked in one batch at the end
-        self._deferred: list[DealingClaim] | None = None
+        self._deferred: list[tuple[DealingKey, DealingClaim]] | None = None
         # replay only: False when the proofs were checked by a full-mode round contract
         # (the auditor read the events from that chain), see ``replay(proofs=...)``
         self._check_proofs = True
-        self._append(ROLE_AGGREGATOR, 0, codec.encode(config))
+        post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
+        self._check_signature(post, config, config.aggregator)
+        self._append(post, post_digest(config))
+        self._state.phase_heads[Phase.REGISTER] = self.head
+
+    @classmethod
+    def create(cls, config: RoundConfig, aggregator: Identity) -> MemoryBoard:
+        """A fresh board whose event 0 (the config) the aggregator signs."""
+        if aggregator.address != config.aggregator:
+            raise ProtocolError("board: the config names another aggregator identity")
+        post = sign_post(aggregator, config, ROLE_AGGREGATOR, 0, config, ZERO_HASH)
+        return cls(config, post.sig)
 
     # -- Board interface ---------------------------------------------------------
     def height(self) -> int:
@@ -93,15 +117,14 @@ class MemoryBoard(Board):
     def head(self) -> bytes:
         return event_hash(self._events[-1])
 
-    def submit(self, role: int, sender: int, msg: Any) -> Event:
+    def submit(self, post: SignedPost) -> Event:
         try:
-            apply = self._check(role, sender, msg)
+            msg, digest, apply = self._check_post(post)
         except RuleViolation as exc:
             self.faults.append(exc.fault)
             raise
-        body = codec.encode(msg)
         apply()
-        return self._append(role, sender, body)
+        return self._append(post, digest)
 
     # -- transcript --------------------------------------------------------------
     def transcript(self) -> TranscriptFile:
@@ -118,19 +141,21 @@ class MemoryBoard(Board):
         """Rebuild a board from its events, re-checking the hash chain and every rule.
 
         The whole chain is checked first (a broken link is the board's fault, never the
-        sender's), then every event is re-submitted under the rules: the first one an
-        honest board would have refused raises ``RuleViolation`` naming its sender.
-        Dealing proofs of all posts are checked in one batch at the end (faster); if
-        that batch fails, the replay is redone post by post to name the dealer.
-        ``expected_head``, the head hash from a trusted source (the chain, a published
-        digest), also protects the last event; without it, the last event is only as
-        trustworthy as the file.
+        sender's), then every event is re-submitted under the rules — signature, view,
+        stage, proofs: the first one an honest board would have refused raises
+        ``RuleViolation`` naming its sender. Dealing proofs of all posts are checked in
+        one batch at the end (faster); if that batch fails, the dealer of the first
+        bad dealing is named. ``expected_head``, the head hash from a trusted source
+        (the chain, a published digest), also protects the last event; without it, the
+        last event is only as trustworthy as the file — though every event is signed by
+        its sender, so a forged last event frames nobody.
 
-        ``proofs=False`` (SPEC.md §6.8, "chain" verification) skips the cryptographic
-        checks a full-mode round contract executed on-chain — proofs of possession,
-        dealing proofs, decrypted-share proofs — and keeps every other rule. It needs
-        ``expected_head`` read from that chain: without it, a forged file could carry
-        proofs no chain ever checked."""
+        ``proofs=False`` (SPEC.md §6.8, "chain" verification) skips the BN254 proofs a
+        full-mode round contract executed on-chain — proofs of possession, seed
+        reveals, dealing proofs, decrypted-share proofs — and keeps every other rule
+        (signatures included: they are cheap). It needs ``expected_head`` read from
+        that chain: without it, a forged file could carry proofs no chain ever
+        checked."""
         if not proofs and expected_head is None:
             raise ProtocolError(
                 "transcript: skipping the proof checks needs the expected head from the "
@@ -150,60 +175,90 @@ class MemoryBoard(Board):
         if expected_head is not None and event_hash(events[-1]) != expected_head:
             raise ProtocolError("transcript: head does not match the expected head")
         first = events[0]
-        if first.role != ROLE_AGGREGATOR:
+        if first.role != ROLE_AGGREGATOR or first.sender != 0 or first.height != 0:
             raise ProtocolError("transcript: event 0 must be the round config")
         try:
             config = codec.decode(first.body, RoundConfig)
         except InvalidEncoding as exc:
             raise ProtocolError(f"transcript: event 0 is not a round config: {exc}") from None
-        board = cls._replay_events(config, first, events, defer=True, proofs=proofs)
-        if proofs and board._deferred and not is_valid_dealing_batch(board._deferred):
-            # some dealing is invalid: replay again checking post by post to name it
-            cls._replay_events(config, first, events, defer=False)
-            raise ProtocolError("transcript: batch and per-post dealing checks disagree")
+        if first.digest != post_digest(config) or first.view != ZERO_HASH:
+            raise ProtocolError("transcript: event 0's digest or view is wrong")
+        try:
+            board = cls(config, first.sig)
+        except RuleViolation as exc:
+            raise ProtocolError(f"transcript: event 0: {exc}") from None
+        board._check_proofs = proofs
+        board._deferred = []
+        for ev in events[1:]:
+            board.advance(ev.height - board._height)
+            board._replay_event(ev)
+        if proofs and board._deferred:
+            board._check_deferred()
         board._deferred = None
         return board
 
-    @classmethod
-    def _replay_events(
-        cls,
-        config: RoundConfig,
-        first: Event,
-        events: tuple[Event, ...],
-        *,
-        defer: bool,
-        proofs: bool = True,
-    ) -> MemoryBoard:
-        board = cls(config)
-        board._check_proofs = proofs
-        if board._events[0] != first:
-            raise ProtocolError("transcript: event 0 does not match its config")
-        if defer or not proofs:  # without proofs the collected claims are never checked
-            board._deferred = []
-        for ev in events[1:]:
-            board.advance(ev.height - board._height)
+    def _replay_event(self, ev: Event) -> None:
+        post = SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig)
+        try:
+            _, digest, apply = self._check_post(post)
+        except RuleViolation as exc:
+            self.faults.append(exc.fault)
+            raise
+        if digest != ev.digest:
+            raise RuleViolation(
+                Fault(ev.role, ev.sender, "encoding", "event digest is not its body's")
+            )
+        apply()
+        self._append(post, digest)
+        if self._events[-1] != ev:  # pragma: no cover - the chain check above
+            raise ProtocolError(f"transcript: event {ev.seq} does not rebuild")
+
+    def _check_deferred(self) -> None:
+        assert self._deferred is not None
+        claims = [claim for _, claim in self._deferred]
+        if is_valid_dealing_batch(claims):
+            return
+        for key, claim in self._deferred:  # name the first bad dealing's dealer
             try:
-                msg: Any = codec.decode(ev.body)
-            except InvalidEncoding as exc:
-                raise RuleViolation(Fault(ev.role, ev.sender, "encoding", str(exc))) from None
-            board.submit(ev.role, ev.sender, msg)
-        return board
+                verify_dealing(
+                    claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk
+                )
+            except InvalidProof as exc:
+                fault = Fault(ROLE_CLIENT, key[0], "dealing-proof", f"{key}: {exc}")
+                self.faults.append(fault)
+                raise RuleViolation(fault) from None
+        raise ProtocolError("transcript: batch and per-dealing checks disagree")  # pragma: no cover
 
     # -- internals ---------------------------------------------------------------
-    def _append(self, role: int, sender: int, body: bytes) -> Event:
+    def _append(self, post: SignedPost, digest: bytes) -> Event:
         prev = self.head if self._events else ZERO_HASH
-        ev = Event(len(self._events), self._height, role, sender, body, prev)
+        ev = Event(
+            len(self._events),
+            self._height,
+            post.role,
+            post.sender,
+            post.body,
+            digest,
+            post.view,
+            post.sig,
+            prev,
+        )
         self._events.append(ev)
         return ev
 
     def _on_height(self) -> None:
         st = self._state
         phase = self.phase()
+        for p in Phase:  # every phase that began records the head it began with
+            if p <= phase and p not in st.phase_heads:
+                st.phase_heads[p] = self.head
         if phase >= Phase.DEAL and st.registration_head is None:
-            st.registration_head = self.head
-            st.graph = compute_mask_graph(self.config, compute_round_seed(st.registration_head))
-        if phase >= Phase.UNMASK and st.included is None:
+            st.registration_head = st.phase_heads[Phase.DEAL]
+        if phase >= Phase.UNMASK and st.included is None and st.graph is not None:
             st.included = compute_included(st)
+            st.aborted = not st.included
+        elif phase >= Phase.UNMASK and st.included is None:  # the graph never formed
+            st.included, st.aborted = (), True
 
     def _fail(self, role: int, sender: int, rule: str, detail: str) -> RuleViolation:
         return RuleViolation(Fault(role, sender, rule, detail))
@@ -213,41 +268,125 @@ class MemoryBoard(Board):
         if now != want:
             raise self._fail(role, sender, "stage", f"{want.name} message in phase {now.name}")
 
-    def _check(self, role: int, sender: int, msg: Any):  # noqa: ANN202 - returns a thunk
+    def _check_signature(self, post: SignedPost, msg: Any, identity: bytes | None) -> bytes:
+        """The signer's address; ``identity`` is the one the seat requires (None: a
+        free seat under open membership, any identity)."""
+        digest = signing_digest(self.config, post.role, post.sender, post.view, post_digest(msg))
+        try:
+            signer = recover(digest, post.sig, f"{party_name(post.role, post.sender)}: signature")
+        except InvalidSignature as exc:
+            raise self._fail(post.role, post.sender, "signature", str(exc)) from None
+        if identity is not None and signer != identity:
+            raise self._fail(
+                post.role,
+                post.sender,
+                "signature",
+                f"signed by 0x{signer.hex()}, the seat belongs to 0x{identity.hex()}",
+            )
+        return signer
+
+    def _check_post(self, post: SignedPost):  # noqa: ANN202 - (msg, digest, thunk)
+        role, sender = post.role, post.sender
+        try:
+            msg: Any = codec.decode(post.body)
+        except InvalidEncoding as exc:
+            raise self._fail(role, sender, "encoding", str(exc)) from None
+        digest = post_digest(msg) if not isinstance(msg, RoundConfig) else b""
+        if isinstance(msg, RoundConfig):
+            raise self._fail(role, sender, "message", "the config is event 0 only")
+        if isinstance(msg, Exclusion):
+            return msg, digest, self._check_exclusion(post, msg)
+        st = self._state
+        if role not in (ROLE_CLIENT, ROLE_MEMBER, ROLE_AGGREGATOR):
+            raise self._fail(role, sender, "sender", f"unknown role {role}")
+        limit = {ROLE_CLIENT: self.config.n_clients, ROLE_MEMBER: self.config.committee_size}
+        if role != ROLE_AGGREGATOR and not 1 <= sender <= limit[role]:
+            raise self._fail(role, sender, "sender", f"id outside 1..{limit[role]}")
+        if role == ROLE_AGGREGATOR and sender != 0:
+            raise self._fail(role, sender, "sender", "the aggregator is sender 0")
+        signer = self._check_signature(post, msg, seat_identity(self.config, st, role, sender))
+        phase = self.phase()
+        if post.view != st.phase_heads.get(phase):
+            raise self._fail(
+                role,
+                sender,
+                "view",
+                f"signed on view {post.view.hex()[:16]}…, the board's {phase.name} phase "
+                f"began at {st.phase_heads.get(phase, ZERO_HASH).hex()[:16]}…",
+            )
         if isinstance(msg, Registration):
-            return self._check_registration(role, sender, msg)
+            return msg, digest, self._check_registration(role, sender, msg, signer)
+        if isinstance(msg, SeedReveal):
+            return msg, digest, self._check_reveal(role, sender, msg)
         if isinstance(msg, DealingsPost):
-            return self._check_dealings(role, sender, msg)
+            return msg, digest, self._check_dealings(role, sender, msg)
         if isinstance(msg, MaskedInputPost):
-            return self._check_masked(role, sender, msg)
+            return msg, digest, self._check_masked(role, sender, msg)
+        if isinstance(msg, Confirmation):
+            return msg, digest, self._check_confirmation(role, sender, msg)
         if isinstance(msg, SharesPost):
-            return self._check_shares(role, sender, msg)
+            return msg, digest, self._check_shares(role, sender, msg)
         if isinstance(msg, ResultPost):
-            return self._check_result(role, sender, msg)
+            return msg, digest, self._check_result(role, sender, msg)
         raise self._fail(role, sender, "message", f"{type(msg).__name__} cannot be posted")
 
-    def _check_registration(self, role: int, sender: int, msg: Registration):  # noqa: ANN202
+    def _check_registration(self, role: int, sender: int, msg: Registration, signer: bytes):  # noqa: ANN202
         cfg, st = self.config, self._state
         self._need_phase(role, sender, Phase.REGISTER)
         if msg.role != role or msg.party != sender:
             raise self._fail(role, sender, "sender", "registration for another party")
-        table, limit = (
-            (st.clients, cfg.n_clients) if role == ROLE_CLIENT else (st.members, cfg.committee_size)
-        )
-        if role not in (ROLE_CLIENT, ROLE_MEMBER) or not 1 <= sender <= limit:
-            raise self._fail(role, sender, "registration", f"id outside 1..{limit}")
+        if role not in (ROLE_CLIENT, ROLE_MEMBER):
+            raise self._fail(role, sender, "registration", "only clients and members register")
+        table = st.clients if role == ROLE_CLIENT else st.members
         if sender in table:
             raise self._fail(role, sender, "registration", "already registered")
+        if role == ROLE_CLIENT and signer in st.client_ids.values():
+            raise self._fail(
+                role, sender, "registration", f"identity 0x{signer.hex()} already holds a seat"
+            )
         try:
             pk = G1Point.from_bytes(msg.pk, field="registration.pk")
             pop = ProofOfPossession.from_bytes(msg.pop)
             if self._check_proofs:
-                verify_possession(pk, pop, cfg.chain_id, cfg.board, pop_party(role, sender))
+                verify_possession(
+                    pk, pop, cfg.chain_id, cfg.board, cfg.round_id, pop_party(role, sender)
+                )
         except (InvalidEncoding, InvalidProof) as exc:
             raise self._fail(role, sender, "proof-of-possession", str(exc)) from None
 
         def apply() -> None:
             table[sender] = pk
+            if role == ROLE_CLIENT:
+                st.client_ids[sender] = signer
+
+        return apply
+
+    def _check_reveal(self, role: int, sender: int, msg: SeedReveal):  # noqa: ANN202
+        cfg, st = self.config, self._state
+        self._need_phase(role, sender, Phase.DEAL)
+        if role != ROLE_MEMBER or msg.member != sender or sender not in st.members:
+            raise self._fail(role, sender, "seed", "seed reveal from a non-member or for another")
+        if sender in st.reveals:
+            raise self._fail(role, sender, "seed", "seed already revealed")
+        if len(st.members) != cfg.committee_size:
+            raise self._fail(role, sender, "seed", "committee incomplete: round cannot proceed")
+        try:
+            gamma = G1Point.from_bytes(msg.gamma, field="seed_reveal.gamma")
+            proof = DleqProof.from_bytes(msg.proof, field="seed_reveal.proof")
+            if self._check_proofs:
+                verify_seed_reveal(
+                    st.members[sender], gamma, proof, cfg.chain_id, cfg.board, cfg.round_id, sender
+                )
+        except (InvalidEncoding, InvalidProof) as exc:
+            raise self._fail(role, sender, "seed", str(exc)) from None
+
+        def apply() -> None:
+            st.reveals[sender] = gamma
+            if len(st.reveals) == cfg.committee_size:
+                assert st.registration_head is not None
+                gammas = [st.reveals[k] for k in range(1, cfg.committee_size + 1)]
+                st.round_seed = compute_round_seed(st.registration_head, gammas)
+                st.graph = compute_mask_graph(cfg, st.round_seed)
 
         return apply
 
@@ -260,9 +399,14 @@ class MemoryBoard(Board):
             raise self._fail(role, sender, "dealings", "dealer is not registered")
         if sender in st.dealers:
             raise self._fail(role, sender, "dealings", "already posted its dealings")
-        if len(st.members) != cfg.committee_size:
-            raise self._fail(role, sender, "dealings", "committee incomplete: round cannot proceed")
-        assert st.graph is not None
+        if st.graph is None:
+            raise self._fail(
+                role,
+                sender,
+                "dealings",
+                f"the graph is not fixed yet: {len(st.reveals)} of {cfg.committee_size} "
+                "seed reveals",
+            )
         want = {self_key(sender)} | {
             pair_key(sender, j) for j in st.graph[sender] if j > sender and j in st.clients
         }
@@ -291,8 +435,10 @@ class MemoryBoard(Board):
                 )
             rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
             claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
-        if self._deferred is not None:  # replay: one batch at the end (none if proofs=False)
-            self._deferred.extend(claims)
+        if not self._check_proofs:
+            pass  # a full-mode contract verified them on-chain (chain verification)
+        elif self._deferred is not None:  # replay: one batch at the end
+            self._deferred.extend(zip(got, claims, strict=True))
         elif not is_valid_dealing_batch(claims):
             for claim, key in zip(claims, got, strict=True):
                 try:
@@ -309,6 +455,40 @@ class MemoryBoard(Board):
             st.dealers.add(sender)
             for claim, key in zip(claims, got, strict=True):
                 st.dealings[key] = claim.dealing
+
+        return apply
+
+    def _check_exclusion(self, post: SignedPost, msg: Exclusion):  # noqa: ANN202
+        """An optimistic chain's exclusion of a dealer whose dealing a challenge proved
+        invalid: accepted only if that dealing really does not verify."""
+        cfg, st = self.config, self._state
+        role, sender = post.role, post.sender
+        if not cfg.optimistic or role != ROLE_AGGREGATOR or sender != 0:
+            raise self._fail(role, sender, "message", "exclusions exist in optimistic rounds only")
+        if post.sig != NO_SIGNATURE or post.view != st.phase_heads.get(self.phase()):
+            raise self._fail(
+                role, sender, "view", "an exclusion carries the phase view, no signature"
+            )
+        self._need_phase(role, sender, Phase.DEAL)
+        key = (msg.dealer, msg.purpose, msg.partner)
+        dealing = st.dealings.get(key)
+        if dealing is None:
+            raise self._fail(role, sender, "exclusion", f"{key}: no such accepted dealing")
+        rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
+        if self._check_proofs:
+            try:
+                verify_dealing(dealing, tuple(self.member_keys()), dealing_context(cfg, key), rpk)
+            except InvalidProof:
+                pass
+            else:
+                raise self._fail(role, sender, "exclusion", f"{key}: the dealing is valid")
+
+        def apply() -> None:
+            st.dealers.discard(msg.dealer)
+            for k in [k for k in st.dealings if k[0] == msg.dealer]:
+                del st.dealings[k]
+            if self._deferred is not None:
+                self._deferred[:] = [(k, c) for k, c in self._deferred if k[0] != msg.dealer]
 
         return apply
 
@@ -332,12 +512,38 @@ class MemoryBoard(Board):
 
         return apply
 
+    def _check_confirmation(self, role: int, sender: int, msg: Confirmation):  # noqa: ANN202
+        st = self._state
+        self._need_phase(role, sender, Phase.UNMASK)
+        if role != ROLE_MEMBER or msg.member != sender or sender not in st.members:
+            raise self._fail(role, sender, "confirm", "confirmation from a non-member")
+        if sender in st.confirmations:
+            raise self._fail(role, sender, "confirm", "already confirmed")
+        if st.aborted:
+            raise self._fail(role, sender, "aborted", "the round aborted (|U| < min_included)")
+        if msg.head != st.phase_heads[Phase.UNMASK]:
+            raise self._fail(role, sender, "confirm", "confirms another head than the U-fixing one")
+
+        def apply() -> None:
+            st.confirmations[sender] = msg.head
+
+        return apply
+
     def _check_shares(self, role: int, sender: int, msg: SharesPost):  # noqa: ANN202
         cfg, st = self.config, self._state
         self._need_phase(role, sender, Phase.UNMASK)
         if role != ROLE_MEMBER or msg.member != sender or sender not in st.members:
             raise self._fail(
                 role, sender, "sender", "shares from a non-member or for another member"
+            )
+        if st.aborted:
+            raise self._fail(role, sender, "aborted", "the round aborted (|U| < min_included)")
+        if len(st.confirmations) < cfg.confirm_quorum:
+            raise self._fail(
+                role,
+                sender,
+                "confirm",
+                f"{len(st.confirmations)} confirmations < quorum {cfg.confirm_quorum}",
             )
         allowed = set(allowed_share_keys(st))
         pk = st.members[sender]
@@ -384,6 +590,8 @@ class MemoryBoard(Board):
             raise self._fail(role, sender, "sender", "only the aggregator posts the result")
         if st.result is not None:
             raise self._fail(role, sender, "result", "result already posted")
+        if st.aborted:
+            raise self._fail(role, sender, "aborted", "the round aborted (|U| < min_included)")
         if msg.included != st.included:
             raise self._fail(
                 role,
