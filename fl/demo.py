@@ -4,7 +4,8 @@ side with plain FedAvg.
 A small torch MLP learns scikit-learn's digits (shipped with the package, nothing is
 downloaded) across non-IID clients (label-skewed Dirichlet split, fixed seed). Every
 round a fraction of the clients drops, each at a random stage of the protocol
-(register, deal, upload or unmask); a committee is drawn among the clients. The secure
+(register, deal or upload; committee members only after confirming); the committee is the
+roster's, fixed by the deployment (every node holds its own identity file). The secure
 run aggregates through :class:`fl.host.RoundHost` and :class:`fl.relay.NodeAgent` —
 the same code the Flower workflow and mod run, called directly here so the demo stays
 fast — and every round is verified publicly before its result is used. The plain run
@@ -43,7 +44,21 @@ from fl.host import (  # noqa: E402
     drive_round,
     make_round_config,
 )
-from fl.relay import STAGES, NodeAgent, StageReply, StageRequest  # noqa: E402
+from fl.relay import (  # noqa: E402
+    STAGE_DEAL,
+    STAGE_REGISTER,
+    STAGE_UNMASK,
+    STAGE_UPLOAD,
+    STAGES,
+    NodeAgent,
+    StageReply,
+    StageRequest,
+)
+from secagg.identity import Identity  # noqa: E402
+from secagg.roster import Roster, make_deployment  # noqa: E402
+
+CLIENT_DROP_STAGES = (STAGE_REGISTER, STAGE_DEAL, STAGE_UPLOAD)
+Deployment = tuple[Roster, list[Identity], Identity]
 from fl.tensors import FlatSpec, model_to_vector, vector_to_model  # noqa: E402
 
 __all__ = ["DemoParams", "DemoResult", "load_partitions", "run_demo", "main"]
@@ -172,10 +187,16 @@ _STAGE_ORDER = {s: i for i, s in enumerate(STAGES)}
 
 
 def dropout_schedule(p: DemoParams, rnd: int) -> dict[int, str]:
-    """Node -> the stage from which it is offline, for round ``rnd`` (seeded)."""
+    """Node -> the stage from which it is offline, for round ``rnd`` (seeded). The
+    committee is the roster's (nodes 0..m-1); a member that vanished before revealing
+    its seed would halt the round, so members drop only after confirming (at most
+    m - Q of them may miss the confirmation, SPEC.md §6.11)."""
     rng = random.Random(p.seed * 7919 + rnd)
     n_drop = int(round(p.dropout * p.clients))
-    return {node: rng.choice(STAGES) for node in rng.sample(range(p.clients), n_drop)}
+    out = {}
+    for node in rng.sample(range(p.clients), n_drop):
+        out[node] = STAGE_UNMASK if node < p.committee else rng.choice(CLIENT_DROP_STAGES)
+    return out
 
 
 def _local_update(
@@ -198,13 +219,13 @@ def _secure_round(
     max_weight: int,
     out_dir: Path,
     board_address: bytes,
+    deployment: Deployment,
 ) -> tuple[RoundOutcome, float]:
     """One verified round: host + node agents called in process, ``offline`` nodes
     silent from their dropout stage on. Returns the outcome and the training seconds."""
-    rng = random.Random(p.seed * 104729 + rnd)
-    committee = rng.sample(range(p.clients), p.committee)
+    roster, idents, server = deployment
     roles = [
-        NodeRoles(node, node + 1, committee.index(node) + 1 if node in committee else 0)
+        NodeRoles(node, node + 1, node + 1 if node < p.committee else 0)
         for node in range(p.clients)
     ]
     cfg = make_round_config(
@@ -218,8 +239,11 @@ def _secure_round(
         max_weight=max_weight,
         graph=p.graph,
         board_address=board_address,
+        aggregator=server.address,
+        members=roster.committee,
+        clients=tuple(i.address for i in idents),
     )
-    host = RoundHost(cfg, out_dir / f"round-{rnd}", roles, board=p.board, rng=rng)
+    host = RoundHost(cfg, out_dir / f"round-{rnd}", roles, identity=server, board=p.board)
     states: dict[int, bytes] = {}
     train_s = 0.0
 
@@ -238,7 +262,12 @@ def _secure_round(
             gone = offline.get(node)
             if gone is not None and _STAGE_ORDER[stage] >= _STAGE_ORDER[gone]:
                 continue  # offline: no reply (a timeout, to the server)
-            agent = NodeAgent(states.get(node, b""), rng=np.random.default_rng([p.seed, rnd, node]))
+            agent = NodeAgent(
+                states.get(node, b""),
+                identity=idents[node],
+                roster=roster,
+                rng=np.random.default_rng([p.seed, rnd, node]),
+            )
             try:
                 replies[node] = agent.handle(req, functools.partial(update, node))
             except Exception as exc:  # noqa: BLE001 - an error reply, as Flower sends one
@@ -261,6 +290,9 @@ def run_demo(p: DemoParams, *, progress: bool = False, say=print) -> DemoResult:
     global_plain = global_secure.clone()
     out_dir = Path(p.out)
     board_address = random.Random(p.seed).randbytes(20)
+    # the deployment ceremony: every node's own identity file, the roster, the server's
+    roster, paths = make_deployment(out_dir / "deployment", p.clients, p.committee, p.threshold)
+    deployment = (roster, [Identity.load(q) for q in paths], Identity.generate())
     say(
         f"federated digits: {p.clients} clients (Dirichlet alpha={p.alpha}, sizes "
         f"{sorted(len(y) for _, y in parts)}), MLP 64-{p.hidden}-10 ({spec.length} params), "
@@ -284,7 +316,16 @@ def run_demo(p: DemoParams, *, progress: bool = False, say=print) -> DemoResult:
         offline = dropout_schedule(p, rnd)
         try:
             outcome, train_s = _secure_round(
-                p, rnd, offline, global_secure, spec, parts, max_weight, out_dir, board_address
+                p,
+                rnd,
+                offline,
+                global_secure,
+                spec,
+                parts,
+                max_weight,
+                out_dir,
+                board_address,
+                deployment,
             )
         except RoundFailed as exc:
             # too many dropouts for the protocol: no result, both models stay as they are

@@ -27,7 +27,6 @@ Failures, by kind:
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,9 +35,11 @@ from pathlib import Path
 import numpy as np
 
 from fl.relay import (
+    STAGE_CONFIRM,
     STAGE_DEAL,
     STAGE_PHASE,
     STAGE_REGISTER,
+    STAGE_SEED,
     STAGE_UNMASK,
     STAGE_UPLOAD,
     STAGES,
@@ -50,13 +51,17 @@ from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import Board, MemoryBoard, Phase, RuleViolation
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
+from secagg.identity import Identity
 from secagg.messages import (
     ROLE_CLIENT,
     ROLE_MEMBER,
+    Confirmation,
     DealingsPost,
     MaskedInputPost,
     Registration,
+    SeedReveal,
     SharesPost,
+    SignedPost,
     TranscriptFile,
 )
 from secagg.quantize import MaskingConfig
@@ -96,17 +101,18 @@ class RoundVerificationError(ProtocolError):
         self.round_dir = round_dir
 
 
-def make_board(kind: str, config: RoundConfig) -> Board:
-    """A fresh board of ``kind`` for one round: ``memory`` (in process), or an EVM board
-    (``evm`` embedded py-evm, ``anvil``, ``rpc:URL``) through ``secagg.simulate``'s
-    factory. An EVM board carries its own chain id, contract address and phase lengths
-    in its ``config``; use that one, not the one passed in."""
+def make_board(kind: str, config: RoundConfig, aggregator: Identity) -> Board:
+    """A fresh board of ``kind`` for one round, its config signed by ``aggregator``:
+    ``memory`` (in process), or an EVM board (``evm`` embedded py-evm, ``anvil``,
+    ``rpc:URL``) through ``secagg.simulate``'s factory. An EVM board carries its own
+    chain id, contract address and phase lengths in its ``config``; use that one, not
+    the one passed in."""
     if kind == "memory":
-        return MemoryBoard(config)
+        return MemoryBoard.create(config, aggregator)
     if kind in ("evm", "anvil") or kind.startswith("rpc:"):
         from secagg.simulate import make_board as make_secagg_board  # noqa: PLC0415
 
-        return make_secagg_board(kind, config)
+        return make_secagg_board(kind, config, aggregator)
     raise ConfigError(f"board: {kind!r} is not available (choose from {', '.join(BOARD_KINDS)})")
 
 
@@ -124,9 +130,15 @@ def make_round_config(
     graph: str = "complete",
     board_address: bytes = bytes(20),
     chain_id: int = DEFAULT_CHAIN_ID,
+    aggregator: bytes,
+    members: Sequence[bytes],
+    clients: Sequence[bytes] = (),
+    min_included: int = 0,
+    min_neighbours: int = 0,
 ) -> RoundConfig:
     """A ``RoundConfig`` with one block per phase; ``bits=None`` takes the smallest
-    modulus that cannot overflow for these n, W and q (``ConfigError`` if over 64)."""
+    modulus that cannot overflow for these n, W and q (``ConfigError`` if over 64).
+    ``aggregator``, ``members``, ``clients``: the seats' identities (SPEC.md §6.9)."""
     if bits is None:
         bits = MaskingConfig.minimal(quant_bits, float(clip), max_weight, n_clients).bits
     return RoundConfig(
@@ -146,13 +158,18 @@ def make_round_config(
         deal_blocks=1,
         upload_blocks=1,
         unmask_blocks=1,
+        aggregator=aggregator,
+        members=tuple(members),
+        clients=tuple(clients),
+        min_included=min_included,
+        min_neighbours=min_neighbours,
     )
 
 
 @dataclass
 class NodeRoles:
-    """The party ids a node holds in one round: always a client id, and a member id
-    when it sits on the committee (0 otherwise)."""
+    """The seats a node holds in one round: a client seat and/or a member seat
+    (0 = none; a committee node need not be a client)."""
 
     node: int
     client: int
@@ -184,10 +201,13 @@ class RoundOutcome:
 
 _EXPECTED = {
     STAGE_REGISTER: Registration,
+    STAGE_SEED: SeedReveal,
     STAGE_DEAL: DealingsPost,
     STAGE_UPLOAD: MaskedInputPost,
+    STAGE_CONFIRM: Confirmation,
     STAGE_UNMASK: SharesPost,
 }
+_MEMBER_STAGES = (STAGE_SEED, STAGE_CONFIRM, STAGE_UNMASK)
 
 
 class RoundHost:
@@ -196,15 +216,16 @@ class RoundHost:
     Parameters
     ----------
     config : RoundConfig
-        The round (n clients, m members, masking parameters...).
+        The round (n clients, m members, the roster, masking parameters...).
     round_dir : Path
         Where ``transcript.msgpack`` and ``blobs/`` go (created).
     roles : Sequence[NodeRoles]
-        Client ids 1..n and member ids 1..m, each held by a transport node id.
+        Client seats 1..n and member seats 1..m, each held by a transport node id.
+    identity : Identity
+        The server's own identity (the config's ``aggregator``): signs event 0 and the
+        result. The server holds no other key.
     board : str
         Board kind for :func:`make_board`.
-    rng : random.Random, optional
-        Draws committee replacements (default: system randomness).
     backend : str, optional
         Masking backend of the aggregator and the verifier.
     """
@@ -215,27 +236,27 @@ class RoundHost:
         round_dir: Path,
         roles: Sequence[NodeRoles],
         *,
+        identity: Identity,
         board: str = "memory",
-        rng: random.Random | None = None,
         backend: str | None = None,
     ) -> None:
-        clients = sorted(r.client for r in roles)
+        clients = sorted(r.client for r in roles if r.client)
         if clients != list(range(1, config.n_clients + 1)):
-            raise ConfigError(f"roles: client ids must be 1..{config.n_clients}, got {clients}")
+            raise ConfigError(f"roles: client seats must be 1..{config.n_clients}, got {clients}")
         members = sorted(r.member for r in roles if r.member)
         if members != list(range(1, config.committee_size + 1)):
             raise ConfigError(
-                f"roles: member ids must be 1..{config.committee_size}, got {members}"
+                f"roles: member seats must be 1..{config.committee_size}, got {members}"
             )
         self.round_dir = Path(round_dir)
         self.roles: dict[int, NodeRoles] = {
             r.node: NodeRoles(r.node, r.client, r.member) for r in roles
         }
+        self.identity = identity
         self.board_kind = board
-        self.board = make_board(board, config)
+        self.board = make_board(board, config, identity)
         self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         self.blobs = BlobStore(self.round_dir / BLOB_DIR)
-        self.rng = rng if rng is not None else random.SystemRandom()
         self.backend = backend
         self.faults: list[str] = []
         self.dropped: dict[str, list[int]] = {s: [] for s in STAGES}
@@ -273,9 +294,9 @@ class RoundHost:
 
     def request(
         self, stage: str, node: int, *, client: int | None = None, member: int | None = None
-    ):
-        """The request for one node (``client`` / ``member`` override the roles it is
-        asked to act in, e.g. a committee replacement registers as a member only)."""
+    ) -> StageRequest:
+        """The request for one node (``client`` / ``member`` override the seats it is
+        asked to act in)."""
         r = self.roles[node]
         return StageRequest(
             stage,
@@ -287,57 +308,52 @@ class RoundHost:
 
     def requests(self, stage: str) -> dict[int, StageRequest]:
         """Every node asked at ``stage``: all at registration; then the clients whose
-        previous post the board accepted (deal, upload) or the registered members
-        (unmask). A node that dropped out of a client stage is still asked as a member;
-        one that faulted is not asked again."""
+        previous post the board accepted (deal, upload) or the members whose previous
+        post it accepted (seed, confirm, unmask). A node that dropped out of a client
+        stage is still asked as a member; one that faulted is not asked again."""
         self.open(STAGE_PHASE[stage])
         st = self.board.state()
+        if stage == STAGE_CONFIRM and st.aborted:
+            raise RoundFailed(
+                f"round {self.config.round_id}: aborted: the included set "
+                f"({len(st.masked)} uploaded) is below min_included {self.config.min_included}"
+                f" / min_neighbours {self.config.min_neighbours}; nothing is revealed"
+            )
         out: dict[int, StageRequest] = {}
         for node, r in self.roles.items():
-            as_client = node not in self._client_out
-            if stage == STAGE_REGISTER and as_client:
-                out[node] = self.request(stage, node)
+            as_client = r.client and node not in self._client_out
+            as_member = r.member and node not in self._member_out
+            if stage == STAGE_REGISTER:
+                seats = {
+                    "client": r.client if as_client else 0,
+                    "member": r.member if as_member else 0,
+                }
+                if seats["client"] or seats["member"]:
+                    out[node] = self.request(stage, node, **seats)
             elif stage == STAGE_DEAL and as_client and r.client in st.clients:
                 out[node] = self.request(stage, node, member=0)
             elif stage == STAGE_UPLOAD and as_client and r.client in st.dealers:
                 out[node] = self.request(stage, node, member=0)
-            elif (
-                stage == STAGE_UNMASK
-                and node not in self._member_out
-                and r.member
-                and r.member in st.members
-            ):
-                out[node] = self.request(stage, node, client=0)
+            elif stage in _MEMBER_STAGES and as_member:
+                done = {
+                    STAGE_SEED: st.members,
+                    STAGE_CONFIRM: st.reveals,
+                    STAGE_UNMASK: st.confirmations,
+                }[stage]
+                if r.member in done:
+                    out[node] = self.request(stage, node, client=0)
         return out
 
     # -- committee ---------------------------------------------------------------------
     def missing_members(self) -> list[int]:
-        """Member ids with no accepted registration."""
+        """Member seats with no accepted registration."""
         st = self.board.state()
         return [k for k in range(1, self.config.committee_size + 1) if k not in st.members]
 
-    def replace_members(self) -> dict[int, StageRequest]:
-        """While registration is open: hand each missing member id to another node
-        whose client registration the board accepted and that holds no member id;
-        returns the register requests to send (empty when none can be filled)."""
-        self.open(Phase.REGISTER)
+    def missing_reveals(self) -> list[int]:
+        """Member seats whose seed reveal the board has not accepted."""
         st = self.board.state()
-        missing = self.missing_members()
-        candidates = sorted(
-            node
-            for node, r in self.roles.items()
-            if node not in self._client_out and not r.member and r.client in st.clients
-        )
-        self.rng.shuffle(candidates)
-        out = {}
-        for k, node in zip(missing, candidates, strict=False):
-            for other in self.roles.values():
-                if other.member == k:
-                    other.member = 0
-            self.roles[node].member = k
-            out[node] = self.request(STAGE_REGISTER, node, client=0, member=k)
-            log.info("round %d: member %d re-drawn: node %d", self.config.round_id, k, node)
-        return out
+        return [k for k in range(1, self.config.committee_size + 1) if k not in st.reveals]
 
     # -- replies -----------------------------------------------------------------------
     def close(self) -> None:
@@ -348,11 +364,11 @@ class RoundHost:
 
     def drop(self, stage: str, node: int, reason: str, *, fault: bool = False) -> None:
         """Count ``node`` as a dropout at ``stage``: a missed registration or a fault
-        ends its round; a missed deal / upload ends its client role; a missed unmask
-        its member role."""
+        ends its round; a missed deal / upload ends its client seat; a missed member
+        stage its member seat."""
         if stage in (STAGE_REGISTER, STAGE_DEAL, STAGE_UPLOAD) or fault:
             self._client_out.add(node)
-        if stage in (STAGE_REGISTER, STAGE_UNMASK) or fault:
+        if stage in (STAGE_REGISTER, *_MEMBER_STAGES) or fault:
             self._member_out.add(node)
         if node not in self.dropped[stage]:
             self.dropped[stage].append(node)
@@ -365,8 +381,8 @@ class RoundHost:
         self.drop(stage, node, "fault", fault=True)
 
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
-        """Submit a node's reply to the board; False (and the node dropped) if it did
-        not answer, answered with an error, or the board refused any of its posts."""
+        """Submit a node's signed posts to the board; False (and the node dropped) if it
+        did not answer, answered with an error, or the board refused any of its posts."""
         if reply is None or isinstance(reply, BaseException):
             self.drop(stage, node, "no reply" if reply is None else f"error: {reply}")
             return False
@@ -374,9 +390,10 @@ class RoundHost:
             self._fault(stage, node, f"node {node}", "empty reply")
             return False
         r = self.roles[node]
-        for body in reply.posts:  # the first refused post ends the node's round
+        for raw in reply.posts:  # the first refused post ends the node's round
             try:
-                msg: object = codec.decode(body)
+                post = codec.decode(raw, SignedPost)
+                msg: object = codec.decode(post.body)
             except InvalidEncoding as exc:
                 self._fault(stage, node, f"node {node}", f"undecodable post: {exc}")
                 return False
@@ -384,40 +401,31 @@ class RoundHost:
             if not isinstance(msg, want):
                 self._fault(stage, node, f"node {node}", f"{type(msg).__name__} at {stage}")
                 return False
-            role, sender = self._sender(msg, r)
-            if sender == 0:
-                self._fault(stage, node, f"node {node}", "posts for a role it does not hold")
+            seat = {ROLE_CLIENT: r.client, ROLE_MEMBER: r.member}.get(post.role, 0)
+            if not seat or post.sender != seat:
+                self._fault(stage, node, f"node {node}", "posts for a seat it does not hold")
                 return False
             if isinstance(msg, MaskedInputPost):
                 if blob_digest(reply.blob) != msg.digest or len(reply.blob) != msg.size:
                     self._fault(
-                        stage, node, f"client {sender}", "blob does not match its posted digest"
+                        stage, node, f"client {seat}", "blob does not match its posted digest"
                     )
                     return False
-                self.blobs.put(reply.blob)
             t0 = time.perf_counter()
             try:
-                self.board.submit(role, sender, msg)
+                self.board.submit(post)
             except RuleViolation as exc:
                 self._fault(stage, node, exc.fault.who, f"{exc.fault.rule}: {exc.fault.detail}")
                 return False
             finally:
                 self.board_seconds += time.perf_counter() - t0
-        if stage == STAGE_UNMASK or (stage == STAGE_REGISTER and not r.client):
+            if isinstance(msg, MaskedInputPost):
+                self.blobs.put(reply.blob)  # only once the board accepted its digest
+        if stage in _MEMBER_STAGES or (stage == STAGE_REGISTER and not r.client):
             self.member_seconds[node] = self.member_seconds.get(node, 0.0) + reply.seconds
         else:
             self.client_seconds[node] = self.client_seconds.get(node, 0.0) + reply.seconds
         return True
-
-    @staticmethod
-    def _sender(msg: object, r: NodeRoles) -> tuple[int, int]:
-        if isinstance(msg, Registration):
-            if msg.role == ROLE_MEMBER:
-                return ROLE_MEMBER, r.member
-            return ROLE_CLIENT, r.client
-        if isinstance(msg, SharesPost):
-            return ROLE_MEMBER, r.member
-        return ROLE_CLIENT, r.client
 
     # -- result ------------------------------------------------------------------------
     def finish(self) -> RoundOutcome:
@@ -425,7 +433,7 @@ class RoundHost:
         if every check passed (``RoundVerificationError`` otherwise)."""
         cfg = self.config
         self.open(Phase.RESULT)
-        aggregator = Aggregator(cfg, backend=self.backend)
+        aggregator = Aggregator(cfg, identity=self.identity, backend=self.backend)
         t0 = time.perf_counter()
         try:
             if not self.board.included():
@@ -451,7 +459,7 @@ class RoundHost:
                 self.round_dir,
             )
         included = self.board.included()
-        by_client = {r.client: node for node, r in self.roles.items()}
+        by_client = {r.client: node for node, r in self.roles.items() if r.client}
         return RoundOutcome(
             round_id=cfg.round_id,
             config=cfg,
@@ -487,8 +495,9 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
 
     ``send(stage, requests)`` delivers each request to its node and returns the replies
     it got, by node; a node missing from the answer timed out (a dropout), an exception
-    in its place is an error reply (also a dropout). Committee members that fail to
-    register are re-drawn among the registered clients while registration is open.
+    in its place is an error reply (also a dropout). The committee is the roster's: a
+    member seat that does not register or reveal its seed halts the round (SPEC.md
+    §6.10) with :class:`RoundFailed` naming it — no server may re-draw a seat.
     """
     try:
         for stage in STAGES:
@@ -496,24 +505,16 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
             replies = send(stage, reqs) if reqs else {}
             for node in reqs:
                 host.accept(stage, node, replies.get(node))
-            if stage == STAGE_REGISTER:
-                _fill_committee(host, send)
+            if stage == STAGE_REGISTER and host.missing_members():
+                raise RoundFailed(
+                    f"round {host.config.round_id}: committee incomplete, member seats "
+                    f"{host.missing_members()} never registered"
+                )
+            if stage == STAGE_SEED and host.missing_reveals():
+                raise RoundFailed(
+                    f"round {host.config.round_id}: member seats {host.missing_reveals()} "
+                    "withheld their seed reveal: the graph cannot be drawn"
+                )
         return host.finish()
     finally:
         host.close()
-
-
-def _fill_committee(host: RoundHost, send: Transport) -> None:
-    while host.missing_members():
-        again = host.replace_members()
-        if not again:
-            break
-        replies = send(STAGE_REGISTER, again)
-        for node in again:
-            host.accept(STAGE_REGISTER, node, replies.get(node))
-    missing = host.missing_members()
-    if missing:
-        raise RoundFailed(
-            f"round {host.config.round_id}: committee incomplete, members {missing} "
-            "never registered and no node could replace them"
-        )

@@ -12,23 +12,31 @@ Stages map one to one onto the board's phases (SPEC.md §6.4):
 ==========  ==========  =====================================================
 stage       phase       what the node does
 ==========  ==========  =====================================================
-register    REGISTER    fresh keys; a ``Registration`` per role it holds
+hello       (none)      tells its identity's address (no board involved)
+register    REGISTER    fresh round keys; a ``Registration`` per seat it holds
+seed        DEAL        the member's ``SeedReveal`` (SPEC.md §6.10)
 deal        DEAL        the client's ``DealingsPost`` (self + pair dealings)
 upload      UPLOAD      trains, masks its weighted update: ``MaskedInputPost`` + blob
-unmask      UNMASK      the member's ``SharesPost`` for what the board allows
+confirm     UNMASK      the member's ``Confirmation`` of the U-fixing head (§6.11)
+unmask      UNMASK      the member's ``SharesPost``, once a quorum confirmed that head
 ==========  ==========  =====================================================
 
 A node never takes the relayed transcript on trust: :class:`NodeAgent` replays it
-through a fresh ``MemoryBoard`` (hash chain, every board rule, every proof), advances
-the replica to the relayed height, checks that the keys registered under its ids are
-its own, and only then runs the ``secagg.roles`` state machines against that replica.
-Its posts are first accepted by the replica (so a node never sends what an honest board
-would refuse) and the accepted event bodies are what it relays.
+through a fresh ``MemoryBoard`` (hash chain, every signature, every board rule, every
+proof), checks the round's config against the deployment's roster it holds itself
+(``secagg.roster.Roster.check``), checks that the transcript extends the one it acted
+on before (pinning, §6.11), that the seats it is asked to act in belong to its own
+identity and carry its own keys, and only then runs the ``secagg.roles`` state
+machines against that replica. Its posts are signed by its identity on the replica's
+view and first accepted by the replica (so a node never sends what an honest board
+would refuse); the signed posts are what it relays.
 
-Between stages the node keeps its secrets (two secret keys and the seeds of its own
-dealings) in a small opaque state blob, :meth:`NodeAgent.state_bytes`, which a Flower
-ClientApp stores in its node-local ``Context.state``; nothing of it ever leaves the
-node. The client forgets its dealt secrets after uploading (one-shot).
+Between stages the node keeps its round secrets (two round keys and the seeds of its
+own dealings) and its pin in a small opaque state blob, :meth:`NodeAgent.state_bytes`,
+which a Flower ClientApp stores in its node-local ``Context.state``; nothing of it ever
+leaves the node. The client forgets its round key and dealt secrets after uploading,
+the member its round key after revealing; the identity key lives in the node's
+identity file, never in the state.
 """
 
 from __future__ import annotations
@@ -46,10 +54,12 @@ from pvss.keys import KeyPair
 from pvss.transcript import keccak256
 from secagg import codec
 from secagg.blobs import BlobStore, blob_digest
-from secagg.boards import MemoryBoard, Phase
-from secagg.errors import ProtocolError
-from secagg.messages import TranscriptFile
+from secagg.boards import MemoryBoard, Phase, event_hash
+from secagg.errors import ConfigError, ProtocolError
+from secagg.identity import Identity
+from secagg.messages import SignedPost, TranscriptFile
 from secagg.roles import Client, CommitteeMember, Stage
+from secagg.roster import Roster
 
 __all__ = [
     "STAGES",
@@ -60,19 +70,25 @@ __all__ = [
     "round_key",
 ]
 
+STAGE_HELLO = "hello"
 STAGE_REGISTER = "register"
+STAGE_SEED = "seed"
 STAGE_DEAL = "deal"
 STAGE_UPLOAD = "upload"
+STAGE_CONFIRM = "confirm"
 STAGE_UNMASK = "unmask"
-STAGES = (STAGE_REGISTER, STAGE_DEAL, STAGE_UPLOAD, STAGE_UNMASK)
+# the board stages, in order (hello comes before a round has a board)
+STAGES = (STAGE_REGISTER, STAGE_SEED, STAGE_DEAL, STAGE_UPLOAD, STAGE_CONFIRM, STAGE_UNMASK)
 STAGE_PHASE = {
     STAGE_REGISTER: Phase.REGISTER,
+    STAGE_SEED: Phase.DEAL,
     STAGE_DEAL: Phase.DEAL,
     STAGE_UPLOAD: Phase.UPLOAD,
+    STAGE_CONFIRM: Phase.UNMASK,
     STAGE_UNMASK: Phase.UNMASK,
 }
 
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -88,7 +104,7 @@ class StageRequest:
     member: int = 0
 
     def __post_init__(self) -> None:
-        if self.stage not in STAGES:
+        if self.stage not in STAGES and self.stage != STAGE_HELLO:
             raise ProtocolError(f"stage request: unknown stage {self.stage!r}")
         if self.client < 0 or self.member < 0 or self.height < 0:
             raise ProtocolError("stage request: ids and height must be >= 0")
@@ -96,12 +112,14 @@ class StageRequest:
 
 @dataclass(frozen=True)
 class StageReply:
-    """Node -> server: codec-encoded posts (in the order to submit), the masked vector
-    for an upload (empty otherwise) and the seconds the node computed."""
+    """Node -> server: codec-encoded ``SignedPost`` s (in the order to submit), the
+    masked vector for an upload (empty otherwise), the seconds the node computed and
+    the node's identity address (what ``hello`` asks for)."""
 
     posts: tuple[bytes, ...] = ()
     blob: bytes = b""
     seconds: float = 0.0
+    identity: bytes = b""
 
 
 def round_key(transcript: TranscriptFile) -> bytes:
@@ -133,12 +151,15 @@ class _Outbox(BlobStore):
 class _NodeState:
     round: bytes = b""
     client: int = 0
-    client_sk: int = 0
+    client_sk: int = 0  # 0 once erased (after upload)
     client_stage: str = Stage.NEW.value
     secrets: dict[tuple[int, int, int], G1Point] = field(default_factory=dict)
     member: int = 0
-    member_sk: int = 0
+    member_sk: int = 0  # 0 once erased (after reveal)
     member_stage: str = Stage.NEW.value
+    confirmed: bytes = b""  # the U-fixing head this member confirmed
+    pin_seq: int = -1  # the last transcript this node acted on: its last event ...
+    pin_head: bytes = b""  # ... and that event's hash
 
     def to_bytes(self) -> bytes:
         return msgpack.packb(
@@ -152,6 +173,9 @@ class _NodeState:
                 self.member,
                 scalar_to_bytes(self.member_sk),
                 self.member_stage,
+                self.confirmed,
+                self.pin_seq,
+                self.pin_head,
             ],
             use_bin_type=True,
         )
@@ -161,8 +185,8 @@ class _NodeState:
         if not data:
             return cls()
         try:
-            v, rnd, client, csk, cstage, secrets, member, msk, mstage = msgpack.unpackb(
-                data, raw=False
+            (v, rnd, client, csk, cstage, secrets, member, msk, mstage, conf, pseq, phead) = (
+                msgpack.unpackb(data, raw=False)
             )
         except Exception as exc:  # msgpack raises several unrelated types
             raise ProtocolError(f"node state: unreadable ({type(exc).__name__})") from None
@@ -177,6 +201,9 @@ class _NodeState:
             member,
             scalar_from_bytes(msk, field="state.member_sk"),
             mstage,
+            conf,
+            pseq,
+            phead,
         )
 
 
@@ -191,6 +218,11 @@ class NodeAgent:
     state : bytes, optional
         What :meth:`state_bytes` returned after the previous request (a ClientApp
         keeps it in ``Context.state``); empty for a fresh node.
+    identity : Identity
+        The node's own long-term identity (from its identity file); it signs every
+        post and must be the identity of every seat the node is asked to act in.
+    roster : Roster
+        The deployment's roster, as this node holds it (never taken from the server).
     rng : numpy.random.Generator, optional
         Randomness for the stochastic rounding of the update (default: fresh from the
         OS). Keys and dealings always use the cryptographic generator of ``pvss``.
@@ -202,22 +234,31 @@ class NodeAgent:
         self,
         state: bytes = b"",
         *,
+        identity: Identity,
+        roster: Roster,
         rng: np.random.Generator | None = None,
         backend: str | None = None,
     ) -> None:
         self._state = _NodeState.from_bytes(state)
+        self.identity = identity
+        self.roster = roster
         self.rng = rng
         self.backend = backend
 
     def state_bytes(self) -> bytes:
-        """The node's secrets between stages (node-local; never sent anywhere)."""
+        """The node's round secrets and pin between stages (node-local; never sent)."""
         return self._state.to_bytes()
 
     # -- the board replica -----------------------------------------------------------
-    def _replica(self, request: StageRequest) -> MemoryBoard:
-        """The relayed board, re-verified: hash chain, every rule and every proof."""
+    def _replica(self, request: StageRequest) -> tuple[MemoryBoard, TranscriptFile]:
+        """The relayed board, re-verified: hash chain, signatures, every rule and proof;
+        the config against this node's roster; the transcript against the pin."""
         transcript = codec.decode(request.transcript, TranscriptFile)
         board = MemoryBoard.replay(transcript)
+        try:
+            self.roster.check(board.config)
+        except ConfigError as exc:
+            raise ProtocolError(f"relay: {exc}") from None
         if request.height < board.height():
             raise ProtocolError(
                 f"relay: height {request.height} is below the transcript's {board.height()}"
@@ -230,90 +271,157 @@ class NodeAgent:
                 f"the board is in {board.phase().name}"
             )
         key = round_key(transcript)
-        if request.stage == STAGE_REGISTER:
-            if self._state.round != key:
-                self._state = _NodeState(round=key)
-        elif self._state.round != key:
+        s = self._state
+        if request.stage == STAGE_REGISTER and s.round != key:
+            self._state = s = _NodeState(round=key)  # an earlier round's secrets go
+        elif s.round != key:
             raise ProtocolError(f"relay: stage {request.stage} for a round this node never joined")
-        return board
+        events = transcript.events
+        if s.pin_seq >= 0 and (
+            len(events) <= s.pin_seq or event_hash(events[s.pin_seq]) != s.pin_head
+        ):
+            raise ProtocolError(
+                f"relay: the transcript does not extend the one this node acted on "
+                f"(event {s.pin_seq}): the server forked the board"
+            )
+        return board, transcript
 
-    def _check_own_key(self, board: MemoryBoard, role: str, party: int, key: KeyPair) -> None:
-        st = board.state()
-        table = st.clients if role == "client" else st.members
-        if table.get(party) != key.pk:
+    def _pin(self, transcript: TranscriptFile) -> None:
+        self._state.pin_seq = len(transcript.events) - 1
+        self._state.pin_head = event_hash(transcript.events[-1])
+
+    def _check_seat(self, board: MemoryBoard, role: str, party: int, key: KeyPair) -> None:
+        """The seat is this node's identity's and holds this node's round key."""
+        cfg, st = board.config, board.state()
+        if role == "client":
+            owner = st.client_ids.get(party)
+            table = st.clients
+        else:
+            owner = cfg.member_identity(party) if 1 <= party <= cfg.committee_size else None
+            table = st.members
+        if owner != self.identity.address or table.get(party) != key.pk:
             raise ProtocolError(f"relay: the board does not hold this node's key as {role} {party}")
+
+    def _check_offer(self, board: MemoryBoard, role: str, party: int) -> None:
+        """Before registering: the seat exists and the roster gives it to this node."""
+        cfg = board.config
+        if role == "member":
+            if not 1 <= party <= cfg.committee_size or cfg.member_identity(party) != (
+                self.identity.address
+            ):
+                raise ProtocolError(f"relay: member seat {party} is not this node's identity's")
+        else:
+            if not 1 <= party <= cfg.n_clients:
+                raise ProtocolError(f"relay: client seat {party} does not exist")
+            want = cfg.client_identity(party)
+            if want is not None and want != self.identity.address:
+                raise ProtocolError(f"relay: client seat {party} is not this node's identity's")
 
     # -- roles, restored from the state -----------------------------------------------
     def _client(self, board: MemoryBoard) -> Client:
         s = self._state
         if not s.client:
             raise ProtocolError("relay: this node is no client in this round")
-        c = Client(board.config, s.client, None, 1, rng=self.rng, backend=self.backend)
+        if not s.client_sk:
+            raise ProtocolError(f"relay: client {s.client} already uploaded (key erased)")
+        c = Client(
+            board.config,
+            s.client,
+            None,
+            1,
+            identity=self.identity,
+            rng=self.rng,
+            backend=self.backend,
+        )
         c.key = KeyPair.generate(s.client_sk)
         c.stage = Stage(s.client_stage)
         c._dealt_secrets = dict(s.secrets)  # the role's own field, restored verbatim
+        self._check_seat(board, "client", c.party, c.key)
         return c
 
     def _save_client(self, c: Client) -> None:
         self._state.client_stage = c.stage.value
         self._state.secrets = dict(c._dealt_secrets)
+        self._state.client_sk = c.key.sk if c.key is not None else 0
 
     def _member(self, board: MemoryBoard) -> CommitteeMember:
         s = self._state
         if not s.member:
             raise ProtocolError("relay: this node is no committee member in this round")
-        mb = CommitteeMember(board.config, s.member)
+        if not s.member_sk:
+            raise ProtocolError(f"relay: member {s.member} already revealed (key erased)")
+        mb = CommitteeMember(board.config, s.member, identity=self.identity)
         mb.key = KeyPair.generate(s.member_sk)
         mb.stage = Stage(s.member_stage)
+        mb.confirmed_head = s.confirmed or None
+        self._check_seat(board, "member", mb.party, mb.key)
         return mb
+
+    def _save_member(self, mb: CommitteeMember) -> None:
+        self._state.member_stage = mb.stage.value
+        self._state.confirmed = mb.confirmed_head or b""
+        self._state.member_sk = mb.key.sk if mb.key is not None else 0
 
     # -- stages ------------------------------------------------------------------------
     def handle(self, request: StageRequest, update: UpdateFn | None = None) -> StageReply:
-        """Act for one stage and return the posts to relay.
+        """Act for one stage and return the signed posts to relay.
 
         ``update`` (upload stage only) trains and returns ``(vector, weight)``: the
         flat float update (numpy / torch / cupy) and its integer weight (FedAvg:
         ``num_examples``, at most the round's ``max_weight``).
 
         Raises ``ProtocolError`` (wrong stage, unknown round, a relayed board that does
-        not verify, a key that is not ours), ``InvalidParameters`` (weight out of
-        range) — the server then counts this node as a dropout for the stage.
+        not verify or does not extend the pinned one, a config the roster refuses, a
+        seat or key that is not ours, too few confirmations) or ``InvalidParameters``
+        (weight out of range) — the server then counts this node as a dropout.
         """
         t0 = time.perf_counter()
-        board = self._replica(request)
+        if request.stage == STAGE_HELLO:
+            return StageReply(identity=self.identity.address)
+        board, transcript = self._replica(request)
         posts: list[bytes] = []
         blob = b""
         s = self._state
+
+        def relay(before: int) -> None:  # the signed posts the replica accepted
+            for ev in board.events()[before:]:
+                posts.append(codec.encode(SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig)))
+
+        before = len(board.events())
         if request.stage == STAGE_REGISTER:
             if request.client:
                 if s.client:
                     raise ProtocolError(f"relay: already registered as client {s.client}")
-                c = Client(board.config, request.client, None, 1, rng=self.rng)
+                self._check_offer(board, "client", request.client)
+                c = Client(board.config, request.client, None, 1, identity=self.identity)
                 c.register(board)
-                posts.append(board.events()[-1].body)
-                s.client, s.client_sk, s.client_stage = request.client, c.key.sk, c.stage.value
+                s.client = request.client
+                self._save_client(c)
             if request.member:
                 if s.member:
                     raise ProtocolError(f"relay: already registered as member {s.member}")
-                mb = CommitteeMember(board.config, request.member)
+                self._check_offer(board, "member", request.member)
+                mb = CommitteeMember(board.config, request.member, identity=self.identity)
                 mb.register(board)
-                posts.append(board.events()[-1].body)
-                s.member, s.member_sk, s.member_stage = request.member, mb.key.sk, mb.stage.value
-            if not posts:
-                raise ProtocolError("relay: register request names no role")
+                s.member = request.member
+                self._save_member(mb)
+            if not request.client and not request.member:
+                raise ProtocolError("relay: register request names no seat")
+        elif request.stage == STAGE_SEED:
+            self._expect_ids(request, member=True)
+            mb = self._member(board)
+            mb.reveal_seed(board)
+            self._save_member(mb)
         elif request.stage == STAGE_DEAL:
             self._expect_ids(request, client=True)
             c = self._client(board)
-            self._check_own_key(board, "client", c.party, c.key)
             c.deal(board)
-            posts.append(board.events()[-1].body)
             self._save_client(c)
         elif request.stage == STAGE_UPLOAD:
             self._expect_ids(request, client=True)
             if update is None:
                 raise ProtocolError("relay: upload needs the node's update")
             c = self._client(board)
-            self._check_own_key(board, "client", c.party, c.key)
             t_train = time.perf_counter()
             vector, weight = update()
             t0 += time.perf_counter() - t_train  # training is not protocol time
@@ -327,17 +435,21 @@ class NodeAgent:
             c.weight = board.config.masking().check_weight(weight)
             outbox = _Outbox()
             c.upload(board, outbox)
-            posts.append(board.events()[-1].body)
             (blob,) = outbox.data.values()
-            self._save_client(c)  # UPLOADED, secrets cleared by the role
+            self._save_client(c)  # UPLOADED: round key and dealt secrets erased
+        elif request.stage == STAGE_CONFIRM:
+            self._expect_ids(request, member=True)
+            mb = self._member(board)
+            mb.confirm(board)
+            self._save_member(mb)
         else:  # STAGE_UNMASK
             self._expect_ids(request, member=True)
             mb = self._member(board)
-            self._check_own_key(board, "member", mb.party, mb.key)
             mb.reveal(board)
-            posts.append(board.events()[-1].body)
-            self._state.member_stage = mb.stage.value
-        return StageReply(tuple(posts), blob, time.perf_counter() - t0)
+            self._save_member(mb)  # REVEALED: round key erased
+        relay(before)
+        self._pin(transcript)
+        return StageReply(tuple(posts), blob, time.perf_counter() - t0, self.identity.address)
 
     def _expect_ids(self, request: StageRequest, *, client: bool = False, member: bool = False):
         s = self._state
