@@ -183,7 +183,7 @@ def _exact_less(stream: _Stream, u: int, gamma: Fraction) -> bool:
             e = e * (Decimal(2) ** bits)
             # quotient, exp and product each within 1/2 ulp: relative error below
             # (|gamma| + 3) * 10^(1 - prec); take twice that.
-            tol = e * (Decimal(abs(gamma)) + 3) * Decimal(10) ** (1 - prec) * 2
+            tol = e * (Decimal(math.ceil(abs(gamma))) + 3) * Decimal(10) ** (1 - prec) * 2
             if num + 1 <= e - tol:
                 return True
             if num >= e + tol:
