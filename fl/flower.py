@@ -3,30 +3,42 @@
 
 Switching a Flower app from SecAgg+ to publicly verifiable secure aggregation::
 
-    fit_workflow = PvssSecAggWorkflow(committee_size=5, threshold=2)   # was SecAggPlusWorkflow(...)
-    app = ClientApp(client_fn=client_fn, mods=[pvss_secagg_mod])       # was mods=[secaggplus_mod]
+    fit_workflow = PvssSecAggWorkflow(roster="roster.json")        # was SecAggPlusWorkflow(...)
+    app = ClientApp(client_fn=client_fn, mods=[pvss_secagg_mod])   # was mods=[secaggplus_mod]
+
+Trust. The server is not trusted with anyone's key or with deciding who sits where
+(SPEC.md §6.13). The deployment gives every node its own identity file and everyone
+(server included) the same roster file (``secagg.roster.make_deployment`` writes both);
+a node finds them in its ``node_config`` (``pvss-identity``, ``pvss-roster``: paths) or,
+in simulations, under ``$PVSS_SECAGG_DEPLOYMENT/identities/node-<partition-id>.json``
+and ``$PVSS_SECAGG_DEPLOYMENT/roster.json``. Every post a node makes is signed by its
+identity on the view it acted on; the node re-verifies the whole relayed board, checks
+the round against its roster, pins what it saw, and members decrypt only after a
+quorum confirmed the same included set.
 
 How a round maps onto Flower messages. Every fit round is one secure-aggregation round
-on its own board, hosted by the ServerApp (a ``MemoryBoard`` now, an EVM board later).
-The strategy samples nodes as usual (``configure_fit``); each sampled node becomes a
-client (ids 1..n in node-id order) and ``committee_size`` of them, drawn at random, also
-sit on the committee (ids 1..m) — a node may hold both roles. Then four TRAIN messages
-per node, one per board phase:
+on its own board, hosted by the ServerApp. The strategy samples nodes as usual
+(``configure_fit``); each sampled node whose identity the roster admits becomes a
+client (seats 1..n in node-id order); the committee is the roster's, wherever its nodes
+are (a committee node that was not sampled sits as a member only). Messages:
 
-1. ``register``: the node makes fresh keys and returns its ``Registration`` (s);
-   committee seats whose node did not register are re-drawn among the registered nodes.
-2. ``deal``: the node returns its ``DealingsPost``.
-3. ``upload``: the message also carries the strategy's ``FitIns``; the mod lets the
+0. ``hello`` (once per node, cached): the node tells its identity's address.
+1. ``register``: the node makes fresh round keys and returns its signed
+   ``Registration`` (s).
+2. ``seed``: members reveal their seed contribution (the graph is drawn from them).
+3. ``deal``: clients return their ``DealingsPost``.
+4. ``upload``: the message also carries the strategy's ``FitIns``; the mod lets the
    ClientApp train, then returns its ``MaskedInputPost`` and the masked vector, and
    strips the parameters from the reply (only the masked vector leaves the node).
-4. ``unmask``: committee members return their ``SharesPost``.
+5. ``confirm`` / 6. ``unmask``: members confirm the U-fixing head, then return their
+   ``SharesPost`` once a quorum confirmed it.
 
-Each request carries the board's transcript so far; the node replays and re-verifies it
-before acting (:class:`fl.relay.NodeAgent`). Replies are codec-encoded ``secagg``
-messages (bytes in a ``ConfigRecord``); the server submits them to the board under the
-party id it assigned to the replying node — Flower's authenticated ``src_node_id`` plays
-the part of ``msg.sender`` — and advances the board height between phases. Nodes that
-time out or fail at any stage are dropouts. At the end the server aggregates, writes
+Each request carries the board's transcript so far. Replies are codec-encoded
+``SignedPost`` s (bytes in a ``ConfigRecord``); the server checks each is for a seat
+the replying node holds (Flower's ``src_node_id``) and submits it — the board checks the
+signature against the seat's identity — and advances the board height between phases.
+Nodes that time out or fail at any stage are dropouts; a committee seat that never
+registers or reveals halts the round (logged as an error). At the end the server aggregates, writes
 ``round_dir/round-<k>/`` (``transcript.msgpack`` + ``blobs/``), re-verifies it with
 ``verify_round`` and only then hands the weighted mean to ``Strategy.aggregate_fit``; a
 round that does not verify raises :class:`fl.host.RoundVerificationError` naming the
@@ -65,9 +77,11 @@ from fl.host import (
     drive_round,
     make_round_config,
 )
-from fl.relay import STAGE_UPLOAD, NodeAgent, StageReply, StageRequest
+from fl.relay import STAGE_HELLO, STAGE_UPLOAD, NodeAgent, StageReply, StageRequest
 from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
 from secagg.errors import ConfigError, ProtocolError
+from secagg.identity import Identity
+from secagg.roster import Roster
 
 __all__ = [
     "RECORD_KEY",
@@ -125,7 +139,12 @@ def reply_to_record(reply: StageReply) -> Any:
     from flwr.app import ConfigRecord  # noqa: PLC0415
 
     return ConfigRecord(
-        {"posts": list(reply.posts), "blob": reply.blob, "seconds": float(reply.seconds)}
+        {
+            "posts": list(reply.posts),
+            "blob": reply.blob,
+            "seconds": float(reply.seconds),
+            "identity": reply.identity,
+        }
     )
 
 
@@ -136,7 +155,10 @@ def reply_from_record(record: Mapping[str, Any]) -> StageReply:
         if not isinstance(posts, list) or not all(isinstance(p, bytes) for p in posts):
             raise ProtocolError("stage reply: posts must be a list of bytes")
         return StageReply(
-            tuple(posts), _typed(record, "blob", bytes), _typed(record, "seconds", float)
+            tuple(posts),
+            _typed(record, "blob", bytes),
+            _typed(record, "seconds", float),
+            _typed(record, "identity", bytes),
         )
     except KeyError as exc:
         raise ProtocolError(f"stage reply: missing {exc}") from None
@@ -152,6 +174,31 @@ def _typed(record: Mapping[str, Any], key: str, kind: type) -> Any:
 # ---------------------------------------------------------------------------------------
 # client side
 # ---------------------------------------------------------------------------------------
+
+
+DEPLOYMENT_ENV = "PVSS_SECAGG_DEPLOYMENT"
+
+
+def node_deployment(node_config: Mapping[str, Any]) -> tuple[Identity, Roster]:
+    """The node's own identity and roster: ``node_config['pvss-identity']`` and
+    ``['pvss-roster']`` (paths), else ``$PVSS_SECAGG_DEPLOYMENT/identities/
+    node-<partition-id>.json`` and ``.../roster.json`` (simulations). ``ProtocolError``
+    naming what is missing."""
+    ident = node_config.get("pvss-identity")
+    roster = node_config.get("pvss-roster")
+    base = os.environ.get(DEPLOYMENT_ENV)
+    if (ident is None or roster is None) and base:
+        part = node_config.get("partition-id")
+        if ident is None and part is not None:
+            ident = str(Path(base) / "identities" / f"node-{int(part)}.json")
+        if roster is None:
+            roster = str(Path(base) / "roster.json")
+    if ident is None or roster is None:
+        raise ProtocolError(
+            "node: no identity/roster: set node_config pvss-identity and pvss-roster "
+            f"(or ${DEPLOYMENT_ENV} for simulations)"
+        )
+    return Identity.load(str(ident)), Roster.load(str(roster))
 
 
 def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
@@ -177,7 +224,12 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
         return call_next(msg, ctxt)
     request = request_from_record(msg.content.config_records[RECORD_KEY])
     saved = ctxt.state.config_records.get(STATE_KEY)
-    agent = NodeAgent(cast(bytes, saved["state"]) if saved is not None else b"")
+    identity, roster = node_deployment(ctxt.node_config)
+    agent = NodeAgent(
+        cast(bytes, saved["state"]) if saved is not None else b"",
+        identity=identity,
+        roster=roster,
+    )
     out_content = RecordDict()
 
     def update() -> tuple[np.ndarray, int]:
@@ -209,10 +261,14 @@ class PvssSecAggWorkflow:
 
     Parameters
     ----------
-    committee_size : int
-        m, committee members drawn among the sampled nodes each round.
-    threshold : int
-        t: any t+1 members reconstruct, any t learn nothing (2t < m).
+    roster : Roster | str | Path
+        The deployment's roster (or its file): the committee (m identities, seat order),
+        the threshold t, the admissible clients, the floors on the included set. Every
+        node holds the same file and refuses a round that disagrees with it.
+    identity : Identity | str | Path, optional
+        The server's own identity (signs each round's config and result); a fresh one
+        per workflow if omitted (pin it in the roster's ``aggregator`` to make nodes
+        refuse any other server).
     clipping_range : float (default 8.0)
         Parameters are clipped to [-c, c] before quantization.
     quantization_bits : int (default 16)
@@ -232,17 +288,16 @@ class PvssSecAggWorkflow:
     graph : str (default "complete")
         Mask graph: ``complete`` (SecAgg) or ``regular:K`` (SecAgg+).
     seed : int, optional
-        Seeds the committee draw and the memory board's address (tests, demos);
-        None uses system randomness.
+        Seeds the memory board's address (tests, demos); None uses system randomness.
     backend : str, optional
         Masking backend of the aggregator and the verifier.
     """
 
     def __init__(
         self,
-        committee_size: int,
-        threshold: int,
+        roster: Roster | str | os.PathLike[str],
         *,
+        identity: Identity | str | os.PathLike[str] | None = None,
         clipping_range: float = 8.0,
         quantization_bits: int = 16,
         modulus_bits: int | None = None,
@@ -255,14 +310,19 @@ class PvssSecAggWorkflow:
         seed: int | None = None,
         backend: str | None = None,
     ) -> None:
-        if not 1 <= threshold < committee_size:
-            raise ConfigError(f"threshold: need 1 <= t < m, got t={threshold}, m={committee_size}")
+        self.roster = roster if isinstance(roster, Roster) else Roster.load(roster)
+        if identity is None:
+            self.identity = Identity.generate()
+        elif isinstance(identity, Identity):
+            self.identity = identity
+        else:
+            self.identity = Identity.load(identity)
         if clipping_range <= 0:
             raise ConfigError(f"clipping_range: must be > 0, got {clipping_range}")
         if isinstance(max_weight, bool) or not isinstance(max_weight, int) or max_weight < 1:
             raise ConfigError(f"max_weight: must be an integer >= 1, got {max_weight!r}")
-        self.committee_size = committee_size
-        self.threshold = threshold
+        self.committee_size = self.roster.committee_size
+        self.threshold = self.roster.threshold
         self.clipping_range = float(clipping_range)
         self.quantization_bits = quantization_bits
         self.modulus_bits = modulus_bits
@@ -273,11 +333,43 @@ class PvssSecAggWorkflow:
         self.graph = graph
         self.chain_id = chain_id
         self.backend = backend
-        self._rng: random.Random = (
-            random.Random(seed) if seed is not None else random.SystemRandom()
-        )
-        self.board_address = self._rng.randbytes(20) if seed is not None else os.urandom(20)
+        rng = random.Random(seed) if seed is not None else None
+        self.board_address = rng.randbytes(20) if rng is not None else os.urandom(20)
         self.outcomes: list[RoundOutcome] = []
+        self._addresses: dict[int, bytes] = {}  # node id -> identity address (hello)
+
+    def _hello(self, grid: Any, nodes: list[int], group: str) -> None:
+        """Ask nodes whose identity the server does not know yet for their address (the
+        address is public; a node that lies cannot sign for the seat it gets)."""
+        from flwr.app import Message, RecordDict  # noqa: PLC0415
+        from flwr.app.message_type import MessageType  # noqa: PLC0415
+
+        unknown = [n for n in nodes if n not in self._addresses]
+        if not unknown:
+            return
+        out = []
+        for node in unknown:
+            content = RecordDict()
+            content.config_records[RECORD_KEY] = request_to_record(
+                StageRequest(STAGE_HELLO, 0, b"")
+            )
+            out.append(
+                Message(
+                    content=content,
+                    dst_node_id=node,
+                    message_type=MessageType.TRAIN,
+                    group_id=group,
+                )
+            )
+        for reply in grid.send_and_receive(out, timeout=self.timeout):
+            if reply.has_error():
+                continue
+            try:
+                rep = reply_from_record(reply.content.config_records[RECORD_KEY])
+            except (KeyError, ProtocolError):
+                continue
+            if len(rep.identity) == 20:
+                self._addresses[reply.metadata.src_node_id] = rep.identity
 
     def __call__(self, grid: Any, context: Any) -> None:
         """Run one fit round (called by ``DefaultWorkflow`` every round)."""
@@ -307,14 +399,24 @@ class PvssSecAggWorkflow:
         if not proxy_fitins:
             log.info("configure_fit: no clients selected, cancel")
             return
-        nodes = sorted(proxy.node_id for proxy, _ in proxy_fitins)
-        if len(nodes) < max(2, self.committee_size):
+        sampled = sorted(proxy.node_id for proxy, _ in proxy_fitins)
+        self._hello(grid, sorted(set(sampled) | set(grid.get_node_ids())), str(current_round))
+        by_address = {a: n for n, a in self._addresses.items()}
+        missing = [a for a in self.roster.committee if a not in by_address]
+        if missing:
             log.error(
-                "round %d: %d sampled nodes, need at least max(2, committee_size=%d)",
+                "round %d: committee identities %s are not connected: round skipped",
                 current_round,
-                len(nodes),
-                self.committee_size,
+                ", ".join("0x" + a.hex()[:8] for a in missing),
             )
+            return
+        nodes = [
+            n
+            for n in sampled
+            if n in self._addresses and self.roster.admits_client(self._addresses[n])
+        ]
+        if len(nodes) < 2:
+            log.error("round %d: %d admissible sampled nodes, need 2", current_round, len(nodes))
             return
         proxies = {proxy.node_id: proxy for proxy, _ in proxy_fitins}
         fitins = {
@@ -323,31 +425,43 @@ class PvssSecAggWorkflow:
         global_arrays = parameters_to_ndarrays(parameters)
         _, spec = ndarrays_to_vector(global_arrays)
 
-        config = make_round_config(
-            round_id=current_round,
-            n_clients=len(nodes),
-            committee_size=self.committee_size,
-            threshold=self.threshold,
-            dim=spec.length,
-            clip=self.clipping_range,
-            quant_bits=self.quantization_bits,
-            max_weight=self.max_weight,
-            bits=self.modulus_bits,
-            graph=self.graph,
-            board_address=self.board_address,
-            chain_id=self.chain_id,
-        )
-        committee = self._rng.sample(nodes, self.committee_size)
+        try:
+            config = make_round_config(
+                round_id=current_round,
+                n_clients=len(nodes),
+                committee_size=self.committee_size,
+                threshold=self.threshold,
+                dim=spec.length,
+                clip=self.clipping_range,
+                quant_bits=self.quantization_bits,
+                max_weight=self.max_weight,
+                bits=self.modulus_bits,
+                graph=self.graph,
+                board_address=self.board_address,
+                chain_id=self.chain_id,
+                aggregator=self.identity.address,
+                members=self.roster.committee,
+                clients=tuple(self._addresses[n] for n in nodes)
+                if self.roster.clients is not None
+                else (),
+                min_included=max(self.roster.min_included, 0),
+                min_neighbours=self.roster.min_neighbours,
+            )
+        except ConfigError as exc:
+            log.error("round %d: cannot configure the round: %s", current_round, exc)
+            return
+        member_of = {by_address[a]: k + 1 for k, a in enumerate(self.roster.committee)}
+        seat = {node: i + 1 for i, node in enumerate(nodes)}
         roles = [
-            NodeRoles(node, i + 1, committee.index(node) + 1 if node in committee else 0)
-            for i, node in enumerate(nodes)
+            NodeRoles(node, seat.get(node, 0), member_of.get(node, 0))
+            for node in sorted(set(nodes) | set(member_of))
         ]
         host = RoundHost(
             config,
             self.round_dir / f"round-{current_round}",
             roles,
+            identity=self.identity,
             board=self.board,
-            rng=self._rng,
             backend=self.backend,
         )
         fit_replies: dict[int, Any] = {}

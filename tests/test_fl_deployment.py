@@ -71,6 +71,11 @@ class Deployment:
         self.logs: list[Path] = []
         self.link_port = _free_port()
         self.node_ports = [_free_port() for _ in range(NODES)]
+        # the deployment ceremony: each node's own identity file, everyone's roster
+        from secagg.roster import make_deployment
+
+        self.roster, self.identities = make_deployment(tmp / "deployment", NODES, 3, 1)
+        self.roster_path = tmp / "deployment" / "roster.json"
         home = tmp / "flwr-home"
         home.mkdir()
         (home / "config.toml").write_text(
@@ -127,7 +132,9 @@ class Deployment:
                     "--port",
                     str(port),
                     "--node-config",
-                    f"partition-id={i} num-partitions={NODES}",
+                    f"partition-id={i} num-partitions={NODES} "
+                    f'pvss-identity="{self.identities[i]}" pvss-roster="{self.roster_path}"',
+
                 ],
             )
             _wait_listening(port, node, self.logs[-1])
@@ -179,7 +186,7 @@ def test_one_round_on_a_loopback_deployment(tmp_path: Path) -> None:
                 str(APP_DIR),
                 "loopback",
                 "--run-config",
-                f'round-dir="{rounds}" num-nodes={NODES} committee-size=3 threshold=1',
+                f'round-dir="{rounds}" num-nodes={NODES} roster="{dep.roster_path}"',
                 "--stream",
             ],
             env=dep.env,

@@ -1,10 +1,9 @@
-"""pvss_secagg_mod in process (no Flower runtime): the four stages as Flower messages
+"""pvss_secagg_mod in process (no Flower runtime): the six stages as Flower messages
 relayed by a RoundHost, the state kept in the node's Context between stages, only the
 masked vector leaving the node, other messages passing through untouched."""
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +35,8 @@ from fl.flower import (  # noqa: E402
 from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
 from fl.relay import StageRequest  # noqa: E402
 from secagg.errors import ProtocolError  # noqa: E402
+from secagg.identity import Identity  # noqa: E402
+from secagg.roster import make_deployment  # noqa: E402
 
 SHAPES = [(2, 3), (3,)]
 
@@ -57,6 +58,8 @@ def test_the_mod_runs_a_round_and_only_the_masked_vector_leaves(tmp_path: Path) 
     nodes = [11, 22, 33]
     global_arrays = [np.zeros(s, dtype=np.float32) for s in SHAPES]
     dim = sum(a.size for a in global_arrays)
+    roster, paths = make_deployment(tmp_path / "deployment", 3, 3, 1)
+    server = Identity.generate()
     cfg = make_round_config(
         round_id=1,
         n_clients=3,
@@ -66,12 +69,24 @@ def test_the_mod_runs_a_round_and_only_the_masked_vector_leaves(tmp_path: Path) 
         clip=2.0,
         quant_bits=16,
         max_weight=10,
+        aggregator=server.address,
+        members=roster.committee,
+        clients=roster.clients,
     )
     roles = [NodeRoles(n, i + 1, i + 1) for i, n in enumerate(nodes)]
-    host = RoundHost(cfg, tmp_path / "round-1", roles, rng=random.Random(0))
+    host = RoundHost(cfg, tmp_path / "round-1", roles, identity=server)
+    roster_path = str(tmp_path / "deployment" / "roster.json")
     contexts = {
         n: Context(
-            run_id=1, node_id=n, node_config={"partition-id": i}, state=RecordDict(), run_config={}
+            run_id=1,
+            node_id=n,
+            node_config={
+                "partition-id": i,
+                "pvss-identity": str(paths[i]),
+                "pvss-roster": roster_path,
+            },
+            state=RecordDict(),
+            run_config={},
         )
         for i, n in enumerate(nodes)
     }

@@ -32,7 +32,13 @@ from pvss_flower_app.task import (  # noqa: E402
     initial_arrays,
 )
 
-from fl.flower import RECORD_KEY, PvssSecAggWorkflow, pvss_secagg_mod  # noqa: E402
+from fl.flower import (  # noqa: E402
+    DEPLOYMENT_ENV,
+    RECORD_KEY,
+    PvssSecAggWorkflow,
+    pvss_secagg_mod,
+)
+from secagg.roster import make_deployment  # noqa: E402
 from secagg.quantize import quantization_error_bound  # noqa: E402
 from secagg.verifier import load_round, verify_round  # noqa: E402
 
@@ -56,9 +62,11 @@ def failing_node_mod(msg, ctxt, call_next):  # noqa: ANN001, ANN201
 def test_two_rounds_in_simulation_equal_plain_fedavg(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # restored after
     strategy = RecordingFedAvg(NODES)
+    # the deployment: every node's own identity file and the roster (committee = 0..2)
+    roster, _ = make_deployment(tmp_path / "deployment", NODES, 3, 1)
+    monkeypatch.setenv(DEPLOYMENT_ENV, str(tmp_path / "deployment"))
     workflow = PvssSecAggWorkflow(
-        committee_size=3,
-        threshold=1,
+        roster,
         clipping_range=CLIP,
         max_weight=100,
         round_dir=tmp_path / "rounds",

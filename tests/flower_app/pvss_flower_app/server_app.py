@@ -23,8 +23,7 @@ def main(grid, context: Context) -> None:  # noqa: ANN001
     strategy = RecordingFedAvg(int(cfg["num-nodes"]))
     round_dir = Path(str(cfg["round-dir"]))
     workflow = PvssSecAggWorkflow(
-        committee_size=int(cfg["committee-size"]),
-        threshold=int(cfg["threshold"]),
+        str(cfg["roster"]),
         clipping_range=CLIP,
         max_weight=100,
         round_dir=round_dir,
