@@ -64,6 +64,7 @@ from secagg.messages import (
     SignedPost,
     TranscriptFile,
 )
+from secagg.packing import check_encoding
 from secagg.quantize import MaskingConfig
 from secagg.roles import Aggregator
 from secagg.verifier import BLOB_DIR, Finding, save_round, verify_round
@@ -410,6 +411,11 @@ class RoundHost:
                     self._fault(
                         stage, node, f"client {seat}", "blob does not match its posted digest"
                     )
+                    return False
+                try:  # length and zero padding: a malformed blob is its client's fault
+                    check_encoding(reply.blob, self.config.vector_length, self.config.bits)
+                except InvalidEncoding as exc:
+                    self._fault(stage, node, f"client {seat}", f"blob encoding: {exc}")
                     return False
             t0 = time.perf_counter()
             try:

@@ -20,9 +20,12 @@ class BlobStore:
     """Directory of blobs. ``put`` is atomic (write to a temp file, then rename), so a
     crash never leaves a half-written blob under a valid name."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        """``create=False`` opens a store read-only in spirit: nothing is created (a
+        verifier writes nothing into the directory it verifies)."""
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: bytes) -> Path:
         return self.root / digest.hex()

@@ -210,11 +210,13 @@ def run_verify(
 
     try:
         transcript, blobs = load_round(Path(round_dir))
-    except PvssError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (PvssError, OSError, ValueError) as exc:  # unreadable input: exit 2, no traceback
+        print(f"error: {round_dir}: {exc}", file=sys.stderr)
         return 2
     try:
-        expected = bytes.fromhex(head) if head else None
+        expected = bytes.fromhex(head.removeprefix("0x")) if head else None
+        if expected is not None and len(expected) != 32:
+            raise ValueError
     except ValueError:
         print("error: --head must be 64 hex digits", file=sys.stderr)
         return 2
@@ -242,6 +244,8 @@ def run_verify(
         for f in report.findings:
             print(f"faulty party: {f}")
         print("round verified" if report.ok else "round NOT verified")
+    if report.unusable:
+        return 2
     return 0 if report.ok else 1
 
 

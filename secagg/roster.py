@@ -84,7 +84,7 @@ class Roster:
                     "which is not on the roster"
                 )
         floor = max(self.min_included, default_min_included(config.n_clients))
-        if config.min_included < min(floor, config.n_clients) or config.n_clients < floor:
+        if config.min_included < floor:
             raise ConfigError(
                 f"round config: min_included {config.min_included} (n = {config.n_clients}) "
                 f"below the deployment's floor {floor}"
@@ -137,7 +137,9 @@ class Roster:
             return cls(
                 tuple(parse_address(a, f"{path}: committee") for a in data["committee"]),
                 int(data["threshold"]),
-                None if clients is None else tuple(parse_address(a, f"{path}: clients") for a in clients),
+                None
+                if clients is None
+                else tuple(parse_address(a, f"{path}: clients") for a in clients),
                 int(data.get("min_included", 0)),
                 int(data.get("min_neighbours", 0)),
                 None if agg is None else parse_address(agg, f"{path}: aggregator"),

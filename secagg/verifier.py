@@ -12,8 +12,9 @@ from secagg import codec
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
 from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import MemoryBoard, RuleViolation, event_hash
-from secagg.errors import InvalidEncoding, ProtocolError
+from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.messages import TranscriptFile, party_name
+from secagg.packing import check_encoding
 from secagg.quantize import dequantize_sum
 
 TRANSCRIPT_FILE = "transcript.msgpack"
@@ -43,6 +44,7 @@ class RoundReport:
     included: tuple[int, ...] = ()
     total: np.ndarray | None = None
     mean: np.ndarray | None = None
+    unusable: bool = False  # the input could not be read at all (exit 2, not 1)
 
     @property
     def ok(self) -> bool:
@@ -70,7 +72,29 @@ def verify_round(
     ``trust_chain_proofs`` is "chain" verification (SPEC.md §6.8): the events were read
     from a full-mode round contract, which verified every proof of possession, dealing
     and decrypted share when it accepted them; those proofs are not re-verified, every
-    other rule and the sum are. It requires ``expected_head`` from that chain."""
+    other rule and the sum are. It requires ``expected_head`` from that chain.
+
+    Never raises on bad input: anything that cannot be read becomes a finding and
+    ``unusable``; bounded work (the config's caps are checked when event 0 decodes,
+    before any graph or vector is allocated)."""
+    try:
+        return _verify_round(transcript, blobs, expected_head, trust_chain_proofs)
+    except Exception as exc:  # noqa: BLE001 - a verifier reports, it does not crash
+        report = RoundReport(unusable=True)
+        report.check(
+            "input is usable",
+            False,
+            Finding("input", "unusable", f"{type(exc).__name__}: {exc}"),
+        )
+        return report
+
+
+def _verify_round(
+    transcript: TranscriptFile,
+    blobs: BlobStore,
+    expected_head: bytes | None,
+    trust_chain_proofs: bool,
+) -> RoundReport:
     report = RoundReport()
     if trust_chain_proofs and expected_head is None:
         report.check(
@@ -87,7 +111,7 @@ def verify_round(
             "transcript replays under the board rules", False, Finding(f.who, f.rule, f.detail)
         )
         return report
-    except (ProtocolError, InvalidEncoding) as exc:
+    except (ProtocolError, InvalidEncoding, ConfigError) as exc:
         report.check("transcript hash chain", False, Finding("board", "transcript", str(exc)))
         return report
     report.check(
@@ -103,16 +127,24 @@ def verify_round(
         )
         return report
     report.included = st.included or ()
+    cfg = st.config
     inputs = []
     for i in report.included:
         digest = st.masked[i][0]
         try:
-            inputs.append(blobs.get(digest))
+            data = blobs.get(digest)
         except ProtocolError as exc:
             report.check(
                 f"blob of client {i}",
                 False,
                 Finding("blob store", "masked-input", f"client {i}: {exc}"),
+            )
+            continue
+        try:  # the client signed this blob's digest: a malformed blob is its fault
+            inputs.append(check_encoding(data, cfg.vector_length, cfg.bits, f"client {i} blob"))
+        except InvalidEncoding as exc:
+            report.check(
+                f"blob of client {i}", False, Finding(f"client {i}", "masked-input", str(exc))
             )
     if len(inputs) != len(report.included):
         return report
@@ -138,6 +170,24 @@ def verify_round(
             f"posted total weight {st.result.total_weight} != {int(total[-1])}",
         ),
     )
+    # sanity: a sum of |U| honest weighted inputs cannot exceed these (SPEC.md §6.8)
+    n_u, w_max = len(report.included), cfg.max_weight
+    top = n_u * w_max * ((1 << cfg.quant_bits) - 1)
+    report.check(
+        "total weight within |U| * max_weight",
+        1 <= int(total[-1]) <= n_u * w_max,
+        Finding("included clients", "range", f"total weight {int(total[-1])} > {n_u * w_max}"),
+    )
+    report.check(
+        "every coordinate within |U| * max_weight * (2^q - 1)",
+        int(total[:-1].max(initial=0)) <= top,
+        Finding(
+            "included clients",
+            "range",
+            f"a coordinate of the sum is {int(total[:-1].max(initial=0))} > {top}: "
+            "some included input was out of range (masked: not attributable)",
+        ),
+    )
     if int(total[-1]) > 0:
         report.mean = dequantize_sum(total, st.config.clip, st.config.quant_bits)
     return report
@@ -160,7 +210,10 @@ def load_round(round_dir: Path) -> tuple[TranscriptFile, BlobStore]:
     path = round_dir / TRANSCRIPT_FILE
     if not path.exists():
         raise ProtocolError(f"{path}: no transcript")
-    return codec.decode(path.read_bytes(), TranscriptFile), BlobStore(round_dir / BLOB_DIR)
+    return (
+        codec.decode(path.read_bytes(), TranscriptFile),
+        BlobStore(round_dir / BLOB_DIR, create=False),
+    )
 
 
 __all__ = ["Finding", "RoundReport", "verify_round", "save_round", "load_round", "party_name"]
