@@ -232,6 +232,14 @@ def _sigma2(sigma: float) -> Fraction:
     return s * s
 
 
+def _laplace_gamma(u: np.ndarray, t: int) -> Callable[[int], Fraction]:
+    return lambda k: Fraction(int(u[k]), t)
+
+
+def _gauss_gamma(y: np.ndarray, mu: Fraction, s2: Fraction) -> Callable[[int], Fraction]:
+    return lambda k: (abs(int(y[k])) - mu) ** 2 / (2 * s2)
+
+
 def discrete_gaussian(
     n: int, sigma: float, seed: bytes | _Stream, *, margin: float = _MARGIN
 ) -> np.ndarray:
@@ -255,7 +263,7 @@ def discrete_gaussian(
     while need > 0:
         batch = int(need / rate * 1.05) + 64
         u = _below(stream, np.full(batch, t, dtype=np.uint64)).astype(np.int64)
-        d = bernoulli_exp(stream, u / ft, lambda k, u=u: Fraction(int(u[k]), t), margin=margin)
+        d = bernoulli_exp(stream, u / ft, _laplace_gamma(u, t), margin=margin)
         u = u[d]
         x = u + t * _geometric(stream, u.shape[0], margin)
         b = (stream.words(x.shape[0]) & np.uint64(1)).astype(bool)
@@ -263,12 +271,7 @@ def discrete_gaussian(
         y = np.where(b, -x, x)[keep]
         ay = np.abs(y).astype(np.float64)
         g = (ay - muf) ** 2 / (2.0 * s2f)
-        c = bernoulli_exp(
-            stream,
-            g,
-            lambda k, y=y: (abs(int(y[k])) - mu) ** 2 / (2 * s2),
-            margin=margin,
-        )
+        c = bernoulli_exp(stream, g, _gauss_gamma(y, mu, s2), margin=margin)
         got = y[c]
         rate = max(0.05, got.shape[0] / batch)
         out.append(got)
