@@ -304,7 +304,10 @@ class MemoryBoard(Board):
             raise self._fail(role, sender, "sender", f"id outside 1..{limit[role]}")
         if role == ROLE_AGGREGATOR and sender != 0:
             raise self._fail(role, sender, "sender", "the aggregator is sender 0")
-        signer = self._check_signature(post, msg, seat_identity(self.config, st, role, sender))
+        identity = seat_identity(self.config, st, role, sender)
+        if identity is None and not isinstance(msg, Registration):
+            raise self._fail(role, sender, "signature", "the seat has no identity (not registered)")
+        signer = self._check_signature(post, msg, identity)
         phase = self.phase()
         if post.view != st.phase_heads.get(phase):
             raise self._fail(
