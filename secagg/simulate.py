@@ -58,6 +58,7 @@ class SimParams:
     def round_config(self, roster: Roster | None = None) -> RoundConfig:
         """The round's config; ``roster`` (aggregator, members, clients identities)
         defaults to fresh identities (see ``SimParams.identities``)."""
+        roster = roster if roster is not None else self.identities()
         bits = self.bits
         if bits is None:
             bits = max(bits_needed(self.clients, self.max_weight, self.quant_bits), 1)

@@ -1,11 +1,21 @@
-"""Shared fixtures and hypothesis profile."""
+"""Shared fixtures and hypothesis profile; ``Seats``, the identities of a round's roster
+with a helper that signs posts for them (every board post is signed, SPEC.md §6.9)."""
 
 from __future__ import annotations
 
+import itertools
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings
+
+from pvss.transcript import keccak256
+from secagg.identity import Identity
+from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER, Event, SignedPost
+from secagg.posts import sign_post
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_VECTORS = ROOT.parent / "shared" / "vectors"
@@ -18,3 +28,82 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("ci")
+
+_KEYS = itertools.count(1)
+
+
+def test_identity() -> Identity:
+    """A fresh, deterministic identity (cheap; distinct within a test session)."""
+    return Identity.from_key(
+        keccak256(b"pvss-secagg/tests/identity" + next(_KEYS).to_bytes(8, "big"))
+    )
+
+
+test_identity.__test__ = False  # type: ignore[attr-defined]  # not a test
+
+
+@dataclass
+class Seats:
+    """The identities of one round's seats: the aggregator, members 1..m (seat k =
+    ``members[k-1]``) and clients 1..n (seat i = ``clients[i-1]``), each party's own."""
+
+    aggregator: Identity
+    members: list[Identity]
+    clients: list[Identity]
+
+    @classmethod
+    def generate(cls, n_clients: int, committee_size: int) -> Seats:
+        return cls(
+            test_identity(),
+            [test_identity() for _ in range(committee_size)],
+            [test_identity() for _ in range(n_clients)],
+        )
+
+    def roster(self, *, open_membership: bool = False) -> dict[str, Any]:
+        """The ``RoundConfig`` roster fields (``clients`` empty for open membership)."""
+        return {
+            "aggregator": self.aggregator.address,
+            "members": tuple(i.address for i in self.members),
+            "clients": () if open_membership else tuple(i.address for i in self.clients),
+        }
+
+    def identity(self, role: int, sender: int) -> Identity:
+        """The identity that holds seat (role, sender)."""
+        if role == ROLE_AGGREGATOR:
+            return self.aggregator
+        if role == ROLE_MEMBER:
+            return self.members[sender - 1]
+        if role == ROLE_CLIENT:
+            return self.clients[sender - 1]
+        raise ValueError(f"no seat for role {role}")
+
+    def sign(
+        self,
+        board: Any,
+        role: int,
+        sender: int,
+        msg: Any,
+        *,
+        identity: Identity | None = None,
+        view: bytes | None = None,
+    ) -> SignedPost:
+        """``msg`` from seat (role, sender), signed by the seat's identity (or
+        ``identity``) on the board's current view (or ``view``)."""
+        return sign_post(
+            identity if identity is not None else self.identity(role, sender),
+            board.config,
+            role,
+            sender,
+            msg,
+            board.view() if view is None else view,
+        )
+
+    def post(self, board: Any, role: int, sender: int, msg: Any, **kw: Any) -> Event:
+        """Sign (see :meth:`sign`) and submit; returns the accepted event."""
+        return board.submit(self.sign(board, role, sender, msg, **kw))
+
+
+@pytest.fixture
+def seats():
+    """``seats(n, m)``: fresh identities for n client seats and m member seats."""
+    return Seats.generate

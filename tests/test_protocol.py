@@ -16,7 +16,14 @@ from pvss.scrape import Dealing, DecryptedShare, dealing_transcript
 from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.blobs import BlobStore
-from secagg.boards import MemoryBoard, Phase, RuleViolation, allowed_share_keys
+from secagg.boards import (
+    MemoryBoard,
+    Phase,
+    RuleViolation,
+    allowed_share_keys,
+    event_hash,
+    phase_at,
+)
 from secagg.cli import main as cli_main
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, ProtocolError
@@ -25,22 +32,27 @@ from secagg.messages import (
     ROLE_AGGREGATOR,
     ROLE_CLIENT,
     ROLE_MEMBER,
+    Confirmation,
     DealingItem,
     DealingsPost,
     MaskedInputPost,
     Registration,
     ResultPost,
+    SeedReveal,
     SharesPost,
     TranscriptFile,
 )
+from secagg.posts import post_digest
 from secagg.roles import Aggregator, Client, CommitteeMember
 from secagg.simulate import SimParams, simulate
-from secagg.verifier import load_round, verify_round
+from secagg.verifier import BLOB_DIR, load_round, save_round, verify_round
+from tests.conftest import Seats
 
 R = int(ORDER)
 
 
-def make_config(**kw) -> RoundConfig:
+def make_config(seats: Seats | None = None, **kw) -> RoundConfig:
+    """A small round; ``seats`` (default: fresh identities) fills the roster."""
     base = dict(
         chain_id=31337,
         board=b"\x42" * 20,
@@ -56,32 +68,65 @@ def make_config(**kw) -> RoundConfig:
         max_weight=4,
     )
     base.update(kw)
-    return RoundConfig(**base)
+    if seats is None:
+        seats = Seats.generate(base["n_clients"], base["committee_size"])
+    return RoundConfig(**{**seats.roster(), **base})
 
 
 class Round:
-    """A round driven step by step, so tests can interfere at any point."""
+    """A round driven step by step, so tests can interfere at any point. ``seats``
+    holds every party's identity; ``post`` signs a message for a seat and submits it."""
 
-    def __init__(self, cfg: RoundConfig | None = None, seed: int = 0) -> None:
-        self.cfg = cfg or make_config()
-        self.board = MemoryBoard(self.cfg)
-        self.blobs = BlobStore(tempfile.mkdtemp())
+    def __init__(
+        self,
+        cfg: RoundConfig | None = None,
+        seed: int = 0,
+        seats: Seats | None = None,
+        blobs: Path | None = None,
+        **kw,
+    ) -> None:
+        if cfg is None:
+            n, m = kw.get("n_clients", 6), kw.get("committee_size", 5)
+            seats = seats or Seats.generate(n, m)
+            cfg = make_config(seats, **kw)
+        assert seats is not None, "a config needs the seats it was made with"
+        self.cfg, self.seats = cfg, seats
+        self.board = MemoryBoard.create(self.cfg, seats.aggregator)
+        self.blobs = BlobStore(blobs if blobs is not None else tempfile.mkdtemp())
         rng = np.random.default_rng(seed)
         n = self.cfg.n_clients
         self.updates = [rng.uniform(-1, 1, self.cfg.dim) for _ in range(n)]
         self.weights = [int(w) for w in rng.integers(1, self.cfg.max_weight + 1, n)]
         self.clients = [
-            Client(self.cfg, i + 1, self.updates[i], self.weights[i], rng=np.random.default_rng(i))
+            Client(
+                self.cfg,
+                i + 1,
+                self.updates[i],
+                self.weights[i],
+                identity=seats.clients[i],
+                rng=np.random.default_rng(i),
+            )
             for i in range(n)
         ]
-        self.members = [CommitteeMember(self.cfg, k + 1) for k in range(self.cfg.committee_size)]
+        self.members = [
+            CommitteeMember(self.cfg, k + 1, identity=seats.members[k])
+            for k in range(self.cfg.committee_size)
+        ]
 
-    def register(self) -> Round:
+    def post(self, role: int, sender: int, msg, **kw):  # noqa: ANN001, ANN201
+        return self.seats.post(self.board, role, sender, msg, **kw)
+
+    def register(self, reveal: bool = True) -> Round:
+        """REGISTER, then (into DEAL) every member's seed reveal unless ``reveal`` is
+        False: the graph is fixed and clients may deal."""
         for c in self.clients:
             c.register(self.board)
         for m in self.members:
             m.register(self.board)
         self.board.advance(self.cfg.register_blocks)
+        if reveal:
+            for m in self.members:
+                m.reveal_seed(self.board)
         return self
 
     def deal(self, skip: set[int] = frozenset()) -> Round:  # type: ignore[assignment]
@@ -98,7 +143,16 @@ class Round:
         self.board.advance(self.cfg.upload_blocks)
         return self
 
+    def confirm(self, skip: set[int] = frozenset()) -> Round:  # type: ignore[assignment]
+        for m in self.members:
+            if m.party not in skip:
+                m.confirm(self.board)
+        return self
+
     def reveal(self, skip: set[int] = frozenset()) -> Round:  # type: ignore[assignment]
+        """Every member confirms (if none did yet), those not in ``skip`` reveal."""
+        if not self.board.state().confirmations:
+            self.confirm()
         for m in self.members:
             if m.party not in skip:
                 m.reveal(self.board)
@@ -106,7 +160,7 @@ class Round:
         return self
 
     def aggregate(self) -> Aggregator:
-        agg = Aggregator(self.cfg)
+        agg = Aggregator(self.cfg, identity=self.seats.aggregator)
         agg.aggregate(self.board, self.blobs)
         return agg
 
@@ -149,21 +203,24 @@ def assert_privacy_invariant(board: MemoryBoard) -> None:
             clients=8, committee=5, threshold=2, dim=100, dropout=0.25, dropout_phase="unmask"
         ),
         SimParams(
+            # two dropouts on regular:6: every other client keeps >= 4 = min_neighbours
+            # of its 6 neighbours (on regular:4 the default kappa = 3 may abort the round)
             clients=10,
             committee=7,
             threshold=3,
             dim=80,
-            dropout=0.3,
+            dropout=0.2,
             dropout_phase="mixed",
             committee_dropout=3,
-            graph="regular:4",
+            graph="regular:6",
         ),
         SimParams(
+            # no dropout: on a ring the default kappa = 2 aborts at the first one, by
+            # design (test_a_ring_with_a_dropout_aborts_under_the_default_min_neighbours)
             clients=9,
             committee=4,
             threshold=1,
             dim=33,
-            dropout=0.2,
             graph="regular:2",
             quant_bits=8,
         ),
@@ -192,15 +249,45 @@ def test_sum_is_exact_weighted_integer_sum() -> None:
 
 
 def test_client_whose_neighbours_all_drop_is_excluded() -> None:
-    cfg = make_config(n_clients=6, graph="regular:2")
-    rnd = Round(cfg).register()
+    # min_neighbours 1 (the default on a ring is 2, see the next test)
+    rnd = Round(n_clients=6, graph="regular:2", min_neighbours=1, min_included=3).register()
     graph = rnd.board.state().graph
     lonely = 1
     rnd.deal().upload(skip=set(graph[lonely]))
-    assert lonely not in rnd.board.included()
+    assert lonely not in rnd.board.included() and len(rnd.board.included()) == 3
     rnd.reveal()
     assert_privacy_invariant(rnd.board)
     assert self_key(lonely) not in rnd.board.state().shares
+
+
+def test_included_set_is_the_min_neighbours_core() -> None:
+    """SPEC §6.12: U is the kappa-core of the uploaders (kappa = floor(K/2)+1 = 3 on
+    regular:4): a client that kept only 2 of its 4 neighbours is peeled off, not only
+    an isolated one, and every included client keeps >= kappa included neighbours."""
+    rnd = Round(n_clients=10, graph="regular:4").register()
+    assert rnd.cfg.min_neighbours == 3
+    graph = rnd.board.state().graph
+    lonely = 1
+    rnd.deal().upload(skip=set(graph[lonely][:2]))
+    u = set(rnd.board.included())
+    assert lonely not in u
+    assert all(sum(j in u for j in graph[i]) >= 3 for i in u)
+    outside = set(rnd.board.state().masked) - u
+    assert all(sum(j in u for j in graph[i]) < 3 for i in outside)  # nothing more fits
+    if u:
+        rnd.reveal()
+        assert_privacy_invariant(rnd.board)
+
+
+def test_a_ring_with_a_dropout_aborts_under_the_default_min_neighbours() -> None:
+    """By design (SPEC §6.12): on regular:2 the default kappa is 2, so one dropout breaks
+    the ring into a path whose 2-core is empty: U is empty, the round aborts and nothing
+    is revealed."""
+    rnd = Round(n_clients=6, graph="regular:2").register().deal().upload(skip={1})
+    st = rnd.board.state()
+    assert st.included == () and st.aborted and not rnd.board.allowed_shares()
+    with pytest.raises(ProtocolError, match="aborted"):
+        rnd.members[0].confirm(rnd.board)
 
 
 def test_too_many_committee_dropouts_cannot_finish() -> None:
@@ -219,7 +306,7 @@ def test_dealer_with_bad_proof_is_rejected_and_named() -> None:
     bad = dataclasses.replace(d, z=((d.z[0] + 1) % R,) + d.z[1:])
     items = (dataclasses.replace(post.items[0], dealing=bad.to_bytes()),) + post.items[1:]
     with pytest.raises(RuleViolation, match="client 3: dealing-proof") as exc:
-        rnd.board.submit(ROLE_CLIENT, 3, DealingsPost(3, items))
+        rnd.post(ROLE_CLIENT, 3, DealingsPost(3, items))
     assert exc.value.fault.party == 3 and exc.value.fault.role == ROLE_CLIENT
     assert 3 not in rnd.board.state().dealers and not rnd.board.state().dealings
     assert rnd.board.faults[-1].rule == "dealing-proof"
@@ -253,22 +340,22 @@ def test_dealer_inconsistent_share_to_partner_is_rejected() -> None:
     pos = next(i for i, it in enumerate(items) if it.purpose == PURPOSE_PAIR and it.partner == 2)
     items[pos] = DealingItem(PURPOSE_PAIR, 2, _forged_pair_dealing(rnd, 1, 2))
     with pytest.raises(RuleViolation, match=r"client 1: dealing-proof: \(1, 1, 2\).*RS check"):
-        rnd.board.submit(ROLE_CLIENT, 1, DealingsPost(1, tuple(items)))
+        rnd.post(ROLE_CLIENT, 1, DealingsPost(1, tuple(items)))
 
 
 def test_member_with_bad_share_is_rejected_and_named() -> None:
-    rnd = Round().register().deal().upload()
+    rnd = Round().register().deal().upload().confirm()
     post = rnd.members[1].make_shares(rnd.board)
     sh = DecryptedShare.from_bytes(post.items[0].share)
     bad = dataclasses.replace(sh, share=sh.share + G).to_bytes()
     items = (dataclasses.replace(post.items[0], share=bad),) + post.items[1:]
     with pytest.raises(RuleViolation, match="member 2: share-proof"):
-        rnd.board.submit(ROLE_MEMBER, 2, SharesPost(2, items))
+        rnd.post(ROLE_MEMBER, 2, SharesPost(2, items))
     assert not rnd.board.state().shares
 
 
 def test_member_revealing_what_u_forbids_is_rejected() -> None:
-    rnd = Round().register().deal().upload(skip={6})
+    rnd = Round().register().deal().upload(skip={6}).confirm()
     st = rnd.board.state()
     forbidden = pair_key(1, 2)  # both ends included: must never be revealed
     assert forbidden not in allowed_share_keys(st)
@@ -280,7 +367,7 @@ def test_member_revealing_what_u_forbids_is_rejected() -> None:
 
     item = ShareItem(*forbidden, share.to_bytes())
     with pytest.raises(RuleViolation, match="member 1: share-not-allowed"):
-        rnd.board.submit(ROLE_MEMBER, 1, SharesPost(1, (item,)))
+        rnd.post(ROLE_MEMBER, 1, SharesPost(1, (item,)))
     # the self dealing of the dropped client 6 must never be revealed either
     item = ShareItem(
         *self_key(6),
@@ -289,41 +376,48 @@ def test_member_revealing_what_u_forbids_is_rejected() -> None:
         ).to_bytes(),
     )
     with pytest.raises(RuleViolation, match="share-not-allowed"):
-        rnd.board.submit(ROLE_MEMBER, 1, SharesPost(1, (item,)))
+        rnd.post(ROLE_MEMBER, 1, SharesPost(1, (item,)))
 
 
 def test_aggregator_posting_a_wrong_sum_is_named_by_the_verifier() -> None:
     rnd = Round().register().deal().upload().reveal()
     st = rnd.board.state()
-    rnd.board.submit(ROLE_AGGREGATOR, 0, ResultPost(b"\x13" * 32, st.included, 5))
+    rnd.post(ROLE_AGGREGATOR, 0, ResultPost(b"\x13" * 32, st.included, 5))
     report = verify_round(rnd.board.transcript(), rnd.blobs)
     assert not report.ok
     assert {f.party for f in report.findings} == {"aggregator"}
 
 
 def test_replay_from_another_round_or_board_is_rejected() -> None:
-    rnd_a = Round(seed=1).register()
+    seats = Seats.generate(6, 5)
+    rnd_a = Round(make_config(seats), seed=1, seats=seats).register()
     post = rnd_a.clients[0].make_dealings(rnd_a.board)
+    signed_a = rnd_a.seats.sign(rnd_a.board, ROLE_CLIENT, 1, post)
     for change in ({"round_id": 2}, {"board": b"\x43" * 20}, {"chain_id": 1}):
-        rnd_b = Round(make_config(**change), seed=1)
-        # same parties, same keys: only the round/board differs
+        rnd_b = Round(make_config(seats, **change), seed=1, seats=seats)
+        # same parties, same identities, same keys: only the round/board differs
         for c_b, c_a in zip(rnd_b.clients, rnd_a.clients, strict=False):
             c_b.key = c_a.key
         for m_b, m_a in zip(rnd_b.members, rnd_a.members, strict=False):
             m_b.key = m_a.key
         rnd_b.register()
+        # the post as signed for board A: its signature binds chain, board and round
+        with pytest.raises(RuleViolation, match="client 1: signature") as exc:
+            rnd_b.board.submit(signed_a)
+        assert exc.value.fault.rule == "signature"
+        # re-signed by the same identity for board B: the dealing proofs still bind A
         with pytest.raises(RuleViolation, match="client 1: dealing-proof"):
-            rnd_b.board.submit(ROLE_CLIENT, 1, post)
+            rnd_b.post(ROLE_CLIENT, 1, post)
     # a proof of possession from board A does not register on board B
     reg = Registration(
         ROLE_CLIENT,
         1,
         rnd_a.clients[0].key.pk.to_bytes(),
-        rnd_a.board.events()[1] and codec.decode(rnd_a.board.events()[1].body).pop,
+        codec.decode(rnd_a.board.events()[1].body, Registration).pop,
     )
-    rnd_c = Round(make_config(board=b"\x44" * 20))
+    rnd_c = Round(make_config(seats, board=b"\x44" * 20), seats=seats)
     with pytest.raises(RuleViolation, match="client 1: proof-of-possession"):
-        rnd_c.board.submit(ROLE_CLIENT, 1, reg)
+        rnd_c.post(ROLE_CLIENT, 1, reg)
 
 
 def test_client_uploads_only_once() -> None:
@@ -332,40 +426,51 @@ def test_client_uploads_only_once() -> None:
     digest = c.upload(rnd.board, rnd.blobs)
     size = rnd.board.state().masked[1][1]
     with pytest.raises(RuleViolation, match="client 1: upload: masked input already posted"):
-        rnd.board.submit(ROLE_CLIENT, 1, MaskedInputPost(1, digest, size))
+        rnd.post(ROLE_CLIENT, 1, MaskedInputPost(1, digest, size))
     with pytest.raises(ProtocolError, match="stage dealt, it is uploaded"):
         c.upload(rnd.board, rnd.blobs)
 
 
 def test_impersonation_is_rejected() -> None:
     rnd = Round().register().deal()
+    # seat 2's own identity posting client 1's message
     with pytest.raises(RuleViolation, match="client 2: sender"):
-        rnd.board.submit(ROLE_CLIENT, 2, MaskedInputPost(1, b"\x00" * 32, 10))
+        rnd.post(ROLE_CLIENT, 2, MaskedInputPost(1, b"\x00" * 32, 10))
+    # client 1's message claimed for seat 1 but signed by client 2's identity
+    with pytest.raises(RuleViolation, match="client 1: signature: signed by 0x"):
+        rnd.post(
+            ROLE_CLIENT, 1, MaskedInputPost(1, b"\x00" * 32, 10), identity=rnd.seats.clients[1]
+        )
     rnd.board.advance(rnd.cfg.upload_blocks)
     with pytest.raises(RuleViolation, match="sender"):
-        rnd.board.submit(ROLE_CLIENT, 1, SharesPost(1, ()))
+        rnd.post(ROLE_CLIENT, 1, SharesPost(1, ()))
+    assert 1 not in rnd.board.state().masked
 
 
-MESSAGES = {
-    Phase.REGISTER: (
-        ROLE_CLIENT,
-        1,
-        lambda r: Registration(ROLE_CLIENT, 1, G.to_bytes(), b"\x00" * 64),
-    ),
-    Phase.DEAL: (ROLE_CLIENT, 1, lambda r: DealingsPost(1, ())),
-    Phase.UPLOAD: (ROLE_CLIENT, 1, lambda r: MaskedInputPost(1, b"\x00" * 32, 1)),
-    Phase.UNMASK: (ROLE_MEMBER, 1, lambda r: SharesPost(1, ())),
-    Phase.RESULT: (ROLE_AGGREGATOR, 0, lambda r: ResultPost(b"\x00" * 32, (), 0)),
-}
+def _stage_messages(seats: Seats) -> list:
+    """(phase, role, sender, message) for one message of every kind."""
+    return [
+        (Phase.REGISTER, ROLE_CLIENT, 1, Registration(ROLE_CLIENT, 1, G.to_bytes(), b"\x00" * 64)),
+        (Phase.DEAL, ROLE_MEMBER, 1, SeedReveal(1, G.to_bytes(), b"\x00" * 160)),
+        (Phase.DEAL, ROLE_CLIENT, 1, DealingsPost(1, ())),
+        (Phase.UPLOAD, ROLE_CLIENT, 1, MaskedInputPost(1, b"\x00" * 32, 1)),
+        (Phase.UNMASK, ROLE_MEMBER, 1, Confirmation(1, b"\x00" * 32)),
+        (Phase.UNMASK, ROLE_MEMBER, 1, SharesPost(1, ())),
+        (Phase.RESULT, ROLE_AGGREGATOR, 0, ResultPost(b"\x00" * 32, (), 0)),
+    ]
 
 
 @pytest.mark.parametrize("now", list(Phase), ids=lambda p: p.name)
-@pytest.mark.parametrize("msg_phase", list(Phase), ids=lambda p: p.name)
-def test_every_stage_violation_is_rejected(now: Phase, msg_phase: Phase) -> None:
+@pytest.mark.parametrize(
+    "kind", range(7), ids=["reg", "seed", "deal", "upload", "confirm", "shares", "result"]
+)
+def test_every_stage_violation_is_rejected(now: Phase, kind: int) -> None:
+    seats = Seats.generate(6, 5)
+    cfg = make_config(seats)
+    msg_phase, role, sender, msg = _stage_messages(seats)[kind]
     if now == msg_phase:
         return
-    cfg = make_config()
-    board = MemoryBoard(cfg)
+    board = MemoryBoard.create(cfg, seats.aggregator)
     heights = {
         Phase.REGISTER: 0,
         Phase.DEAL: 10,
@@ -375,11 +480,13 @@ def test_every_stage_violation_is_rejected(now: Phase, msg_phase: Phase) -> None
     }
     board.advance(heights[now])
     assert board.phase() == now
-    role, sender, make = MESSAGES[msg_phase]
     n_events = len(board.events())
+    # correctly signed by the seat's identity on the board's current view: only the
+    # stage is wrong
     with pytest.raises(RuleViolation, match=f"stage: {msg_phase.name} message in phase {now.name}"):
-        board.submit(role, sender, make(board))
+        seats.post(board, role, sender, msg)
     assert len(board.events()) == n_events
+    assert board.faults[-1].rule == "stage"
 
 
 def test_role_state_machines_refuse_out_of_order_actions() -> None:
@@ -388,6 +495,10 @@ def test_role_state_machines_refuse_out_of_order_actions() -> None:
     with pytest.raises(ProtocolError, match="stage registered, it is new"):
         c.deal(rnd.board)
     with pytest.raises(ProtocolError, match="stage registered, it is new"):
+        m.reveal_seed(rnd.board)
+    with pytest.raises(ProtocolError, match="stage seeded, it is new"):
+        m.confirm(rnd.board)
+    with pytest.raises(ProtocolError, match="stage confirmed, it is new"):
         m.reveal(rnd.board)
     c.register(rnd.board)
     with pytest.raises(ProtocolError, match="board phase DEAL"):
@@ -395,21 +506,74 @@ def test_role_state_machines_refuse_out_of_order_actions() -> None:
     with pytest.raises(ProtocolError, match="stage new"):
         c.register(rnd.board)
     with pytest.raises(ProtocolError, match="phase RESULT"):
-        Aggregator(rnd.cfg).aggregate(rnd.board, rnd.blobs)
+        Aggregator(rnd.cfg, identity=rnd.seats.aggregator).aggregate(rnd.board, rnd.blobs)
+    m.register(rnd.board)
+    with pytest.raises(ProtocolError, match="board phase DEAL"):
+        m.reveal_seed(rnd.board)
 
 
 # -- transcript and verifier --------------------------------------------------------------
 
 
-def _finished_round(tmp_path: Path) -> Path:
-    assert simulate(
-        SimParams(clients=5, committee=3, threshold=1, dim=20, dropout=0.2), tmp_path
-    ).verified
-    return tmp_path
+def _finished_round(tmp_path: Path) -> Round:
+    """A verified round (5 clients, client 2 drops before uploading) saved under
+    ``tmp_path``; the returned ``Round`` holds every party's identity, so tests can
+    forge what a cheating party would sign."""
+    rnd = Round(n_clients=5, committee_size=3, threshold=1, dim=20, blobs=tmp_path / BLOB_DIR)
+    rnd.register().deal().upload(skip={2}).reveal()
+    rnd.aggregate()
+    save_round(tmp_path, rnd.board.transcript())
+    assert verify_round(*load_round(tmp_path)).ok
+    return rnd
+
+
+def _resigned(events: list, rnd: Round) -> TranscriptFile:
+    """What a board and its colluding parties do after editing an event: re-link the
+    chain and re-sign every event on the view the edited history gives it (SPEC.md
+    §6.11: the head when its phase began)."""
+    cfg = rnd.cfg
+    out = [events[0]]
+    for ev in events[1:]:
+        start = _phase_start(cfg, phase_at(cfg, ev.height))
+        view = (
+            event_hash(out[0])
+            if start == 0
+            else event_hash([e for e in out if e.height < start][-1])
+        )
+        msg = codec.decode(ev.body)
+        if isinstance(msg, Confirmation):  # a member confirms the head it was shown
+            msg = dataclasses.replace(msg, head=view)
+        post = rnd.seats.sign(rnd.board, ev.role, ev.sender, msg, view=view)
+        out.append(
+            dataclasses.replace(
+                ev,
+                seq=len(out),
+                body=codec.encode(msg),
+                digest=post_digest(msg),
+                view=view,
+                sig=post.sig,
+                prev=event_hash(out[-1]),
+            )
+        )
+    return TranscriptFile(tuple(out))
+
+
+def _phase_start(cfg: RoundConfig, phase: Phase) -> int:
+    lengths = [cfg.register_blocks, cfg.deal_blocks, cfg.upload_blocks, cfg.unmask_blocks]
+    return sum(lengths[: int(phase)])
+
+
+def _rechained(events: list) -> TranscriptFile:
+    """What a forger without anybody's key does after editing an event: re-link the
+    chain (the signatures and views stay as they were)."""
+    for i in range(1, len(events)):
+        events[i] = dataclasses.replace(events[i], prev=event_hash(events[i - 1]))
+    return TranscriptFile(tuple(events))
 
 
 def test_tampered_transcript_is_detected(tmp_path: Path) -> None:
-    transcript, blobs = load_round(_finished_round(tmp_path))
+    _finished_round(tmp_path)
+    transcript, blobs = load_round(tmp_path)
     events = list(transcript.events)
     for pos in (1, 3, len(events) - 2):
         ev = events[pos]
@@ -421,12 +585,15 @@ def test_tampered_transcript_is_detected(tmp_path: Path) -> None:
         report = verify_round(tampered, blobs)
         assert not report.ok
         assert report.findings, "a failing verification must name a party"
+        # the body is not what its sender signed: the board's doing, not the sender's
+        assert [f.party for f in report.findings] == ["board"]
     dropped = TranscriptFile(tuple(events[:2] + events[3:]))
     assert not verify_round(dropped, blobs).ok
 
 
 def test_missing_or_corrupt_blob_is_reported(tmp_path: Path) -> None:
-    transcript, blobs = load_round(_finished_round(tmp_path))
+    _finished_round(tmp_path)
+    transcript, blobs = load_round(tmp_path)
     board = MemoryBoard.replay(transcript)
     digest = board.state().masked[board.included()[0]][0]
     path = blobs.path(digest)
@@ -436,21 +603,23 @@ def test_missing_or_corrupt_blob_is_reported(tmp_path: Path) -> None:
 
 
 def test_verify_cli_exit_codes(tmp_path: Path, capsys) -> None:
-    round_dir = _finished_round(tmp_path)
-    assert cli_main(["verify", str(round_dir), "--json"]) == 0
+    rnd = _finished_round(tmp_path)
+    assert cli_main(["verify", str(tmp_path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["verified"] is True
-    transcript, _ = load_round(round_dir)
+    transcript, _ = load_round(tmp_path)
     events = list(transcript.events)
-    last = events[-1]
-    res = codec.decode(last.body, ResultPost)
-    forged = dataclasses.replace(
-        last, body=codec.encode(dataclasses.replace(res, total_weight=res.total_weight + 1))
-    )
-    (round_dir / "transcript.msgpack").write_bytes(
-        codec.encode(TranscriptFile(tuple(events[:-1] + [forged])))
-    )
-    assert cli_main(["verify", str(round_dir)]) == 1
+    res = codec.decode(events[-1].body, ResultPost)
+    wrong = codec.encode(dataclasses.replace(res, total_weight=res.total_weight + 1))
+    # the aggregator signs a wrong total weight: the verifier names the aggregator
+    events[-1] = dataclasses.replace(events[-1], body=wrong)
+    (tmp_path / "transcript.msgpack").write_bytes(codec.encode(_resigned(events, rnd)))
+    assert cli_main(["verify", str(tmp_path)]) == 1
     assert "faulty party: aggregator" in capsys.readouterr().out
+    # the same edit by someone without the aggregator's key: the board is named
+    (tmp_path / "transcript.msgpack").write_bytes(codec.encode(TranscriptFile(tuple(events))))
+    assert cli_main(["verify", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "faulty party: board" in out and "aggregator" not in out.split("faulty party")[1]
 
 
 def test_simulate_cli_json(tmp_path: Path, capsys) -> None:
@@ -491,35 +660,47 @@ def test_config_errors_name_the_field() -> None:
 
 
 def test_tampering_with_a_middle_event_blames_the_board_not_the_sender(tmp_path: Path) -> None:
-    transcript, blobs = load_round(_finished_round(tmp_path))
+    _finished_round(tmp_path)
+    transcript, blobs = load_round(tmp_path)
     events = list(transcript.events)
     ev = events[2]
     forged = dataclasses.replace(ev, body=ev.body[:-1] + bytes([ev.body[-1] ^ 1]))
     report = verify_round(TranscriptFile(tuple(events[:2] + [forged] + events[3:])), blobs)
     assert [f.party for f in report.findings] == ["board"]
+    # re-chained, with the forged digest: every later view breaks, still the board
+    events[2] = dataclasses.replace(forged, digest=post_digest(codec.decode(forged.body)))
+    report = verify_round(_rechained(events), blobs)
+    assert [f.party for f in report.findings] == ["board"]
 
 
 def test_expected_head_pins_the_last_event(tmp_path: Path) -> None:
-    round_dir = _finished_round(tmp_path)
-    head = (round_dir / "head.hex").read_text().strip()
-    assert cli_main(["verify", str(round_dir), "--head", head]) == 0
-    transcript, blobs = load_round(round_dir)
+    rnd = _finished_round(tmp_path)
+    head = (tmp_path / "head.hex").read_text().strip()
+    assert cli_main(["verify", str(tmp_path), "--head", head]) == 0
+    transcript, blobs = load_round(tmp_path)
     events = list(transcript.events)
     res = codec.decode(events[-1].body, ResultPost)
     forged_body = codec.encode(dataclasses.replace(res, digest=b"\x00" * 32))
-    forged = TranscriptFile(
-        tuple(events[:-1] + [dataclasses.replace(events[-1], body=forged_body)])
-    )
+    # a second, validly signed last event (the aggregator equivocating): the file alone
+    # cannot say which one the chain holds; the head does
+    forged = _resigned(events[:-1] + [dataclasses.replace(events[-1], body=forged_body)], rnd)
     report = verify_round(forged, blobs, bytes.fromhex(head))
     assert not report.ok and report.findings[0].party == "board"
+    assert "expected head" in report.findings[0].detail
+    # the body alone edited (digest, and so the head, unchanged): the signature catches it
+    body_only = TranscriptFile(
+        tuple(events[:-1] + [dataclasses.replace(events[-1], body=forged_body)])
+    )
+    report = verify_round(body_only, blobs, bytes.fromhex(head))
+    assert not report.ok and [f.party for f in report.findings] == ["board"]
 
 
 def test_board_that_accepted_a_bad_dealing_is_caught_and_the_dealer_named(tmp_path: Path) -> None:
-    """A dishonest board re-chains a transcript containing an invalid dealing: the
-    deferred batch check fails and the post-by-post replay names the dealer."""
-    from secagg.boards import event_hash
-
-    transcript, blobs = load_round(_finished_round(tmp_path))
+    """A dealer signs an invalid dealing and a dishonest board accepts it: the deferred
+    batch check fails and the post-by-post replay names the dealer (its signature is
+    the evidence). Every party that acted afterwards signed the forged history too."""
+    rnd = _finished_round(tmp_path)
+    transcript, blobs = load_round(tmp_path)
     events = list(transcript.events)
     pos = next(i for i, ev in enumerate(events) if isinstance(codec.decode(ev.body), DealingsPost))
     post = codec.decode(events[pos].body, DealingsPost)
@@ -529,46 +710,36 @@ def test_board_that_accepted_a_bad_dealing_is_caught_and_the_dealer_named(tmp_pa
     events[pos] = dataclasses.replace(
         events[pos], body=codec.encode(DealingsPost(post.dealer, items))
     )
-    for i in range(pos + 1, len(events)):
-        events[i] = dataclasses.replace(events[i], prev=event_hash(events[i - 1]))
-    report = verify_round(TranscriptFile(tuple(events)), blobs)
+    forged = _resigned(events, rnd)
+    report = verify_round(forged, blobs)
     assert [(f.party, f.rule) for f in report.findings] == [
         (f"client {post.dealer}", "dealing-proof")
     ]
-
-
-def _rechained(events: list) -> TranscriptFile:
-    """What a dishonest board (or a forger) does after editing an event: re-link the
-    chain, so only the head differs."""
-    from secagg.boards import event_hash
-
-    for i in range(1, len(events)):
-        events[i] = dataclasses.replace(events[i], prev=event_hash(events[i - 1]))
-    return TranscriptFile(tuple(events))
+    # without the later parties' signatures on the forged history, the board is named
+    report = verify_round(_rechained(list(forged.events[: pos + 1]) + events[pos + 1 :]), blobs)
+    assert [f.party for f in report.findings] == ["board"]
 
 
 def test_chain_verification_rechecks_rules_and_sum_not_proofs(tmp_path: Path, capsys) -> None:
     """SPEC §6.8 "chain" verification: proofs are the full-mode contract's job, every
     other rule and the sum are re-checked, and the chain's head is mandatory."""
-    from secagg.boards import event_hash
-
-    round_dir = _finished_round(tmp_path)
-    transcript, blobs = load_round(round_dir)
-    head = bytes.fromhex((round_dir / "head.hex").read_text().strip())
+    rnd = _finished_round(tmp_path)
+    transcript, blobs = load_round(tmp_path)
+    head = bytes.fromhex((tmp_path / "head.hex").read_text().strip())
     assert verify_round(transcript, blobs, head, trust_chain_proofs=True).ok
     no_head = verify_round(transcript, blobs, trust_chain_proofs=True)
     assert not no_head.ok and no_head.findings[0].party == "auditor"
-    assert cli_main(["verify", str(round_dir), "--trust-chain-proofs"]) == 2
-    assert cli_main(["verify", str(round_dir), "--head", head.hex(), "--trust-chain-proofs"]) == 0
+    assert cli_main(["verify", str(tmp_path), "--trust-chain-proofs"]) == 2
+    assert cli_main(["verify", str(tmp_path), "--head", head.hex(), "--trust-chain-proofs"]) == 0
     capsys.readouterr()
 
     events = list(transcript.events)
-    # a wrong sum, re-chained to a new head: caught in chain mode, the aggregator named
+    # a wrong sum, signed by the aggregator, on a new head: caught in chain mode, named
     res = codec.decode(events[-1].body, ResultPost)
     events[-1] = dataclasses.replace(
         events[-1], body=codec.encode(dataclasses.replace(res, digest=b"\x07" * 32))
     )
-    forged = _rechained(events)
+    forged = _resigned(events, rnd)
     report = verify_round(forged, blobs, event_hash(forged.events[-1]), trust_chain_proofs=True)
     assert [f.party for f in report.findings] == ["aggregator"]
     # a rule a contract enforces without any proof (a second upload): caught, sender named
@@ -576,10 +747,8 @@ def test_chain_verification_rechecks_rules_and_sum_not_proofs(tmp_path: Path, ca
     pos = next(
         i for i, ev in enumerate(events) if isinstance(codec.decode(ev.body), MaskedInputPost)
     )
-    events.insert(pos + 1, dataclasses.replace(events[pos], seq=pos + 1))
-    for i in range(pos + 2, len(events)):
-        events[i] = dataclasses.replace(events[i], seq=i)
-    forged = _rechained(events)
+    events.insert(pos + 1, events[pos])
+    forged = _resigned(events, rnd)
     report = verify_round(forged, blobs, event_hash(forged.events[-1]), trust_chain_proofs=True)
     assert [(f.party, f.rule) for f in report.findings] == [
         (f"client {events[pos].sender}", "upload")
@@ -598,7 +767,7 @@ def test_chain_verification_rechecks_rules_and_sum_not_proofs(tmp_path: Path, ca
     events[pos] = dataclasses.replace(
         events[pos], body=codec.encode(dataclasses.replace(post, items=items))
     )
-    forged = _rechained(events)
+    forged = _resigned(events, rnd)
     new_head = event_hash(forged.events[-1])
     assert verify_round(forged, blobs, new_head, trust_chain_proofs=True).ok
     full = verify_round(forged, blobs, new_head)
