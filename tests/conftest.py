@@ -32,14 +32,11 @@ settings.load_profile("ci")
 _KEYS = itertools.count(1)
 
 
-def test_identity() -> Identity:
+def fresh_identity() -> Identity:
     """A fresh, deterministic identity (cheap; distinct within a test session)."""
     return Identity.from_key(
         keccak256(b"pvss-secagg/tests/identity" + next(_KEYS).to_bytes(8, "big"))
     )
-
-
-test_identity.__test__ = False  # type: ignore[attr-defined]  # not a test
 
 
 @dataclass
@@ -54,9 +51,9 @@ class Seats:
     @classmethod
     def generate(cls, n_clients: int, committee_size: int) -> Seats:
         return cls(
-            test_identity(),
-            [test_identity() for _ in range(committee_size)],
-            [test_identity() for _ in range(n_clients)],
+            fresh_identity(),
+            [fresh_identity() for _ in range(committee_size)],
+            [fresh_identity() for _ in range(n_clients)],
         )
 
     def roster(self, *, open_membership: bool = False) -> dict[str, Any]:

@@ -6,28 +6,42 @@ from __future__ import annotations
 import dataclasses
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pvss.group import ORDER, G, g_table, mul_each, table_for
+from pvss.keys import KeyPair, prove_possession, prove_seed_reveal
 from pvss.scrape import Dealing, DecryptedShare, dealing_transcript
 from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.blobs import BlobStore
 from secagg.boards import (
+    ZERO_HASH,
     MemoryBoard,
     Phase,
     RuleViolation,
     allowed_share_keys,
     event_hash,
     phase_at,
+    pop_party,
 )
 from secagg.cli import main as cli_main
-from secagg.config import RoundConfig
+from secagg.config import (
+    MAX_CLIENTS,
+    MAX_COMMITTEE,
+    MAX_DIM,
+    MAX_GRAPH_EDGES,
+    RoundConfig,
+    confirm_quorum,
+    default_min_included,
+    parse_graph,
+)
 from secagg.errors import ConfigError, ProtocolError
-from secagg.graph import dealing_context, pair_key, self_key
+from secagg.graph import compute_round_seed, dealing_context, pair_key, self_key
+from secagg.identity import SECP256K1_N
 from secagg.messages import (
     ROLE_AGGREGATOR,
     ROLE_CLIENT,
@@ -35,18 +49,20 @@ from secagg.messages import (
     Confirmation,
     DealingItem,
     DealingsPost,
+    Exclusion,
     MaskedInputPost,
     Registration,
     ResultPost,
     SeedReveal,
     SharesPost,
+    SignedPost,
     TranscriptFile,
 )
-from secagg.posts import post_digest
+from secagg.posts import NO_SIGNATURE, post_digest
 from secagg.roles import Aggregator, Client, CommitteeMember
 from secagg.simulate import SimParams, simulate
 from secagg.verifier import BLOB_DIR, load_round, save_round, verify_round
-from tests.conftest import Seats
+from tests.conftest import Seats, fresh_identity
 
 R = int(ORDER)
 
@@ -783,3 +799,391 @@ def test_client_refuses_an_invalid_dealing_relayed_by_the_board() -> None:
     st.dealings[key] = dataclasses.replace(d, s_hat=(d.s_hat[0] + G,) + d.s_hat[1:])
     with pytest.raises(ProtocolError, match=r"client 3: board relayed an invalid dealing.*DLEQ"):
         rnd.clients[2].masked_input(rnd.board)
+
+
+# -- signed posts, views, seed reveals, confirmations, the included set (SPEC §6.9-§6.12) --
+
+
+def _refused(rnd: Round, rule: str, post: SignedPost) -> RuleViolation:
+    """Submit ``post``; it must be refused with ``rule`` and leave the board unchanged."""
+    n_events, n_faults = len(rnd.board.events()), len(rnd.board.faults)
+    with pytest.raises(RuleViolation) as exc:
+        rnd.board.submit(post)
+    assert exc.value.fault.rule == rule, exc.value
+    assert len(rnd.board.events()) == n_events
+    assert len(rnd.board.faults) == n_faults + 1 and rnd.board.faults[-1].rule == rule
+    return exc.value
+
+
+def _registration(rnd: Round, role: int, party: int) -> Registration:
+    key = KeyPair.generate()
+    cfg = rnd.cfg
+    pop = prove_possession(key, cfg.chain_id, cfg.board, cfg.round_id, pop_party(role, party))
+    return Registration(role, party, key.pk.to_bytes(), pop.to_bytes())
+
+
+def test_a_post_not_signed_by_its_seat_is_refused() -> None:
+    rnd = Round()
+    reg = _registration(rnd, ROLE_CLIENT, 1)
+    # signed by another seat's identity, by a stranger, or by the member seat's
+    for ident in (rnd.seats.clients[1], fresh_identity(), rnd.seats.members[0]):
+        exc = _refused(
+            rnd, "signature", rnd.seats.sign(rnd.board, ROLE_CLIENT, 1, reg, identity=ident)
+        )
+        assert exc.fault.who == "client 1" and f"0x{ident.address.hex()}" in str(exc)
+    good = rnd.seats.sign(rnd.board, ROLE_CLIENT, 1, reg)
+    # a flipped bit in r, in v; the high-s twin of a valid signature; a zero signature
+    r, s_, v = good.sig[:32], int.from_bytes(good.sig[32:64], "big"), good.sig[64]
+    high_s = r + (SECP256K1_N - s_).to_bytes(32, "big") + bytes([55 - v])
+    for sig in (
+        bytes([good.sig[0] ^ 1]) + good.sig[1:],
+        good.sig[:64] + bytes([55 - v]),
+        high_s,
+        b"\x00" * 65,
+    ):
+        _refused(rnd, "signature", dataclasses.replace(good, sig=sig))
+    # the signature covers the body and the seat: another body, another seat
+    other = codec.encode(_registration(rnd, ROLE_CLIENT, 1))
+    _refused(rnd, "signature", dataclasses.replace(good, body=other))
+    assert not rnd.board.state().clients
+    rnd.board.submit(good)
+    assert 1 in rnd.board.state().clients
+    # the aggregator's seat: a result signed by a member is refused
+    rnd.board.advance(40)
+    res = ResultPost(b"\x00" * 32, (), 0)
+    _refused(
+        rnd,
+        "signature",
+        rnd.seats.sign(rnd.board, ROLE_AGGREGATOR, 0, res, identity=rnd.seats.members[0]),
+    )
+
+
+def test_a_post_on_another_view_is_refused() -> None:
+    rnd = Round()
+    reg = _registration(rnd, ROLE_CLIENT, 1)
+    for view in (ZERO_HASH, b"\x13" * 32):
+        exc = _refused(rnd, "view", rnd.seats.sign(rnd.board, ROLE_CLIENT, 1, reg, view=view))
+        assert exc.fault.who == "client 1"
+    rnd.seats.post(rnd.board, ROLE_CLIENT, 1, reg)
+    # the REGISTER view is the head after event 0; a later post keeps it (the head
+    # when the phase began), not the board's current head
+    assert rnd.board.view() == event_hash(rnd.board.events()[0]) != rnd.board.head
+    _refused(
+        rnd,
+        "view",
+        rnd.seats.sign(
+            rnd.board, ROLE_CLIENT, 2, _registration(rnd, ROLE_CLIENT, 2), view=rnd.board.head
+        ),
+    )
+    for c in rnd.clients[1:]:
+        c.register(rnd.board)
+    for m in rnd.members:
+        m.register(rnd.board)
+    rnd.board.advance(rnd.cfg.register_blocks)
+    # in DEAL the view is the registration head; the REGISTER phase's view is stale
+    assert rnd.board.view() == rnd.board.state().registration_head == rnd.board.head
+    member = rnd.members[0]
+    gamma, proof = prove_seed_reveal(member.key, 31337, rnd.cfg.board, 1, 1)
+    reveal = SeedReveal(1, gamma.to_bytes(), proof.to_bytes())
+    stale = event_hash(rnd.board.events()[0])
+    _refused(rnd, "view", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, reveal, view=stale))
+    rnd.post(ROLE_MEMBER, 1, reveal)
+    assert 1 in rnd.board.state().reveals
+
+
+def test_no_dealing_before_every_seed_reveal() -> None:
+    rnd = Round().register(reveal=False)
+    st = rnd.board.state()
+    for m in rnd.members[:-1]:
+        m.reveal_seed(rnd.board)
+    assert st.graph is None and st.round_seed is None
+    exc = _refused(rnd, "dealings", rnd.seats.sign(rnd.board, ROLE_CLIENT, 1, DealingsPost(1, ())))
+    assert "4 of 5 seed reveals" in str(exc)
+    rnd.members[-1].reveal_seed(rnd.board)
+    # the m-th reveal fixes the seed from the registration head and every Gamma
+    gammas = [st.reveals[k] for k in range(1, 6)]
+    assert st.round_seed == compute_round_seed(st.registration_head, gammas)
+    assert st.graph is not None
+    rnd.clients[0].deal(rnd.board)
+    assert 1 in st.dealers
+
+
+def test_one_seed_reveal_per_member() -> None:
+    rnd = Round().register(reveal=False)
+    member = rnd.members[1]
+    cfg = rnd.cfg
+    member.reveal_seed(rnd.board)
+    # the same reveal again, and a different one (another key's Gamma and a valid
+    # proof for that key): the first reveal stands
+    gamma, proof = prove_seed_reveal(member.key, cfg.chain_id, cfg.board, cfg.round_id, 2)
+    other = KeyPair.generate()
+    g2, p2 = prove_seed_reveal(other, cfg.chain_id, cfg.board, cfg.round_id, 2)
+    for msg in (
+        SeedReveal(2, gamma.to_bytes(), proof.to_bytes()),
+        SeedReveal(2, g2.to_bytes(), p2.to_bytes()),
+    ):
+        exc = _refused(rnd, "seed", rnd.seats.sign(rnd.board, ROLE_MEMBER, 2, msg))
+        assert "already revealed" in str(exc)
+    assert rnd.board.state().reveals[2] == gamma
+    # a first reveal that is not of the member's registered key fails its proof
+    exc = _refused(
+        rnd,
+        "seed",
+        rnd.seats.sign(rnd.board, ROLE_MEMBER, 3, SeedReveal(3, g2.to_bytes(), p2.to_bytes())),
+    )
+    assert exc.fault.who == "member 3" and 3 not in rnd.board.state().reveals
+    # a reveal for another member, or from a client seat
+    _refused(
+        rnd,
+        "seed",
+        rnd.seats.sign(rnd.board, ROLE_MEMBER, 3, SeedReveal(4, g2.to_bytes(), p2.to_bytes())),
+    )
+    _refused(
+        rnd,
+        "seed",
+        rnd.seats.sign(rnd.board, ROLE_CLIENT, 3, SeedReveal(3, g2.to_bytes(), p2.to_bytes())),
+    )
+
+
+def _shares(rnd: Round, member: CommitteeMember) -> SharesPost:
+    """Member ``member``'s decrypted shares of every allowed dealing, computed directly
+    (the role itself refuses to decrypt before the quorum)."""
+    from pvss.scrape import decrypt_share
+    from secagg.messages import ShareItem
+
+    st = rnd.board.state()
+    items = []
+    for key in rnd.board.allowed_shares():
+        sh = decrypt_share(
+            st.dealings[key], member.party, member.key, dealing_context(rnd.cfg, key)
+        )
+        items.append(ShareItem(*key, sh.to_bytes()))
+    return SharesPost(member.party, tuple(items))
+
+
+def test_no_shares_before_a_quorum_of_confirmations() -> None:
+    rnd = Round().register().deal().upload()
+    q = rnd.cfg.confirm_quorum
+    assert q == 4  # ceil((m + t + 1) / 2) for m = 5, t = 2
+    rnd.confirm(skip={4, 5})  # 3 < Q
+    post = _shares(rnd, rnd.members[0])
+    exc = _refused(rnd, "confirm", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, post))
+    assert "3 confirmations < quorum 4" in str(exc)
+    with pytest.raises(ProtocolError, match="3 confirmations of its head < quorum 4"):
+        rnd.members[0].reveal(rnd.board)
+    rnd.members[3].confirm(rnd.board)
+    rnd.post(ROLE_MEMBER, 1, post)
+    shares = rnd.board.state().shares
+    assert rnd.board.allowed_shares() and all(
+        1 in shares[key] for key in rnd.board.allowed_shares()
+    )
+
+
+def test_a_confirmation_of_another_head_is_refused() -> None:
+    rnd = Round().register().deal().upload()
+    u_head = rnd.board.view()
+    for head in (
+        b"\x13" * 32,
+        rnd.board.state().registration_head,
+        event_hash(rnd.board.events()[0]),
+    ):
+        _refused(rnd, "confirm", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, Confirmation(1, head)))
+    # for another member, from a client, twice
+    _refused(rnd, "confirm", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, Confirmation(2, u_head)))
+    _refused(rnd, "confirm", rnd.seats.sign(rnd.board, ROLE_CLIENT, 1, Confirmation(1, u_head)))
+    rnd.post(ROLE_MEMBER, 1, Confirmation(1, u_head))
+    _refused(rnd, "confirm", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, Confirmation(1, u_head)))
+    assert rnd.board.state().confirmations == {1: u_head}
+
+
+def test_an_aborted_round_reveals_nothing_and_posts_no_result() -> None:
+    rnd = Round().register().deal()
+    assert rnd.cfg.min_included == 4
+    # only 3 of 6 upload: |U| = 3 < min_included = 4
+    rnd.upload(skip={4, 5, 6})
+    st = rnd.board.state()
+    assert st.aborted and st.included == () and not rnd.board.allowed_shares()
+    with pytest.raises(ProtocolError, match="aborted"):
+        rnd.members[0].confirm(rnd.board)
+    _refused(
+        rnd,
+        "aborted",
+        rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, Confirmation(1, rnd.board.view())),
+    )
+    # the self dealing of an uploader: a share an unaborted U would allow
+    from pvss.scrape import decrypt_share
+    from secagg.messages import ShareItem
+
+    m = rnd.members[0]
+    sh = decrypt_share(st.dealings[self_key(1)], 1, m.key, dealing_context(rnd.cfg, self_key(1)))
+    for items in ((), (ShareItem(*self_key(1), sh.to_bytes()),)):
+        _refused(rnd, "aborted", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, SharesPost(1, items)))
+    rnd.board.advance(rnd.cfg.unmask_blocks)
+    for res in (ResultPost(b"\x00" * 32, (), 0), ResultPost(b"\x00" * 32, (1, 2, 3), 3)):
+        _refused(rnd, "aborted", rnd.seats.sign(rnd.board, ROLE_AGGREGATOR, 0, res))
+    assert not st.shares and not st.confirmations and st.result is None
+
+
+def test_open_membership_one_seat_per_identity() -> None:
+    seats = Seats.generate(6, 5)
+    cfg = RoundConfig(
+        **{
+            **make_config(seats).__dict__,
+            "clients": (),
+            "min_included": 0,
+            "min_neighbours": 0,
+            "confirm_quorum": 0,
+        }
+    )
+    assert cfg.clients == () and cfg.client_identity(1) is None
+    rnd = Round(cfg, seats=seats)
+    someone = fresh_identity()  # on no roster: open membership admits it
+    rnd.seats.post(rnd.board, ROLE_CLIENT, 1, _registration(rnd, ROLE_CLIENT, 1), identity=someone)
+    assert rnd.board.state().client_ids[1] == someone.address
+    exc = _refused(
+        rnd,
+        "registration",
+        rnd.seats.sign(
+            rnd.board, ROLE_CLIENT, 2, _registration(rnd, ROLE_CLIENT, 2), identity=someone
+        ),
+    )
+    assert "already holds a seat" in str(exc)
+    # the seat is now someone's: another identity cannot post for it
+    _refused(
+        rnd,
+        "signature",
+        rnd.seats.sign(rnd.board, ROLE_CLIENT, 1, _registration(rnd, ROLE_CLIENT, 1)),
+    )
+    # a post for a free seat that is not a registration: the seat has no identity yet
+    rnd.board.advance(rnd.cfg.register_blocks)
+    _refused(
+        rnd,
+        "signature",
+        rnd.seats.sign(rnd.board, ROLE_CLIENT, 3, DealingsPost(3, ()), identity=someone),
+    )
+
+
+def test_closed_membership_seats_belong_to_the_roster() -> None:
+    rnd = Round()
+    stranger = fresh_identity()
+    _refused(
+        rnd,
+        "signature",
+        rnd.seats.sign(
+            rnd.board, ROLE_CLIENT, 1, _registration(rnd, ROLE_CLIENT, 1), identity=stranger
+        ),
+    )
+    # a roster identity registering a seat that is not its own
+    _refused(
+        rnd,
+        "signature",
+        rnd.seats.sign(
+            rnd.board,
+            ROLE_CLIENT,
+            2,
+            _registration(rnd, ROLE_CLIENT, 2),
+            identity=rnd.seats.clients[0],
+        ),
+    )
+    # a board is created only by the config's aggregator
+    with pytest.raises(ProtocolError, match="another aggregator"):
+        MemoryBoard.create(rnd.cfg, stranger)
+
+
+@pytest.mark.parametrize(
+    "graph",
+    [
+        "regular: 4",
+        "regular:+4",
+        "regular:04",
+        "regular:\u0664",
+        "regular:4 ",
+        " regular:4",
+        "regular:",
+        "regular:-4",
+        "regular:4.0",
+        "Regular:4",
+        "complete ",
+    ],
+)
+def test_graph_strings_are_canonical_only(graph: str) -> None:
+    with pytest.raises(ConfigError, match="graph"):
+        make_config(graph=graph)
+    with pytest.raises(ConfigError, match="graph"):
+        parse_graph(graph, 6)
+
+
+def test_config_caps_are_checked_before_anything_is_allocated() -> None:
+    seats = Seats.generate(2, 5)
+    roster = seats.roster(open_membership=True)
+    with pytest.raises(ConfigError, match=f"n_clients: {MAX_CLIENTS + 1} > the cap"):
+        make_config(seats, n_clients=MAX_CLIENTS + 1, **roster)
+    # a complete graph over the edge cap: refused from the numbers, even with an empty
+    # roster (the cap comes before the roster and before any graph is built)
+    n = 5800
+    assert n * (n - 1) // 2 > MAX_GRAPH_EDGES
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="edges > the cap"):
+        make_config(seats, n_clients=n, max_weight=1, bits=32, members=())
+    assert time.perf_counter() - t0 < 0.5
+    make_config(seats, n_clients=5000, max_weight=1, bits=32, **roster)  # under the cap
+    with pytest.raises(ConfigError, match="committee_size"):
+        make_config(seats, committee_size=MAX_COMMITTEE + 1)
+    with pytest.raises(ConfigError, match="dim"):
+        make_config(seats, dim=MAX_DIM + 1)
+
+
+def test_config_roster_must_match_the_seats() -> None:
+    seats = Seats.generate(6, 5)
+    members, clients = seats.roster()["members"], seats.roster()["clients"]
+    bad = {
+        "members: the roster names 4": {"members": members[:4]},
+        "members: identities must be distinct": {"members": members[:4] + members[:1]},
+        "members: identities must be distinct and non-zero": {
+            "members": members[:4] + (bytes(20),)
+        },
+        "clients: the roster names 5": {"clients": clients[:5]},
+        "clients: identities must be distinct": {"clients": clients[:5] + clients[:1]},
+        "clients: identities must be distinct and non-zero": {
+            "clients": clients[:5] + (bytes(20),)
+        },
+        "aggregator": {"aggregator": b"\x01" * 19},
+    }
+    for match, kw in bad.items():
+        with pytest.raises(ConfigError, match=match):
+            make_config(seats, **kw)
+    assert make_config(seats, clients=()).clients == ()  # open membership
+
+
+def test_config_bounds_on_included_set_and_quorum() -> None:
+    seats = Seats.generate(6, 5)
+    cfg = make_config(seats)  # defaults: SPEC §6.11, §6.12
+    assert (cfg.min_included, cfg.min_neighbours, cfg.confirm_quorum) == (4, 1, 4)
+    assert make_config(seats, graph="regular:4").min_neighbours == 3
+    assert make_config(seats, graph="regular:2").min_neighbours == 2
+    assert confirm_quorum(10, 4) == 8 and confirm_quorum(5, 2) == 4
+    assert default_min_included(100) == 35 and default_min_included(3) == 3
+    for kw, match in (
+        ({"min_included": 1}, "min_included: 1 must be in \\[2, n=6\\]"),
+        ({"min_included": 7}, "min_included"),
+        ({"min_neighbours": 6}, "min_neighbours: 6 must be in \\[1, degree=5\\]"),
+        ({"graph": "regular:2", "min_neighbours": 3}, "min_neighbours"),
+        ({"confirm_quorum": 3}, "confirm_quorum: 3 must be in"),
+        ({"confirm_quorum": 6}, "confirm_quorum"),
+        ({"challenge_blocks": 5}, "only an optimistic round"),
+        ({"stake": 1}, "only an optimistic round"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            make_config(seats, **kw)
+    edge = make_config(seats, min_included=6, min_neighbours=5, confirm_quorum=5)
+    assert (edge.min_included, edge.min_neighbours, edge.confirm_quorum) == (6, 5, 5)
+    assert make_config(seats, min_included=2).min_included == 2
+
+
+def test_exclusions_exist_in_optimistic_rounds_only() -> None:
+    rnd = Round().register().deal()
+    post = SignedPost(
+        ROLE_AGGREGATOR, 0, codec.encode(Exclusion(1, 0, 0)), rnd.board.view(), NO_SIGNATURE
+    )
+    exc = _refused(rnd, "message", post)
+    assert "optimistic" in str(exc)
