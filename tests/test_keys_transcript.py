@@ -8,7 +8,15 @@ import pytest
 
 from pvss.errors import InvalidEncoding, InvalidProof
 from pvss.group import ORDER, G, G1Point, H
-from pvss.keys import KeyPair, ProofOfPossession, prove_possession, verify_possession
+from pvss.keys import (
+    H_SEED,
+    KeyPair,
+    ProofOfPossession,
+    prove_possession,
+    prove_seed_reveal,
+    verify_possession,
+    verify_seed_reveal,
+)
 from pvss.transcript import (
     CONTEXT_BYTES,
     DST_DEALING,
@@ -82,21 +90,46 @@ def test_keys_live_on_h() -> None:
 
 def test_proof_of_possession_and_every_tamper() -> None:
     key = KeyPair.generate()
-    pop = prove_possession(key, 31337, BOARD, party=4)
-    verify_possession(key.pk, pop, 31337, BOARD, 4)
+    pop = prove_possession(key, 31337, BOARD, 7, party=4)
+    verify_possession(key.pk, pop, 31337, BOARD, 7, 4)
     assert ProofOfPossession.from_bytes(pop.to_bytes()) == pop
     cases = [
-        (key.pk, dataclasses.replace(pop, challenge=(pop.challenge + 1) % R), 31337, BOARD, 4),
-        (key.pk, dataclasses.replace(pop, response=(pop.response + 1) % R), 31337, BOARD, 4),
-        (key.pk + G, pop, 31337, BOARD, 4),
-        (key.pk, pop, 1, BOARD, 4),
-        (key.pk, pop, 31337, b"\x01" * 20, 4),
-        (key.pk, pop, 31337, BOARD, 5),
-        (G1Point.identity(), pop, 31337, BOARD, 4),
+        (key.pk, dataclasses.replace(pop, challenge=(pop.challenge + 1) % R), 31337, BOARD, 7, 4),
+        (key.pk, dataclasses.replace(pop, response=(pop.response + 1) % R), 31337, BOARD, 7, 4),
+        (key.pk + G, pop, 31337, BOARD, 7, 4),
+        (key.pk, pop, 1, BOARD, 7, 4),
+        (key.pk, pop, 31337, b"\x01" * 20, 7, 4),
+        (key.pk, pop, 31337, BOARD, 8, 4),  # another round: a PoP is per round
+        (key.pk, pop, 31337, BOARD, 7, 5),
+        (G1Point.identity(), pop, 31337, BOARD, 7, 4),
     ]
-    for pk, proof, chain, board, party in cases:
+    for pk, proof, chain, board, rnd, party in cases:
         with pytest.raises(InvalidProof, match=f"party {party}"):
-            verify_possession(pk, proof, chain, board, party)
+            verify_possession(pk, proof, chain, board, rnd, party)
+
+
+def test_seed_reveal_and_every_tamper() -> None:
+    """SPEC §6.10: Gamma = sk*H_SEED with a DLEQ proof tying it to pk = sk*H, bound to
+    chain, board, round and member; H_SEED is another nothing-up-my-sleeve generator."""
+    key = KeyPair.generate()
+    gamma, proof = prove_seed_reveal(key, 31337, BOARD, 7, 3)
+    assert gamma == H_SEED * key.sk and H_SEED not in (G, H)
+    verify_seed_reveal(key.pk, gamma, proof, 31337, BOARD, 7, 3)
+    other = KeyPair.generate()
+    cases = [
+        (other.pk, gamma, 31337, BOARD, 7, 3),  # another key's reveal
+        (key.pk, H_SEED * other.sk, 31337, BOARD, 7, 3),  # another Gamma
+        (key.pk, gamma + G, 31337, BOARD, 7, 3),
+        (key.pk, gamma, 1, BOARD, 7, 3),
+        (key.pk, gamma, 31337, b"\x01" * 20, 7, 3),
+        (key.pk, gamma, 31337, BOARD, 8, 3),
+        (key.pk, gamma, 31337, BOARD, 7, 4),
+    ]
+    for pk, g, chain, board, rnd, member in cases:
+        with pytest.raises(InvalidProof, match=f"member {member}"):
+            verify_seed_reveal(pk, g, proof, chain, board, rnd, member)
+    with pytest.raises(InvalidProof, match="identity"):
+        verify_seed_reveal(key.pk, G1Point.identity(), proof, 31337, BOARD, 7, 3)
 
 
 def test_pop_codec_rejects_bad_bytes() -> None:
