@@ -17,13 +17,20 @@ const SOURCE_DIRS = ["src", "test"];
 const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssTestHarness"];
 const PINNED = require(path.join(ROOT, "..", "package.json")).devDependencies.solc;
 
-const SETTINGS = {
-  optimizer: { enabled: true, runs: 10000 },
-  viaIR: true,
-  evmVersion: "cancun",
-  metadata: { bytecodeHash: "none", appendCBOR: false },
-  outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
-};
+const RUNS = 10000;
+// PvssRound at 10 000 runs exceeds the EIP-170 limit (24 576 bytes deployed); 200 runs
+// keeps it under (its proof checks run in PvssVerifier, compiled at 10 000 runs)
+const RUNS_FOR = { PvssRound: 200 };
+
+function settings(runs) {
+  return {
+    optimizer: { enabled: true, runs: runs },
+    viaIR: true,
+    evmVersion: "cancun",
+    metadata: { bytecodeHash: "none", appendCBOR: false },
+    outputSelection: { "*": { "*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"] } },
+  };
+}
 
 function sources() {
   const out = {};
@@ -52,17 +59,36 @@ function main() {
     console.error(`solc ${version} is not the pinned ${PINNED}: run npm ci`);
     process.exit(1);
   }
-  const input = { language: "Solidity", sources: sources(), settings: SETTINGS };
-  const output = JSON.parse(solc.compile(JSON.stringify(input)));
-  let failed = false;
-  for (const err of output.errors || []) {
-    console.error(err.formattedMessage || err.message);
-    if (err.severity === "error") failed = true;
+  const outputs = {};
+  for (const runs of new Set([RUNS, ...Object.values(RUNS_FOR)])) {
+    const input = { language: "Solidity", sources: sources(), settings: settings(runs) };
+    const output = JSON.parse(solc.compile(JSON.stringify(input)));
+    let failed = false;
+    for (const err of output.errors || []) {
+      if (err.severity === "error") failed = true;
+      // sizes are checked below, per artifact at its own runs
+      if (err.severity !== "error" && (runs !== RUNS || /Contract code size/.test(err.message))) continue;
+      console.error(err.formattedMessage || err.message);
+    }
+    if (failed) process.exit(1);
+    outputs[runs] = output;
   }
-  if (failed) process.exit(1);
 
+  // PvssRound pins PvssVerifier's code hash (VERIFIER_CODEHASH): check it is current
+  {
+    const { keccak256 } = require("js-sha3"); // a dependency of solc-js
+    const v = outputs[RUNS_FOR.PvssVerifier || RUNS].contracts["src/PvssVerifier.sol"].PvssVerifier;
+    const hash = keccak256(Buffer.from(v.evm.deployedBytecode.object, "hex"));
+    const src = fs.readFileSync(path.join(ROOT, "src", "PvssRound.sol"), "utf8");
+    if (!src.includes(`VERIFIER_CODEHASH = 0x${hash};`)) {
+      console.error(`contracts/src/PvssRound.sol: set VERIFIER_CODEHASH = 0x${hash}`);
+      process.exit(1);
+    }
+  }
   fs.mkdirSync(outDir, { recursive: true });
   for (const name of ARTIFACTS) {
+    const runs = RUNS_FOR[name] || RUNS;
+    const output = outputs[runs];
     const sourceName = Object.keys(output.contracts).find((s) => name in output.contracts[s]);
     if (!sourceName) {
       console.error(`contract ${name} not found in the output`);
@@ -72,11 +98,15 @@ function main() {
     const artifact = {
       contractName: name,
       sourceName: sourceName,
-      compiler: { name: "solc", version: version, settings: SETTINGS },
+      compiler: { name: "solc", version: version, settings: settings(runs) },
       abi: c.abi,
       bytecode: "0x" + c.evm.bytecode.object,
       deployedBytecode: "0x" + c.evm.deployedBytecode.object,
     };
+    if (c.evm.deployedBytecode.object.length / 2 > 24576) {
+      console.error(`${name}: ${c.evm.deployedBytecode.object.length / 2} bytes deployed > 24576 (EIP-170)`);
+      process.exit(1);
+    }
     const file = path.join(outDir, `${name}.json`);
     fs.writeFileSync(file, JSON.stringify(artifact, null, 2) + "\n");
     console.log(`${path.relative(process.cwd(), file)}: ${c.evm.deployedBytecode.object.length / 2} bytes deployed`);

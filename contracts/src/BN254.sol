@@ -20,6 +20,10 @@ library BN254 {
     /// the value of tests/vectors/hash_to_g1/h.json (the tests check both agree).
     uint256 internal constant H_X = 0x1b4dbcfc4b1156f78fd7608b0b07f427950b8200e167265ae5da9135f5373546;
     uint256 internal constant H_Y = 0x0012886aca1e7d58ef7e032035d431289511a4cb77d8ea7ac1ce2a9552505000;
+    /// @dev seed-reveal generator H_SEED = compute_h_generator("pvss-secagg/v1/generator-seed")
+    /// (SPEC.md §6.10, pvss.keys.H_SEED; the tests check both agree)
+    uint256 internal constant H_SEED_X = 0x2a116eb3e4873b7d86dfc1326ec94ddb388b9f20a272ac24f750ce4f745b8eb4;
+    uint256 internal constant H_SEED_Y = 0x0ab3cfaac8d9ce5c5995861afc3eac431dfb3996ef7fc0a7e03b7a28f7b48353;
 
     /// @notice the ecAdd precompile (0x06) failed (invalid input point or out of gas)
     error EcAddFailed();

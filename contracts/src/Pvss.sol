@@ -27,7 +27,8 @@ enum Field {
     PublicKey, // a member's key (decrypted share, proof of possession)
     Proof, // a 64-byte (e, z) proof as a whole (length)
     Challenge, // e of a compact proof (proof of possession), must be < r
-    Response // z of a proof, must be < r
+    Response, // z of a proof, must be < r
+    Gamma // a member's seed reveal Gamma (SPEC.md §6.10)
 }
 
 /// @notice bytes that do not have the length the layout requires
@@ -56,6 +57,8 @@ error NoSuchPoint(uint256 index);
 error ShareProofFailed(uint256 index);
 /// @notice the proof of possession of `party` does not verify
 error PopFailed(uint256 party);
+/// @notice the DLEQ proof of member `member`'s seed reveal does not verify (SPEC.md §6.10)
+error SeedRevealFailed(uint256 member);
 
 /// @title SCRAPE PVSS verification on BN254 — SPEC.md §3–§4, bit-for-bit the Python
 /// reference (pvss.scrape.verify_dealing, verify_decrypted_share, pvss.keys.verify_possession).
@@ -66,6 +69,8 @@ library Pvss {
     bytes internal constant DST_RS_DUAL = "pvss-secagg/v1/rs-dual";
     bytes internal constant DST_DECRYPTED_SHARE = "pvss-secagg/v1/decrypted-share";
     bytes internal constant DST_POP = "pvss-secagg/v1/proof-of-possession";
+    bytes internal constant DST_SEED_REVEAL = "pvss-secagg/v1/seed-reveal";
+    uint256 internal constant SEED_PROOF_BYTES = 160;
     /// @dev the tags left-aligned in a word, for transcripts assembled in memory (the
     /// 34-byte DST_POP does not fit and goes through abi.encodePacked)
     bytes32 private constant DST_DEALING_WORD = "pvss-secagg/v1/dealing"; // 22 bytes
@@ -419,10 +424,10 @@ library Pvss {
     // ---------------------------------------------------------------- proof of possession
 
     /// @notice Verifies a Schnorr proof of possession `proof` = e || z of `pk` for
-    /// `party` on (chainId, board) (SPEC.md §3.4): pk valid and not the identity,
-    /// A = z*H + e*pk, e == keccak256(DST_POP || uint256 chainId || address board ||
-    /// uint32 party || pk || A) mod r.
-    function verifyPop(uint256 chainId, address board, uint32 party, bytes memory pk, bytes memory proof)
+    /// `party` in round `round` on (chainId, board) (SPEC.md §3.4): pk valid and not the
+    /// identity, A = z*H + e*pk, e == keccak256(DST_POP || uint256 chainId ||
+    /// address board || uint64 round || uint32 party || pk || A) mod r.
+    function verifyPop(uint256 chainId, address board, uint64 round, uint32 party, bytes memory pk, bytes memory proof)
         internal
         view
     {
@@ -433,7 +438,46 @@ library Pvss {
         uint256 z = _word(proof, 32);
         if (z >= BN254.R) revert InvalidEncoding(Field.Response, party);
         (uint256 ax, uint256 ay) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
-        bytes32 h = keccak256(abi.encodePacked(DST_POP, chainId, board, party, px, py, ax, ay));
+        bytes32 h = keccak256(abi.encodePacked(DST_POP, chainId, board, round, party, px, py, ax, ay));
         if (uint256(h) % BN254.R != e) revert PopFailed(party);
+    }
+
+    // ---------------------------------------------------------------- seed reveal
+
+    /// @notice Verifies member `member`'s seed reveal (SPEC.md §6.10, pvss.keys
+    /// verify_seed_reveal): `gamma` = Gamma (64 bytes, valid, not the identity) and
+    /// `proof` = A1 || A2 || z (160 bytes, commitment-form DLEQ) that log_H pk =
+    /// log_{H_SEED} Gamma, e = keccak256(DST_SEED_REVEAL || uint256 chainId ||
+    /// address board || uint64 round || uint32 member || pk || H_SEED || Gamma || A1 ||
+    /// A2) mod r, z*H + e*pk == A1 and z*H_SEED + e*Gamma == A2. `pk` = (px, py) is the
+    /// member's registered key. Returns Gamma.
+    function verifySeedReveal(
+        uint256 chainId,
+        address board,
+        uint64 round,
+        uint32 member,
+        uint256 px,
+        uint256 py,
+        bytes memory gamma,
+        bytes memory proof
+    ) internal view returns (uint256 gx, uint256 gy) {
+        (gx, gy) = _key(gamma, Field.Gamma, member);
+        if (proof.length != SEED_PROOF_BYTES) revert InvalidLength(Field.Proof, proof.length);
+        (uint256 a1x, uint256 a1y) = _checkedPoint(proof, 0, Field.A1, member);
+        (uint256 a2x, uint256 a2y) = _checkedPoint(proof, 64, Field.A2, member);
+        uint256 z = _word(proof, 128);
+        if (z >= BN254.R) revert InvalidEncoding(Field.Response, member);
+        uint256 e = uint256(
+            keccak256(
+                bytes.concat(
+                    abi.encodePacked(DST_SEED_REVEAL, chainId, board, round, member, px, py),
+                    abi.encodePacked(BN254.H_SEED_X, BN254.H_SEED_Y, gx, gy, a1x, a1y, a2x, a2y)
+                )
+            )
+        ) % BN254.R;
+        (uint256 cx, uint256 cy) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
+        if (cx != a1x || cy != a1y) revert SeedRevealFailed(member);
+        (cx, cy) = BN254.mulAdd(BN254.H_SEED_X, BN254.H_SEED_Y, z, gx, gy, e);
+        if (cx != a2x || cy != a2y) revert SeedRevealFailed(member);
     }
 }

@@ -3,28 +3,40 @@ pragma solidity 0.8.28;
 
 import {BN254} from "./BN254.sol";
 import {Pvss, ThresholdMismatch, RecipientMismatch, KeyCountMismatch} from "./Pvss.sol";
+import {PvssVerifier} from "./PvssVerifier.sol";
 
 /// @notice a post in the wrong phase (phases as in SPEC.md §6.4: 0 register, 1 deal,
 /// 2 upload, 3 unmask, 4 result); `height` is block.number - startBlock
 error WrongPhase(uint8 expected, uint8 actual, uint256 height);
-/// @notice this account already registered a party (one account, one party)
-error AccountAlreadyRegistered(address account);
 /// @notice role is neither client (0) nor member (1)
 error InvalidRole(uint8 role);
 /// @notice the party id is outside 1..limit
 error IdOutOfRange(uint8 role, uint32 party, uint32 limit);
 /// @notice this (role, party) is already registered
 error AlreadyRegistered(uint8 role, uint32 party);
+/// @notice open membership: this identity already holds client seat `seat`
+error IdentitySeated(address identity, uint32 seat);
 /// @notice msg.value is not the stake (client registration) or the bond (challenge)
 error WrongValue(uint256 expected, uint256 actual);
-/// @notice the sender's account is not a registered party of the role the post needs
-error NotRegistered(address account, uint8 role);
+/// @notice the signature is not 65 bytes r || s || v with v in {27, 28}, 0 < s <= n/2,
+/// or does not recover (SPEC.md §6.9)
+error BadSignature(uint8 role, uint32 sender);
+/// @notice the post is signed by `signer`, not by the identity the roster gives the seat
+error WrongSigner(uint8 role, uint32 sender, address signer);
+/// @notice the post's view is not the head when its phase began (SPEC.md §6.11)
+error WrongView(bytes32 expected, bytes32 actual);
+/// @notice the seat (role, party) is not registered
+error NotRegistered(uint8 role, uint32 party);
 /// @notice the client already posted its dealings
 error AlreadyDealt(uint32 dealer);
 /// @notice not every committee member registered: the round cannot proceed
 error CommitteeIncomplete(uint32 registered, uint32 committeeSize);
 /// @notice the packed committee keys given are not the registered ones
 error CommitteeKeysMismatch();
+/// @notice this member already revealed its seed contribution
+error AlreadyRevealed(uint32 member);
+/// @notice dealings need the round seed: `reveals` of `committeeSize` members revealed
+error SeedNotFixed(uint32 reveals, uint32 committeeSize);
 /// @notice the items are not exactly: the self dealing, then one pair dealing per
 /// registered neighbour j > dealer in increasing j (item = first wrong position)
 error WrongDealingSet(uint32 dealer, uint256 item, uint256 expectedItems);
@@ -37,6 +49,14 @@ error NoAcceptedDealings(uint32 client);
 error AlreadyUploaded(uint32 client);
 /// @notice the masked vector's size is not ceil((d+1)*b/8)
 error WrongSize(uint64 expected, uint64 actual);
+/// @notice |U| < minIncluded: the round aborted, nothing is revealed (SPEC.md §6.12)
+error RoundAborted();
+/// @notice a confirmation of another head than the one that fixed U
+error WrongConfirmation(bytes32 expected, bytes32 actual);
+/// @notice this member already confirmed
+error AlreadyConfirmed(uint32 member);
+/// @notice shares need `quorum` confirmations of the U-fixing head; there are `have`
+error NotConfirmed(uint32 have, uint32 quorum);
 /// @notice the included set U does not allow a share of this dealing (SPEC.md §6.5)
 error ShareNotAllowed(uint32 dealer, uint8 purpose, uint32 partner);
 /// @notice this member already posted a share of this dealing
@@ -45,8 +65,6 @@ error ShareAlreadyPosted(uint32 dealer, uint8 purpose, uint32 partner);
 error ShareIndexMismatch(uint256 index, uint32 member);
 /// @notice the dealing bytes given are not the ones accepted (keccak256 differs)
 error DealingMismatch(uint32 dealer, uint8 purpose, uint32 partner);
-/// @notice only the round's aggregator posts the result
-error NotAggregator(address account);
 /// @notice the result was already posted
 error ResultAlreadyPosted();
 /// @notice the result's included set is not U
@@ -63,36 +81,51 @@ error ChallengeWindowClosed(uint256 lastHeight);
 error NothingToWithdraw();
 /// @notice an Ether transfer failed
 error TransferFailed();
-/// @notice round parameters the contract cannot work with
+/// @notice round parameters the contract cannot work with (code: see the constructor)
 error BadConfig(uint256 code);
 
-/// @title PvssRound — one secure-aggregation round on-chain (SPEC.md §6.4 board rules).
+/// @title PvssRound — one secure-aggregation round on-chain (SPEC.md §6.4, §6.9–§6.12).
 /// @notice One contract per round: its address is the `board` of every context (SPEC.md
-/// §3.2) and of every proof of possession, so nothing replays into another round or
-/// contract. Phases follow block height h = block.number - startBlock with the lengths
-/// fixed at creation. Every accepted post emits events carrying the whole message, so
-/// the round's transcript (secagg.evm_board) is rebuilt from the event log alone.
-/// The contract keeps the SPEC event hash chain through registration (it encodes each
-/// Registration exactly as secagg.codec does), so the round seed and the mask graph
-/// are the ones MemoryBoard derives.
+/// §3.2), proof of possession and post signature, so nothing replays into another
+/// round or contract. Phases follow block height h = block.number - startBlock.
 ///
-/// Design choices and where the rules differ from secagg.board.MemoryBoard:
-/// - The graph is computed on-chain (Fisher–Yates over keccak, O(n) per dealings post
-///   for regular:K), so the contract itself checks which pair dealings a dealer owes.
-/// - Dealings must come in canonical order (self, then partners increasing);
-///   MemoryBoard accepts any order of the same set.
-/// - U is computed on-chain by `close()` (anyone; the first share post or the result
-///   calls it): uploaded clients with an uploaded neighbour, equal to SPEC's fixpoint.
+/// Trust rules (the same as secagg.boards.memory.MemoryBoard):
+/// - The roster is fixed at creation: the aggregator's identity, member seat k's
+///   identity, and client seat i's identity (closed membership) or none (open
+///   membership: any identity takes one free seat, recorded at its registration). The
+///   config the contract enforces is event 0 of the transcript: the constructor packs
+///   it exactly as secagg.posts.config_packed and checks the aggregator's signature.
+/// - Every post is signed by its seat's identity over (DST_POST, chain, this contract,
+///   round, role, sender, view, post digest) (EIP-191, low s; ecrecover). msg.sender
+///   is only a relayer: it needs no key of any party, and reputation counts identities.
+/// - view = the head when the post's phase began (recorded on the first post or
+///   close() of a phase); a post with another view reverts (WrongView).
+/// - The contract keeps the event hash chain of SPEC.md §6.9 for every post: `head()`
+///   is the transcript head at all times (an on-chain anchor for auditors).
+/// - Members reveal Gamma = sk*H_SEED with a DLEQ proof in DEAL; the round seed is
+///   keccak256(DST_ROUND_SEED || registration head || Gamma_1..m), fixed by the m-th
+///   reveal; no dealing before.
+/// - close() fixes U = the minNeighbours-core of the uploaded clients; if
+///   |U| < minIncluded the round aborts (no confirmation, share or result accepted).
+/// - Members confirm the U-fixing head in UNMASK; shares need confirmQuorum of them.
+///
+/// Where the contract differs from MemoryBoard:
+/// - The graph is computed on-chain (Fisher–Yates over keccak, O(n) per dealings post).
+/// - Dealings must come in canonical order (self, then partners increasing).
 /// - Shares carry the accepted dealing's bytes (checked against its stored keccak256).
-/// - Party ids are first come, first served per account; one account, one party.
-/// - A revert rolls everything back, so on-chain fault counters only count what a
+/// - A revert rolls everything back: on-chain fault counters only count what a
 ///   challenge proves; rejected posts are named by the revert, not recorded.
 /// - Optimistic mode: dealings must be posted while their whole challenge window still
-///   fits in the deal phase, so exclusions happen before anyone masks with them.
+///   fits in the deal phase; a successful challenge appends an Exclusion event
+///   (role 3 = the board, sender 0, view = the current phase head, digest =
+///   keccak256(uint8 11 || uint32 dealer || uint8 purpose || uint32 partner), no
+///   signature) to the hash chain.
+/// Gas: close() is O(n*K) (regular:K) or O(n^2) (complete); dealings posts O(n + K*m).
 contract PvssRound {
     uint8 internal constant ROLE_CLIENT = 0;
     uint8 internal constant ROLE_MEMBER = 1;
     uint8 internal constant ROLE_AGGREGATOR = 2;
+    uint8 internal constant ROLE_BOARD = 3;
     uint8 internal constant PURPOSE_SELF = 0;
     uint8 internal constant PURPOSE_PAIR = 1;
     uint8 internal constant REGISTER = 0;
@@ -100,8 +133,23 @@ contract PvssRound {
     uint8 internal constant UPLOAD = 2;
     uint8 internal constant UNMASK = 3;
     uint8 internal constant RESULT = 4;
+    uint8 internal constant TAG_CONFIG = 1;
+    uint8 internal constant TAG_REGISTRATION = 2;
+    uint8 internal constant TAG_DEALINGS = 3;
+    uint8 internal constant TAG_MASKED = 4;
+    uint8 internal constant TAG_SHARES = 5;
+    uint8 internal constant TAG_RESULT = 6;
+    uint8 internal constant TAG_SEED_REVEAL = 8;
+    uint8 internal constant TAG_CONFIRMATION = 9;
+    uint8 internal constant TAG_EXCLUSION = 11;
+    uint32 internal constant MAX_CLIENTS = 1 << 20;
     bytes internal constant DST_ROUND_SEED = "pvss-secagg/v1/round-seed";
     bytes internal constant DST_GRAPH = "pvss-secagg/v1/graph";
+    bytes internal constant DST_POST = "pvss-secagg/v1/post";
+    /// @dev keccak256 of contracts/build/PvssVerifier.json deployedBytecode (build.js
+    /// refuses to build when it differs)
+    bytes32 public constant VERIFIER_CODEHASH = 0x5282a7593861db4b78d60822baae9a9a1a4e413b750de93becf3660aebfd1831;
+    uint256 internal constant SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
     // client flags
     uint8 internal constant F_REGISTERED = 1;
@@ -110,27 +158,38 @@ contract PvssRound {
     uint8 internal constant F_UPLOADED = 8;
     uint8 internal constant F_WITHDRAWN = 16;
 
-    /// @notice fixed at creation
+    /// @notice every RoundConfig field (SPEC.md §6.1) but chainId and board, which are
+    /// block.chainid and address(this)
     struct Config {
         uint64 roundId;
         uint32 nClients;
         uint16 committeeSize;
         uint16 threshold;
         uint32 degree; // K of regular:K; 0 = complete graph
+        uint32 dim;
+        uint8 quantBits;
+        uint8 bits;
+        bytes8 clip; // IEEE-754 binary64, big-endian
+        uint32 maxWeight;
         uint32 registerBlocks;
         uint32 dealBlocks;
         uint32 uploadBlocks;
         uint32 unmaskBlocks;
-        uint64 maskedSize; // ceil((dim + 1) * bits / 8)
+        bool honestMajority;
+        address aggregator;
+        address[] members; // member seat k = members[k-1]
+        address[] clients; // client seat i = clients[i-1], or empty: open membership
+        uint32 minIncluded;
+        uint32 minNeighbours;
+        uint16 confirmQuorum;
         bool optimistic;
         uint32 challengeBlocks; // optimistic: blocks a dealing post can be challenged
-        uint256 stake; // optimistic: Ether a client locks at registration
+        uint256 stake; // optimistic: Ether locked per client registration
         uint256 bond; // optimistic: Ether a challenger locks
-        address aggregator;
     }
 
     struct Client {
-        address account;
+        address identity; // the seat's identity (roster, or its registrant when open)
         uint8 flags;
         uint64 dealtAt; // height of the dealings post
     }
@@ -158,19 +217,23 @@ contract PvssRound {
     }
 
     // ------------------------------------------------------------------ events
-    /// @notice event 0 of the transcript: the round configuration bytes (secagg.codec)
-    event RoundCreated(bytes config, bytes32 configHash, uint256 startBlock);
-    event Registered(address indexed account, uint8 role, uint32 party, bytes pk, bytes pop);
+    /// @notice event 0: the packed config (secagg.posts.config_packed), its post digest
+    /// and the aggregator's signature (view 0)
+    event RoundCreated(bytes config, bytes32 digest, bytes sig, uint256 startBlock);
+    event Registered(uint8 role, uint32 party, address identity, bytes pk, bytes pop, bytes32 postView, bytes sig);
+    event SeedRevealed(uint32 indexed member, bytes gamma, bytes proof, bytes32 postView, bytes sig);
+    event RoundSeedFixed(bytes32 seed);
     /// @notice one item of a dealings post (emitted in item order, then DealingsPosted)
     event Dealing(uint32 indexed dealer, uint8 purpose, uint32 partner, bytes32 dealingHash, bytes dealing);
-    event DealingsPosted(uint32 indexed dealer, uint256 items, bool verified);
+    event DealingsPosted(uint32 indexed dealer, uint256 items, bool verified, bytes32 postView, bytes sig);
     event DealerExcluded(uint32 indexed dealer, address indexed challenger, uint8 purpose, uint32 partner, bytes reason);
     event ChallengeRejected(uint32 indexed dealer, address indexed challenger, uint8 purpose, uint32 partner);
-    event MaskedInput(uint32 indexed client, bytes32 digest, uint64 size);
-    event IncludedSet(uint32[] included, uint256 allowedDealings);
+    event MaskedInput(uint32 indexed client, bytes32 digest, uint64 size, bytes32 postView, bytes sig);
+    event IncludedSet(uint32[] included, uint256 allowedDealings, bool aborted);
+    event Confirmed(uint32 indexed member, bytes32 confirmedHead, bytes32 postView, bytes sig);
     event Share(uint32 indexed member, uint32 dealer, uint8 purpose, uint32 partner, bytes share);
-    event SharesPosted(uint32 indexed member, uint256 items);
-    event ResultPosted(bytes32 digest, uint32[] included, uint64 totalWeight);
+    event SharesPosted(uint32 indexed member, uint256 items, bytes32 postView, bytes sig);
+    event ResultPosted(bytes32 digest, uint32[] included, uint64 totalWeight, bytes32 postView, bytes sig);
 
     // ------------------------------------------------------------------ configuration
     uint64 public immutable roundId;
@@ -185,47 +248,68 @@ contract PvssRound {
     uint256 public immutable resultStart;
     uint64 public immutable maskedSize;
     bool public immutable optimistic;
+    bool public immutable openMembership;
     uint32 public immutable challengeBlocks;
     uint256 public immutable stake;
     uint256 public immutable bond;
     address public immutable aggregator;
-    bytes32 public immutable configHash;
+    uint32 public immutable minIncluded;
+    uint32 public immutable minNeighbours;
+    uint16 public immutable confirmQuorum;
+    /// @notice post digest of event 0 (the config)
+    bytes32 public immutable configDigest;
+    /// @notice the proof checks (a PvssVerifier, shared by every round on a chain: the
+    /// constructor checks its code hash, so it is that contract's code and no other)
+    PvssVerifier public immutable verifier;
 
     // ------------------------------------------------------------------ state
-    /// @notice SPEC §6.4 event hash chain; frozen when registration closes
+    /// @notice SPEC §6.9 event hash chain: the head of the transcript
     bytes32 public head;
     uint64 public eventCount;
-    /// @notice (1 + role) << 32 | party of a registered account, 0 if none
-    mapping(address => uint256) public accountOf;
+    uint8 public headsRecorded;
+    uint32 public registeredMembers;
+    uint32 public reveals;
+    bool public closed;
+    bool public aborted;
+    bool public resultPosted;
+    uint32 public includedCount;
+    uint32 public allowedDealings;
+    uint32 public completeDealings;
+    uint32 public confirmations;
+    bytes32[5] internal phaseHeads;
+    mapping(uint32 => address) public memberIdentity;
     mapping(uint32 => Client) public clients;
+    /// @notice open membership: the client seat an identity holds (0 = none)
+    mapping(address => uint32) public clientSeat;
     mapping(uint32 => uint256[2]) internal clientPk;
     mapping(uint32 => uint256[2]) internal memberPk;
-    mapping(uint32 => address) public memberAccount;
-    uint32 public registeredMembers;
+    mapping(uint32 => uint256[2]) internal gammas;
+    /// @notice bit k: member k registered / revealed / confirmed
+    uint256 public memberBits;
+    uint256 public revealedBits;
+    uint256 public confirmedBits;
+    bytes32 public roundSeed;
     bytes32 public committeeKeysHash;
     /// @notice keccak256 of each accepted dealing, by dealingKey(dealer, purpose, partner)
     mapping(uint256 => bytes32) public dealingHash;
     mapping(uint32 => bytes32) public maskedDigest;
-    bool public closed;
     mapping(uint256 => uint256) internal includedBits;
-    uint32 public includedCount;
-    uint32 public allowedDealings;
-    uint32 public completeDealings;
     /// @notice bit k set: member k posted a verified share of the dealing
     mapping(uint256 => uint256) public shareBits;
     bytes32 public resultDigest;
-    bool public resultPosted;
+    /// @notice by identity
     mapping(address => Reputation) public reputation;
 
-    constructor(Config memory cfg, bytes memory config) {
-        if (cfg.nClients < 2) revert BadConfig(0);
-        if (cfg.threshold == 0 || cfg.threshold >= cfg.committeeSize) revert BadConfig(1);
-        if (cfg.committeeSize > 255) revert BadConfig(2); // share bitmap
-        if (cfg.degree >= cfg.nClients) revert BadConfig(3);
-        if (cfg.registerBlocks == 0 || cfg.dealBlocks == 0 || cfg.uploadBlocks == 0 || cfg.unmaskBlocks == 0) {
-            revert BadConfig(4);
-        }
-        if (cfg.optimistic && cfg.challengeBlocks >= cfg.dealBlocks) revert BadConfig(5);
+    /// @notice `cfg` is the round's whole configuration; `sig` the aggregator's
+    /// signature of event 0 (role 2, sender 0, view 0, digest = config post digest).
+    /// BadConfig codes: 0 n < 2 or n > 2^20, 1 t, 2 m > 255, 3 degree, 4 a phase
+    /// length 0, 5 challengeBlocks, 6 members, 7 clients, 8 minIncluded,
+    /// 9 minNeighbours, 10 confirmQuorum, 11 stake/bond/challengeBlocks outside
+    /// optimistic mode, 12 `verifier_` is not PvssVerifier's code.
+    constructor(Config memory cfg, bytes memory sig, PvssVerifier verifier_) {
+        _checkConfig(cfg);
+        if (address(verifier_).codehash != VERIFIER_CODEHASH) revert BadConfig(12);
+        verifier = verifier_;
         roundId = cfg.roundId;
         nClients = cfg.nClients;
         committeeSize = cfg.committeeSize;
@@ -236,17 +320,118 @@ contract PvssRound {
         uploadStart = uint256(cfg.registerBlocks) + cfg.dealBlocks;
         unmaskStart = uint256(cfg.registerBlocks) + cfg.dealBlocks + cfg.uploadBlocks;
         resultStart = uint256(cfg.registerBlocks) + cfg.dealBlocks + cfg.uploadBlocks + cfg.unmaskBlocks;
-        maskedSize = cfg.maskedSize;
+        maskedSize = uint64((uint256(cfg.dim) + 1) * cfg.bits + 7) / 8;
         optimistic = cfg.optimistic;
+        openMembership = cfg.clients.length == 0;
         challengeBlocks = cfg.challengeBlocks;
         stake = cfg.stake;
         bond = cfg.bond;
         aggregator = cfg.aggregator;
-        configHash = keccak256(config);
-        // event 0: (prev 0, seq 0, height 0, role aggregator, sender 0, body = config)
-        head = keccak256(abi.encodePacked(bytes32(0), uint64(0), uint64(0), ROLE_AGGREGATOR, uint32(0), config));
+        minIncluded = cfg.minIncluded;
+        minNeighbours = cfg.minNeighbours;
+        confirmQuorum = cfg.confirmQuorum;
+        _seat(cfg);
+        bytes memory packed = _configPacked(cfg);
+        bytes32 digest = keccak256(packed);
+        configDigest = digest;
+        address signer = _recover(cfg.roundId, ROLE_AGGREGATOR, 0, bytes32(0), digest, sig);
+        if (signer != cfg.aggregator) revert WrongSigner(ROLE_AGGREGATOR, 0, signer);
+        // event 0: (prev 0, seq 0, height 0, role aggregator, sender 0, view 0, digest)
+        bytes32 h0 = keccak256(abi.encodePacked(bytes32(0), uint64(0), uint64(0), ROLE_AGGREGATOR, uint32(0), bytes32(0), digest));
+        head = h0;
+        phaseHeads[REGISTER] = h0;
+        headsRecorded = 1;
         eventCount = 1;
-        emit RoundCreated(config, configHash, block.number);
+        emit RoundCreated(packed, digest, sig, block.number);
+    }
+
+    function _checkConfig(Config memory cfg) internal pure {
+        uint256 n = cfg.nClients;
+        uint256 m = cfg.committeeSize;
+        if (n < 2 || n > MAX_CLIENTS) revert BadConfig(0);
+        if (cfg.threshold == 0 || cfg.threshold >= m || (cfg.honestMajority && 2 * uint256(cfg.threshold) >= m)) {
+            revert BadConfig(1);
+        }
+        if (m > 255) revert BadConfig(2); // share and member bitmaps
+        if (cfg.degree >= n || (uint256(cfg.degree) * n) % 2 != 0) revert BadConfig(3);
+        if (cfg.registerBlocks == 0 || cfg.dealBlocks == 0 || cfg.uploadBlocks == 0 || cfg.unmaskBlocks == 0) {
+            revert BadConfig(4);
+        }
+        if (cfg.optimistic && cfg.challengeBlocks >= cfg.dealBlocks) revert BadConfig(5);
+        if (cfg.members.length != m) revert BadConfig(6);
+        if (cfg.clients.length != 0 && cfg.clients.length != n) revert BadConfig(7);
+        if (cfg.minIncluded < 2 || cfg.minIncluded > n) revert BadConfig(8);
+        uint256 deg = cfg.degree == 0 ? n - 1 : cfg.degree;
+        if (cfg.minNeighbours == 0 || cfg.minNeighbours > deg) revert BadConfig(9);
+        if (cfg.confirmQuorum < (m + cfg.threshold + 2) / 2 || cfg.confirmQuorum > m) revert BadConfig(10);
+        if (!cfg.optimistic && (cfg.challengeBlocks != 0 || cfg.stake != 0 || cfg.bond != 0)) revert BadConfig(11);
+    }
+
+    /// @dev the roster: member seats, and client seats under closed membership;
+    /// identities distinct and non-zero within each list (transient storage marks)
+    function _seat(Config memory cfg) internal {
+        for (uint256 k; k < cfg.members.length; ++k) {
+            address a = cfg.members[k];
+            if (a == address(0) || _marked(a, 0)) revert BadConfig(6);
+            memberIdentity[uint32(k + 1)] = a;
+        }
+        for (uint256 i; i < cfg.clients.length; ++i) {
+            address a = cfg.clients[i];
+            if (a == address(0) || _marked(a, 1)) revert BadConfig(7);
+            clients[uint32(i + 1)].identity = a;
+        }
+    }
+
+    /// @dev whether (a, list) was marked in this transaction; marks it
+    function _marked(address a, uint256 list) internal returns (bool seen) {
+        uint256 key = (list << 160) | uint160(a);
+        assembly ("memory-safe") {
+            seen := tload(key)
+            tstore(key, 1)
+        }
+    }
+
+    /// @dev secagg.posts.config_packed: tag 1, uint256 chainId, address board,
+    /// uint64 round, uint32 n, uint16 m, uint16 t, uint8 len || graph, uint32 dim,
+    /// uint8 q, uint8 b, clip (8), uint32 W, uint32 R, D, U, X, uint8 honestMajority,
+    /// address aggregator, uint16 #members || members, uint32 #clients || clients,
+    /// uint32 minIncluded, uint32 minNeighbours, uint16 confirmQuorum, uint8 optimistic,
+    /// uint32 challengeBlocks, uint256 stake, uint256 bond
+    function _configPacked(Config memory c) internal view returns (bytes memory out) {
+        bytes memory graph = c.degree == 0 ? bytes("complete") : abi.encodePacked("regular:", _decimal(c.degree));
+        out = abi.encodePacked(
+            TAG_CONFIG, block.chainid, address(this), c.roundId, c.nClients, c.committeeSize, c.threshold
+        );
+        out = abi.encodePacked(out, uint8(graph.length), graph, c.dim, c.quantBits, c.bits, c.clip, c.maxWeight);
+        out = abi.encodePacked(out, c.registerBlocks, c.dealBlocks, c.uploadBlocks, c.unmaskBlocks);
+        out = abi.encodePacked(out, c.honestMajority ? uint8(1) : uint8(0), c.aggregator);
+        out = abi.encodePacked(out, uint16(c.members.length), _packAddresses(c.members));
+        out = abi.encodePacked(out, uint32(c.clients.length), _packAddresses(c.clients));
+        out = abi.encodePacked(out, c.minIncluded, c.minNeighbours, c.confirmQuorum, c.optimistic ? uint8(1) : uint8(0));
+        out = abi.encodePacked(out, c.challengeBlocks, c.stake, c.bond);
+    }
+
+    /// @dev 20 bytes per address (abi.encodePacked pads array elements to 32)
+    function _packAddresses(address[] memory a) internal pure returns (bytes memory out) {
+        out = new bytes(a.length * 20 + 12); // 12 bytes of slack for the last mstore
+        assembly ("memory-safe") {
+            let dst := add(out, 0x20)
+            let src := add(a, 0x20)
+            for { let i := 0 } lt(i, mload(a)) { i := add(i, 1) } {
+                mstore(add(dst, mul(i, 20)), shl(96, mload(add(src, mul(i, 0x20)))))
+            }
+            mstore(out, mul(mload(a), 20))
+        }
+    }
+
+    function _decimal(uint256 v) internal pure returns (bytes memory out) {
+        uint256 len = 1;
+        for (uint256 x = v; x >= 10; x /= 10) len++;
+        out = new bytes(len);
+        for (uint256 i = len; i > 0; --i) {
+            out[i - 1] = bytes1(uint8(48 + (v % 10)));
+            v /= 10;
+        }
     }
 
     // ------------------------------------------------------------------ views
@@ -266,10 +451,11 @@ contract PvssRound {
         return RESULT;
     }
 
-    /// @notice keccak256(DST_ROUND_SEED || registration head) (SPEC.md §6.3); only
-    /// meaningful once registration has closed
-    function roundSeed() public view returns (bytes32) {
-        return keccak256(abi.encodePacked(DST_ROUND_SEED, head));
+    /// @notice the view a post in phase p must carry: the head when p began (the
+    /// current head if p has begun but nothing recorded it yet); 0 for a future phase
+    function phaseHead(uint8 p) public view returns (bytes32) {
+        if (p < headsRecorded) return phaseHeads[p];
+        return p <= phase() ? head : bytes32(0);
     }
 
     function dealingKey(uint32 dealer, uint8 purpose, uint32 partner) public pure returns (uint256) {
@@ -293,83 +479,208 @@ contract PvssRound {
         return abi.encodePacked(block.chainid, address(this), roundId, dealer, purpose, partner);
     }
 
-    /// @notice neighbours of `client` in the mask graph, increasing (SPEC.md §6.3)
-    function neighbours(uint32 client) external view returns (uint32[] memory) {
-        return _neighbours(client, degree == 0 ? new uint32[](0) : _permutation());
+    // ------------------------------------------------------------------ posts: common
+
+    /// @dev records the head for every phase <= p that has none (SPEC.md §6.11)
+    function _enter(uint8 p) internal {
+        uint8 r = headsRecorded;
+        if (r > p) return;
+        bytes32 h = head;
+        for (; r <= p; ++r) {
+            phaseHeads[r] = h;
+        }
+        headsRecorded = r;
+    }
+
+    /// @dev the phase must be `p`; records the phase heads; the view must be p's head
+    function _phaseAndView(uint8 p, bytes32 postView) internal {
+        uint8 now_ = phase();
+        if (now_ != p) revert WrongPhase(p, now_, height());
+        _enter(p);
+        bytes32 want = phaseHeads[p];
+        if (postView != want) revert WrongView(want, postView);
+    }
+
+    /// @dev the signer of a post (SPEC.md §6.9): EIP-191 hash of keccak256(DST_POST ||
+    /// uint256 chainId || address board || uint64 round || uint8 role || uint32 sender ||
+    /// view || digest), signature r || s || v with v in {27, 28} and low s
+    function _recover(uint64 round, uint8 role, uint32 sender, bytes32 postView, bytes32 digest, bytes memory sig)
+        internal
+        view
+        returns (address signer)
+    {
+        if (sig.length != 65) revert BadSignature(role, sender);
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := mload(add(sig, 0x20))
+            s := mload(add(sig, 0x40))
+            v := byte(0, mload(add(sig, 0x60)))
+        }
+        if ((v != 27 && v != 28) || uint256(s) == 0 || uint256(s) > SECP256K1_HALF_N) revert BadSignature(role, sender);
+        bytes32 sd = keccak256(abi.encodePacked(DST_POST, block.chainid, address(this), round, role, sender, postView, digest));
+        signer = ecrecover(keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", sd)), v, r, s);
+        if (signer == address(0)) revert BadSignature(role, sender);
+    }
+
+    /// @dev the post must be signed by `identity` (the seat's)
+    function _signedBy(address identity, uint8 role, uint32 sender, bytes32 postView, bytes32 digest, bytes calldata sig)
+        internal
+        view
+    {
+        address signer = _recover(roundId, role, sender, postView, digest, sig);
+        if (signer != identity) revert WrongSigner(role, sender, signer);
+    }
+
+    /// @dev appends an event to the hash chain: keccak256(prev || uint64 seq ||
+    /// uint64 height || uint8 role || uint32 sender || view || digest)
+    function _append(uint8 role, uint32 sender, bytes32 postView, bytes32 digest) internal {
+        uint64 seq = eventCount;
+        head = keccak256(abi.encodePacked(head, seq, uint64(height()), role, sender, postView, digest));
+        eventCount = seq + 1;
+    }
+
+    function _needMember(uint32 member) internal view {
+        if (member == 0 || member > committeeSize) revert IdOutOfRange(ROLE_MEMBER, member, committeeSize);
+        if ((memberBits >> member) & 1 == 0) revert NotRegistered(ROLE_MEMBER, member);
+    }
+
+    function _needClient(uint32 client) internal view returns (Client storage c) {
+        if (client == 0 || client > nClients) revert IdOutOfRange(ROLE_CLIENT, client, nClients);
+        c = clients[client];
+        if (c.flags & F_REGISTERED == 0) revert NotRegistered(ROLE_CLIENT, client);
     }
 
     // ------------------------------------------------------------------ registration
 
-    /// @notice Registers msg.sender as client or member `party` with key `pk` and a
-    /// proof of possession for (chain, this contract, role * 2^24 + party). In
-    /// optimistic mode a client locks `stake` Ether.
-    function register(uint8 role, uint32 party, bytes calldata pk, bytes calldata pop) external payable {
-        _needPhase(REGISTER);
-        if (accountOf[msg.sender] != 0) revert AccountAlreadyRegistered(msg.sender);
+    /// @notice Registers seat (`role`, `party`) with key `pk` and a proof of possession
+    /// for (chain, this contract, round, role * 2^24 + party), signed by the seat's
+    /// identity (roster; under open membership any identity without a seat). In
+    /// optimistic mode a client registration carries `stake` Ether (from the relayer;
+    /// withdrawStake pays it back to the identity).
+    function register(
+        uint8 role,
+        uint32 party,
+        bytes calldata pk,
+        bytes calldata pop,
+        bytes32 postView,
+        bytes calldata sig
+    ) external payable {
+        _phaseAndView(REGISTER, postView);
+        bytes32 digest = keccak256(abi.encodePacked(TAG_REGISTRATION, role, party, pk, pop));
+        address signer = _recover(roundId, role, party, postView, digest, sig);
         uint256 want;
         if (role == ROLE_CLIENT) {
             if (party == 0 || party > nClients) revert IdOutOfRange(role, party, nClients);
-            if (clients[party].flags & F_REGISTERED != 0) revert AlreadyRegistered(role, party);
+            Client storage c = clients[party];
+            if (c.flags & F_REGISTERED != 0) revert AlreadyRegistered(role, party);
+            if (openMembership) {
+                uint32 seat = clientSeat[signer];
+                if (seat != 0) revert IdentitySeated(signer, seat);
+                clientSeat[signer] = party;
+                c.identity = signer;
+            } else if (c.identity != signer) {
+                revert WrongSigner(role, party, signer);
+            }
             want = optimistic ? stake : 0;
         } else if (role == ROLE_MEMBER) {
             if (party == 0 || party > committeeSize) revert IdOutOfRange(role, party, committeeSize);
-            if (memberAccount[party] != address(0)) revert AlreadyRegistered(role, party);
+            if ((memberBits >> party) & 1 != 0) revert AlreadyRegistered(role, party);
+            if (memberIdentity[party] != signer) revert WrongSigner(role, party, signer);
         } else {
             revert InvalidRole(role);
         }
         if (msg.value != want) revert WrongValue(want, msg.value);
-        Pvss.verifyPop(block.chainid, address(this), (uint32(role) << 24) | party, pk, pop);
+        verifier.verifyPop(block.chainid, address(this), roundId, (uint32(role) << 24) | party, pk, pop);
         uint256 x = uint256(bytes32(pk[0:32]));
         uint256 y = uint256(bytes32(pk[32:64]));
         if (role == ROLE_CLIENT) {
-            clients[party] = Client(msg.sender, F_REGISTERED, 0);
+            clients[party].flags = F_REGISTERED;
             clientPk[party] = [x, y];
         } else {
-            memberAccount[party] = msg.sender;
+            memberBits |= uint256(1) << party;
             memberPk[party] = [x, y];
             registeredMembers += 1;
         }
-        accountOf[msg.sender] = ((uint256(role) + 1) << 32) | party;
-        // the event the memory board would append: body = codec.encode(Registration)
-        uint64 seq = eventCount;
-        head = keccak256(
-            abi.encodePacked(head, seq, uint64(height()), role, party, _registrationBody(role, party, pk, pop))
-        );
-        eventCount = seq + 1;
-        emit Registered(msg.sender, role, party, pk, pop);
+        _append(role, party, postView, digest);
+        emit Registered(role, party, signer, pk, pop, postView, sig);
     }
 
-    /// @dev msgpack [1, 2, role, party, bin pk, bin pop] exactly as secagg.codec writes it
-    function _registrationBody(uint8 role, uint32 party, bytes calldata pk, bytes calldata pop)
-        internal
-        pure
-        returns (bytes memory)
+    // ------------------------------------------------------------------ seed reveals
+
+    /// @notice Member `member`'s seed reveal (SPEC.md §6.10) in DEAL: Gamma = sk*H_SEED
+    /// and a DLEQ proof against its registered key. The m-th reveal fixes the round
+    /// seed keccak256(DST_ROUND_SEED || registration head || Gamma_1 || ... || Gamma_m).
+    function revealSeed(uint32 member, bytes calldata gamma, bytes calldata proof, bytes32 postView, bytes calldata sig)
+        external
     {
-        bytes memory id;
-        if (party < 0x80) id = abi.encodePacked(uint8(party));
-        else if (party < 0x100) id = abi.encodePacked(uint8(0xcc), uint8(party));
-        else if (party < 0x10000) id = abi.encodePacked(uint8(0xcd), uint16(party));
-        else id = abi.encodePacked(uint8(0xce), party);
-        return abi.encodePacked(uint24(0x960102), role, id, uint16(0xc440), pk, uint16(0xc440), pop);
+        _phaseAndView(DEAL, postView);
+        _needMember(member);
+        bytes32 digest = keccak256(abi.encodePacked(TAG_SEED_REVEAL, member, gamma, proof));
+        _signedBy(memberIdentity[member], ROLE_MEMBER, member, postView, digest, sig);
+        uint32 m = committeeSize;
+        if (registeredMembers != m) revert CommitteeIncomplete(registeredMembers, m);
+        if ((revealedBits >> member) & 1 != 0) revert AlreadyRevealed(member);
+        verifier.verifySeedReveal(
+            block.chainid,
+            address(this),
+            roundId,
+            member,
+            abi.encodePacked(memberPk[member][0], memberPk[member][1]),
+            gamma,
+            proof
+        );
+        gammas[member] = [uint256(bytes32(gamma[0:32])), uint256(bytes32(gamma[32:64]))];
+        revealedBits |= uint256(1) << member;
+        uint32 count = reveals + 1;
+        reveals = count;
+        _append(ROLE_MEMBER, member, postView, digest);
+        emit SeedRevealed(member, gamma, proof, postView, sig);
+        if (count == m) {
+            bytes memory buf = abi.encodePacked(DST_ROUND_SEED, phaseHeads[DEAL]);
+            for (uint32 k = 1; k <= m; ++k) {
+                buf = bytes.concat(buf, abi.encodePacked(gammas[k][0], gammas[k][1]));
+            }
+            bytes32 seed = keccak256(buf);
+            roundSeed = seed;
+            emit RoundSeedFixed(seed);
+        }
     }
 
     // ------------------------------------------------------------------ dealings
 
-    /// @notice The sender's dealings: the self dealing, then one pair dealing per
+    /// @notice Client `dealer`'s dealings: the self dealing, then one pair dealing per
     /// registered neighbour j > dealer in increasing j (recipient j). `committeePks`
     /// are the m member keys packed (member 1 first), checked against the registered
     /// ones. Full mode verifies every dealing (reverting with the Pvss error);
     /// optimistic mode checks the header, stores the hash and opens a challenge window.
-    function postDealings(DealingIn[] calldata items, bytes calldata committeePks) external {
+    function postDealings(
+        uint32 dealer,
+        DealingIn[] calldata items,
+        bytes calldata committeePks,
+        bytes32 postView,
+        bytes calldata sig
+    ) external {
+        _phaseAndView(DEAL, postView);
         uint256 h = height();
-        _needPhase(DEAL);
         if (optimistic && h + challengeBlocks >= uploadStart) {
             revert DealingWindowClosed(uploadStart - challengeBlocks - 1);
         }
-        uint32 dealer = _party(ROLE_CLIENT);
-        Client storage c = clients[dealer];
+        Client storage c = _needClient(dealer);
+        bytes32[] memory hashes = new bytes32[](items.length);
+        {
+            bytes memory packed = abi.encodePacked(TAG_DEALINGS, dealer, uint32(items.length));
+            for (uint256 i; i < items.length; ++i) {
+                hashes[i] = keccak256(items[i].dealing);
+                packed = bytes.concat(packed, abi.encodePacked(items[i].purpose, items[i].partner, hashes[i]));
+            }
+            bytes32 digest = keccak256(packed);
+            _signedBy(c.identity, ROLE_CLIENT, dealer, postView, digest, sig);
+            _append(ROLE_CLIENT, dealer, postView, digest);
+        }
         if (c.flags & F_DEALT != 0) revert AlreadyDealt(dealer);
-        if (registeredMembers != committeeSize) revert CommitteeIncomplete(registeredMembers, committeeSize);
+        if (roundSeed == 0) revert SeedNotFixed(reveals, committeeSize);
         _checkCommittee(committeePks);
         uint32[] memory partners = _neighbours(dealer, degree == 0 ? new uint32[](0) : _permutation());
         uint256 want = 1;
@@ -386,20 +697,18 @@ contract PvssRound {
                 if (it.purpose != PURPOSE_PAIR || it.partner != partners[i - 1]) revert WrongDealingSet(dealer, i, want);
                 rpk = abi.encodePacked(clientPk[it.partner][0], clientPk[it.partner][1]);
             }
-            bytes memory ctx = context(dealer, it.purpose, it.partner);
             if (optimistic) {
                 _checkHeader(it.dealing, i != 0);
             } else {
-                Pvss.verifyDealing(ctx, threshold, committeePks, rpk, it.dealing);
+                verifier.verifyDealing(context(dealer, it.purpose, it.partner), threshold, committeePks, rpk, it.dealing);
             }
-            bytes32 dh = keccak256(it.dealing);
-            dealingHash[dealingKey(dealer, it.purpose, it.partner)] = dh;
-            emit Dealing(dealer, it.purpose, it.partner, dh, it.dealing);
+            dealingHash[dealingKey(dealer, it.purpose, it.partner)] = hashes[i];
+            emit Dealing(dealer, it.purpose, it.partner, hashes[i], it.dealing);
         }
         c.flags |= F_DEALT;
         c.dealtAt = uint64(h);
-        reputation[msg.sender].validDealings += uint64(items.length);
-        emit DealingsPosted(dealer, items.length, !optimistic);
+        reputation[c.identity].validDealings += uint64(items.length);
+        emit DealingsPosted(dealer, items.length, !optimistic, postView, sig);
     }
 
     /// @dev optimistic mode: the header must fit the round (t, N, recipient flag)
@@ -426,9 +735,10 @@ contract PvssRound {
 
     /// @notice Optimistic mode: dispute dealing (dealer, purpose, partner) within its
     /// window, giving its bytes (must hash to the stored value) and the committee keys,
-    /// with `bond` Ether. Invalid: the dealer is excluded (all its dealings), its stake
-    /// and the bond go to the challenger, its fault counter grows. Valid: the bond stays
-    /// in the contract and the challenger gets nothing.
+    /// with `bond` Ether. Invalid: the dealer is excluded (all its dealings), an
+    /// Exclusion event enters the hash chain, its stake and the bond go to the
+    /// challenger, its identity's fault counter grows. Valid: the bond stays in the
+    /// contract and the challenger gets nothing.
     function challenge(
         uint32 dealer,
         uint8 purpose,
@@ -447,7 +757,9 @@ contract PvssRound {
         _checkCommittee(committeePks);
         bytes memory rpk;
         if (purpose == PURPOSE_PAIR) rpk = abi.encodePacked(clientPk[partner][0], clientPk[partner][1]);
-        try this.checkDealing(context(dealer, purpose, partner), committeePks, rpk, dealing) {
+        try verifier.verifyDealing(context(dealer, purpose, partner), threshold, committeePks, rpk, dealing) returns (
+            uint256
+        ) {
             emit ChallengeRejected(dealer, msg.sender, purpose, partner);
         } catch (bytes memory reason) {
             bytes4 sel = reason.length >= 4 ? bytes4(reason) : bytes4(0);
@@ -457,61 +769,58 @@ contract PvssRound {
                 }
             }
             c.flags |= F_EXCLUDED;
-            Reputation storage rep = reputation[c.account];
+            Reputation storage rep = reputation[c.identity];
             rep.faults += 1;
             rep.validDealings = 0;
+            uint8 p = phase();
+            _enter(p);
+            _append(ROLE_BOARD, 0, phaseHeads[p], keccak256(abi.encodePacked(TAG_EXCLUSION, dealer, purpose, partner)));
             emit DealerExcluded(dealer, msg.sender, purpose, partner, reason);
             _send(msg.sender, stake + bond);
         }
     }
 
-    /// @notice Verifies one dealing of this round (used by challenge; reverts with the
-    /// Pvss error).
-    function checkDealing(bytes calldata ctx, bytes calldata committeePks, bytes calldata rpk, bytes calldata dealing)
-        external
-        view
-        returns (uint256)
-    {
-        return Pvss.verifyDealing(ctx, threshold, committeePks, rpk, dealing);
-    }
-
-    /// @notice After the round, a client that was not excluded takes its stake back.
-    function withdrawStake() external {
-        _needPhase(RESULT);
-        uint32 id = _party(ROLE_CLIENT);
-        Client storage c = clients[id];
+    /// @notice After the round, a client that was not excluded gets its stake back, paid
+    /// to its identity (anyone may call).
+    function withdrawStake(uint32 client) external {
+        if (phase() != RESULT) revert WrongPhase(RESULT, phase(), height());
+        Client storage c = _needClient(client);
         if (stake == 0 || c.flags & (F_EXCLUDED | F_WITHDRAWN) != 0) revert NothingToWithdraw();
         c.flags |= F_WITHDRAWN;
-        _send(msg.sender, stake);
+        _send(c.identity, stake);
     }
 
     // ------------------------------------------------------------------ upload
 
-    /// @notice sha256 and size of the sender's packed masked vector (once per client,
-    /// only with accepted dealings).
-    function postMaskedInput(bytes32 digest, uint64 size) external {
-        _needPhase(UPLOAD);
-        uint32 id = _party(ROLE_CLIENT);
-        Client storage c = clients[id];
+    /// @notice sha256 and size of client `client`'s packed masked vector (once per
+    /// client, only with accepted dealings).
+    function postMaskedInput(uint32 client, bytes32 digest, uint64 size, bytes32 postView, bytes calldata sig)
+        external
+    {
+        _phaseAndView(UPLOAD, postView);
+        Client storage c = _needClient(client);
+        bytes32 pd = keccak256(abi.encodePacked(TAG_MASKED, client, digest, size));
+        _signedBy(c.identity, ROLE_CLIENT, client, postView, pd, sig);
         uint8 flags = c.flags;
-        if (flags & F_DEALT == 0 || flags & F_EXCLUDED != 0) revert NoAcceptedDealings(id);
-        if (flags & F_UPLOADED != 0) revert AlreadyUploaded(id);
+        if (flags & F_DEALT == 0 || flags & F_EXCLUDED != 0) revert NoAcceptedDealings(client);
+        if (flags & F_UPLOADED != 0) revert AlreadyUploaded(client);
         if (size != maskedSize) revert WrongSize(maskedSize, size);
         c.flags = flags | F_UPLOADED;
-        maskedDigest[id] = digest;
-        emit MaskedInput(id, digest, size);
+        maskedDigest[client] = digest;
+        _append(ROLE_CLIENT, client, postView, pd);
+        emit MaskedInput(client, digest, size, postView, sig);
     }
 
     // ------------------------------------------------------------------ included set
 
-    /// @notice Fixes U once the upload phase is over (anyone may call; the first share
-    /// or the result calls it too). U = uploaded clients with at least one uploaded
-    /// neighbour: this is SPEC's fixpoint, because removing a client without a
-    /// neighbour in U removes no edge inside U, so one pass reaches it.
+    /// @notice Fixes U once the upload phase is over (anyone may call; confirmations,
+    /// shares and the result call it too): the minNeighbours-core of the uploaded
+    /// clients (peeling with a queue, O(n*K)); the round aborts if |U| < minIncluded.
     function close() public {
         if (closed) return;
         uint8 p = phase();
         if (p < UNMASK) revert WrongPhase(UNMASK, p, height());
+        _enter(p);
         uint32 n = nClients;
         uint8[] memory flags = new uint8[](n + 1);
         uint32 uploaded;
@@ -521,63 +830,163 @@ contract PvssRound {
         }
         bool[] memory inU = new bool[](n + 1);
         uint32[] memory perm = degree == 0 ? new uint32[](0) : _permutation();
-        uint32 count;
-        for (uint32 i = 1; i <= n; ++i) {
-            if (flags[i] & F_UPLOADED == 0) continue;
-            bool keep;
-            if (degree == 0) {
-                keep = uploaded >= 2;
-            } else {
-                uint32[] memory nb = _neighbours(i, perm);
-                for (uint256 k; k < nb.length; ++k) {
-                    if (flags[nb[k]] & F_UPLOADED != 0) {
-                        keep = true;
-                        break;
-                    }
+        uint32 count = degree == 0 ? _coreComplete(flags, inU, uploaded) : _coreRegular(flags, inU, perm);
+        bool abort = count < minIncluded;
+        if (abort) count = 0;
+        uint32[] memory list = new uint32[](count);
+        uint32 allowed;
+        if (!abort) {
+            uint256 pos;
+            uint256 word;
+            for (uint32 i = 1; i <= n; ++i) {
+                if (inU[i]) {
+                    list[pos++] = i;
+                    word |= uint256(1) << (i & 0xff);
+                }
+                if (i & 0xff == 0xff || i == n) {
+                    if (word != 0) includedBits[i >> 8] = word;
+                    word = 0;
                 }
             }
-            if (keep) {
-                inU[i] = true;
-                count++;
-            }
-        }
-        uint32[] memory list = new uint32[](count);
-        uint256 pos;
-        uint256 word;
-        for (uint32 i = 1; i <= n; ++i) {
-            if (inU[i]) {
-                list[pos++] = i;
-                word |= uint256(1) << (i & 0xff);
-            }
-            if (i & 0xff == 0xff || i == n) {
-                if (word != 0) includedBits[i >> 8] = word;
-                word = 0;
-            }
-        }
-        // allowed dealings: self of i in U; accepted pair dealings with one end in U
-        uint32 allowed = count;
-        for (uint32 i = 1; i <= n; ++i) {
-            if (flags[i] & F_DEALT == 0 || flags[i] & F_EXCLUDED != 0) continue;
-            uint32[] memory nb = _neighbours(i, perm);
-            for (uint256 k; k < nb.length; ++k) {
-                uint32 j = nb[k];
-                if (j > i && flags[j] & F_REGISTERED != 0 && inU[i] != inU[j]) allowed++;
-            }
+            allowed = count + _boundaryPairs(flags, inU, perm);
         }
         includedCount = count;
         allowedDealings = allowed;
+        aborted = abort;
         closed = true;
-        emit IncludedSet(list, allowed);
+        emit IncludedSet(list, allowed, abort);
+    }
+
+    /// @dev complete graph: every uploaded client has uploaded - 1 uploaded neighbours
+    function _coreComplete(uint8[] memory flags, bool[] memory inU, uint32 uploaded) internal view returns (uint32) {
+        if (uploaded == 0 || uploaded - 1 < minNeighbours) return 0;
+        for (uint256 i = 1; i < flags.length; ++i) {
+            if (flags[i] & F_UPLOADED != 0) inU[i] = true;
+        }
+        return uploaded;
+    }
+
+    /// @dev regular:K: peel by position in the permutation (neighbours of position q:
+    /// q +- 1 .. K/2, and q + n/2 for odd K; all distinct since K < n)
+    function _coreRegular(uint8[] memory flags, bool[] memory inU, uint32[] memory perm)
+        internal
+        view
+        returns (uint32 count)
+    {
+        uint256 n = perm.length;
+        uint256 k = degree;
+        uint256 kappa = minNeighbours;
+        bool[] memory alive = new bool[](n);
+        uint256[] memory deg = new uint256[](n);
+        uint256[] memory queue = new uint256[](n);
+        uint256 qlen;
+        for (uint256 q; q < n; ++q) {
+            alive[q] = flags[perm[q]] & F_UPLOADED != 0;
+        }
+        for (uint256 q; q < n; ++q) {
+            if (!alive[q]) continue;
+            uint256 d;
+            for (uint256 s; s < k; ++s) {
+                if (alive[_nbPos(q, s, n, k)]) d++;
+            }
+            deg[q] = d;
+            if (d < kappa) queue[qlen++] = q;
+        }
+        while (qlen != 0) {
+            uint256 q = queue[--qlen];
+            alive[q] = false;
+            for (uint256 s; s < k; ++s) {
+                uint256 r = _nbPos(q, s, n, k);
+                if (alive[r]) {
+                    uint256 d = deg[r];
+                    deg[r] = d - 1;
+                    if (d == kappa) queue[qlen++] = r; // crosses below kappa once
+                }
+            }
+        }
+        for (uint256 q; q < n; ++q) {
+            if (alive[q]) {
+                inU[perm[q]] = true;
+                count++;
+            }
+        }
+    }
+
+    /// @dev the s-th neighbour position (s < K) of position q on the circulant graph
+    function _nbPos(uint256 q, uint256 s, uint256 n, uint256 k) internal pure returns (uint256) {
+        uint256 half = k / 2;
+        if (s < half) return (q + s + 1) % n;
+        if (s < 2 * half) return (q + n - (s - half + 1)) % n;
+        return (q + n / 2) % n;
+    }
+
+    /// @dev accepted pair dealings (dealer dealt, not excluded) with exactly one end in U
+    function _boundaryPairs(uint8[] memory flags, bool[] memory inU, uint32[] memory perm)
+        internal
+        view
+        returns (uint32 allowed)
+    {
+        uint32 n = nClients;
+        if (degree == 0) {
+            for (uint32 i = 1; i <= n; ++i) {
+                if (flags[i] & F_DEALT == 0 || flags[i] & F_EXCLUDED != 0) continue;
+                for (uint32 j = i + 1; j <= n; ++j) {
+                    if (flags[j] & F_REGISTERED != 0 && inU[i] != inU[j]) allowed++;
+                }
+            }
+            return allowed;
+        }
+        uint256 k = degree;
+        for (uint256 q; q < n; ++q) {
+            uint32 i = perm[q];
+            if (flags[i] & F_DEALT == 0 || flags[i] & F_EXCLUDED != 0) continue;
+            for (uint256 s; s < k; ++s) {
+                uint32 j = perm[_nbPos(q, s, n, k)];
+                if (j > i && flags[j] & F_REGISTERED != 0 && inU[i] != inU[j]) allowed++;
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ confirmation
+
+    /// @notice Member `member` confirms `confirmedHead`, which must be the head that
+    /// fixed U (= the UNMASK phase head, also the view) (SPEC.md §6.11); once per member.
+    function confirm(uint32 member, bytes32 confirmedHead, bytes32 postView, bytes calldata sig) external {
+        _phaseAndView(UNMASK, postView);
+        close();
+        if (aborted) revert RoundAborted();
+        _needMember(member);
+        bytes32 digest = keccak256(abi.encodePacked(TAG_CONFIRMATION, member, confirmedHead));
+        _signedBy(memberIdentity[member], ROLE_MEMBER, member, postView, digest, sig);
+        if (confirmedHead != phaseHeads[UNMASK]) revert WrongConfirmation(phaseHeads[UNMASK], confirmedHead);
+        if ((confirmedBits >> member) & 1 != 0) revert AlreadyConfirmed(member);
+        confirmedBits |= uint256(1) << member;
+        confirmations += 1;
+        _append(ROLE_MEMBER, member, postView, digest);
+        emit Confirmed(member, confirmedHead, postView, sig);
     }
 
     // ------------------------------------------------------------------ shares
 
-    /// @notice The sender's decrypted shares, each verified (DLEQ) against the accepted
-    /// dealing given alongside; only for dealings U allows (SPEC.md §6.5).
-    function postShares(ShareIn[] calldata items) external {
-        _needPhase(UNMASK);
-        uint32 member = _party(ROLE_MEMBER);
+    /// @notice Member `member`'s decrypted shares, each verified (DLEQ) against the
+    /// accepted dealing given alongside; only for dealings U allows (SPEC.md §6.5), only
+    /// once confirmQuorum members confirmed the U-fixing head.
+    function postShares(uint32 member, ShareIn[] calldata items, bytes32 postView, bytes calldata sig) external {
+        _phaseAndView(UNMASK, postView);
         close();
+        if (aborted) revert RoundAborted();
+        _needMember(member);
+        {
+            bytes memory packed = abi.encodePacked(TAG_SHARES, member, uint32(items.length));
+            for (uint256 i; i < items.length; ++i) {
+                ShareIn calldata it = items[i];
+                packed = bytes.concat(packed, abi.encodePacked(it.dealer, it.purpose, it.partner, keccak256(it.share)));
+            }
+            bytes32 digest = keccak256(packed);
+            _signedBy(memberIdentity[member], ROLE_MEMBER, member, postView, digest, sig);
+            _append(ROLE_MEMBER, member, postView, digest);
+        }
+        if (confirmations < confirmQuorum) revert NotConfirmed(confirmations, confirmQuorum);
         bytes memory pk = abi.encodePacked(memberPk[member][0], memberPk[member][1]);
         uint256 need = uint256(threshold) + 1;
         uint32 completed;
@@ -592,7 +1001,7 @@ contract PvssRound {
             if (keccak256(it.dealing) != dealingHash[key]) revert DealingMismatch(it.dealer, it.purpose, it.partner);
             uint256 index = Pvss.shareIndex(it.share);
             if (index != member) revert ShareIndexMismatch(index, member);
-            Pvss.verifyDecryptedShare(
+            verifier.verifyDecryptedShare(
                 context(it.dealer, it.purpose, it.partner), pk, Pvss.shareEncryption(it.dealing, index), it.share
             );
             bits |= uint256(1) << member;
@@ -601,8 +1010,8 @@ contract PvssRound {
             emit Share(member, it.dealer, it.purpose, it.partner, it.share);
         }
         if (completed != 0) completeDealings += completed;
-        reputation[msg.sender].validShares += uint64(items.length);
-        emit SharesPosted(member, items.length);
+        reputation[memberIdentity[member]].validShares += uint64(items.length);
+        emit SharesPosted(member, items.length, postView, sig);
     }
 
     /// @dev whether bits has exactly `need` bits set (the share that completes the dealing)
@@ -624,14 +1033,21 @@ contract PvssRound {
 
     // ------------------------------------------------------------------ result
 
-    /// @notice The aggregator's result: sha256 of the packed sum, U, total weight.
-    /// Accepted once, in the result phase, if `included` is U and every allowed dealing
-    /// has t+1 verified shares.
-    function postResult(bytes32 digest, uint32[] calldata included, uint64 totalWeight) external {
-        _needPhase(RESULT);
-        if (msg.sender != aggregator) revert NotAggregator(msg.sender);
-        if (resultPosted) revert ResultAlreadyPosted();
+    /// @notice The aggregator's result: sha256 of the packed sum, U, total weight,
+    /// signed by the aggregator identity. Accepted once, in the result phase, if the
+    /// round did not abort, `included` is U and every allowed dealing has t+1 verified
+    /// shares.
+    function postResult(bytes32 digest, uint32[] calldata included, uint64 totalWeight, bytes32 postView, bytes calldata sig)
+        external
+    {
+        _phaseAndView(RESULT, postView);
         close();
+        if (aborted) revert RoundAborted();
+        bytes32 pd = keccak256(
+            abi.encodePacked(TAG_RESULT, digest, uint32(included.length), _packU32(included), totalWeight)
+        );
+        _signedBy(aggregator, ROLE_AGGREGATOR, 0, postView, pd, sig);
+        if (resultPosted) revert ResultAlreadyPosted();
         if (included.length != includedCount) revert IncludedMismatch(included.length);
         uint32 prev;
         for (uint256 i; i < included.length; ++i) {
@@ -642,22 +1058,23 @@ contract PvssRound {
         if (completeDealings != allowedDealings) revert NotEnoughShares(completeDealings, allowedDealings);
         resultPosted = true;
         resultDigest = digest;
-        emit ResultPosted(digest, included, totalWeight);
+        _append(ROLE_AGGREGATOR, 0, postView, pd);
+        emit ResultPosted(digest, included, totalWeight, postView, sig);
+    }
+
+    /// @dev uint32 each, packed (abi.encodePacked pads array elements to 32 bytes)
+    function _packU32(uint32[] calldata a) internal pure returns (bytes memory out) {
+        out = new bytes(a.length * 4 + 28);
+        assembly ("memory-safe") {
+            let dst := add(out, 0x20)
+            for { let i := 0 } lt(i, a.length) { i := add(i, 1) } {
+                mstore(add(dst, mul(i, 4)), shl(224, calldataload(add(a.offset, mul(i, 0x20)))))
+            }
+            mstore(out, mul(a.length, 4))
+        }
     }
 
     // ------------------------------------------------------------------ internals
-
-    function _needPhase(uint8 want) internal view {
-        uint8 p = phase();
-        if (p != want) revert WrongPhase(want, p, height());
-    }
-
-    /// @dev the party id of msg.sender, which must be registered in `role`
-    function _party(uint8 role) internal view returns (uint32) {
-        uint256 a = accountOf[msg.sender];
-        if (a >> 32 != uint256(role) + 1) revert NotRegistered(msg.sender, role);
-        return uint32(a);
-    }
 
     function _send(address to, uint256 amount) internal {
         if (amount == 0) return;
@@ -673,7 +1090,7 @@ contract PvssRound {
         for (uint32 i; i < n; ++i) {
             perm[i] = i + 1;
         }
-        bytes32 seed = roundSeed();
+        bytes32 seed = roundSeed;
         bytes memory dst = DST_GRAPH;
         for (uint32 i = n - 1; i > 0; --i) {
             uint256 j = uint256(keccak256(abi.encodePacked(dst, seed, i))) % (uint256(i) + 1);

@@ -2,7 +2,7 @@
 pragma solidity 0.8.28;
 
 import {BN254} from "./BN254.sol";
-import {Pvss} from "./Pvss.sol";
+import {Pvss, Field, InvalidLength} from "./Pvss.sol";
 
 /// @title PvssVerifier — the on-chain checks of pvss-secagg (SPEC.md §3–§4) as a
 /// stateless contract.
@@ -93,21 +93,24 @@ contract PvssVerifier {
     }
 
     /// @notice Reverts unless `proof` is a valid proof of possession of `pk` for
-    /// `party` on (chainId, board) (SPEC.md §3.4).
-    function verifyPop(uint256 chainId, address board, uint32 party, bytes memory pk, bytes memory proof)
+    /// `party` in round `round` on (chainId, board) (SPEC.md §3.4).
+    function verifyPop(uint256 chainId, address board, uint64 round, uint32 party, bytes memory pk, bytes memory proof)
         public
         view
     {
-        Pvss.verifyPop(chainId, board, party, pk, proof);
+        Pvss.verifyPop(chainId, board, round, party, pk, proof);
     }
 
     /// @notice verifyPop as a bool.
-    function isValidPop(uint256 chainId, address board, uint32 party, bytes calldata pk, bytes calldata proof)
-        external
-        view
-        returns (bool)
-    {
-        try this.verifyPop(chainId, board, party, pk, proof) {
+    function isValidPop(
+        uint256 chainId,
+        address board,
+        uint64 round,
+        uint32 party,
+        bytes calldata pk,
+        bytes calldata proof
+    ) external view returns (bool) {
+        try this.verifyPop(chainId, board, round, party, pk, proof) {
             return true;
         } catch (bytes memory reason) {
             return _rejected(reason);
@@ -135,6 +138,28 @@ contract PvssVerifier {
         uint32 partner
     ) external pure returns (bytes memory) {
         return abi.encodePacked(chainId, board, round, dealer, purpose, partner);
+    }
+
+    /// @notice Reverts unless (`gamma`, `proof`) is member `member`'s seed reveal for its
+    /// key `pk` in round `round` on (chainId, board) (SPEC.md §6.10).
+    function verifySeedReveal(
+        uint256 chainId,
+        address board,
+        uint64 round,
+        uint32 member,
+        bytes calldata pk,
+        bytes calldata gamma,
+        bytes calldata proof
+    ) external view {
+        if (pk.length != 64) revert InvalidLength(Field.PublicKey, pk.length);
+        Pvss.verifySeedReveal(
+            chainId, board, round, member, uint256(bytes32(pk[0:32])), uint256(bytes32(pk[32:64])), gamma, proof
+        );
+    }
+
+    /// @notice The seed-reveal generator H_SEED (SPEC.md §6.10).
+    function generatorHSeed() external pure returns (uint256 x, uint256 y) {
+        return (BN254.H_SEED_X, BN254.H_SEED_Y);
     }
 
     /// @notice The second generator H (SPEC.md §2.2).

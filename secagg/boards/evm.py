@@ -7,12 +7,16 @@ default), ``"anvil"`` (starts a local anvil from node_modules on a free loopback
 stops it on ``close``), ``"rpc:URL"`` (any JSON-RPC node whose first account is unlocked
 and funded; it pays for the other accounts).
 
-Every party gets its own funded account, and the contract authenticates posts by
-``msg.sender``. ``submit`` turns a message into a contract call: it first runs the call
-against the pending block (``eth_call``) to learn whether and why the contract would
-revert — a revert becomes ``RuleViolation(Fault(...))`` naming the party and the
-MemoryBoard rule — and then sends the signed transaction. ``state``, ``events`` and
-``transcript`` are rebuilt from the contract's event log alone, so the roles and
+Posts are ``SignedPost`` s: the contract checks each sender identity's signature over
+(round, seat, view, post digest) with ``ecrecover`` (SPEC.md §6.9), so the board sends
+every transaction from ONE relayer account of its own — ``msg.sender`` proves nothing
+and needs no party's key. ``submit`` turns a signed post into a contract call: it
+first runs the call against the pending block (``eth_call``) to learn whether and why
+the contract would revert — a revert becomes ``RuleViolation(Fault(...))`` naming the
+party and the MemoryBoard rule — and then sends the transaction. ``state``, ``events``
+and ``transcript`` are rebuilt from the contract's event log alone (body, post digest,
+view and signature of every event), and the rebuilt head is checked against the
+contract's own hash chain (``head()``) at every sync, so the roles and
 ``secagg.verifier.verify_round`` work unchanged.
 
 Heights: ``height()`` is the round height the next transaction executes at
@@ -27,8 +31,10 @@ import json
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +46,7 @@ from eth_utils import keccak
 from pvss.group import G1Point
 from pvss.scrape import Dealing, DecryptedShare
 from pvss.transcript import PURPOSE_PAIR
-from secagg import codec
+from secagg import codec, messages
 from secagg.boards import (
     ZERO_HASH,
     Board,
@@ -52,42 +58,54 @@ from secagg.boards import (
     event_hash,
     phase_at,
 )
+from secagg.codec import UInt, message
 from secagg.config import RoundConfig, parse_graph
 from secagg.errors import InvalidEncoding, ProtocolError
 from secagg.graph import compute_mask_graph, compute_round_seed
+from secagg.identity import Identity
 from secagg.messages import (
     ROLE_AGGREGATOR,
     ROLE_CLIENT,
     ROLE_MEMBER,
+    Confirmation,
     DealingItem,
     DealingsPost,
     Event,
     MaskedInputPost,
     Registration,
     ResultPost,
+    SeedReveal,
     ShareItem,
     SharesPost,
+    SignedPost,
     TranscriptFile,
 )
-from secagg.packing import packed_size
+from secagg.posts import config_packed, post_digest, signing_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "contracts" / "build" / "PvssRound.json"
+VERIFIER_ARTIFACT = ROOT / "contracts" / "build" / "PvssVerifier.json"
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
 TX_GAS = 20_000_000  # gas limit of every transaction (pre-flight tells the real need)
 FUND_WEI = 10**18
 DEFAULT_STAKE = 10**16
 DEFAULT_BOND = 10**16
 
-# contract error -> MemoryBoard rule, per contract function (None: any function)
+# contract error -> MemoryBoard rule
 _RULES: dict[str, str] = {
     "WrongPhase": "stage",
     "DealingWindowClosed": "stage",
-    "AccountAlreadyRegistered": "registration",
+    "BadSignature": "signature",
+    "WrongSigner": "signature",
+    "WrongView": "view",
     "AlreadyRegistered": "registration",
+    "IdentitySeated": "registration",
     "IdOutOfRange": "registration",
     "InvalidRole": "registration",
     "WrongValue": "registration",
+    "AlreadyRevealed": "seed",
+    "SeedRevealFailed": "seed",
+    "SeedNotFixed": "seed",
     "AlreadyDealt": "dealings",
     "CommitteeIncomplete": "dealings",
     "CommitteeKeysMismatch": "dealings",
@@ -101,23 +119,62 @@ _RULES: dict[str, str] = {
     "NoAcceptedDealings": "upload",
     "AlreadyUploaded": "upload",
     "WrongSize": "upload",
+    "RoundAborted": "aborted",
+    "WrongConfirmation": "confirm",
+    "AlreadyConfirmed": "confirm",
+    "NotConfirmed": "confirm",
     "ShareNotAllowed": "share-not-allowed",
     "ShareAlreadyPosted": "share",
     "ShareIndexMismatch": "share",
     "DealingMismatch": "share",
     "NoSuchPoint": "share",
     "ShareProofFailed": "share-proof",
-    "NotAggregator": "sender",
     "ResultAlreadyPosted": "result",
     "IncludedMismatch": "result",
     "NotEnoughShares": "result",
     "PopFailed": "proof-of-possession",
 }
 _ENCODING_ERRORS = ("InvalidLength", "InvalidEncoding", "IdentityKey")
+ROLE_BOARD = 3  # the Exclusion events a successful challenge appends (optimistic mode)
+NO_SIGNATURE = bytes(65)
+
+# An optimistic-mode exclusion as a transcript event (role 3 = the board, sender 0, no
+# signature): the contract appends it to its hash chain with digest
+# keccak256(uint8 11 || uint32 dealer || uint8 purpose || uint32 partner). Defined here
+# until secagg.messages has it (proposed layout, codec tag 11).
+if hasattr(messages, "Exclusion"):
+    Exclusion = messages.Exclusion
+else:
+
+    @message(11, ("dealer", UInt(32)), ("purpose", UInt(8)), ("partner", UInt(32)))
+    @dataclass(frozen=True)
+    class Exclusion:  # type: ignore[no-redef]
+        """A challenge proved dealing (dealer, purpose, partner) invalid: the dealer and
+        all its dealings are out of the round."""
+
+        dealer: int
+        purpose: int
+        partner: int
 
 
-def _artifact() -> dict[str, Any]:
-    return json.loads(ARTIFACT.read_text())
+def exclusion_digest(msg: Any) -> bytes:
+    return keccak(
+        bytes([11])
+        + msg.dealer.to_bytes(4, "big")
+        + bytes([msg.purpose])
+        + msg.partner.to_bytes(4, "big")
+    )
+
+
+def event_digest(msg: Any) -> bytes:
+    """The post digest of a transcript message (``post_digest``, and the exclusion's)."""
+    if isinstance(msg, Exclusion):
+        return exclusion_digest(msg)
+    return post_digest(msg)
+
+
+def _artifact(path: Path = ARTIFACT) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
 def _error_table(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
@@ -275,112 +332,152 @@ def connect(provider: str) -> tuple[Any, subprocess.Popen | None]:
 
 
 @dataclass
-class _Post:
-    height: int
-    role: int
-    sender: int
-    body: bytes
-    excluded_dealer: int | None = None  # dealings post of this dealer (optimistic exclusion)
-
-
-@dataclass
 class _Pending:
     dealings: list[tuple[DealingItem, bytes]] = field(default_factory=list)
     shares: list[ShareItem] = field(default_factory=list)
+
+
+def contract_config(cfg: RoundConfig) -> tuple:
+    """``PvssRound.Config`` for ``cfg`` (every field but chain id and board)."""
+    k = parse_graph(cfg.graph, cfg.n_clients)
+    return (
+        cfg.round_id,
+        cfg.n_clients,
+        cfg.committee_size,
+        cfg.threshold,
+        0 if k is None else k,
+        cfg.dim,
+        cfg.quant_bits,
+        cfg.bits,
+        struct.pack(">d", cfg.clip),
+        cfg.max_weight,
+        cfg.register_blocks,
+        cfg.deal_blocks,
+        cfg.upload_blocks,
+        cfg.unmask_blocks,
+        cfg.honest_majority,
+        _checksum(cfg.aggregator),
+        [_checksum(a) for a in cfg.members],
+        [_checksum(a) for a in cfg.clients],
+        cfg.min_included,
+        cfg.min_neighbours,
+        cfg.confirm_quorum,
+        cfg.optimistic,
+        cfg.challenge_blocks,
+        cfg.stake,
+        cfg.bond,
+    )
+
+
+def _checksum(address: bytes) -> str:
+    from eth_utils import to_checksum_address
+
+    return to_checksum_address(address)
+
+
+def config_signature(aggregator: Identity, cfg: RoundConfig) -> bytes:
+    """The aggregator's signature of event 0 (role 2, sender 0, view 0)."""
+    return aggregator.sign(signing_digest(cfg, ROLE_AGGREGATOR, 0, ZERO_HASH, post_digest(cfg)))
 
 
 class EvmBoard(Board):
     """A ``Board`` backed by one ``PvssRound`` contract.
 
     ``config``'s ``chain_id`` and ``board`` are replaced by the chain's id and the
-    contract's address (read ``board.config``). ``mode`` is ``"full"`` (every dealing
-    verified on submission) or ``"optimistic"`` (hash stored, ``challenge`` within
-    ``challenge_blocks``; clients lock ``stake`` wei, a challenger ``bond`` wei)."""
+    contract's (predicted) address — read ``board.config``; its roster is used as
+    given. ``aggregator`` is the aggregator's identity (it must be ``config.aggregator``):
+    it signs event 0 for the replaced config; alternatively pass ``sign_config``, a
+    callable that returns that signature for the final config (a remote signer).
+    ``mode`` (legacy) "optimistic" turns a full-mode config into an optimistic one
+    with ``challenge_blocks``, ``stake`` and ``bond``; by default the config's own mode
+    fields are used. ``verifier`` is the address of a deployed ``PvssVerifier`` (one
+    per chain suffices; deployed by this board if None)."""
 
     def __init__(
         self,
         config: RoundConfig,
         provider: str | Any = "evm",
         *,
-        mode: str = "full",
+        aggregator: Identity | None = None,
+        sign_config: Callable[[RoundConfig], bytes] | None = None,
+        mode: str | None = None,
         challenge_blocks: int = 2,
         stake: int = DEFAULT_STAKE,
         bond: int = DEFAULT_BOND,
+        verifier: str | None = None,
     ) -> None:
-        if mode not in ("full", "optimistic"):
+        if mode not in (None, "full", "optimistic"):
             raise ProtocolError(f"board: mode {mode!r} is neither full nor optimistic")
+        if mode == "optimistic" and not config.optimistic:
+            config = replace(
+                config, optimistic=True, challenge_blocks=challenge_blocks, stake=stake, bond=bond
+            )
+        if mode == "full" and config.optimistic:
+            raise ProtocolError("board: mode 'full' for an optimistic config")
+        if aggregator is None and sign_config is None:
+            raise ProtocolError("board: the aggregator identity (or sign_config) signs event 0")
         if isinstance(provider, str):
             self.w3, self._proc = connect(provider)
         else:
             self.w3, self._proc = provider, None
         if self._proc is not None:
             atexit.register(self.close)
-        self.mode = mode
+        self.mode = "optimistic" if config.optimistic else "full"
         self.busy = 0.0
         self.gas: list[tuple[str, int]] = []  # (function, gasUsed) of every transaction
         art = _artifact()
         self._abi = art["abi"]
         self._errors = _error_table(self._abi)
+        self._errors.update(_error_table(_artifact(VERIFIER_ARTIFACT)["abi"]))
         w3 = self.w3
         self._chain_id = w3.eth.chain_id
         self._funder = w3.eth.accounts[0]
         key = os.environ.get("PVSS_SECAGG_EVM_KEY")
         self._funder_key = Account.from_key(key) if key else None
-        self._accounts: dict[tuple[int, int], Any] = {}
+        self._accounts: dict[str, Any] = {}
         self._nonces: dict[str, int] = {}
-        self._stake = stake if mode == "optimistic" else 0
-        labels = [(ROLE_CLIENT, i) for i in range(1, config.n_clients + 1)]
-        labels += [(ROLE_MEMBER, k) for k in range(1, config.committee_size + 1)]
-        labels += [(ROLE_AGGREGATOR, 0)]
-        for label in labels:
-            self._account(label)
-        agg = self._accounts[(ROLE_AGGREGATOR, 0)]
-        address = _create_address(agg.address, self._nonces[agg.address])
+        self._stake = config.stake
+        relayer = self._account("relayer")
+        if verifier is None:
+            vart = _artifact(VERIFIER_ARTIFACT)
+            factory = w3.eth.contract(abi=vart["abi"], bytecode=vart["bytecode"])
+            verifier = self._send(relayer, factory.constructor(), "deployVerifier")[
+                "contractAddress"
+            ]
+        self.verifier = verifier
+        address = _create_address(relayer.address, self._nonces[relayer.address])
         self.config = replace(config, chain_id=self._chain_id, board=address)
         cfg = self.config
-        k = parse_graph(cfg.graph, cfg.n_clients)
-        ccfg = (
-            cfg.round_id,
-            cfg.n_clients,
-            cfg.committee_size,
-            cfg.threshold,
-            0 if k is None else k,
-            cfg.register_blocks,
-            cfg.deal_blocks,
-            cfg.upload_blocks,
-            cfg.unmask_blocks,
-            packed_size(cfg.vector_length, cfg.bits),
-            mode == "optimistic",
-            challenge_blocks if mode == "optimistic" else 0,
-            self._stake,
-            bond if mode == "optimistic" else 0,
-            agg.address,
-        )
-        self._config_bytes = codec.encode(cfg)
+        if aggregator is not None and aggregator.address != cfg.aggregator:
+            raise ProtocolError("board: the aggregator identity is not the config's aggregator")
+        sig = sign_config(cfg) if sign_config is not None else config_signature(aggregator, cfg)  # type: ignore[arg-type]
+        self._config_packed = config_packed(cfg)
         factory = w3.eth.contract(abi=self._abi, bytecode=art["bytecode"])
-        receipt = self._send(agg, factory.constructor(ccfg, self._config_bytes), "deploy")
+        receipt = self._send(
+            relayer, factory.constructor(contract_config(cfg), sig, verifier), "deploy"
+        )
         if bytes.fromhex(receipt["contractAddress"][2:]) != address:
             raise ProtocolError("board: contract deployed at an unexpected address")
         self.contract = w3.eth.contract(address=receipt["contractAddress"], abi=self._abi)
         self.address = receipt["contractAddress"]
         self.start_block = self.contract.functions.startBlock().call()
-        self.bond = bond
-        self.challenge_blocks = challenge_blocks
+        self.bond = cfg.bond
+        self.challenge_blocks = cfg.challenge_blocks
         self._topics = {}
         for item in self._abi:
             if item["type"] == "event":
-                sig = f"{item['name']}({','.join(i['type'] for i in item['inputs'])})"
-                self._topics[keccak(text=sig)] = getattr(self.contract.events, item["name"])()
+                sig_text = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
+                self._topics[keccak(text=sig_text)] = getattr(self.contract.events, item["name"])()
         self._reset_log()
 
     # -- accounts and transactions -------------------------------------------------
-    def _account(self, label: tuple[int, int] | str) -> Any:
-        acct = self._accounts.get(label)  # type: ignore[arg-type]
+    def _account(self, label: str) -> Any:
+        acct = self._accounts.get(label)
         if acct is None:
             acct = Account.create()
-            self._accounts[label] = acct  # type: ignore[index]
+            self._accounts[label] = acct
             self._nonces[acct.address] = 0
-            value = FUND_WEI + self._stake
+            value = FUND_WEI + (self._stake * 1024 if label == "relayer" else 0)
             if self._funder_key is not None:
                 self._send_raw(self._funder_key, {"to": acct.address, "value": value, "gas": 21000})
             else:
@@ -421,12 +518,13 @@ class EvmBoard(Board):
         self.gas.append((name, int(receipt["gasUsed"])))
         return receipt
 
-    def transact(self, who: tuple[int, int] | str, fn_name: str, *args: Any, value: int = 0) -> Any:
-        """Send any contract function from ``who``'s account (tests, benchmarks)."""
+    def transact(self, who: str, fn_name: str, *args: Any, value: int = 0) -> Any:
+        """Send any contract function from account ``who`` ("relayer": the board's own;
+        any other label: a fresh funded account) (tests, benchmarks)."""
         fn = getattr(self.contract.functions, fn_name)(*args)
         return self._send(self._account(who), fn, fn_name, value)
 
-    def account(self, who: tuple[int, int] | str) -> str:
+    def account(self, who: str = "relayer") -> str:
         return self._account(who).address
 
     # -- Board interface ---------------------------------------------------------------
@@ -456,10 +554,10 @@ class EvmBoard(Board):
             while self.w3.eth.block_number < target:
                 time.sleep(1.0)
 
-    def submit(self, role: int, sender: int, msg: Any) -> Event:
+    def submit(self, post: SignedPost) -> Event:  # type: ignore[override]
         t0 = time.perf_counter()
         try:
-            return self._submit(role, sender, msg)
+            return self._submit(post)
         finally:
             self.busy += time.perf_counter() - t0
 
@@ -467,25 +565,23 @@ class EvmBoard(Board):
         self._sync()
         st = self._state
         h = self.height()
-        if phase_at(self.config, h) >= Phase.DEAL and st.graph is None:
-            self._fix_graph()
-        if phase_at(self.config, h) >= Phase.UNMASK and st.included is None:
-            st.included = (
-                self._chain_included if self._chain_included is not None else compute_included(st)
-            )
+        now = phase_at(self.config, h)
+        st.phase_heads = self._phase_heads(now)
+        if now >= Phase.DEAL:
+            st.registration_head = st.phase_heads[Phase.DEAL]
+        if now >= Phase.UNMASK and st.included is None:
+            if self._chain_included is not None:
+                st.included, st.aborted = self._chain_included
+            elif st.graph is None:
+                st.included, st.aborted = (), True
+            else:
+                st.included = compute_included(st)
+                st.aborted = not st.included
         return st
 
     def events(self) -> list[Event]:
         self._sync()
-        out: list[Event] = []
-        prev = ZERO_HASH
-        for post in self._posts:
-            if post.excluded_dealer is not None and post.excluded_dealer in self._excluded:
-                continue
-            ev = Event(len(out), post.height, post.role, post.sender, post.body, prev)
-            out.append(ev)
-            prev = event_hash(ev)
-        return out
+        return list(self._events)
 
     def transcript(self) -> TranscriptFile:
         return TranscriptFile(tuple(self.events()))
@@ -525,9 +621,9 @@ class EvmBoard(Board):
         self._sync()
         return bool(excluded)
 
-    def reputation(self, who: tuple[int, int]) -> tuple[int, int, int]:
-        """(valid dealings, valid shares, faults) of a party's account."""
-        return tuple(self.contract.functions.reputation(self.account(who)).call())
+    def reputation(self, identity: bytes) -> tuple[int, int, int]:
+        """(valid dealings, valid shares, faults) of an identity."""
+        return tuple(self.contract.functions.reputation(_checksum(identity)).call())
 
     # -- posting -----------------------------------------------------------------------
     def _committee(self, st: RoundState) -> bytes:
@@ -536,26 +632,44 @@ class EvmBoard(Board):
             for k in range(1, self.config.committee_size + 1)
         )
 
-    def _submit(self, role: int, sender: int, msg: Any) -> Event:
+    def _submit(self, post: SignedPost) -> Event:
+        role, sender = post.role, post.sender
         fail = lambda rule, detail: RuleViolation(Fault(role, sender, rule, detail))  # noqa: E731
+        try:
+            msg: Any = codec.decode(post.body)
+        except InvalidEncoding as exc:
+            raise fail("encoding", str(exc)) from None
+        if len(post.view) != 32 or len(post.sig) != 65:
+            raise fail("signature", "view is 32 bytes, a signature 65")
         f = self.contract.functions
         value = 0
+        v, sig = post.view, post.sig
         if isinstance(msg, Registration):
             if msg.role != role or msg.party != sender:
                 raise fail("sender", "registration for another party")
             if role not in (ROLE_CLIENT, ROLE_MEMBER):
                 raise fail("registration", "only clients and members register")
-            call, name = f.register(role, sender, msg.pk, msg.pop), "register"
+            call, name = f.register(role, sender, msg.pk, msg.pop, v, sig), "register"
             value = self._stake if role == ROLE_CLIENT else 0
+        elif isinstance(msg, SeedReveal):
+            if role != ROLE_MEMBER or msg.member != sender:
+                raise fail("sender", "seed reveal for another member")
+            call, name = f.revealSeed(sender, msg.gamma, msg.proof, v, sig), "revealSeed"
         elif isinstance(msg, DealingsPost):
             if role != ROLE_CLIENT or msg.dealer != sender:
                 raise fail("sender", "dealings for another client")
             items = [(it.purpose, it.partner, it.dealing) for it in msg.items]
-            call, name = f.postDealings(items, self._committee(self.state())), "postDealings"
+            committee = self._committee(self.state())
+            call, name = f.postDealings(sender, items, committee, v, sig), "postDealings"
         elif isinstance(msg, MaskedInputPost):
             if role != ROLE_CLIENT or msg.client != sender:
                 raise fail("sender", "masked input for another client")
-            call, name = f.postMaskedInput(msg.digest, msg.size), "postMaskedInput"
+            call = f.postMaskedInput(sender, msg.digest, msg.size, v, sig)
+            name = "postMaskedInput"
+        elif isinstance(msg, Confirmation):
+            if role != ROLE_MEMBER or msg.member != sender:
+                raise fail("sender", "confirmation for another member")
+            call, name = f.confirm(sender, msg.head, v, sig), "confirm"
         elif isinstance(msg, SharesPost):
             if role != ROLE_MEMBER or msg.member != sender:
                 raise fail("sender", "shares from a non-member or for another member")
@@ -570,54 +684,51 @@ class EvmBoard(Board):
                 )
                 for it in msg.items
             ]
-            call, name = f.postShares(items), "postShares"
+            call, name = f.postShares(sender, items, v, sig), "postShares"
         elif isinstance(msg, ResultPost):
-            if role != ROLE_AGGREGATOR:
+            if role != ROLE_AGGREGATOR or sender != 0:
                 raise fail("sender", "only the aggregator posts the result")
-            call, name = (
-                f.postResult(msg.digest, list(msg.included), msg.total_weight),
-                "postResult",
-            )
+            call = f.postResult(msg.digest, list(msg.included), msg.total_weight, v, sig)
+            name = "postResult"
         else:
             raise fail("message", f"{type(msg).__name__} cannot be posted")
-        label = (role, sender) if role != ROLE_AGGREGATOR else (ROLE_AGGREGATOR, 0)
         if role == ROLE_CLIENT and not 1 <= sender <= self.config.n_clients:
-            raise fail("registration", f"id outside 1..{self.config.n_clients}")
+            raise fail(
+                "registration" if name == "register" else "sender",
+                f"id outside 1..{self.config.n_clients}",
+            )
         if role == ROLE_MEMBER and not 1 <= sender <= self.config.committee_size:
             raise fail(
                 "registration" if name == "register" else "sender",
                 f"id outside 1..{self.config.committee_size}",
             )
         try:
-            self._send(self._account(label), call, name, value)
+            self._send(self._account("relayer"), call, name, value)
         except ContractRevert as exc:
             raise fail(self._rule(name, exc.name), str(exc)) from None
         self._sync()
-        return self.events()[-1]
+        return self._events[-1]
 
     @staticmethod
     def _rule(fn: str, error: str) -> str:
         if error == "NotRegistered":
-            return {"postDealings": "dealings", "postMaskedInput": "sender"}.get(fn, "sender")
+            return {"postDealings": "dealings", "postMaskedInput": "upload"}.get(fn, "sender")
         if error in _ENCODING_ERRORS:
             return {
                 "register": "proof-of-possession",
+                "revealSeed": "seed",
                 "postDealings": "dealing-encoding",
                 "postShares": "share-encoding",
             }.get(fn, "encoding")
-        if fn == "register" and error in ("ThresholdMismatch",):
-            return "registration"
         return _RULES.get(error, "contract")
 
     # -- reading the log ---------------------------------------------------------------
     def _reset_log(self) -> None:
         self._state = RoundState(self.config)
-        self._posts: list[_Post] = []
+        self._events: list[Event] = []
         self._pending = _Pending()
-        self._excluded: set[int] = set()
         self._raw_dealings: dict[tuple[int, int, int], bytes] = {}
-        self._chain_included: tuple[int, ...] | None = None
-        self._reg_head: bytes | None = None
+        self._chain_included: tuple[tuple[int, ...], bool] | None = None
         self._synced_to = self.start_block - 1
         self._sync()
 
@@ -633,18 +744,64 @@ class EvmBoard(Board):
             if ev is not None:
                 self._apply(ev.event_name, ev.process_log(log)["args"], int(log["blockNumber"]))
         self._synced_to = latest
+        chain_head = bytes(self.contract.functions.head().call(block_identifier=latest))
+        if not self._events or event_hash(self._events[-1]) != chain_head:
+            raise ProtocolError(
+                "board: the transcript rebuilt from the log is not the contract's head"
+            )
+
+    def _phase_heads(self, now: Phase) -> dict[int, bytes]:
+        """phase p -> hash of the last event with height < start(p), for p <= now."""
+        cfg = self.config
+        starts = [0, cfg.register_blocks]
+        for length in (cfg.deal_blocks, cfg.upload_blocks, cfg.unmask_blocks):
+            starts.append(starts[-1] + length)
+        heads: dict[int, bytes] = {}
+        for p in Phase:
+            if p > now:
+                break
+            before = [ev for ev in self._events if ev.height < starts[p]] or self._events[:1]
+            heads[p] = event_hash(before[-1])
+        return heads
+
+    def _append(
+        self, height: int, role: int, sender: int, msg: Any, view: bytes, sig: bytes
+    ) -> None:
+        prev = event_hash(self._events[-1]) if self._events else ZERO_HASH
+        body = codec.encode(msg)
+        ev = Event(
+            len(self._events), height, role, sender, body, event_digest(msg), view, sig, prev
+        )
+        self._events.append(ev)
 
     def _apply(self, name: str, a: Any, block: int) -> None:  # noqa: C901 - one branch per event
         st, h = self._state, block - self.start_block
         if name == "RoundCreated":
-            if bytes(a["config"]) != self._config_bytes:
+            if bytes(a["config"]) != self._config_packed or bytes(a["digest"]) != post_digest(
+                self.config
+            ):
                 raise ProtocolError("board: the contract's config is not this board's")
-            self._posts.append(_Post(0, ROLE_AGGREGATOR, 0, bytes(a["config"])))
+            self._append(0, ROLE_AGGREGATOR, 0, self.config, ZERO_HASH, bytes(a["sig"]))
         elif name == "Registered":
             msg = Registration(a["role"], a["party"], bytes(a["pk"]), bytes(a["pop"]))
-            self._posts.append(_Post(h, msg.role, msg.party, codec.encode(msg)))
-            table = st.clients if msg.role == ROLE_CLIENT else st.members
-            table[msg.party] = G1Point.from_bytes(msg.pk)
+            self._append(h, msg.role, msg.party, msg, bytes(a["postView"]), bytes(a["sig"]))
+            if msg.role == ROLE_CLIENT:
+                st.clients[msg.party] = G1Point.from_bytes(msg.pk)
+                st.client_ids[msg.party] = bytes.fromhex(a["identity"][2:])
+            else:
+                st.members[msg.party] = G1Point.from_bytes(msg.pk)
+        elif name == "SeedRevealed":
+            msg = SeedReveal(a["member"], bytes(a["gamma"]), bytes(a["proof"]))
+            self._append(h, ROLE_MEMBER, msg.member, msg, bytes(a["postView"]), bytes(a["sig"]))
+            st.reveals[msg.member] = G1Point.from_bytes(msg.gamma)
+        elif name == "RoundSeedFixed":
+            seed = bytes(a["seed"])
+            reg_head = self._phase_heads(Phase.DEAL)[Phase.DEAL]
+            gammas = [st.reveals[k] for k in range(1, self.config.committee_size + 1)]
+            if compute_round_seed(reg_head, gammas) != seed:
+                raise ProtocolError("board: the contract's round seed is not the reveals'")
+            st.round_seed = seed
+            st.graph = compute_mask_graph(self.config, seed)
         elif name == "Dealing":
             dealing = bytes(a["dealing"])
             self._pending.dealings.append(
@@ -653,10 +810,8 @@ class EvmBoard(Board):
         elif name == "DealingsPosted":
             dealer, items = a["dealer"], self._pending.dealings
             self._pending.dealings = []
-            if self._state.graph is None:
-                self._fix_graph()
-            post = DealingsPost(dealer, tuple(it for it, _ in items))
-            self._posts.append(_Post(h, ROLE_CLIENT, dealer, codec.encode(post), dealer))
+            msg = DealingsPost(dealer, tuple(it for it, _ in items))
+            self._append(h, ROLE_CLIENT, dealer, msg, bytes(a["postView"]), bytes(a["sig"]))
             st.dealers.add(dealer)
             for it, raw in items:
                 key = (dealer, it.purpose, it.partner)
@@ -664,17 +819,23 @@ class EvmBoard(Board):
                 self._raw_dealings[key] = raw
         elif name == "DealerExcluded":
             dealer = a["dealer"]
-            self._excluded.add(dealer)
+            msg = Exclusion(dealer, a["purpose"], a["partner"])
+            view = self._phase_heads(phase_at(self.config, h))[phase_at(self.config, h)]
+            self._append(h, ROLE_BOARD, 0, msg, view, NO_SIGNATURE)
             st.dealers.discard(dealer)
             for key in [k for k in st.dealings if k[0] == dealer]:
                 del st.dealings[key]
                 self._raw_dealings.pop(key, None)
         elif name == "MaskedInput":
             msg = MaskedInputPost(a["client"], bytes(a["digest"]), a["size"])
-            self._posts.append(_Post(h, ROLE_CLIENT, msg.client, codec.encode(msg)))
+            self._append(h, ROLE_CLIENT, msg.client, msg, bytes(a["postView"]), bytes(a["sig"]))
             st.masked[msg.client] = (msg.digest, msg.size)
         elif name == "IncludedSet":
-            self._chain_included = tuple(a["included"])
+            self._chain_included = (tuple(a["included"]), bool(a["aborted"]))
+        elif name == "Confirmed":
+            msg = Confirmation(a["member"], bytes(a["confirmedHead"]))
+            self._append(h, ROLE_MEMBER, msg.member, msg, bytes(a["postView"]), bytes(a["sig"]))
+            st.confirmations[msg.member] = msg.head
         elif name == "Share":
             self._pending.shares.append(
                 ShareItem(a["dealer"], a["purpose"], a["partner"], bytes(a["share"]))
@@ -683,33 +844,22 @@ class EvmBoard(Board):
             member, items = a["member"], tuple(self._pending.shares)
             self._pending.shares = []
             msg = SharesPost(member, items)
-            self._posts.append(_Post(h, ROLE_MEMBER, member, codec.encode(msg)))
+            self._append(h, ROLE_MEMBER, member, msg, bytes(a["postView"]), bytes(a["sig"]))
             for it in items:
                 key = (it.dealer, it.purpose, it.partner)
                 st.shares.setdefault(key, {})[member] = DecryptedShare.from_bytes(it.share)
         elif name == "ResultPosted":
             msg = ResultPost(bytes(a["digest"]), tuple(a["included"]), a["totalWeight"])
-            self._posts.append(_Post(h, ROLE_AGGREGATOR, 0, codec.encode(msg)))
+            self._append(h, ROLE_AGGREGATOR, 0, msg, bytes(a["postView"]), bytes(a["sig"]))
             st.result = msg
 
-    def _fix_graph(self) -> None:
-        """Registration head (the hash chain over config + registrations, as the
-        contract keeps it), round seed and graph; checked against the contract."""
-        st = self._state
-        prev = ZERO_HASH
-        for seq, post in enumerate(self._posts):
-            if seq and not self._is_registration(post):
-                break
-            prev = event_hash(Event(seq, post.height, post.role, post.sender, post.body, prev))
-        chain_head = bytes(self.contract.functions.head().call())
-        if prev != chain_head:
-            raise ProtocolError("board: registration head differs from the contract's")
-        st.registration_head = prev
-        st.graph = compute_mask_graph(self.config, compute_round_seed(prev))
 
-    @staticmethod
-    def _is_registration(post: _Post) -> bool:
-        return post.body[:3] == bytes([0x96, 0x01, 0x02])
+def _abi_type(item: dict[str, Any]) -> str:
+    """The canonical ABI type of an input (tuples spelled out, for event topics)."""
+    t = item["type"]
+    if t.startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + t[5:]
+    return t
 
 
 def pair_dealing_keys(st: RoundState) -> list[tuple[int, int, int]]:
