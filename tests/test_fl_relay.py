@@ -1,12 +1,13 @@
 """fl.relay + fl.host: a relayed round end to end without any FL framework — dropouts
-at every stage, committee re-draw, nodes refusing a tampered relay, faults attributed,
-a cheating aggregator caught before its result is used."""
+at every stage, a committee fixed by the deployment's roster (a missing member halts
+the round: nobody re-draws a seat), nodes refusing a tampered, forked or foreign relay,
+faults attributed, a cheating aggregator caught before its result is used."""
 
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,11 @@ from fl.relay import STAGES, NodeAgent, StageReply, StageRequest
 from secagg import codec
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
 from secagg.boards import MemoryBoard
-from secagg.errors import ConfigError, PvssError
-from secagg.messages import ROLE_AGGREGATOR, ResultPost, TranscriptFile
+from secagg.errors import ConfigError, ProtocolError, PvssError
+from secagg.identity import Identity
+from secagg.messages import ResultPost, TranscriptFile
 from secagg.roles import Aggregator, Stage
+from secagg.roster import Roster, make_deployment
 from secagg.verifier import load_round, verify_round
 
 DIM = 40
@@ -39,6 +42,26 @@ def _roles(n: int, committee: list[int]) -> list[NodeRoles]:
     return [
         NodeRoles(100 + i, i + 1, committee.index(i) + 1 if i in committee else 0) for i in range(n)
     ]
+
+
+@dataclass
+class Deployment:
+    """What a deployment ceremony gives: every node's identity (node 100 + i holds
+    ``nodes[i]``), the roster every node holds, and the server's identity."""
+
+    roster: Roster
+    nodes: list[Identity]
+    server: Identity
+
+    @classmethod
+    def make(cls, tmp: Path, n: int, committee: list[int], t: int) -> Deployment:
+        roster, paths = make_deployment(tmp / "deployment", n, len(committee), t)
+        idents = [Identity.load(q) for q in paths]  # nodes 0..m-1 sit on the committee
+        order = committee + [i for i in range(n) if i not in committee]
+        nodes = [None] * n
+        for pos, i in enumerate(order):  # node i gets the identity of its seat
+            nodes[i] = idents[pos]
+        return cls(roster, nodes, Identity.generate())
 
 
 class Harness:
@@ -55,7 +78,11 @@ class Harness:
         offline: Mapping[int, str] | None = None,
         tamper: Callable[[str, int, StageReply], StageReply] | None = None,
         weights: list[int] | None = None,
+        deployment: Deployment | None = None,
     ) -> None:
+        committee = committee or list(range(m))
+        self.deployment = deployment or Deployment.make(tmp, n, committee, t)
+        dep = self.deployment
         self.cfg = make_round_config(
             round_id=1,
             n_clients=n,
@@ -66,16 +93,26 @@ class Harness:
             quant_bits=16,
             max_weight=50,
             board_address=bytes(range(20)),
+            aggregator=dep.server.address,
+            members=dep.roster.committee,
+            clients=tuple(i.address for i in dep.nodes),
         )
         rng = np.random.default_rng(7)
         self.updates = {100 + i: rng.uniform(-1.2, 1.2, DIM) for i in range(n)}
         self.weights = {100 + i: (weights[i] if weights else i + 1) for i in range(n)}
-        self.host = RoundHost(
-            self.cfg, tmp / "round-1", _roles(n, committee or list(range(m))), rng=random.Random(3)
-        )
+        self.host = RoundHost(self.cfg, tmp / "round-1", _roles(n, committee), identity=dep.server)
         self.offline = dict(offline or {})
         self.tamper = tamper
         self.states: dict[int, bytes] = {}
+
+    def agent(self, node: int, state: bytes | None = None) -> NodeAgent:
+        """Node ``node``'s agent, with its own identity and roster."""
+        return NodeAgent(
+            self.states.get(node, b"") if state is None else state,
+            identity=self.deployment.nodes[node - 100],
+            roster=self.deployment.roster,
+            rng=np.random.default_rng(node),
+        )
 
     def send(self, stage: str, requests: Mapping[int, StageRequest]):
         replies: dict[int, StageReply | BaseException] = {}
@@ -83,7 +120,7 @@ class Harness:
             gone = self.offline.get(node)
             if gone is not None and ORDER[stage] >= ORDER[gone]:
                 continue
-            agent = NodeAgent(self.states.get(node, b""), rng=np.random.default_rng(node))
+            agent = self.agent(node)
             try:
                 reply = agent.handle(
                     req, lambda node=node: (self.updates[node], self.weights[node])
@@ -122,12 +159,46 @@ def test_round_with_dropouts_at_every_stage_is_the_weighted_mean(tmp_path: Path)
     assert set(out.seconds) >= {"client_mean", "committee_mean", "board", "aggregator", "verifier"}
 
 
-def test_a_member_that_never_registers_is_redrawn(tmp_path: Path) -> None:
+def test_a_member_that_never_registers_halts_the_round(tmp_path: Path) -> None:
+    """By design (SPEC §6.9-§6.10): the roster fixes the committee, so the server cannot
+    re-draw a missing member's seat; the round fails loudly naming the seat."""
     h = Harness(tmp_path, n=5, m=3, committee=[0, 1, 2], offline={101: "register"})
+    with pytest.raises(RoundFailed, match=r"committee incomplete, member seats \[2\]"):
+        h.run()
+    assert {r.member: r.node for r in h.host.roles.values() if r.member} == {
+        1: 100,
+        2: 101,
+        3: 102,
+    }
+    assert not h.host.board.state().dealers  # nobody dealt to an incomplete committee
+
+
+def test_a_member_that_withholds_its_seed_reveal_halts_the_round(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=4, m=3, offline={102: "seed"})
+    with pytest.raises(RoundFailed, match=r"member seats \[3\] withheld their seed reveal"):
+        h.run()
+    st = h.host.board.state()
+    assert st.graph is None and not st.dealers
+
+
+def test_members_beyond_the_confirm_quorum_may_drop(tmp_path: Path) -> None:
+    # m = 5, t = 2: Q = 4 confirmations, so one member may miss the confirm stage
+    h = Harness(tmp_path, n=5, m=5, t=2, offline={101: "confirm"})
     out = h.run()
-    assert out.verified and 101 not in out.included_nodes
-    members = {r.member: r.node for r in h.host.roles.values() if r.member}
-    assert sorted(members) == [1, 2, 3] and members[2] in (103, 104)
+    assert out.verified and out.dropped["confirm"] == [101]
+    st = h.host.board.state()
+    assert sorted(st.confirmations) == [1, 3, 4, 5] and h.cfg.confirm_quorum == 4
+    assert all(2 not in by_member for by_member in st.shares.values())
+
+
+def test_fewer_confirmations_than_the_quorum_reveal_nothing(tmp_path: Path) -> None:
+    # m = 3, t = 1: Q = 3; a member missing at confirm leaves 2 < Q: nobody decrypts
+    h = Harness(tmp_path, n=4, m=3, offline={101: "confirm"})
+    with pytest.raises(RoundFailed, match="no result"):
+        h.run()
+    st = h.host.board.state()
+    assert len(st.confirmations) == 2 and not st.shares
+    assert sorted(h.host.dropped["unmask"]) == [100, 102]  # they refused to decrypt
 
 
 def test_too_few_members_left_fails_the_round_loudly(tmp_path: Path) -> None:
@@ -155,11 +226,14 @@ def test_a_reply_the_board_refuses_is_a_fault_attributed_to_its_party(tmp_path: 
             return dataclasses.replace(reply, posts=(reply.posts[0][:-1] + b"\x00",))
         return reply
 
-    h = Harness(tmp_path, n=5, m=3, tamper=tamper)
+    # the faulty nodes hold no member seat: a fault ends a node's member seat too, and
+    # with m = 3, t = 1 the quorum Q = 3 needs every member (see the confirm tests)
+    h = Harness(tmp_path, n=5, m=3, committee=[0, 2, 4], tamper=tamper)
     out = h.run()
     assert out.verified and set(out.included_nodes) == {100, 102, 104}
     assert any(f.startswith("client 2 (node 101) at upload: blob") for f in out.faults)
-    assert any("(node 103) at deal" in f for f in out.faults)
+    # a relayed post whose signature was altered: the board names the seat, rule signature
+    assert any(f.startswith("client 4 (node 103) at deal: signature") for f in out.faults)
 
 
 def test_nodes_refuse_a_tampered_relay(tmp_path: Path) -> None:
@@ -167,25 +241,50 @@ def test_nodes_refuse_a_tampered_relay(tmp_path: Path) -> None:
     host = h.host
     for node, req in host.requests("register").items():
         host.accept("register", node, h.send("register", {node: req})[node])
+    for node, req in host.requests("seed").items():
+        host.accept("seed", node, h.send("seed", {node: req})[node])
     req = host.requests("deal")[100]
     tr = codec.decode(req.transcript, TranscriptFile)
-    # 1. a flipped byte in an event body breaks the hash chain
+    # 1. a flipped byte in an event body: no longer what its sender signed
     ev = tr.events[2]
     bad = dataclasses.replace(ev, body=ev.body[:-1] + bytes([ev.body[-1] ^ 1]))
     forged = codec.encode(TranscriptFile((*tr.events[:2], bad, *tr.events[3:])))
-    agent = NodeAgent(h.states[100])
     with pytest.raises(PvssError):
-        agent.handle(dataclasses.replace(req, transcript=forged))
-    # 2. a relay that registered someone else's key under this node's id
-    other = Harness(tmp_path / "other", n=4, m=3)
-    for node, oreq in other.host.requests("register").items():
-        other.host.accept("register", node, other.send("register", {node: oreq})[node])
-    foreign = other.host.requests("deal")[100]
-    with pytest.raises(PvssError, match="key"):
-        NodeAgent(h.states[100]).handle(foreign)
+        h.agent(100).handle(dataclasses.replace(req, transcript=forged))
+    # 2. a relay that registered someone else's key under this node's seat (same
+    # deployment, same config and event 0: only the registrations differ). Node 103
+    # (client 4, no member seat) acted on event 0 only, so the pin does not fire first
+    other = Harness(tmp_path / "other", n=4, m=3, deployment=h.deployment)
+    for stage in ("register", "seed"):
+        for node, oreq in other.host.requests(stage).items():
+            other.host.accept(stage, node, other.send(stage, {node: oreq})[node])
+    assert h.host.board.events()[0] == other.host.board.events()[0]
+    with pytest.raises(PvssError, match="does not hold this node's key as client 4"):
+        h.agent(103).handle(other.host.requests("deal")[103])
     # 3. a stage for a phase the board is not in
     with pytest.raises(PvssError, match="phase"):
-        NodeAgent(h.states[100]).handle(dataclasses.replace(req, stage="upload"))
+        h.agent(100).handle(dataclasses.replace(req, stage="upload"))
+    # 4. node 100 revealed its seed on this board: the other board is a fork of it
+    with pytest.raises(PvssError, match="forked"):
+        h.agent(100).handle(other.host.requests("deal")[100])
+    assert h.agent(100).handle(req).posts  # the real relay still works
+    # 5. a round whose config another deployment drew (another committee): refused
+    # against the node's own roster
+    stranger = Harness(tmp_path / "stranger", n=4, m=3)
+    sreq = stranger.host.requests("register")[100]
+    with pytest.raises(PvssError, match="committee"):
+        h.agent(100, b"").handle(sreq)
+
+
+def test_a_node_never_signs_for_a_seat_of_another_identity(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=4, m=3)
+    req = h.host.request("register", 100)  # node 100: client 1, member 1
+    with pytest.raises(PvssError, match="client seat 2 is not this node's"):
+        h.agent(100).handle(dataclasses.replace(req, client=2, member=0))
+    with pytest.raises(PvssError, match="member seat 2 is not this node's"):
+        h.agent(100).handle(dataclasses.replace(req, client=0, member=2))
+    hello = h.agent(100).handle(dataclasses.replace(req, stage="hello"))
+    assert hello.identity == h.deployment.nodes[0].address and not hello.posts
 
 
 class CheatingAggregator(Aggregator):
@@ -198,7 +297,7 @@ class CheatingAggregator(Aggregator):
         total = compute_sum(st, inputs, recover_seeds(st, removal_plan(st)))
         total[0] = (int(total[0]) + 1) % (1 << self.config.bits)
         digest = blobs.put(result_blob(total, self.config.bits))
-        board.submit(ROLE_AGGREGATOR, 0, ResultPost(digest, included, int(total[-1])))
+        self._post(board, ResultPost(digest, included, int(total[-1])))
         self.total, self.stage = total, Stage.DONE
         return total
 
@@ -212,6 +311,7 @@ def test_a_result_that_does_not_verify_is_never_used(tmp_path: Path, monkeypatch
 
 
 def test_unknown_board_kind_is_a_config_error() -> None:
+    server = Identity.generate()
     cfg = make_round_config(
         round_id=1,
         n_clients=2,
@@ -221,10 +321,15 @@ def test_unknown_board_kind_is_a_config_error() -> None:
         clip=1.0,
         quant_bits=8,
         max_weight=1,
+        aggregator=server.address,
+        members=tuple(Identity.generate().address for _ in range(3)),
     )
     with pytest.raises(ConfigError, match="pigeon"):
-        make_board("pigeon", cfg)
-    assert isinstance(make_board("memory", cfg), MemoryBoard)
+        make_board("pigeon", cfg, server)
+    board = make_board("memory", cfg, server)
+    assert isinstance(board, MemoryBoard) and board.config == cfg
+    with pytest.raises(ProtocolError, match="another aggregator"):
+        make_board("memory", cfg, Identity.generate())
 
 
 def test_the_same_relay_runs_on_the_evm_board(tmp_path: Path, monkeypatch) -> None:
