@@ -117,15 +117,14 @@ error BadConfig(uint256 code);
 ///   challenge proves; rejected posts are named by the revert, not recorded.
 /// - Optimistic mode: dealings must be posted while their whole challenge window still
 ///   fits in the deal phase; a successful challenge appends an Exclusion event
-///   (role 3 = the board, sender 0, view = the current phase head, digest =
-///   keccak256(uint8 11 || uint32 dealer || uint8 purpose || uint32 partner), no
-///   signature) to the hash chain.
+///   (secagg.messages.Exclusion: role 2, sender 0, view = the current phase head,
+///   digest = keccak256(uint8 11 || uint32 dealer || uint8 purpose || uint32 partner),
+///   no signature) to the hash chain.
 /// Gas: close() is O(n*K) (regular:K) or O(n^2) (complete); dealings posts O(n + K*m).
 contract PvssRound {
     uint8 internal constant ROLE_CLIENT = 0;
     uint8 internal constant ROLE_MEMBER = 1;
     uint8 internal constant ROLE_AGGREGATOR = 2;
-    uint8 internal constant ROLE_BOARD = 3;
     uint8 internal constant PURPOSE_SELF = 0;
     uint8 internal constant PURPOSE_PAIR = 1;
     uint8 internal constant REGISTER = 0;
@@ -186,6 +185,7 @@ contract PvssRound {
         uint32 challengeBlocks; // optimistic: blocks a dealing post can be challenged
         uint256 stake; // optimistic: Ether locked per client registration
         uint256 bond; // optimistic: Ether a challenger locks
+        bytes32 dpDigest; // keccak256 of the dp record's msgpack bytes (SPEC.md §10.6)
     }
 
     struct Client {
@@ -396,7 +396,7 @@ contract PvssRound {
     /// uint8 q, uint8 b, clip (8), uint32 W, uint32 R, D, U, X, uint8 honestMajority,
     /// address aggregator, uint16 #members || members, uint32 #clients || clients,
     /// uint32 minIncluded, uint32 minNeighbours, uint16 confirmQuorum, uint8 optimistic,
-    /// uint32 challengeBlocks, uint256 stake, uint256 bond
+    /// uint32 challengeBlocks, uint256 stake, uint256 bond, dp record digest (32)
     function _configPacked(Config memory c) internal view returns (bytes memory out) {
         bytes memory graph = c.degree == 0 ? bytes("complete") : abi.encodePacked("regular:", _decimal(c.degree));
         out = abi.encodePacked(
@@ -408,7 +408,7 @@ contract PvssRound {
         out = abi.encodePacked(out, uint16(c.members.length), _packAddresses(c.members));
         out = abi.encodePacked(out, uint32(c.clients.length), _packAddresses(c.clients));
         out = abi.encodePacked(out, c.minIncluded, c.minNeighbours, c.confirmQuorum, c.optimistic ? uint8(1) : uint8(0));
-        out = abi.encodePacked(out, c.challengeBlocks, c.stake, c.bond);
+        out = abi.encodePacked(out, c.challengeBlocks, c.stake, c.bond, c.dpDigest);
     }
 
     /// @dev 20 bytes per address (abi.encodePacked pads array elements to 32)
@@ -492,13 +492,15 @@ contract PvssRound {
         headsRecorded = r;
     }
 
-    /// @dev the phase must be `p`; records the phase heads; the view must be p's head
-    function _phaseAndView(uint8 p, bytes32 postView) internal {
+    /// @dev the view must be the head when the current phase began (recording the
+    /// phase heads), then the phase must be `p` — MemoryBoard's order: signature, view,
+    /// stage
+    function _viewAndPhase(uint8 p, bytes32 postView) internal {
         uint8 now_ = phase();
-        if (now_ != p) revert WrongPhase(p, now_, height());
-        _enter(p);
-        bytes32 want = phaseHeads[p];
+        _enter(now_);
+        bytes32 want = phaseHeads[now_];
         if (postView != want) revert WrongView(want, postView);
+        if (now_ != p) revert WrongPhase(p, now_, height());
     }
 
     /// @dev the signer of a post (SPEC.md §6.9): EIP-191 hash of keccak256(DST_POST ||
@@ -541,14 +543,24 @@ contract PvssRound {
         eventCount = seq + 1;
     }
 
-    function _needMember(uint32 member) internal view {
+    function _memberSeat(uint32 member) internal view returns (address) {
         if (member == 0 || member > committeeSize) revert IdOutOfRange(ROLE_MEMBER, member, committeeSize);
+        return memberIdentity[member];
+    }
+
+    function _needMember(uint32 member) internal view {
         if ((memberBits >> member) & 1 == 0) revert NotRegistered(ROLE_MEMBER, member);
     }
 
-    function _needClient(uint32 client) internal view returns (Client storage c) {
+    /// @dev client seat `client` (in range; under open membership, registered: a free
+    /// seat has no identity to sign for it)
+    function _clientSeat(uint32 client) internal view returns (Client storage c) {
         if (client == 0 || client > nClients) revert IdOutOfRange(ROLE_CLIENT, client, nClients);
         c = clients[client];
+        if (c.identity == address(0)) revert NotRegistered(ROLE_CLIENT, client);
+    }
+
+    function _needClient(Client storage c, uint32 client) internal view {
         if (c.flags & F_REGISTERED == 0) revert NotRegistered(ROLE_CLIENT, client);
     }
 
@@ -567,29 +579,27 @@ contract PvssRound {
         bytes32 postView,
         bytes calldata sig
     ) external payable {
-        _phaseAndView(REGISTER, postView);
+        if (role > ROLE_MEMBER) revert InvalidRole(role);
+        uint32 limit = role == ROLE_CLIENT ? nClients : committeeSize;
+        if (party == 0 || party > limit) revert IdOutOfRange(role, party, limit);
         bytes32 digest = keccak256(abi.encodePacked(TAG_REGISTRATION, role, party, pk, pop));
         address signer = _recover(roundId, role, party, postView, digest, sig);
+        Client storage c = clients[party];
+        address seat = role == ROLE_CLIENT ? c.identity : memberIdentity[party];
+        if (seat != address(0) && seat != signer) revert WrongSigner(role, party, signer);
+        _viewAndPhase(REGISTER, postView);
         uint256 want;
         if (role == ROLE_CLIENT) {
-            if (party == 0 || party > nClients) revert IdOutOfRange(role, party, nClients);
-            Client storage c = clients[party];
             if (c.flags & F_REGISTERED != 0) revert AlreadyRegistered(role, party);
             if (openMembership) {
-                uint32 seat = clientSeat[signer];
-                if (seat != 0) revert IdentitySeated(signer, seat);
+                uint32 held = clientSeat[signer];
+                if (held != 0) revert IdentitySeated(signer, held);
                 clientSeat[signer] = party;
                 c.identity = signer;
-            } else if (c.identity != signer) {
-                revert WrongSigner(role, party, signer);
             }
             want = optimistic ? stake : 0;
-        } else if (role == ROLE_MEMBER) {
-            if (party == 0 || party > committeeSize) revert IdOutOfRange(role, party, committeeSize);
-            if ((memberBits >> party) & 1 != 0) revert AlreadyRegistered(role, party);
-            if (memberIdentity[party] != signer) revert WrongSigner(role, party, signer);
-        } else {
-            revert InvalidRole(role);
+        } else if ((memberBits >> party) & 1 != 0) {
+            revert AlreadyRegistered(role, party);
         }
         if (msg.value != want) revert WrongValue(want, msg.value);
         verifier.verifyPop(block.chainid, address(this), roundId, (uint32(role) << 24) | party, pk, pop);
@@ -615,13 +625,14 @@ contract PvssRound {
     function revealSeed(uint32 member, bytes calldata gamma, bytes calldata proof, bytes32 postView, bytes calldata sig)
         external
     {
-        _phaseAndView(DEAL, postView);
-        _needMember(member);
+        address seat = _memberSeat(member);
         bytes32 digest = keccak256(abi.encodePacked(TAG_SEED_REVEAL, member, gamma, proof));
-        _signedBy(memberIdentity[member], ROLE_MEMBER, member, postView, digest, sig);
+        _signedBy(seat, ROLE_MEMBER, member, postView, digest, sig);
+        _viewAndPhase(DEAL, postView);
+        _needMember(member);
+        if ((revealedBits >> member) & 1 != 0) revert AlreadyRevealed(member);
         uint32 m = committeeSize;
         if (registeredMembers != m) revert CommitteeIncomplete(registeredMembers, m);
-        if ((revealedBits >> member) & 1 != 0) revert AlreadyRevealed(member);
         verifier.verifySeedReveal(
             block.chainid,
             address(this),
@@ -662,12 +673,7 @@ contract PvssRound {
         bytes32 postView,
         bytes calldata sig
     ) external {
-        _phaseAndView(DEAL, postView);
-        uint256 h = height();
-        if (optimistic && h + challengeBlocks >= uploadStart) {
-            revert DealingWindowClosed(uploadStart - challengeBlocks - 1);
-        }
-        Client storage c = _needClient(dealer);
+        Client storage c = _clientSeat(dealer);
         bytes32[] memory hashes = new bytes32[](items.length);
         {
             bytes memory packed = abi.encodePacked(TAG_DEALINGS, dealer, uint32(items.length));
@@ -677,8 +683,14 @@ contract PvssRound {
             }
             bytes32 digest = keccak256(packed);
             _signedBy(c.identity, ROLE_CLIENT, dealer, postView, digest, sig);
+            _viewAndPhase(DEAL, postView);
             _append(ROLE_CLIENT, dealer, postView, digest);
         }
+        uint256 h = height();
+        if (optimistic && h + challengeBlocks >= uploadStart) {
+            revert DealingWindowClosed(uploadStart - challengeBlocks - 1);
+        }
+        _needClient(c, dealer);
         if (c.flags & F_DEALT != 0) revert AlreadyDealt(dealer);
         if (roundSeed == 0) revert SeedNotFixed(reveals, committeeSize);
         _checkCommittee(committeePks);
@@ -774,7 +786,9 @@ contract PvssRound {
             rep.validDealings = 0;
             uint8 p = phase();
             _enter(p);
-            _append(ROLE_BOARD, 0, phaseHeads[p], keccak256(abi.encodePacked(TAG_EXCLUSION, dealer, purpose, partner)));
+            _append(
+                ROLE_AGGREGATOR, 0, phaseHeads[p], keccak256(abi.encodePacked(TAG_EXCLUSION, dealer, purpose, partner))
+            );
             emit DealerExcluded(dealer, msg.sender, purpose, partner, reason);
             _send(msg.sender, stake + bond);
         }
@@ -784,7 +798,8 @@ contract PvssRound {
     /// to its identity (anyone may call).
     function withdrawStake(uint32 client) external {
         if (phase() != RESULT) revert WrongPhase(RESULT, phase(), height());
-        Client storage c = _needClient(client);
+        Client storage c = _clientSeat(client);
+        _needClient(c, client);
         if (stake == 0 || c.flags & (F_EXCLUDED | F_WITHDRAWN) != 0) revert NothingToWithdraw();
         c.flags |= F_WITHDRAWN;
         _send(c.identity, stake);
@@ -797,10 +812,10 @@ contract PvssRound {
     function postMaskedInput(uint32 client, bytes32 digest, uint64 size, bytes32 postView, bytes calldata sig)
         external
     {
-        _phaseAndView(UPLOAD, postView);
-        Client storage c = _needClient(client);
+        Client storage c = _clientSeat(client);
         bytes32 pd = keccak256(abi.encodePacked(TAG_MASKED, client, digest, size));
         _signedBy(c.identity, ROLE_CLIENT, client, postView, pd, sig);
+        _viewAndPhase(UPLOAD, postView);
         uint8 flags = c.flags;
         if (flags & F_DEALT == 0 || flags & F_EXCLUDED != 0) revert NoAcceptedDealings(client);
         if (flags & F_UPLOADED != 0) revert AlreadyUploaded(client);
@@ -952,14 +967,15 @@ contract PvssRound {
     /// @notice Member `member` confirms `confirmedHead`, which must be the head that
     /// fixed U (= the UNMASK phase head, also the view) (SPEC.md §6.11); once per member.
     function confirm(uint32 member, bytes32 confirmedHead, bytes32 postView, bytes calldata sig) external {
-        _phaseAndView(UNMASK, postView);
-        close();
-        if (aborted) revert RoundAborted();
-        _needMember(member);
+        address seat = _memberSeat(member);
         bytes32 digest = keccak256(abi.encodePacked(TAG_CONFIRMATION, member, confirmedHead));
-        _signedBy(memberIdentity[member], ROLE_MEMBER, member, postView, digest, sig);
-        if (confirmedHead != phaseHeads[UNMASK]) revert WrongConfirmation(phaseHeads[UNMASK], confirmedHead);
+        _signedBy(seat, ROLE_MEMBER, member, postView, digest, sig);
+        _viewAndPhase(UNMASK, postView);
+        close();
+        _needMember(member);
         if ((confirmedBits >> member) & 1 != 0) revert AlreadyConfirmed(member);
+        if (aborted) revert RoundAborted();
+        if (confirmedHead != phaseHeads[UNMASK]) revert WrongConfirmation(phaseHeads[UNMASK], confirmedHead);
         confirmedBits |= uint256(1) << member;
         confirmations += 1;
         _append(ROLE_MEMBER, member, postView, digest);
@@ -972,10 +988,7 @@ contract PvssRound {
     /// accepted dealing given alongside; only for dealings U allows (SPEC.md §6.5), only
     /// once confirmQuorum members confirmed the U-fixing head.
     function postShares(uint32 member, ShareIn[] calldata items, bytes32 postView, bytes calldata sig) external {
-        _phaseAndView(UNMASK, postView);
-        close();
-        if (aborted) revert RoundAborted();
-        _needMember(member);
+        address seat = _memberSeat(member);
         {
             bytes memory packed = abi.encodePacked(TAG_SHARES, member, uint32(items.length));
             for (uint256 i; i < items.length; ++i) {
@@ -983,9 +996,13 @@ contract PvssRound {
                 packed = bytes.concat(packed, abi.encodePacked(it.dealer, it.purpose, it.partner, keccak256(it.share)));
             }
             bytes32 digest = keccak256(packed);
-            _signedBy(memberIdentity[member], ROLE_MEMBER, member, postView, digest, sig);
+            _signedBy(seat, ROLE_MEMBER, member, postView, digest, sig);
+            _viewAndPhase(UNMASK, postView);
             _append(ROLE_MEMBER, member, postView, digest);
         }
+        close();
+        _needMember(member);
+        if (aborted) revert RoundAborted();
         if (confirmations < confirmQuorum) revert NotConfirmed(confirmations, confirmQuorum);
         bytes memory pk = abi.encodePacked(memberPk[member][0], memberPk[member][1]);
         uint256 need = uint256(threshold) + 1;
@@ -1040,14 +1057,14 @@ contract PvssRound {
     function postResult(bytes32 digest, uint32[] calldata included, uint64 totalWeight, bytes32 postView, bytes calldata sig)
         external
     {
-        _phaseAndView(RESULT, postView);
-        close();
-        if (aborted) revert RoundAborted();
         bytes32 pd = keccak256(
             abi.encodePacked(TAG_RESULT, digest, uint32(included.length), _packU32(included), totalWeight)
         );
         _signedBy(aggregator, ROLE_AGGREGATOR, 0, postView, pd, sig);
+        _viewAndPhase(RESULT, postView);
+        close();
         if (resultPosted) revert ResultAlreadyPosted();
+        if (aborted) revert RoundAborted();
         if (included.length != includedCount) revert IncludedMismatch(included.length);
         uint32 prev;
         for (uint256 i; i < included.length; ++i) {

@@ -46,7 +46,7 @@ from eth_utils import keccak
 from pvss.group import G1Point
 from pvss.scrape import Dealing, DecryptedShare
 from pvss.transcript import PURPOSE_PAIR
-from secagg import codec, messages
+from secagg import codec
 from secagg.boards import (
     ZERO_HASH,
     Board,
@@ -58,8 +58,7 @@ from secagg.boards import (
     event_hash,
     phase_at,
 )
-from secagg.codec import UInt, message
-from secagg.config import RoundConfig, parse_graph
+from secagg.config import RoundConfig, dp_record_bytes, parse_graph
 from secagg.errors import InvalidEncoding, ProtocolError
 from secagg.graph import compute_mask_graph, compute_round_seed
 from secagg.identity import Identity
@@ -71,6 +70,7 @@ from secagg.messages import (
     DealingItem,
     DealingsPost,
     Event,
+    Exclusion,
     MaskedInputPost,
     Registration,
     ResultPost,
@@ -80,7 +80,7 @@ from secagg.messages import (
     SignedPost,
     TranscriptFile,
 )
-from secagg.posts import config_packed, post_digest, signing_digest
+from secagg.posts import NO_SIGNATURE, config_packed, post_digest, signing_digest
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "contracts" / "build" / "PvssRound.json"
@@ -100,12 +100,12 @@ _RULES: dict[str, str] = {
     "WrongView": "view",
     "AlreadyRegistered": "registration",
     "IdentitySeated": "registration",
-    "IdOutOfRange": "registration",
+    "IdOutOfRange": "sender",
     "InvalidRole": "registration",
     "WrongValue": "registration",
     "AlreadyRevealed": "seed",
     "SeedRevealFailed": "seed",
-    "SeedNotFixed": "seed",
+    "SeedNotFixed": "dealings",
     "AlreadyDealt": "dealings",
     "CommitteeIncomplete": "dealings",
     "CommitteeKeysMismatch": "dealings",
@@ -135,44 +135,6 @@ _RULES: dict[str, str] = {
     "PopFailed": "proof-of-possession",
 }
 _ENCODING_ERRORS = ("InvalidLength", "InvalidEncoding", "IdentityKey")
-ROLE_BOARD = 3  # the Exclusion events a successful challenge appends (optimistic mode)
-NO_SIGNATURE = bytes(65)
-
-# An optimistic-mode exclusion as a transcript event (role 3 = the board, sender 0, no
-# signature): the contract appends it to its hash chain with digest
-# keccak256(uint8 11 || uint32 dealer || uint8 purpose || uint32 partner). Defined here
-# until secagg.messages has it (proposed layout, codec tag 11).
-if hasattr(messages, "Exclusion"):
-    Exclusion = messages.Exclusion
-else:
-
-    @message(11, ("dealer", UInt(32)), ("purpose", UInt(8)), ("partner", UInt(32)))
-    @dataclass(frozen=True)
-    class Exclusion:  # type: ignore[no-redef]
-        """A challenge proved dealing (dealer, purpose, partner) invalid: the dealer and
-        all its dealings are out of the round."""
-
-        dealer: int
-        purpose: int
-        partner: int
-
-
-def exclusion_digest(msg: Any) -> bytes:
-    return keccak(
-        bytes([11])
-        + msg.dealer.to_bytes(4, "big")
-        + bytes([msg.purpose])
-        + msg.partner.to_bytes(4, "big")
-    )
-
-
-def event_digest(msg: Any) -> bytes:
-    """The post digest of a transcript message (``post_digest``, and the exclusion's)."""
-    if isinstance(msg, Exclusion):
-        return exclusion_digest(msg)
-    return post_digest(msg)
-
-
 def _artifact(path: Path = ARTIFACT) -> dict[str, Any]:
     return json.loads(path.read_text())
 
@@ -366,6 +328,7 @@ def contract_config(cfg: RoundConfig) -> tuple:
         cfg.challenge_blocks,
         cfg.stake,
         cfg.bond,
+        keccak(dp_record_bytes(cfg.dp)),
     )
 
 
@@ -705,14 +668,22 @@ class EvmBoard(Board):
         try:
             self._send(self._account("relayer"), call, name, value)
         except ContractRevert as exc:
-            raise fail(self._rule(name, exc.name), str(exc)) from None
+            raise fail(self._rule(name, exc.name, role), str(exc)) from None
         self._sync()
         return self._events[-1]
 
-    @staticmethod
-    def _rule(fn: str, error: str) -> str:
+    def _rule(self, fn: str, error: str, role: int) -> str:
         if error == "NotRegistered":
-            return {"postDealings": "dealings", "postMaskedInput": "upload"}.get(fn, "sender")
+            if role == ROLE_CLIENT and not self.config.clients:  # a free open seat
+                return "signature"
+            return {
+                "postDealings": "dealings",
+                "postMaskedInput": "upload",
+                "revealSeed": "seed",
+                "confirm": "confirm",
+            }.get(fn, "sender")
+        if error == "CommitteeIncomplete":
+            return "seed" if fn == "revealSeed" else "dealings"
         if error in _ENCODING_ERRORS:
             return {
                 "register": "proof-of-possession",
@@ -770,7 +741,7 @@ class EvmBoard(Board):
         prev = event_hash(self._events[-1]) if self._events else ZERO_HASH
         body = codec.encode(msg)
         ev = Event(
-            len(self._events), height, role, sender, body, event_digest(msg), view, sig, prev
+            len(self._events), height, role, sender, body, post_digest(msg), view, sig, prev
         )
         self._events.append(ev)
 
@@ -821,7 +792,7 @@ class EvmBoard(Board):
             dealer = a["dealer"]
             msg = Exclusion(dealer, a["purpose"], a["partner"])
             view = self._phase_heads(phase_at(self.config, h))[phase_at(self.config, h)]
-            self._append(h, ROLE_BOARD, 0, msg, view, NO_SIGNATURE)
+            self._append(h, ROLE_AGGREGATOR, 0, msg, view, NO_SIGNATURE)
             st.dealers.discard(dealer)
             for key in [k for k in st.dealings if k[0] == dealer]:
                 del st.dealings[key]
