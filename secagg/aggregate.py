@@ -19,10 +19,13 @@ from pvss.scrape import (
 )
 from pvss.transcript import PURPOSE_SELF
 from secagg.boards import RoundState, allowed_share_keys
-from secagg.errors import ProtocolError
+from secagg.config import RoundConfig
+from secagg.dp import check_included, postprocess, round_rotation_seed
+from secagg.errors import ConfigError, ProtocolError
 from secagg.graph import DealingKey, compute_mask_seed, dealing_context, pair_sign
 from secagg.masking import unmask_sum
 from secagg.packing import pack
+from secagg.quantize import dequantize_sum
 
 
 @dataclass(frozen=True)
@@ -115,3 +118,32 @@ def compute_sum(
 def result_blob(total: np.ndarray, bits: int) -> bytes:
     """The result blob: the integer sum packed at b bits per coordinate."""
     return pack(total, bits)
+
+
+def dp_rotation_seed(state: RoundState) -> bytes:
+    """The round's public DP rotation seed, derived from the round seed (SPEC.md §10.6)."""
+    if state.round_seed is None:
+        raise ProtocolError("dp: the round seed is not fixed yet (the rotation derives from it)")
+    return round_rotation_seed(state.round_seed)
+
+
+def check_dp_included(config: RoundConfig, n_included: int) -> None:
+    """With DP, refuse (ProtocolError) a sum over fewer than dp.min_clients clients: it
+    would carry too little noise for the promised epsilon."""
+    if config.has_dp:
+        try:
+            check_included(config.dp, n_included)
+        except ConfigError as exc:
+            raise ProtocolError(f"dp: {exc}") from None
+
+
+def result_mean(
+    config: RoundConfig, total: np.ndarray, rotation_seed: bytes | None = None
+) -> np.ndarray:
+    """The round's mean from its sum: the dequantized weighted mean, or with DP the
+    noisy unweighted mean of the clipped updates (``rotation_seed`` required)."""
+    if config.has_dp:
+        if rotation_seed is None:
+            raise ProtocolError("dp: the mean needs the round's rotation seed")
+        return postprocess(total[:-1], config.dp, rotation_seed, int(total[-1]), bits=config.bits)
+    return dequantize_sum(total, config.clip, config.quant_bits)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from secagg.codec import Bool, Bytes, Float, ListOf, Str, UInt, message
-from secagg.errors import ConfigError
+import msgpack
+
+from secagg.codec import Bool, Bytes, Float, Kind, ListOf, Str, UInt, message
+from secagg.codec import record as codec_record
+from secagg.dp import NO_DP, DpConfig, overflow_bits, padded_dim
+from secagg.errors import ConfigError, InvalidEncoding
 from secagg.quantize import MaskingConfig
 
 # caps checked before anything is allocated (SPEC.md §6.1): ids stay below 2^24 so that
@@ -64,6 +70,59 @@ def parse_graph(spec: str, n_clients: int) -> int | None:
     raise ConfigError(f"graph: {spec!r} is neither 'complete' nor 'regular:K'")
 
 
+@dataclasses.dataclass(frozen=True)
+class Int(Kind):
+    """A signed integer in [-2^(bits-1), 2^(bits-1))."""
+
+    bits: int
+
+    def check(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidEncoding(f"{where}: expected an integer, got {type(value).__name__}")
+        if not -(1 << (self.bits - 1)) <= value < (1 << (self.bits - 1)):
+            raise InvalidEncoding(f"{where}: {value} outside int{self.bits}")
+        return value
+
+
+# the DP parameters of a round (SPEC.md §10.6): the 12 DpConfig fields in order
+DP_RECORD = codec_record(
+    DpConfig,
+    ("mechanism", Str(16)),
+    ("epsilon", Float()),
+    ("delta", Float()),
+    ("rounds", UInt(32)),
+    ("sampling_rate", Float()),
+    ("min_clients", UInt(32)),
+    ("l2_clip", Float()),
+    ("dim", UInt(32)),
+    ("noise", Float()),
+    ("scale", Float()),
+    ("beta", Float()),
+    ("tail_log2", Int(16)),
+)
+_DP_FLOATS = ("epsilon", "delta", "sampling_rate", "l2_clip", "noise", "scale", "beta")
+_DP_INTS = ("rounds", "min_clients", "dim", "tail_log2")
+
+
+def dp_record_bytes(dp: DpConfig) -> bytes:
+    """The msgpack bytes of the dp record exactly as they sit inside the RoundConfig's
+    codec encoding (a 12-element array); config_packed commits to their keccak256."""
+    return msgpack.packb(DP_RECORD.dump(dp), use_bin_type=True)
+
+
+def _normalise_dp(dp: object) -> DpConfig:
+    """One encoding per DpConfig: float fields as floats, int fields as ints."""
+    if dp is None:
+        return NO_DP
+    if not isinstance(dp, DpConfig):
+        raise ConfigError(f"dp: expected a DpConfig, got {type(dp).__name__}")
+    fixed: dict[str, Any] = {f: float(getattr(dp, f)) for f in _DP_FLOATS}
+    fixed.update({f: int(getattr(dp, f)) for f in _DP_INTS})
+    if all(type(getattr(dp, f)) is type(v) for f, v in fixed.items()):
+        return dp
+    return dataclasses.replace(dp, **fixed)
+
+
 @message(
     1,
     ("chain_id", UInt(256)),
@@ -93,6 +152,7 @@ def parse_graph(spec: str, n_clients: int) -> int | None:
     ("challenge_blocks", UInt(32)),
     ("stake", UInt(256)),
     ("bond", UInt(256)),
+    ("dp", DP_RECORD),
 )
 @dataclass(frozen=True)
 class RoundConfig:
@@ -111,7 +171,18 @@ class RoundConfig:
     documented default), ``confirm_quorum`` the member confirmations before anyone
     decrypts (§6.11; 0 = the smallest safe quorum). ``optimistic``,
     ``challenge_blocks``, ``stake`` and ``bond`` are the round contract's mode (§7.3);
-    a memory board runs full mode only."""
+    a memory board runs full mode only.
+
+    ``dp`` (SPEC.md §10.6): distributed differential privacy, or ``NO_DP`` (mechanism
+    "none": the quantizer path, unchanged). With DP each client privatizes its update
+    (clip to L2 norm ``clip`` = dp.l2_clip, rotate, round, add noise) instead of
+    quantizing it, the masked vector has d' + 1 coordinates (``vector_length``; the
+    weight coordinate is 1: an unweighted mean), ``bits`` must be at least
+    ``overflow_bits(dp, n_clients)``, ``quant_bits`` is unused and ``max_weight`` only
+    bounds the weight a client may report (it is not summed). dp.min_clients must not
+    exceed ``min_included``: the board aborts any round with fewer included clients, so
+    every result carries the noise the promised epsilon needs (to allow for t included
+    clients whose noise the adversary knows, use dp.min_clients = min_included - t)."""
 
     chain_id: int
     board: bytes
@@ -140,6 +211,7 @@ class RoundConfig:
     challenge_blocks: int = 0
     stake: int = 0
     bond: int = 0
+    dp: DpConfig = NO_DP
 
     def __post_init__(self) -> None:
         if not isinstance(self.board, bytes) or len(self.board) != 20:
@@ -179,7 +251,42 @@ class RoundConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {v!r}")
+        object.__setattr__(self, "dp", _normalise_dp(self.dp))
+        if self.has_dp:
+            self._check_dp()
+        elif self.dp != NO_DP:
+            raise ConfigError("dp: mechanism 'none' is written as the canonical NO_DP record only")
         self.masking()  # overflow and range checks, ConfigError naming the numbers
+
+    @property
+    def has_dp(self) -> bool:
+        """True iff the round adds distributed DP noise (dp is not NO_DP)."""
+        return self.dp.mechanism != "none"
+
+    def _check_dp(self) -> None:
+        dp = self.dp
+        if dp.dim != self.dim:
+            raise ConfigError(f"dp: dim {dp.dim} != the round's dim {self.dim}")
+        if dp.l2_clip != self.clip:
+            raise ConfigError(
+                f"clip: with DP the round's clip is the L2 clip: {self.clip} != dp.l2_clip "
+                f"{dp.l2_clip}"
+            )
+        if padded_dim(self.dim) > MAX_DIM:
+            raise ConfigError(f"dp: padded dimension {padded_dim(self.dim)} > the cap {MAX_DIM}")
+        if dp.min_clients > self.min_included:
+            raise ConfigError(
+                f"dp: min_clients={dp.min_clients} > min_included={self.min_included}: a round "
+                f"may complete with {self.min_included} included clients, whose noise cannot "
+                f"give epsilon={dp.epsilon}; raise min_included or recalibrate the noise for "
+                f"{self.min_included} clients"
+            )
+        need = overflow_bits(dp, self.n_clients)
+        if self.bits < need:
+            raise ConfigError(
+                f"bits: {self.bits} < overflow_bits(dp, n_clients={self.n_clients}) = {need} "
+                f"(sum bound plus the noise tail, wrap-around <= 2^{dp.tail_log2})"
+            )
 
     def _check_roster(self, degree: int) -> None:
         n, m, t = self.n_clients, self.committee_size, self.threshold
@@ -221,7 +328,12 @@ class RoundConfig:
             raise ConfigError("challenge_blocks, stake, bond: only an optimistic round has them")
 
     def masking(self) -> MaskingConfig:
-        """The masking parameters; refuses n*W*(2^q-1) >= 2^b."""
+        """The masking parameters; refuses n*W*(2^q-1) >= 2^b. With DP the quantizer is
+        not used: the config returned then only checks a reported weight (1..max_weight,
+        not summed); its bits (64) and quant_bits (1) are placeholders, the DP modulus
+        rule is ``overflow_bits`` (checked on construction)."""
+        if self.has_dp:
+            return MaskingConfig(64, 1, self.clip, self.max_weight, self.n_clients)
         return MaskingConfig(self.bits, self.quant_bits, self.clip, self.max_weight, self.n_clients)
 
     @property
@@ -239,5 +351,8 @@ class RoundConfig:
 
     @property
     def vector_length(self) -> int:
-        """dim + 1: the weight rides as the last coordinate."""
+        """dim + 1 (the weight rides as the last coordinate); with DP d' + 1, d' the
+        rotation's padded dimension (the next power of two >= dim)."""
+        if self.has_dp:
+            return padded_dim(self.dim) + 1
         return self.dim + 1

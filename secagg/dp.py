@@ -114,6 +114,11 @@ __all__ = [
     "to_ring",
     "from_ring",
     "dp_report",
+    "NO_DP",
+    "DST_DP_ROTATION",
+    "DpSpec",
+    "round_rotation_seed",
+    "mean_error_bound",
 ]
 
 MECHANISMS = ("skellam", "ddg", "none")
@@ -754,6 +759,78 @@ def postprocess(
     if s.shape[0] != cfg.padded_dim:
         raise InvalidParameters(f"sum_vector: expected {cfg.padded_dim} entries, got {s.shape[0]}")
     return unrotate(s.astype(np.float64) / cfg.scale, rotation_seed, cfg.dim) / total
+
+
+def mean_error_bound(cfg: DpConfig, n_included: int) -> float:
+    """A bound on max_k |postprocess mean - mean of the clipped updates| that holds except
+    with probability <= 2^tail_log2: per coordinate, the error is the rotated sum of
+    n noise draws (variance proxy sigma^2 or 2 mu, Skellam's being subgaussian only
+    approximately) and n rounding errors (each in an interval of length 1: variance proxy
+    1/4), divided by scale * n; union bound over the d' coordinates, both tails.
+    Conditional rounding's bias (below 1e-2 of a step) is absorbed in the margin."""
+    n = _int(n_included, "n_included", 1)
+    var = n * (cfg.noise_variance_client + 0.25)
+    log_p = -cfg.tail_log2 * math.log(2) + math.log(2 * cfg.padded_dim)
+    return (math.sqrt(2 * var * log_p) + 0.01 * n) / (cfg.scale * n)
+
+
+# the canonical "no DP" record of a RoundConfig (SPEC.md §10.6): the quantizer path
+NO_DP = DpConfig("none", math.inf, 0.5, 1, 1.0, 1, 1.0, 1, 0.0, 1.0, DEFAULT_BETA, MAX_TAIL_LOG2)
+
+DST_DP_ROTATION = b"pvss-secagg/v1/dp-rotation"
+
+
+def round_rotation_seed(round_seed: bytes) -> bytes:
+    """The round's public rotation seed: keccak256(DST_DP_ROTATION || round seed). The
+    round seed is fixed by the registrations and every member's seed reveal (SPEC.md
+    §6.10), so nobody chooses the rotation; it is the same for every client and the
+    verifier."""
+    from pvss.transcript import keccak256  # noqa: PLC0415
+
+    if not isinstance(round_seed, (bytes, bytearray)) or len(round_seed) != 32:
+        raise InvalidParameters("round_seed: expected 32 bytes")
+    return keccak256(DST_DP_ROTATION + bytes(round_seed))
+
+
+@dataclass(frozen=True)
+class DpSpec:
+    """What a deployment promises, before n and d are known: (epsilon, delta) over
+    ``rounds`` rounds, the L2 clip, the mechanism. ``colluders``: included clients whose
+    noise the adversary may know (SPEC.md §10.3): the noise is counted for
+    min_included - colluders clients. :meth:`calibrate` gives the round's DpConfig."""
+
+    epsilon: float
+    delta: float = 1e-5
+    rounds: int = 1
+    l2_clip: float = 1.0
+    mechanism: str = "ddg"
+    sampling_rate: float = 1.0
+    colluders: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mechanism not in ("ddg", "skellam"):
+            raise ConfigError(f"mechanism: must be 'ddg' or 'skellam', got {self.mechanism!r}")
+        _int(self.colluders, "colluders", 0)
+
+    def calibrate(self, dim: int, min_included: int) -> DpConfig:
+        """The DpConfig for a round of ``dim`` coordinates whose included set has at
+        least ``min_included`` clients (ConfigError if min_included - colluders < 1)."""
+        n = int(min_included) - int(self.colluders)
+        if n < 1:
+            raise ConfigError(
+                f"colluders: min_included {min_included} - colluders {self.colluders} < 1: "
+                "no honest noise is counted"
+            )
+        return calibrate(
+            float(self.epsilon),
+            float(self.delta),
+            int(self.rounds),
+            float(self.sampling_rate),
+            n,
+            float(self.l2_clip),
+            int(dim),
+            self.mechanism,
+        )
 
 
 def dp_report(cfg: DpConfig) -> dict:

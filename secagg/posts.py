@@ -20,7 +20,7 @@ from typing import Any
 
 from pvss.transcript import keccak256
 from secagg import codec
-from secagg.config import RoundConfig
+from secagg.config import RoundConfig, dp_record_bytes
 from secagg.errors import InvalidEncoding
 from secagg.identity import Identity
 from secagg.messages import (
@@ -46,7 +46,8 @@ def _u(value: int, bits: int) -> bytes:
 
 
 def config_packed(c: RoundConfig) -> bytes:
-    """The packed layout of a ``RoundConfig`` (tag 1), field order of §6.1."""
+    """The packed layout of a ``RoundConfig`` (tag 1), field order of §6.1; the dp
+    record (SPEC.md §10.6) enters as keccak256 of its msgpack bytes, last."""
     graph = c.graph.encode("ascii")
     return b"".join(
         [
@@ -81,6 +82,7 @@ def config_packed(c: RoundConfig) -> bytes:
             _u(c.challenge_blocks, 32),
             _u(c.stake, 256),
             _u(c.bond, 256),
+            keccak256(dp_record_bytes(c.dp)),
         ]
     )
 

@@ -8,6 +8,7 @@ post is signed by the role's identity on the board's current view (SPEC.md §6.9
 from __future__ import annotations
 
 import enum
+import secrets
 from typing import Any
 
 import numpy as np
@@ -24,10 +25,19 @@ from pvss.scrape import (
     verify_dealings,
 )
 from pvss.transcript import PURPOSE_PAIR
-from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
+from secagg.aggregate import (
+    check_dp_included,
+    compute_sum,
+    dp_rotation_seed,
+    recover_seeds,
+    removal_plan,
+    result_blob,
+    result_mean,
+)
 from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import Board, Phase, compute_included, pop_party
 from secagg.config import RoundConfig
+from secagg.dp import privatize, to_ring
 from secagg.errors import ProtocolError
 from secagg.graph import compute_mask_seed, dealing_context, pair_key, pair_sign, self_key
 from secagg.identity import Identity
@@ -47,7 +57,7 @@ from secagg.messages import (
     SharesPost,
 )
 from secagg.posts import sign_post
-from secagg.quantize import dequantize_sum, quantize
+from secagg.quantize import quantize, rounding_key
 
 
 class Stage(enum.Enum):
@@ -108,6 +118,7 @@ class Client(_Role):
         self.update = update
         self.weight = config.masking().check_weight(weight)
         self.rng = rng if rng is not None else np.random.default_rng()
+        self._own_rng = rng is not None  # a caller's generator also seeds the DP noise
         self.backend = backend
         self.key: KeyPair | None = KeyPair.generate()
         self.stage = Stage.NEW
@@ -191,10 +202,22 @@ class Client(_Role):
             else:
                 secret = recover_as_recipient(st.dealings[key], key_pair)
             pairs.append((compute_mask_seed(dealing_context(cfg, key), secret), pair_sign(me, j)))
-        quantized = quantize(
-            self.update, cfg.masking(), self.weight, self.rng, backend=self.backend
-        )
+        if cfg.has_dp:
+            quantized = self._privatized(dp_rotation_seed(st))
+        else:
+            quantized = quantize(
+                self.update, cfg.masking(), self.weight, self.rng, backend=self.backend
+            )
         return mask_and_pack(quantized, self_seed, pairs, cfg.bits, backend=self.backend)
+
+    def _privatized(self, rotation_seed: bytes) -> np.ndarray:
+        """DP (SPEC.md §10.6): Q = (privatize(x) mod 2^b) || 1 — d' + 1 values, weight 1
+        (the reported weight is not summed). The noise seed is 32 bytes from the OS
+        (``secrets``), or from the caller's generator when it passed one (simulations)."""
+        cfg = self.config
+        seed = rounding_key(self.rng) if self._own_rng else secrets.token_bytes(32)
+        z = privatize(_to_host(self.update), cfg.dp, seed, rotation_seed)
+        return np.append(to_ring(z, cfg.bits), np.uint64(1))
 
     def upload(self, board: Board, blobs: BlobStore) -> bytes:
         """Mask, store the blob, post its hash. After this the client is never needed."""
@@ -212,6 +235,15 @@ class Client(_Role):
         self._tables.clear()
         self.key = None
         self.update = None
+
+
+def _to_host(x: Any) -> np.ndarray:
+    """A flat float64 numpy copy of a numpy / torch / cupy vector."""
+    if hasattr(x, "detach"):  # torch
+        x = x.detach().cpu().numpy()
+    elif hasattr(x, "get") and type(x).__module__.startswith("cupy"):
+        x = x.get()
+    return np.asarray(x, dtype=np.float64).reshape(-1)
 
 
 class CommitteeMember(_Role):
@@ -317,15 +349,21 @@ class Aggregator(_Role):
         self.backend = backend
         self.stage = Stage.NEW
         self.total: np.ndarray | None = None
+        self.rotation_seed: bytes | None = None  # with DP: the round's (public)
 
     def aggregate(self, board: Board, blobs: BlobStore) -> np.ndarray:
-        """The integer weighted sum (length dim + 1, last = total weight); posts it."""
+        """The integer weighted sum (``vector_length`` values, last = total weight; with
+        DP the noisy sum mod 2^b, last = |U|); posts it. With DP, refuses (ProtocolError)
+        an included set below dp.min_clients."""
         if self.stage != Stage.NEW:
             raise ProtocolError(f"aggregator: already aggregated (stage {self.stage.value})")
         if board.phase() != Phase.RESULT:
             raise ProtocolError(f"aggregator: needs board phase RESULT, it is {board.phase().name}")
         st = board.state()
         included = board.included()
+        check_dp_included(self.config, len(included))
+        if self.config.has_dp:
+            self.rotation_seed = dp_rotation_seed(st)
         inputs = [blobs.get(st.masked[i][0]) for i in included]  # re-hashed by the store
         seeds = recover_seeds(st, removal_plan(st))
         total = compute_sum(st, inputs, seeds, backend=self.backend)
@@ -338,7 +376,8 @@ class Aggregator(_Role):
         return total
 
     def mean(self) -> np.ndarray:
-        """The dequantized weighted mean of the included clients' updates."""
+        """The dequantized weighted mean of the included clients' updates; with DP the
+        noisy unweighted mean of their clipped updates (SPEC.md §10.6)."""
         if self.total is None:
             raise ProtocolError("aggregator: no result yet")
-        return dequantize_sum(self.total, self.config.clip, self.config.quant_bits)
+        return result_mean(self.config, self.total, self.rotation_seed)

@@ -9,13 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from secagg import codec
-from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
+from secagg.aggregate import (
+    compute_sum,
+    dp_rotation_seed,
+    recover_seeds,
+    removal_plan,
+    result_blob,
+    result_mean,
+)
 from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import MemoryBoard, RuleViolation, event_hash
+from secagg.dp import dp_report, from_ring, noise_tail
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.messages import TranscriptFile, party_name
 from secagg.packing import check_encoding
-from secagg.quantize import dequantize_sum
 
 TRANSCRIPT_FILE = "transcript.msgpack"
 HEAD_FILE = "head.hex"
@@ -44,6 +51,7 @@ class RoundReport:
     included: tuple[int, ...] = ()
     total: np.ndarray | None = None
     mean: np.ndarray | None = None
+    dp: dict | None = None  # the round's DP promise (secagg.dp.dp_report), None without DP
     unusable: bool = False  # the input could not be read at all (exit 2, not 1)
 
     @property
@@ -125,6 +133,8 @@ def _verify_round(
         True,
     )
     st = board.state()
+    if st.config.has_dp:
+        report.dp = dp_report(st.config.dp)
     if st.result is None:
         report.check(
             "result posted", False, Finding("aggregator", "result", "no result on the board")
@@ -174,6 +184,11 @@ def _verify_round(
             f"posted total weight {st.result.total_weight} != {int(total[-1])}",
         ),
     )
+    if cfg.has_dp:
+        _check_dp_sum(report, cfg, total)
+        if int(total[-1]) > 0:
+            report.mean = result_mean(cfg, total, dp_rotation_seed(st))
+        return report
     # sanity: a sum of |U| honest weighted inputs cannot exceed these (SPEC.md §6.8)
     n_u, w_max = len(report.included), cfg.max_weight
     top = n_u * w_max * ((1 << cfg.quant_bits) - 1)
@@ -193,8 +208,37 @@ def _verify_round(
         ),
     )
     if int(total[-1]) > 0:
-        report.mean = dequantize_sum(total, st.config.clip, st.config.quant_bits)
+        report.mean = result_mean(cfg, total)
     return report
+
+
+def _check_dp_sum(report: RoundReport, cfg, total: np.ndarray) -> None:  # noqa: ANN001
+    """DP sanity (SPEC.md §10.6): every weight is 1, so the weight coordinate is |U|; every
+    centred coordinate is within |U| * floor(l2_bound) + the noise tail (exceeded with
+    probability <= 2^tail_log2 by an honest round)."""
+    n_u, dp = len(report.included), cfg.dp
+    report.check(
+        "|U| >= dp.min_clients (the noise the promised epsilon needs)",
+        n_u >= dp.min_clients,
+        Finding("board", "included", f"|U| = {n_u} < dp.min_clients = {dp.min_clients}"),
+    )
+    report.check(
+        "total weight equals |U| (DP: every weight is 1)",
+        int(total[-1]) == n_u,
+        Finding("included clients", "range", f"total weight {int(total[-1])} != |U| = {n_u}"),
+    )
+    top = n_u * int(dp.l2_bound) + noise_tail(dp, n_u)
+    big = int(np.abs(from_ring(total[:-1], cfg.bits)).max(initial=0))
+    report.check(
+        "every coordinate within |U| * l2_bound + noise tail",
+        big <= top,
+        Finding(
+            "included clients",
+            "range",
+            f"a coordinate of the sum is {big} in absolute value > {top}: some included "
+            "input was out of range (masked: not attributable)",
+        ),
+    )
 
 
 def save_round(out_dir: Path, transcript: TranscriptFile) -> Path:
