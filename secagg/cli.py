@@ -170,6 +170,10 @@ def run_simulate(args: Any) -> int:
             seed=args.seed,
             backend=args.backend,
             board=args.board,
+            dp_epsilon=args.dp_epsilon,
+            dp_delta=args.dp_delta,
+            dp_rounds=args.dp_rounds,
+            dp_mechanism=args.dp_mechanism,
         )
         params.round_config()
     except ConfigError as exc:
@@ -195,6 +199,8 @@ def run_simulate(args: Any) -> int:
             f"(masked vector {res.masked_bytes_per_client:,.0f})"
         )
         print(f"  round directory: {res.params['out']}")
+        if res.dp is not None:
+            print("  differential privacy: " + ", ".join(f"{k}={v}" for k, v in res.dp.items()))
         for f in res.findings:
             print(f"  finding: {f}")
     ok = res.verified and res.max_abs_error <= res.error_bound
@@ -235,6 +241,7 @@ def run_verify(
                         {"party": f.party, "rule": f.rule, "detail": f.detail}
                         for f in report.findings
                     ],
+                    "dp": report.dp,
                 }
             )
         )
@@ -243,6 +250,8 @@ def run_verify(
             print(f"[{'ok' if ok else 'FAIL'}] {name}")
         for f in report.findings:
             print(f"faulty party: {f}")
+        if report.dp is not None:
+            print("differential privacy: " + ", ".join(f"{k}={v}" for k, v in report.dp.items()))
         print("round verified" if report.ok else "round NOT verified")
     if report.unusable:
         return 2
@@ -299,6 +308,16 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
     sim.add_argument("--backend", default=None, help="masking backend: reference | numba | cupy")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--out", default=None, help="round directory (transcript.msgpack, blobs/)")
+    sim.add_argument(
+        "--dp-epsilon",
+        type=float,
+        default=None,
+        help="distributed DP (SPEC.md §10): epsilon of the whole run; --clip is then the L2 "
+        "clip and the noise is calibrated for min_included clients",
+    )
+    sim.add_argument("--dp-delta", type=float, default=1e-5)
+    sim.add_argument("--dp-rounds", type=int, default=1, help="rounds the DP promise covers")
+    sim.add_argument("--dp-mechanism", default="ddg", choices=["ddg", "skellam"])
     sim.add_argument("--json", action="store_true", help="print one JSON line last")
 
     ver = sub.add_parser("verify", help="verify a round directory; exit 0 iff valid")

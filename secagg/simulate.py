@@ -13,7 +13,8 @@ import numpy as np
 
 from secagg.blobs import BlobStore
 from secagg.boards import Board, MemoryBoard
-from secagg.config import RoundConfig
+from secagg.config import RoundConfig, default_min_included
+from secagg.dp import DpConfig, DpSpec, clip_l2, dp_report, mean_error_bound, overflow_bits
 from secagg.errors import ConfigError
 from secagg.identity import Identity
 from secagg.messages import Event, SignedPost
@@ -43,6 +44,12 @@ class SimParams:
     seed: int = 0
     backend: str | None = None
     board: str = "memory"  # memory | evm | anvil | rpc:URL (secagg.boards.evm)
+    # distributed DP (SPEC.md §10): None = off; clip is then the L2 clip, the noise is
+    # calibrated for min_included clients and the modulus is overflow_bits
+    dp_epsilon: float | None = None
+    dp_delta: float = 1e-5
+    dp_rounds: int = 1
+    dp_mechanism: str = "ddg"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.dropout < 1.0:
@@ -60,9 +67,13 @@ class SimParams:
         defaults to fresh identities (see ``SimParams.identities``)."""
         roster = roster if roster is not None else self.identities()
         bits = self.bits
+        dp = self.dp_config()
+        if dp is not None and bits is None:
+            bits = overflow_bits(dp, self.clients)
         if bits is None:
             bits = max(bits_needed(self.clients, self.max_weight, self.quant_bits), 1)
             MaskingConfig(bits, self.quant_bits, self.clip, self.max_weight, self.clients)
+        extra: dict[str, Any] = {} if dp is None else {"dp": dp}
         return RoundConfig(
             chain_id=31337,
             board=bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3"),
@@ -79,7 +90,21 @@ class SimParams:
             aggregator=roster.aggregator.address if roster else bytes(20),
             members=tuple(i.address for i in roster.members) if roster else (),
             clients=tuple(i.address for i in roster.clients) if roster else (),
+            **extra,
         )
+
+    def dp_config(self) -> DpConfig | None:
+        """The round's DpConfig (noise for the default min_included clients), or None."""
+        if self.dp_epsilon is None:
+            return None
+        spec = DpSpec(
+            float(self.dp_epsilon),
+            float(self.dp_delta),
+            int(self.dp_rounds),
+            float(self.clip),
+            self.dp_mechanism,
+        )
+        return spec.calibrate(self.dim, default_min_included(self.clients))
 
     def identities(self) -> Roster:
         """Fresh identities for the aggregator, every member and every client seat."""
@@ -147,9 +172,13 @@ class SimResult:
     masked_bytes_per_client: float
     findings: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    dp: dict[str, Any] | None = None  # secagg.dp.dp_report of a DP round
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        out = asdict(self)
+        if out["dp"] is None:
+            del out["dp"]
+        return json.dumps(out, sort_keys=True)
 
 
 def _progress(total: int, enabled: bool):  # noqa: ANN202
@@ -158,6 +187,14 @@ def _progress(total: int, enabled: bool):  # noqa: ANN202
     from tqdm import tqdm
 
     return tqdm(total=total, desc="round", unit="step", leave=False)
+
+
+def _params_dict(params: SimParams) -> dict[str, Any]:
+    """The parameters as JSON; the dp_* keys only when DP is on."""
+    out = asdict(params)
+    if params.dp_epsilon is None:
+        out = {k: v for k, v in out.items() if not k.startswith("dp_")}
+    return out
 
 
 def simulate(
@@ -280,15 +317,20 @@ def simulate(
     if hasattr(board, "close"):
         board.close()
     mean = aggregator.mean()
-    w = np.array([weights[i - 1] for i in included], dtype=np.float64)
-    clipped = np.array([np.clip(updates[i - 1], -cfg.clip, cfg.clip) for i in included])
-    plain = (w[:, None] * clipped).sum(axis=0) / w.sum()
+    if cfg.has_dp:  # the unweighted mean of the L2-clipped updates, plus the noise
+        plain = np.mean([clip_l2(updates[i - 1], cfg.clip) for i in included], axis=0)
+        bound = mean_error_bound(cfg.dp, len(included))
+    else:
+        w = np.array([weights[i - 1] for i in included], dtype=np.float64)
+        clipped = np.array([np.clip(updates[i - 1], -cfg.clip, cfg.clip) for i in included])
+        plain = (w[:, None] * clipped).sum(axis=0) / w.sum()
+        bound = cfg.masking().step
     err = float(np.abs(mean - plain).max())
     active = [c.party for c in clients if drop_phase.get(c.party) != "deal"]
     return SimResult(
         verified=report.ok and chain_report.ok,
         max_abs_error=err,
-        error_bound=cfg.masking().step,
+        error_bound=bound,
         included=len(included),
         seconds={
             "client_mean": float(np.mean([client_time[i] for i in active])),
@@ -303,5 +345,6 @@ def simulate(
         bytes_per_client=float(np.mean([sent[i] for i in active])),
         masked_bytes_per_client=float(np.mean(masked_sizes)) if masked_sizes else 0.0,
         findings=[str(f) for f in report.findings + chain_report.findings],
-        params={**asdict(params), "bits": cfg.bits, "out": str(out)},
+        params={**_params_dict(params), "bits": cfg.bits, "out": str(out)},
+        dp=dp_report(cfg.dp) if cfg.has_dp else None,
     )
