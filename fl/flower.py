@@ -50,6 +50,14 @@ arrays are not aggregated; the global model's values are carried through, see
 :mod:`fl.tensors`). As with SecAgg+, the reply keeps the ``FitRes`` status, metrics and
 ``num_examples`` in the clear for the strategy; only the parameters are masked.
 
+Differential privacy (SPEC.md §10). ``PvssSecAggWorkflow(dp=DpSpec(epsilon, delta,
+rounds, l2_clip))`` calibrates each round's noise for its n and min_included (or takes a
+fixed ``DpConfig``) and records it in the round config. With DP a node sends its model
+*update* (trained parameters minus the global ones, clipped to L2 norm ``l2_clip``, with
+its share of discrete noise), unweighted; the server adds the noisy mean update to the
+global parameters. The node decides this from the round config it verified, not from
+the server's word.
+
 Notes: with ``timeout=None`` the server waits for every reply at every stage (as
 SecAgg+ does), so a node that vanishes without an error reply stalls the round; set a
 timeout in deployments. Where training and masking share a process and its cores (Ray
@@ -59,6 +67,7 @@ OpenMP threads from spinning while torch trains.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -79,14 +88,19 @@ from fl.host import (
 )
 from fl.relay import STAGE_HELLO, STAGE_UPLOAD, NodeAgent, StageReply, StageRequest
 from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
-from secagg.errors import ConfigError, ProtocolError
+from secagg import codec
+from secagg.config import RoundConfig
+from secagg.dp import DpConfig, DpSpec, dp_report, overflow_bits
+from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
+from secagg.messages import TranscriptFile
 from secagg.roster import Roster
 
 __all__ = [
     "RECORD_KEY",
     "STATE_KEY",
     "PvssSecAggWorkflow",
+    "DpSpec",
     "pvss_secagg_mod",
     "request_to_record",
     "request_from_record",
@@ -201,6 +215,16 @@ def node_deployment(node_config: Mapping[str, Any]) -> tuple[Identity, Roster]:
     return Identity.load(str(ident)), Roster.load(str(roster))
 
 
+def _round_has_dp(transcript: bytes) -> bool:
+    """Whether the relayed round (its config, event 0) adds DP noise; the agent
+    re-verifies the whole transcript before anything is masked."""
+    try:
+        events = codec.decode(transcript, TranscriptFile).events
+        return bool(events) and codec.decode(events[0].body, RoundConfig).has_dp
+    except (InvalidEncoding, ConfigError) as exc:
+        raise ProtocolError(f"node: unreadable round config: {exc}") from None
+
+
 def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     """ClientApp mod: answers the stages of ``PvssSecAggWorkflow``.
 
@@ -208,8 +232,9 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     else passes through untouched. At the ``upload`` stage the wrapped ClientApp trains
     (``call_next``); its parameters are flattened, weighted by ``num_examples``,
     masked, and removed from the reply. Secrets between stages live in the node-local
-    ``Context.state``. Any error (a relayed board that does not verify, a weight above
-    ``max_weight``...) propagates, so Flower returns an error reply and the server
+    ``Context.state``. In a DP round the masked vector is the update (trained minus
+    received parameters), privatized. Any error (a relayed board that does not verify,
+    a weight above ``max_weight``...) propagates, so Flower returns an error reply and the server
     counts the node as a dropout.
     """
     from flwr.app import ConfigRecord, Message, RecordDict  # noqa: PLC0415
@@ -231,6 +256,10 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
         roster=roster,
     )
     out_content = RecordDict()
+    base: np.ndarray | None = None
+    if request.stage == STAGE_UPLOAD and _round_has_dp(request.transcript):
+        fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
+        base, _ = ndarrays_to_vector(parameters_to_ndarrays(fitins.parameters))
 
     def update() -> tuple[np.ndarray, int]:
         nonlocal out_content
@@ -242,6 +271,10 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
         vector, _ = ndarrays_to_vector(parameters_to_ndarrays(fitres.parameters))
         for arrays in out_content.array_records.values():
             arrays.clear()  # only the masked vector leaves the node
+        if base is not None:  # DP: the update, not the parameters
+            if base.shape != vector.shape:
+                raise ProtocolError("node: trained parameters do not match the received ones")
+            vector = vector - base
         return vector, int(fitres.num_examples)
 
     reply = agent.handle(request, update if request.stage == STAGE_UPLOAD else None)
@@ -291,6 +324,13 @@ class PvssSecAggWorkflow:
         Seeds the memory board's address (tests, demos); None uses system randomness.
     backend : str, optional
         Masking backend of the aggregator and the verifier.
+    dp : DpSpec | DpConfig, optional
+        Distributed differential privacy (SPEC.md §10): a ``DpSpec`` (epsilon, delta,
+        rounds, l2_clip, mechanism, colluders) is calibrated every round for its
+        dimension and min_included (minus ``colluders``); a ``DpConfig`` is used as is
+        (its dim and min_clients must fit every round). Nodes then send clipped, noised,
+        unweighted model updates; ``modulus_bits`` None takes ``overflow_bits``. The
+        round's DP report is in ``outcomes[k].config.dp`` and logged.
     """
 
     def __init__(
@@ -309,7 +349,11 @@ class PvssSecAggWorkflow:
         chain_id: int = DEFAULT_CHAIN_ID,
         seed: int | None = None,
         backend: str | None = None,
+        dp: DpSpec | DpConfig | None = None,
     ) -> None:
+        if dp is not None and not isinstance(dp, (DpSpec, DpConfig)):
+            raise ConfigError(f"dp: expected a DpSpec or DpConfig, got {type(dp).__name__}")
+        self.dp = dp
         self.roster = roster if isinstance(roster, Roster) else Roster.load(roster)
         if identity is None:
             self.identity = Identity.generate()
@@ -337,6 +381,16 @@ class PvssSecAggWorkflow:
         self.board_address = rng.randbytes(20) if rng is not None else os.urandom(20)
         self.outcomes: list[RoundOutcome] = []
         self._addresses: dict[int, bytes] = {}  # node id -> identity address (hello)
+
+    def with_dp(self, config: RoundConfig) -> RoundConfig:
+        """``config`` with this workflow's DP: the noise for its dim and min_included,
+        clip = the L2 clip, the modulus ``overflow_bits`` unless ``modulus_bits`` is set."""
+        dp = self.dp
+        if isinstance(dp, DpSpec):
+            dp = dp.calibrate(config.dim, config.min_included)
+        assert isinstance(dp, DpConfig)
+        bits = self.modulus_bits or overflow_bits(dp, config.n_clients)
+        return dataclasses.replace(config, dp=dp, clip=float(dp.l2_clip), bits=bits)
 
     def _hello(self, grid: Any, nodes: list[int], group: str) -> None:
         """Ask nodes whose identity the server does not know yet for their address (the
@@ -447,6 +501,8 @@ class PvssSecAggWorkflow:
                 min_included=max(self.roster.min_included, 0),
                 min_neighbours=self.roster.min_neighbours,
             )
+            if self.dp is not None:
+                config = self.with_dp(config)
         except ConfigError as exc:
             log.error("round %d: cannot configure the round: %s", current_round, exc)
             return
@@ -518,7 +574,11 @@ class PvssSecAggWorkflow:
             outcome.round_dir,
         )
 
-        aggregated = vector_to_ndarrays(outcome.mean, spec, template=global_arrays)
+        mean = outcome.mean
+        if config.has_dp:  # the noisy mean update, applied to the global parameters
+            log.info("round %d: differential privacy %s", current_round, dp_report(config.dp))
+            mean = ndarrays_to_vector(global_arrays)[0] + mean
+        aggregated = vector_to_ndarrays(mean, spec, template=global_arrays)
         aggregated_parameters = ndarrays_to_parameters(aggregated)
         results = []
         for node in outcome.included_nodes:
