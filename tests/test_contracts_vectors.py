@@ -64,7 +64,7 @@ BOARD = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 # Field enum of contracts/src/Pvss.sol, in declaration order
 FIELDS = (
     "Context Purpose Dealing HasRecipient NPoints Threshold CommitteeKeys CommitteeKey "
-    "RecipientKey V SHat A1 A2 Z Share ShareIndex SharePoint PublicKey Proof Challenge Response"
+    "RecipientKey V SHat A1 A2 Z Share ShareIndex SharePoint PublicKey Proof Challenge Response Gamma"
 ).split()
 F = {name: i for i, name in enumerate(FIELDS)}
 
@@ -321,6 +321,15 @@ def test_generator_h(chain: Chain) -> None:
     assert xy == [int(H.x), int(H.y)]
     derived = call(chain.harness.functions.deriveH(bytes.fromhex(vec["input"]["tag"])))
     assert derived == [*xy, vec["output"]["counter"]]
+
+
+def test_generator_h_seed(chain: Chain) -> None:
+    """BN254.H_SEED_X/Y are pvss.keys.H_SEED, derived on-chain from its tag too."""
+    from pvss.keys import H_SEED, H_SEED_COUNTER, H_SEED_TAG
+
+    xy = [int(H_SEED.x), int(H_SEED.y)]
+    assert call(chain.verifier.functions.generatorHSeed()) == xy
+    assert call(chain.harness.functions.deriveH(H_SEED_TAG)) == [*xy, H_SEED_COUNTER]
 
 
 # ---------------------------------------------------------------------------
@@ -769,12 +778,12 @@ def test_decrypted_shares_agree_with_python(chain: Chain) -> None:
 
 
 def _pop_fns(
-    chain: Chain, chain_id: int, board: bytes, party: int, pk: bytes, proof: bytes
+    chain: Chain, chain_id: int, board: bytes, round_id: int, party: int, pk: bytes, proof: bytes
 ) -> tuple[Any, Any]:
     f = chain.verifier.functions
     addr = Web3.to_checksum_address(board)
-    return f.verifyPop(chain_id, addr, party, pk, proof), f.isValidPop(
-        chain_id, addr, party, pk, proof
+    return f.verifyPop(chain_id, addr, round_id, party, pk, proof), f.isValidPop(
+        chain_id, addr, round_id, party, pk, proof
     )
 
 
@@ -795,6 +804,7 @@ def test_pop_vectors(chain: Chain, rel: str) -> None:
     args = (
         inp["chain_id"],
         h2b(inp["board"]),
+        inp["round_id"],
         inp["party"],
         bytes.fromhex(inp["pk"]),
         bytes.fromhex(inp["proof"]),
@@ -805,31 +815,48 @@ def test_pop_vectors(chain: Chain, rel: str) -> None:
         check_pop(chain, args, "PopFailed", (inp["party"],))
 
 
+@pytest.mark.parametrize("rel", vector_cases("seed_reveal"))
+def test_seed_reveal_vectors(chain: Chain, rel: str) -> None:
+    vec = vector(rel)
+    inp = vec["input"]
+    fn = chain.verifier.functions.verifySeedReveal(
+        inp["chain_id"],
+        Web3.to_checksum_address(h2b(inp["board"])),
+        inp["round_id"],
+        inp["member"],
+        *(bytes.fromhex(inp[k]) for k in ("pk", "gamma", "proof")),
+    )
+    if vec["output"]["valid"]:
+        assert call(fn) == []
+    else:
+        expect_revert(fn, "SeedRevealFailed", (inp["member"],))
+
+
 def test_pops_agree_with_python(chain: Chain) -> None:
     key = KEYS[2]
-    proof = prove_possession(key, 1, BOARD, 3, nonce=777)
-    verify_possession(key.pk, proof, 1, BOARD, 3)
+    proof = prove_possession(key, 1, BOARD, 9, 3, nonce=777)
+    verify_possession(key.pk, proof, 1, BOARD, 9, 3)
     pk, raw = key.pk.to_bytes(), proof.to_bytes()
-    check_pop(chain, (1, BOARD, 3, pk, raw), None)
+    check_pop(chain, (1, BOARD, 9, 3, pk, raw), None)
     # the identity as key (Python: InvalidProof)
     with pytest.raises(InvalidProof):
-        verify_possession(G1Point.identity(), proof, 1, BOARD, 3)
-    check_pop(chain, (1, BOARD, 3, bytes(64), raw), "IdentityKey", (F["PublicKey"], 3))
+        verify_possession(G1Point.identity(), proof, 1, BOARD, 9, 3)
+    check_pop(chain, (1, BOARD, 9, 3, bytes(64), raw), "IdentityKey", (F["PublicKey"], 3))
     # decoding rules (Python: InvalidEncoding)
     with pytest.raises(InvalidEncoding):
         G1Point.from_bytes(pk[:63] + bytes([pk[63] ^ 1]))
     check_pop(
         chain,
-        (1, BOARD, 3, pk[:63] + bytes([pk[63] ^ 1]), raw),
+        (1, BOARD, 9, 3, pk[:63] + bytes([pk[63] ^ 1]), raw),
         "InvalidEncoding",
         (F["PublicKey"], 3),
     )
-    check_pop(chain, (1, BOARD, 3, pk[:32], raw), "InvalidLength", (F["PublicKey"], 32))
+    check_pop(chain, (1, BOARD, 9, 3, pk[:32], raw), "InvalidLength", (F["PublicKey"], 32))
     over = (proof.challenge + R).to_bytes(32, "big") + raw[32:]
     with pytest.raises(InvalidEncoding):
         ProofOfPossession.from_bytes(over)
-    check_pop(chain, (1, BOARD, 3, pk, over), "InvalidEncoding", (F["Challenge"], 3))
-    check_pop(chain, (1, BOARD, 3, pk, raw[:63]), "InvalidLength", (F["Proof"], 63))
+    check_pop(chain, (1, BOARD, 9, 3, pk, over), "InvalidEncoding", (F["Challenge"], 3))
+    check_pop(chain, (1, BOARD, 9, 3, pk, raw[:63]), "InvalidLength", (F["Proof"], 63))
 
 
 # ---------------------------------------------------------------------------
@@ -896,6 +923,7 @@ def test_gas(chain: Chain) -> None:
         f.verifyPop(
             inp["chain_id"],
             Web3.to_checksum_address(inp["board"]),
+            inp["round_id"],
             inp["party"],
             bytes.fromhex(inp["pk"]),
             bytes.fromhex(inp["proof"]),

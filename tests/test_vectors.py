@@ -9,7 +9,8 @@ import pytest
 
 from pvss.errors import InvalidEncoding, InvalidProof
 from pvss.group import H_COUNTER, G1Point, H
-from pvss.keys import ProofOfPossession, verify_possession
+from pvss.dleq import DleqProof
+from pvss.keys import H_SEED, ProofOfPossession, verify_possession, verify_seed_reveal
 from pvss.scrape import (
     Dealing,
     DealingClaim,
@@ -102,10 +103,25 @@ def test_pop_vectors(rel: str) -> None:
     proof = ProofOfPossession.from_bytes(bytes.fromhex(inp["proof"]))
     board = bytes.fromhex(inp["board"][2:])
     if vec["output"]["valid"]:
-        verify_possession(pk, proof, inp["chain_id"], board, inp["party"])
+        verify_possession(pk, proof, inp["chain_id"], board, inp["round_id"], inp["party"])
     else:
         with pytest.raises(InvalidProof):
-            verify_possession(pk, proof, inp["chain_id"], board, inp["party"])
+            verify_possession(pk, proof, inp["chain_id"], board, inp["round_id"], inp["party"])
+
+
+@pytest.mark.parametrize("rel", cases("seed_reveal"))
+def test_seed_reveal_vectors(rel: str) -> None:
+    vec = load(rel)
+    inp = vec["input"]
+    pk, gamma = (G1Point.from_bytes(bytes.fromhex(inp[k])) for k in ("pk", "gamma"))
+    proof = DleqProof.from_bytes(bytes.fromhex(inp["proof"]))
+    args = (inp["chain_id"], bytes.fromhex(inp["board"][2:]), inp["round_id"], inp["member"])
+    if vec["output"]["valid"]:
+        assert vec["output"]["h_seed"] == H_SEED.to_bytes().hex()
+        verify_seed_reveal(pk, gamma, proof, *args)
+    else:
+        with pytest.raises(InvalidProof):
+            verify_seed_reveal(pk, gamma, proof, *args)
 
 
 @pytest.mark.parametrize(

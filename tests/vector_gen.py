@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from pvss.group import H_COUNTER, H_TAG, ORDER, G, G1Point, H
-from pvss.keys import KeyPair, pop_transcript, prove_possession
+from pvss.dleq import prove_dleq
+from pvss.keys import (
+    H_SEED,
+    KeyPair,
+    pop_transcript,
+    prove_possession,
+    seed_reveal_transcript,
+)
 from pvss.scrape import (
     Dealing,
     compute_dealing_challenge,
@@ -213,17 +220,24 @@ def build() -> dict[str, dict[str, Any]]:
                 "output": {"valid": False},
             }
     key = keys[0]
-    pop = prove_possession(key, 31337, board, 7, nonce=rng.randrange(1, R))
-    pop_in = {"chain_id": 31337, "board": "0x" + board.hex(), "party": 7, "pk": _pt(key.pk)}
+    pop = prove_possession(key, 31337, board, 5, 7, nonce=rng.randrange(1, R))
+    pop_in = {
+        "chain_id": 31337,
+        "board": "0x" + board.hex(),
+        "round_id": 5,
+        "party": 7,
+        "pk": _pt(key.pk),
+    }
     out["pop/valid.json"] = {
         "input": {**pop_in, "proof": pop.to_bytes().hex()},
         "output": {
             "valid": True,
-            "transcript_prefix": pop_transcript(31337, board, 7, key.pk).to_bytes().hex(),
+            "transcript_prefix": pop_transcript(31337, board, 5, 7, key.pk).to_bytes().hex(),
         },
     }
     for label, change in {
         "party": {"party": 8},
+        "round_id": {"round_id": 6},
         "chain_id": {"chain_id": 1},
         "board": {"board": "0x" + "11" * 20},
         "pk": {"pk": _pt(key.pk + G)},
@@ -236,6 +250,41 @@ def build() -> dict[str, dict[str, Any]]:
     }.items():
         out[f"pop/invalid_{label}.json"] = {
             "input": {**pop_in, "proof": pop.to_bytes().hex(), **change},
+            "output": {"valid": False},
+        }
+    # seed reveals (SPEC.md §6.10): Gamma = sk*H_SEED with a DLEQ proof against pk
+    gamma = H_SEED * key.sk
+    prefix = seed_reveal_transcript(31337, board, 5, 3, key.pk, gamma)
+    proof = prove_dleq(key.sk, H, H_SEED, prefix, nonce=rng.randrange(1, R)).to_bytes()
+    sr_in = {
+        "chain_id": 31337,
+        "board": "0x" + board.hex(),
+        "round_id": 5,
+        "member": 3,
+        "pk": _pt(key.pk),
+        "gamma": _pt(gamma),
+        "proof": proof.hex(),
+    }
+    out["seed_reveal/valid.json"] = {
+        "input": sr_in,
+        "output": {
+            "valid": True,
+            "h_seed": _pt(H_SEED),
+            "transcript_prefix": prefix.to_bytes().hex(),
+        },
+    }
+    z = int.from_bytes(proof[128:], "big")
+    for label, change in {
+        "member": {"member": 4},
+        "round_id": {"round_id": 6},
+        "chain_id": {"chain_id": 1},
+        "board": {"board": "0x" + "11" * 20},
+        "gamma": {"gamma": _pt(gamma + H_SEED)},
+        "pk": {"pk": _pt(keys[1].pk)},
+        "response": {"proof": (proof[:128] + ((z + 1) % R).to_bytes(32, "big")).hex()},
+    }.items():
+        out[f"seed_reveal/invalid_{label}.json"] = {
+            "input": {**sr_in, **change},
             "output": {"valid": False},
         }
     return out
