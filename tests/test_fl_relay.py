@@ -341,10 +341,12 @@ def test_the_same_relay_runs_on_the_evm_board(tmp_path: Path, monkeypatch) -> No
         real_init(self, *args, **{**kwargs, "board": "evm"})
 
     monkeypatch.setattr(RoundHost, "__init__", on_evm)
-    h = Harness(tmp_path, n=4, m=3, offline={101: "upload"})
+    # node 103 (client 4, no member seat) drops before uploading; a member silent from
+    # upload on would miss the confirm stage, and m = 3, t = 1 needs all Q = 3
+    h = Harness(tmp_path, n=4, m=3, offline={103: "upload"})
     assert h.host.config.chain_id != h.cfg.chain_id  # the chain's own id and contract
     out = h.run()
-    assert out.verified and out.included_nodes == (100, 102, 103)
+    assert out.verified and out.included_nodes == (100, 101, 102)
     assert np.abs(out.mean - h.plain_mean(out.included_nodes)).max() < h.cfg.masking().step
     transcript, blobs = load_round(out.round_dir)
     assert verify_round(transcript, blobs).ok
