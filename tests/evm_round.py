@@ -176,7 +176,10 @@ class ChainRound:
         items = []
         for key in self.board.allowed_shares():
             s = decrypt_share(
-                st.dealings[key], member, self.member_keys[member - 1], dealing_context(self.cfg, key)
+                st.dealings[key],
+                member,
+                self.member_keys[member - 1],
+                dealing_context(self.cfg, key),
             )
             items.append(ShareItem(*key, s.to_bytes()))
         return SharesPost(member, tuple(items))

@@ -1,16 +1,20 @@
 """The round contract (contracts/src/PvssRound.sol) through ``secagg.boards.evm.EvmBoard``.
 
-Rejections: every tampered dealing field in full mode, deadlines, shares from
-non-members and shares U does not allow, replays from another contract or round.
-Optimistic mode: a challenge of a bad dealing excludes and slashes the dealer, of a good
-one costs the challenger its bond. Whole rounds with dropouts through
-``simulate(SimParams(board=...))`` on py-evm and on anvil verify publicly from the
-chain-derived transcript and give the memory board's sum.
+Every post is a ``SignedPost`` relayed from the board's one account (tests/evm_round.py
+signs with each seat's own identity). Rejections: every tampered dealing field in full
+mode, deadlines, shares from non-members and shares U does not allow, replays from
+another contract or round. The contract's hash chain is the transcript's: every
+on-chain round replays under ``MemoryBoard`` with the contract's ``head()``.
+Optimistic mode: a challenge of a bad dealing excludes and slashes the dealer (an
+Exclusion event enters the chain), of a good one costs the challenger its bond. Whole
+rounds with dropouts through ``simulate(SimParams(board=...))`` on py-evm and anvil
+verify publicly from the chain-derived transcript and give the memory board's sum.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,86 +24,38 @@ pytest.importorskip("web3")
 pytest.importorskip("eth_tester")
 
 from pvss.group import ORDER, G  # noqa: E402
-from pvss.keys import prove_possession  # noqa: E402
-from pvss.scrape import deal  # noqa: E402
+from pvss.keys import KeyPair  # noqa: E402
+from pvss.scrape import deal, decrypt_share  # noqa: E402
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
-from secagg.blobs import BlobStore  # noqa: E402
-from secagg.boards import RuleViolation, compute_included, pop_party  # noqa: E402
+from secagg.boards import MemoryBoard, RuleViolation, compute_included  # noqa: E402
 from secagg.boards.evm import ANVIL, ContractRevert, EvmBoard, start_anvil, stop_process  # noqa: E402
-from secagg.config import RoundConfig  # noqa: E402
 from secagg.graph import dealing_context  # noqa: E402
 from secagg.messages import (  # noqa: E402
+    ROLE_AGGREGATOR,
     ROLE_CLIENT,
     ROLE_MEMBER,
+    Confirmation,
     DealingItem,
     DealingsPost,
+    Exclusion,
     MaskedInputPost,
-    Registration,
     ResultPost,
     ShareItem,
     SharesPost,
 )
-from secagg.roles import Client, CommitteeMember  # noqa: E402
 from secagg.simulate import SimParams, simulate  # noqa: E402
 from secagg.verifier import load_round, verify_round  # noqa: E402
+
+from .evm_round import ChainRound, identity, round_config  # noqa: E402
 
 R = int(ORDER)
 
 
-def _config(
-    n: int = 3, m: int = 3, t: int = 1, graph: str = "complete", deal: int = 8, register: int = 0
-) -> RoundConfig:
-    return RoundConfig(
-        chain_id=1,
-        board=bytes(20),
-        round_id=1,
-        n_clients=n,
-        committee_size=m,
-        threshold=t,
-        graph=graph,
-        dim=4,
-        quant_bits=8,
-        bits=16,
-        max_weight=1,
-        register_blocks=register or n + m + 3,
-        deal_blocks=deal,
-        upload_blocks=n + 3,
-        unmask_blocks=m + 4,
-    )
-
-
-class Round:
-    """A board plus its roles, registered."""
-
-    def __init__(self, board: EvmBoard) -> None:
-        self.board = board
-        cfg = self.cfg = board.config
-        rng = np.random.default_rng(1)
-        self.clients = [
-            Client(cfg, i, rng.uniform(-1, 1, cfg.dim), 1, rng=np.random.default_rng(i))
-            for i in range(1, cfg.n_clients + 1)
-        ]
-        self.members = [CommitteeMember(cfg, k) for k in range(1, cfg.committee_size + 1)]
-
-    def register(self) -> Round:
-        for p in [*self.clients, *self.members]:
-            p.register(self.board)
-        return self
-
-    def to(self, phase_end: str) -> None:
-        c = self.cfg
-        ends = {
-            "deal": c.register_blocks,
-            "upload": c.register_blocks + c.deal_blocks,
-            "unmask": c.register_blocks + c.deal_blocks + c.upload_blocks,
-            "result": c.register_blocks + c.deal_blocks + c.upload_blocks + c.unmask_blocks,
-        }
-        self.board.advance(max(0, ends[phase_end] - self.board.height()))
-
-
-def _rejects(board: EvmBoard, role: int, sender: int, msg: object, rule: str, error: str) -> None:
+def _rejects(
+    rnd: ChainRound, role: int, sender: int, msg: object, rule: str, error: str, **kw: object
+) -> None:
     with pytest.raises(RuleViolation) as info:
-        board.submit(role, sender, msg)
+        rnd.post(role, sender, msg, **kw)
     assert info.value.fault.rule == rule, info.value
     assert info.value.fault.party == sender
     assert error in str(info.value), info.value
@@ -109,16 +65,60 @@ def _tamper(dealing: bytes, offset: int, new: bytes) -> bytes:
     return dealing[:offset] + new + dealing[offset + len(new) :]
 
 
+def _chain_head(board: EvmBoard) -> bytes:
+    return bytes(board.contract.functions.head().call())
+
+
+# ---------------------------------------------------------------------------
+# Event 0, the hash chain
+# ---------------------------------------------------------------------------
+
+
+def test_event0_is_the_enforced_config_signed_by_the_aggregator() -> None:
+    rnd = ChainRound.create()
+    board, cfg = rnd.board, rnd.cfg
+    ev0 = board.events()[0]
+    assert ev0.role == ROLE_AGGREGATOR and ev0.view == bytes(32)
+    assert board.contract.functions.configDigest().call() == ev0.digest
+    assert _chain_head(board) == board.head
+    # a config signed by someone else is refused by the constructor
+    wrong = identity()
+    with pytest.raises(ContractRevert) as info:
+        EvmBoard(
+            cfg, board.w3, sign_config=lambda c: wrong.sign(b"\0" * 32), verifier=board.verifier
+        )
+    assert info.value.name == "WrongSigner"
+    # a verifier with other code is refused
+    with pytest.raises(ContractRevert) as info:
+        EvmBoard(cfg, board.w3, aggregator=rnd.aggregator, verifier=board.address)
+    assert info.value.name == "BadConfig" and info.value.args_ == (12,)
+
+
+def test_the_chain_transcript_replays_under_memory_board_rules() -> None:
+    rnd = ChainRound.create(n=4).register_all().reveal_all().deal_all()
+    rnd.upload_all([1, 2, 3]).confirm_all()
+    for k in (1, 2):
+        rnd.post(ROLE_MEMBER, k, rnd.shares(k))
+    rnd.to("result")
+    rnd.post(ROLE_AGGREGATOR, 0, rnd.result())
+    board = rnd.board
+    head = _chain_head(board)
+    assert head == board.head
+    replayed = MemoryBoard.replay(board.transcript(), head)
+    assert replayed.state().included == (1, 2, 3) == board.state().included
+    assert replayed.state().round_seed == board.state().round_seed
+    MemoryBoard.replay(board.transcript(), head, proofs=False)
+    assert board.reputation(rnd.members[0].address)[1] == len(board.allowed_shares())
+
+
 # ---------------------------------------------------------------------------
 # Full mode: every dealing verified on submission
 # ---------------------------------------------------------------------------
 
 
 def test_full_mode_rejects_each_tampered_dealing_field() -> None:
-    rnd = Round(EvmBoard(_config())).register()
-    board = rnd.board
-    rnd.to("deal")
-    post = rnd.clients[0].make_dealings(board)
+    rnd = ChainRound.create().register_all().reveal_all()
+    post = rnd.dealings(1)
     assert [(it.purpose, it.partner) for it in post.items] == [(0, 0), (1, 2), (1, 3)]
     pair = post.items[1].dealing  # recipient at point 0, N = 4
     other = (G * 7).to_bytes()
@@ -151,112 +151,117 @@ def test_full_mode_rejects_each_tampered_dealing_field() -> None:
     for name, (bad, rule, error) in cases.items():
         items = (post.items[0], DealingItem(PURPOSE_PAIR, 2, bad), post.items[2])
         try:
-            _rejects(board, ROLE_CLIENT, 1, DealingsPost(1, items), rule, error)
+            _rejects(rnd, ROLE_CLIENT, 1, DealingsPost(1, items), rule, error)
         except AssertionError as exc:
             raise AssertionError(f"tampered {name}: {exc}") from None
     # a dealing bound to another context (a pair dealing for recipient 3 posted for 2)
     items = (post.items[0], DealingItem(PURPOSE_PAIR, 2, post.items[2].dealing), post.items[2])
-    _rejects(board, ROLE_CLIENT, 1, DealingsPost(1, items), "dealing-proof", "DleqFailed")
+    _rejects(rnd, ROLE_CLIENT, 1, DealingsPost(1, items), "dealing-proof", "DleqFailed")
     # the wrong set of items
-    _rejects(board, ROLE_CLIENT, 1, DealingsPost(1, post.items[:2]), "dealings", "WrongDealingSet")
+    _rejects(rnd, ROLE_CLIENT, 1, DealingsPost(1, post.items[:2]), "dealings", "WrongDealingSet")
     swapped = (post.items[0], post.items[2], post.items[1])
-    _rejects(board, ROLE_CLIENT, 1, DealingsPost(1, swapped), "dealings", "WrongDealingSet")
-    assert board.state().dealers == set()
-    board.submit(ROLE_CLIENT, 1, post)  # the honest post goes through
-    assert board.state().dealers == {1}
-    assert board.reputation((ROLE_CLIENT, 1)) == (3, 0, 0)
-    _rejects(board, ROLE_CLIENT, 1, post, "dealings", "AlreadyDealt")
-
-
-def test_deadlines_are_enforced() -> None:
-    rnd = Round(EvmBoard(_config()))
+    _rejects(rnd, ROLE_CLIENT, 1, DealingsPost(1, swapped), "dealings", "WrongDealingSet")
     board = rnd.board
-    c1 = rnd.clients[0]
-    rnd.register()
+    assert board.state().dealers == set()
+    rnd.post(ROLE_CLIENT, 1, post)  # the honest post goes through
+    assert board.state().dealers == {1}
+    assert board.reputation(rnd.clients[0].address) == (3, 0, 0)
+    _rejects(rnd, ROLE_CLIENT, 1, post, "dealings", "AlreadyDealt")
+
+
+def test_deadlines_and_the_seed_are_enforced() -> None:
+    rnd = ChainRound.create().register_all()
+    cfg = rnd.cfg
     # dealing in the register phase
-    dealing, _ = deal(
-        [mb.key.pk for mb in rnd.members], 1, dealing_context(rnd.cfg, (1, PURPOSE_SELF, 0))
-    )
+    pks = [k.pk for k in rnd.member_keys]
+    dealing, _ = deal(pks, 1, dealing_context(cfg, (1, PURPOSE_SELF, 0)))
     early = DealingsPost(1, (DealingItem(PURPOSE_SELF, 0, dealing.to_bytes()),))
-    _rejects(board, ROLE_CLIENT, 1, early, "stage", "WrongPhase(1, 0")
+    _rejects(rnd, ROLE_CLIENT, 1, early, "stage", "WrongPhase(1, 0")
     rnd.to("deal")
-    late = Registration(ROLE_CLIENT, 1, c1.key.pk.to_bytes(), bytes(64))
-    _rejects(board, ROLE_CLIENT, 1, late, "stage", "WrongPhase(0, 1")
-    for c in rnd.clients:
-        c.deal(board)
-    masked = MaskedInputPost(1, bytes(32), 9)
-    _rejects(board, ROLE_CLIENT, 1, masked, "stage", "WrongPhase(2, 1")
+    late = rnd.registration(ROLE_CLIENT, 1, KeyPair.generate())
+    _rejects(rnd, ROLE_CLIENT, 1, late, "stage", "WrongPhase(0, 1")
+    # dealings before every member revealed: no graph yet
+    for k in (1, 2):
+        rnd.post(ROLE_MEMBER, k, rnd.seed_reveal(k))
+    _rejects(rnd, ROLE_CLIENT, 1, early, "dealings", "SeedNotFixed(2, 3)")
+    _rejects(rnd, ROLE_MEMBER, 1, rnd.seed_reveal(1), "seed", "AlreadyRevealed")
+    bad = rnd.seed_reveal(3)
+    bad = replace(bad, gamma=(G * 5).to_bytes())
+    _rejects(rnd, ROLE_MEMBER, 3, bad, "seed", "SeedRevealFailed")
+    rnd.post(ROLE_MEMBER, 3, rnd.seed_reveal(3))
+    assert rnd.board.state().round_seed == rnd.board.contract.functions.roundSeed().call()
+    rnd.deal_all()
+    masked = rnd.masked(1)
+    _rejects(rnd, ROLE_CLIENT, 1, masked, "stage", "WrongPhase(2, 1")
     rnd.to("unmask")
-    _rejects(board, ROLE_CLIENT, 1, masked, "stage", "WrongPhase(2, 3")
-    _rejects(board, 2, 0, ResultPost(bytes(32), (), 0), "stage", "WrongPhase(4, 3")
+    _rejects(rnd, ROLE_CLIENT, 1, masked, "stage", "WrongPhase(2, 3")
+    _rejects(rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (), 0), "stage", "WrongPhase(4, 3")
 
 
 # ---------------------------------------------------------------------------
-# Shares: members only, only what U allows
+# Shares: members only, only what U allows, only after a quorum
 # ---------------------------------------------------------------------------
 
 
-def test_shares_only_from_members_and_only_what_u_allows(tmp_path: Path) -> None:
-    rnd = Round(EvmBoard(_config(n=4))).register()
-    board, blobs = rnd.board, BlobStore(tmp_path)
-    rnd.to("deal")
-    for c in rnd.clients:
-        c.deal(board)
-    rnd.to("upload")
-    for c in rnd.clients[:3]:  # client 4 drops before uploading
-        c.upload(board, blobs)
-    _rejects(board, ROLE_CLIENT, 2, MaskedInputPost(2, bytes(32), 9), "upload", "AlreadyUploaded")
-    rnd.to("unmask")
+def test_shares_only_from_members_and_only_what_u_allows() -> None:
+    rnd = ChainRound.create(n=4).register_all().reveal_all().deal_all()
+    rnd.upload_all([1, 2, 3])  # client 4 drops before uploading
+    _rejects(rnd, ROLE_CLIENT, 2, rnd.masked(2), "upload", "AlreadyUploaded")
+    rnd.confirm_all()
+    board, cfg = rnd.board, rnd.cfg
     st = board.state()
     assert st.included == (1, 2, 3) == compute_included(st)
-    m1 = rnd.members[0]
     allowed = board.allowed_shares()
     assert (4, PURPOSE_SELF, 0) not in allowed and (1, PURPOSE_PAIR, 4) in allowed
-    good = {(it.dealer, it.purpose, it.partner): it for it in m1.make_shares(board).items}
+    good = {(it.dealer, it.purpose, it.partner): it for it in rnd.shares(1).items}
 
-    def share_for(key: tuple[int, int, int], member: CommitteeMember = m1) -> ShareItem:
-        from pvss.scrape import decrypt_share
-
-        s = decrypt_share(st.dealings[key], member.party, member.key, dealing_context(rnd.cfg, key))
+    def share_for(key: tuple[int, int, int], member: int = 1) -> ShareItem:
+        s = decrypt_share(
+            st.dealings[key], member, rnd.member_keys[member - 1], dealing_context(cfg, key)
+        )
         return ShareItem(*key, s.to_bytes())
 
     # the self dealing of a client outside U, a pair dealing with both ends in U
     for key in [(4, PURPOSE_SELF, 0), (1, PURPOSE_PAIR, 2)]:
-        msg = SharesPost(1, (share_for(key),))
-        _rejects(board, ROLE_MEMBER, 1, msg, "share-not-allowed", "ShareNotAllowed")
-    # member 2's share posted by member 1; a broken proof
+        _rejects(
+            rnd,
+            ROLE_MEMBER,
+            1,
+            SharesPost(1, (share_for(key),)),
+            "share-not-allowed",
+            "ShareNotAllowed",
+        )
     key = (1, PURPOSE_PAIR, 4)
     _rejects(
-        board,
-        ROLE_MEMBER,
-        1,
-        SharesPost(1, (share_for(key, rnd.members[1]),)),
-        "share",
-        "ShareIndexMismatch",
+        rnd, ROLE_MEMBER, 1, SharesPost(1, (share_for(key, 2),)), "share", "ShareIndexMismatch"
     )
     raw = good[key].share
     bad = raw[:-1] + bytes([raw[-1] ^ 1])
     _rejects(
-        board,
+        rnd,
         ROLE_MEMBER,
         1,
         SharesPost(1, (ShareItem(*key, bad),)),
         "share-proof",
         "ShareProofFailed",
     )
-    # non-members: a client's account, an unregistered account
-    for who in [(ROLE_CLIENT, 1), "outsider"]:
-        with pytest.raises(ContractRevert) as info:
-            board.transact(who, "postShares", [(1, PURPOSE_PAIR, 4, raw, board._raw_dealings[key])])
-        assert info.value.name == "NotRegistered"
+    # a client's identity signing for member seat 1; member 2 signing for member 1
+    for who in (rnd.clients[0], rnd.members[1]):
+        _rejects(
+            rnd, ROLE_MEMBER, 1, SharesPost(1, (good[key],)), "signature", "WrongSigner", by=who
+        )
     # the honest post, then a duplicate
-    m1.reveal(board)
-    assert board._chain_included == (1, 2, 3)
-    assert board.reputation((ROLE_MEMBER, 1)) == (0, len(allowed), 0)
-    _rejects(board, ROLE_MEMBER, 1, SharesPost(1, (good[key],)), "share", "ShareAlreadyPosted")
+    rnd.post(ROLE_MEMBER, 1, rnd.shares(1))
+    assert board.state().included == (1, 2, 3)
+    assert board.reputation(rnd.members[0].address) == (0, len(allowed), 0)
+    _rejects(rnd, ROLE_MEMBER, 1, SharesPost(1, (good[key],)), "share", "ShareAlreadyPosted")
     rnd.to("result")
-    _rejects(board, 2, 0, ResultPost(bytes(32), (1, 2, 3), 3), "result", "NotEnoughShares")
-    _rejects(board, 2, 0, ResultPost(bytes(32), (1, 2), 3), "result", "IncludedMismatch")
+    _rejects(
+        rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (1, 2, 3), 3), "result", "NotEnoughShares"
+    )
+    _rejects(
+        rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (1, 2), 3), "result", "IncludedMismatch"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -265,46 +270,31 @@ def test_shares_only_from_members_and_only_what_u_allows(tmp_path: Path) -> None
 
 
 def test_replay_from_another_contract_or_round_is_rejected() -> None:
-    # two round contracts on one chain (each one's blocks pass for the other too)
-    a = Round(EvmBoard(_config(register=60, deal=40)))
-    b_board = EvmBoard(_config(register=60, deal=40), a.board.w3)
-    a.register()
-    assert b_board.config.board != a.cfg.board
-    c1 = a.clients[0]
-    # client 1's registration from round A (PoP bound to A's address) replayed on B
-    replayed = Registration(ROLE_CLIENT, 1, c1.key.pk.to_bytes(), _pop(c1, a.cfg))
-    _rejects(b_board, ROLE_CLIENT, 1, replayed, "proof-of-possession", "PopFailed")
-    # B with the same keys, proper PoPs; then A's dealings posted on B
-    for p in [*a.clients, *a.members]:
-        b_board.submit(
-            p.role,
-            p.party,
-            Registration(p.role, p.party, p.key.pk.to_bytes(), _pop(p, b_board.config)),
-        )
-    b_board.advance(max(0, b_board.config.register_blocks - b_board.height()))
-    a.to("deal")
-    post = c1.make_dealings(a.board)
-    _rejects(b_board, ROLE_CLIENT, 1, post, "dealing-proof", "DleqFailed")
-    # a dealing for another round id of the same contract
-    other = _config()
-    from dataclasses import replace
-
-    ctx_cfg = replace(a.cfg, round_id=2)
-    pks = [mb.key.pk for mb in a.members]
-    forged = []
-    for it in post.items:
-        rpk = a.board.state().clients[it.partner] if it.purpose == PURPOSE_PAIR else None
-        d, _ = deal(pks, 1, dealing_context(ctx_cfg, (1, it.purpose, it.partner)), rpk)
-        forged.append(DealingItem(it.purpose, it.partner, d.to_bytes()))
-    _rejects(a.board, ROLE_CLIENT, 1, DealingsPost(1, tuple(forged)), "dealing-proof", "DleqFailed")
-    a.board.submit(ROLE_CLIENT, 1, post)
-    assert other.round_id == 1
-
-
-def _pop(party: Client | CommitteeMember, cfg: RoundConfig) -> bytes:
-    return prove_possession(
-        party.key, cfg.chain_id, cfg.board, pop_party(party.role, party.party)
-    ).to_bytes()
+    a = ChainRound.create(register=60, deal_blocks=40).register_all()
+    cfg_b, *_ = round_config(register=60, deal_blocks=40)
+    # B: same roster and keys, another contract on the same chain
+    cfg_b = replace(a.cfg, board=bytes(20), round_id=2)
+    b = ChainRound(
+        EvmBoard(cfg_b, a.board.w3, aggregator=a.aggregator), a.aggregator, a.members, a.clients
+    )
+    b.member_keys, b.client_keys = a.member_keys, a.client_keys
+    assert b.cfg.board != a.cfg.board
+    # client 1's registration from round A (signed for A, PoP bound to A) replayed on B
+    reg_a = a.registration(ROLE_CLIENT, 1)
+    post_a = a.sign(ROLE_CLIENT, 1, reg_a, view=b.board.view())
+    with pytest.raises(RuleViolation) as info:
+        b.board.submit(post_a)
+    assert info.value.fault.rule == "signature"
+    # re-signed for B by its own identity, the PoP still binds A: refused
+    _rejects(b, ROLE_CLIENT, 1, reg_a, "proof-of-possession", "PopFailed")
+    b.register_all()
+    a.reveal_all()
+    b.board.advance(max(0, b.cfg.register_blocks - b.board.height()))
+    for k in range(1, 4):
+        b.post(ROLE_MEMBER, k, b.seed_reveal(k))
+    post = a.dealings(1)
+    _rejects(b, ROLE_CLIENT, 1, post, "dealing-proof", "DleqFailed")
+    a.post(ROLE_CLIENT, 1, post)
 
 
 # ---------------------------------------------------------------------------
@@ -312,18 +302,18 @@ def _pop(party: Client | CommitteeMember, cfg: RoundConfig) -> bytes:
 # ---------------------------------------------------------------------------
 
 
-def test_optimistic_challenge_slashes_a_bad_dealer_and_not_a_good_one(tmp_path: Path) -> None:
-    board = EvmBoard(_config(deal=16), mode="optimistic", challenge_blocks=6)
-    rnd = Round(board).register()
+def test_optimistic_challenge_slashes_a_bad_dealer_and_not_a_good_one() -> None:
+    rnd = ChainRound.create(deal_blocks=20, mode="optimistic", challenge_blocks=6)
+    rnd.register_all().reveal_all()
+    board = rnd.board
     w3 = board.w3
-    rnd.to("deal")
-    bad_post = rnd.clients[0].make_dealings(board)
+    bad_post = rnd.dealings(1)
     pair = bad_post.items[1].dealing
     z = int.from_bytes(pair[5 + 288 + 256 : 5 + 288 * 2], "big")
     bad = _tamper(pair, 5 + 288 + 256, ((z + 1) % R).to_bytes(32, "big"))
     items = (bad_post.items[0], DealingItem(PURPOSE_PAIR, 2, bad), bad_post.items[2])
-    board.submit(ROLE_CLIENT, 1, DealingsPost(1, items))  # accepted: nothing verified
-    rnd.clients[1].deal(board)
+    rnd.post(ROLE_CLIENT, 1, DealingsPost(1, items))  # accepted: nothing verified
+    rnd.post(ROLE_CLIENT, 2, rnd.dealings(2))
     assert board.state().dealers == {1, 2}
     board.account("challenger")  # funded before the balances are read
 
@@ -331,7 +321,6 @@ def test_optimistic_challenge_slashes_a_bad_dealer_and_not_a_good_one(tmp_path: 
     assert board.challenge((2, PURPOSE_PAIR, 3)) is False  # valid: bond lost
     assert w3.eth.get_balance(board.address) == before + board.bond
     assert board.state().dealers == {1, 2}
-    assert board.reputation((ROLE_CLIENT, 2))[2] == 0
 
     before = w3.eth.get_balance(board.address)
     assert board.challenge((1, PURPOSE_PAIR, 2)) is True  # invalid: excluded, slashed
@@ -339,11 +328,13 @@ def test_optimistic_challenge_slashes_a_bad_dealer_and_not_a_good_one(tmp_path: 
     assert w3.eth.get_balance(board.address) == before - stake
     st = board.state()
     assert st.dealers == {2} and not any(k[0] == 1 for k in st.dealings)
-    assert board.reputation((ROLE_CLIENT, 1)) == (0, 0, 1)
-    assert not any(
-        ev.role == ROLE_CLIENT and ev.sender == 1 and ev.body[:3] != b"\x96\x01\x02"
-        for ev in board.events()
-    )
+    assert board.reputation(rnd.clients[0].address) == (0, 0, 1)
+    last = board.events()[-1]
+    assert last.role == ROLE_AGGREGATOR and last.sig == bytes(65)
+    from secagg import codec
+
+    assert codec.decode(last.body) == Exclusion(1, PURPOSE_PAIR, 2)
+    assert _chain_head(board) == board.head
     with pytest.raises(ContractRevert) as info:  # an excluded dealer cannot be challenged again
         board.transact(
             "challenger",
@@ -356,28 +347,21 @@ def test_optimistic_challenge_slashes_a_bad_dealer_and_not_a_good_one(tmp_path: 
             value=board.bond,
         )
     assert info.value.name == "NothingToChallenge"
-    # the window closes
     board.advance(7)
     with pytest.raises(ContractRevert) as info:
         board.challenge((2, PURPOSE_SELF, 0))
     assert info.value.name == "ChallengeWindowClosed"
     # the rest of the round ignores the excluded dealer
     rnd.to("upload")
-    blobs = BlobStore(tmp_path)
-    rnd.clients[1].upload(board, blobs)
-    size = board.state().masked[2][1]
-    _rejects(
-        board, ROLE_CLIENT, 1, MaskedInputPost(1, bytes(32), size), "upload", "NoAcceptedDealings"
-    )
+    rnd.post(ROLE_CLIENT, 2, rnd.masked(2))
+    _rejects(rnd, ROLE_CLIENT, 1, rnd.masked(1), "upload", "NoAcceptedDealings")
 
 
 def test_optimistic_dealing_window_closes_before_upload() -> None:
-    board = EvmBoard(_config(deal=5), mode="optimistic", challenge_blocks=3)
-    rnd = Round(board).register()
-    rnd.to("deal")
-    board.advance(2)  # heights R+2 .. : R + 2 + 3 >= R + 5
-    post = rnd.clients[0].make_dealings(board)
-    _rejects(board, ROLE_CLIENT, 1, post, "stage", "DealingWindowClosed")
+    rnd = ChainRound.create(deal_blocks=8, mode="optimistic", challenge_blocks=3)
+    rnd.register_all().reveal_all()  # heights R .. R+2
+    rnd.board.advance(3)  # R + 6 + 3 >= R + 8
+    _rejects(rnd, ROLE_CLIENT, 1, rnd.dealings(1), "stage", "DealingWindowClosed")
 
 
 # ---------------------------------------------------------------------------
@@ -439,11 +423,35 @@ def test_round_on_anvil_verifies_and_matches_memory(tmp_path: Path, anvil_url: s
 
 
 def test_rejection_on_anvil(anvil_url: str) -> None:
-    rnd = Round(EvmBoard(_config(), f"rpc:{anvil_url}")).register()
-    rnd.to("deal")
-    post = rnd.clients[0].make_dealings(rnd.board)
+    rnd = ChainRound.create(f"rpc:{anvil_url}").register_all().reveal_all()
+    post = rnd.dealings(1)
     pair = post.items[1].dealing
     bad = _tamper(pair, 5 + 64, (G * 5).to_bytes())
     items = (post.items[0], DealingItem(PURPOSE_PAIR, 2, bad), post.items[2])
-    _rejects(rnd.board, ROLE_CLIENT, 1, DealingsPost(1, items), "dealing-proof", "DleqFailed")
-    rnd.board.submit(ROLE_CLIENT, 1, post)
+    _rejects(rnd, ROLE_CLIENT, 1, DealingsPost(1, items), "dealing-proof", "DleqFailed")
+    rnd.post(ROLE_CLIENT, 1, post)
+    assert _chain_head(rnd.board) == rnd.board.head
+
+
+def test_confirmation_rules() -> None:
+    rnd = ChainRound.create(n=3, m=3).register_all().reveal_all().deal_all().upload_all()
+    rnd.to("unmask")
+    u_head = rnd.board.view()
+    _rejects(rnd, ROLE_MEMBER, 1, Confirmation(1, bytes(32)), "confirm", "WrongConfirmation")
+    rnd.post(ROLE_MEMBER, 1, Confirmation(1, u_head))
+    _rejects(rnd, ROLE_MEMBER, 1, Confirmation(1, u_head), "confirm", "AlreadyConfirmed")
+    # Q = 3 for m = 3, t = 1: shares refused with 1 and 2 confirmations
+    assert rnd.cfg.confirm_quorum == 3
+    _rejects(rnd, ROLE_MEMBER, 1, rnd.shares(1), "confirm", "NotConfirmed(1, 3)")
+    rnd.post(ROLE_MEMBER, 2, Confirmation(2, u_head))
+    _rejects(rnd, ROLE_MEMBER, 1, rnd.shares(1), "confirm", "NotConfirmed(2, 3)")
+    rnd.post(ROLE_MEMBER, 3, Confirmation(3, u_head))
+    rnd.post(ROLE_MEMBER, 1, rnd.shares(1))
+    assert set(rnd.board.state().confirmations) == {1, 2, 3}
+
+
+def test_masked_input_size_rule() -> None:
+    rnd = ChainRound.create().register_all().reveal_all().deal_all()
+    rnd.to("upload")
+    m = rnd.masked(1)
+    _rejects(rnd, ROLE_CLIENT, 1, MaskedInputPost(1, m.digest, m.size + 1), "upload", "WrongSize")
