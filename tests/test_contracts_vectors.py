@@ -64,7 +64,8 @@ BOARD = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 # Field enum of contracts/src/Pvss.sol, in declaration order
 FIELDS = (
     "Context Purpose Dealing HasRecipient NPoints Threshold CommitteeKeys CommitteeKey "
-    "RecipientKey V SHat A1 A2 Z Share ShareIndex SharePoint PublicKey Proof Challenge Response Gamma"
+    "RecipientKey V SHat A1 A2 Z Share ShareIndex SharePoint PublicKey Proof Challenge Response "
+    "Gamma"
 ).split()
 F = {name: i for i, name in enumerate(FIELDS)}
 

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from pvss.dleq import DleqProof
 from pvss.errors import InvalidEncoding, InvalidProof
 from pvss.group import H_COUNTER, G1Point, H
-from pvss.dleq import DleqProof
 from pvss.keys import H_SEED, ProofOfPossession, verify_possession, verify_seed_reveal
 from pvss.scrape import (
     Dealing,

@@ -12,8 +12,8 @@ import random
 from pathlib import Path
 from typing import Any
 
-from pvss.group import H_COUNTER, H_TAG, ORDER, G, G1Point, H
 from pvss.dleq import prove_dleq
+from pvss.group import H_COUNTER, H_TAG, ORDER, G, G1Point, H
 from pvss.keys import (
     H_SEED,
     KeyPair,

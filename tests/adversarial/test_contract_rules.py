@@ -1,0 +1,118 @@
+"""The view, confirmation and minimum-included-set rules hold on the chain (issue 11,
+"one board for everyone" on the EVM board): a post signed on another view reverts,
+shares before a confirmation quorum revert, and an aborted round (|U| < min_included)
+accepts no confirmation, no share and no result. Each test fails if the contract
+accepted what MemoryBoard refuses."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("web3")
+pytest.importorskip("eth_tester")
+
+from secagg.boards import MemoryBoard, RuleViolation  # noqa: E402
+from secagg.messages import (  # noqa: E402
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    Confirmation,
+    ResultPost,
+)
+
+from ..evm_round import ChainRound  # noqa: E402
+
+
+def _refused(rnd: ChainRound, role: int, sender: int, msg: object, rule: str, **kw: object) -> None:
+    before = rnd.board.events()
+    with pytest.raises(RuleViolation) as info:
+        rnd.post(role, sender, msg, **kw)
+    assert info.value.fault.rule == rule, info.value
+    assert rnd.board.events() == before, "the contract appended the refused post"
+
+
+def test_a_post_on_a_stale_or_foreign_view_reverts() -> None:
+    rnd = ChainRound.create(n=4).register_all().reveal_all()
+    board = rnd.board
+    reg_head = board.view()
+    rnd.deal_all([1, 2, 3])
+    # UPLOAD: the view must contain every dealing; the registration head is stale
+    rnd.to("upload")
+    assert board.view() != reg_head
+    _refused(rnd, ROLE_CLIENT, 1, rnd.masked(1), "view", view=reg_head)
+    # a view of another board (the split-board attack's head) is refused too
+    other = bytes(31) + b"\x01"
+    _refused(rnd, ROLE_CLIENT, 1, rnd.masked(1), "view", view=other)
+    # the current head (after an upload in this phase) is not the phase head either
+    rnd.post(ROLE_CLIENT, 1, rnd.masked(1))
+    _refused(rnd, ROLE_CLIENT, 2, rnd.masked(2), "view", view=board.head)
+    rnd.post(ROLE_CLIENT, 2, rnd.masked(2))
+    rnd.post(ROLE_CLIENT, 3, rnd.masked(3))
+    # UNMASK: confirmations and shares view the U-fixing head
+    rnd.to("unmask")
+    u_head = board.view()
+    _refused(rnd, ROLE_MEMBER, 1, Confirmation(1, u_head), "view", view=reg_head)
+    _refused(rnd, ROLE_MEMBER, 1, Confirmation(1, reg_head), "confirm")
+    rnd.confirm_all()
+    _refused(rnd, ROLE_MEMBER, 1, rnd.shares(1), "view", view=reg_head)
+    # the chain's view rule is MemoryBoard's: the transcript replays
+    MemoryBoard.replay(board.transcript(), bytes(board.contract.functions.head().call()))
+
+
+def test_shares_before_a_confirmation_quorum_revert() -> None:
+    rnd = ChainRound.create(n=3, m=5, t=2).register_all().reveal_all().deal_all()
+    rnd.upload_all()
+    q = rnd.cfg.confirm_quorum
+    assert q == 4  # ceil((m + t + 1) / 2)
+    rnd.confirm_all(list(range(1, q)))  # Q - 1 confirmations
+    for k in range(1, q):
+        _refused(rnd, ROLE_MEMBER, k, rnd.shares(k), "confirm")
+    assert not rnd.board.state().shares
+    rnd.post(ROLE_MEMBER, q, Confirmation(q, rnd.board.view()))
+    rnd.post(ROLE_MEMBER, 1, rnd.shares(1))
+    assert rnd.board.state().shares
+
+
+def test_an_aborted_round_accepts_no_share_and_no_result() -> None:
+    # n = 6: min_included = floor(6/3) + 2 = 4; only 3 clients upload
+    rnd = ChainRound.create(n=6, m=3).register_all().reveal_all().deal_all()
+    assert rnd.cfg.min_included == 4
+    rnd.upload_all([1, 2, 3])
+    rnd.to("unmask")
+    board = rnd.board
+    st = board.state()
+    assert st.included == () and st.aborted
+    u_head = board.view()
+    _refused(rnd, ROLE_MEMBER, 1, Confirmation(1, u_head), "aborted")
+    board.transact("anyone", "close")  # a revert rolled the implicit close back
+    assert board.contract.functions.aborted().call() is True
+    assert board.contract.functions.includedCount().call() == 0
+    assert board.allowed_shares() == []
+    # a share the member could make of a self dealing (computed off the board) reverts
+    from pvss.scrape import decrypt_share
+    from secagg.graph import dealing_context
+    from secagg.messages import ShareItem, SharesPost
+
+    key = (1, 0, 0)
+    s = decrypt_share(st.dealings[key], 1, rnd.member_keys[0], dealing_context(rnd.cfg, key))
+    _refused(rnd, ROLE_MEMBER, 1, SharesPost(1, (ShareItem(*key, s.to_bytes()),)), "aborted")
+    _refused(rnd, ROLE_MEMBER, 1, SharesPost(1, ()), "aborted")
+    rnd.to("result")
+    _refused(rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (), 0), "aborted")
+    _refused(rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (1, 2, 3), 3), "aborted")
+    assert board.contract.functions.resultPosted().call() is False
+
+
+def test_the_k_core_on_chain_is_pythons() -> None:
+    """regular:4 with min_neighbours 3: the contract's peeling gives compute_included."""
+    from secagg.boards import compute_included
+
+    rnd = ChainRound.create(n=8, m=3, graph="regular:4", min_neighbours=3, min_included=2)
+    rnd.register_all().reveal_all().deal_all()
+    rnd.upload_all([1, 2, 3, 5, 6, 8])
+    rnd.to("unmask")
+    rnd.board.transact("anyone", "close")
+    st = rnd.board.state()
+    assert st.included == compute_included(st)
+    on_chain = [i for i in range(1, 9) if rnd.board.contract.functions.isIncluded(i).call()]
+    assert tuple(on_chain) == st.included
