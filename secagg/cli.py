@@ -75,13 +75,13 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
     recipient = KeyPair.generate()
     pops = _timed(
         "prove_possession",
-        lambda: [prove_possession(k, 31337, board, i + 1) for i, k in enumerate(keys)],
+        lambda: [prove_possession(k, 31337, board, 1, i + 1) for i, k in enumerate(keys)],
         timings,
     )
     _timed(
         "verify_possession",
         lambda: [
-            verify_possession(k.pk, p, 31337, board, i + 1)
+            verify_possession(k.pk, p, 31337, board, 1, i + 1)
             for i, (k, p) in enumerate(zip(keys, pops, strict=False))
         ],
         timings,

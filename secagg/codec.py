@@ -41,9 +41,25 @@ class Kind:
 
 @dataclasses.dataclass(frozen=True)
 class UInt(Kind):
+    """An unsigned integer below 2^bits. msgpack integers stop at 2^64 - 1, so a wider
+    field (uint256: chain ids, wei amounts) carries values of 2^64 and more as exactly
+    bits/8 big-endian bytes — and only those (one encoding per value)."""
+
     bits: int
 
+    def dump(self, value: Any) -> Any:
+        if self.bits > 64 and isinstance(value, int) and value >= 1 << 64:
+            return value.to_bytes(self.bits // 8, "big")
+        return value
+
     def check(self, value: Any, where: str) -> int:
+        if self.bits > 64 and isinstance(value, bytes):
+            if len(value) != self.bits // 8:
+                raise InvalidEncoding(f"{where}: a wide uint{self.bits} is {self.bits // 8} bytes")
+            wide = int.from_bytes(value, "big")
+            if wide < 1 << 64:
+                raise InvalidEncoding(f"{where}: {wide} fits 64 bits: not canonical")
+            return wide
         if isinstance(value, bool) or not isinstance(value, int):
             raise InvalidEncoding(
                 f"{where}: expected an unsigned integer, got {type(value).__name__}"

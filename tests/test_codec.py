@@ -155,15 +155,9 @@ def test_round_config_round_trip() -> None:
     assert len(digests) == 4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason="library bug: UInt(256) fields (chain_id, stake, bond) are packed as msgpack "
-    "integers, which stop at 2^64 - 1; a 20 ETH stake in wei does not encode",
-)
 def test_round_config_uint256_fields_above_2_64() -> None:
     cfg = RoundConfig(
-        1,
+        2**200,
         b"\x01" * 20,
         3,
         10,
@@ -180,6 +174,20 @@ def test_round_config_uint256_fields_above_2_64() -> None:
         stake=20 * 10**18,
     )
     assert codec.decode(codec.encode(cfg), RoundConfig) == cfg
+
+
+def test_wide_uints_have_one_encoding() -> None:
+    """A uint256 of 2^64 or more is 32 big-endian bytes; a small one as bytes, or a wide
+    one of another length, is refused."""
+    kind = codec.UInt(256)
+    assert kind.check(kind.dump(2**64), "x") == 2**64
+    assert kind.dump(5) == 5
+    with pytest.raises(codec.InvalidEncoding, match="not canonical"):
+        kind.check((5).to_bytes(32, "big"), "x")
+    with pytest.raises(codec.InvalidEncoding, match="32 bytes"):
+        kind.check((2**70).to_bytes(16, "big"), "x")
+    with pytest.raises(codec.InvalidEncoding, match="outside uint64"):
+        codec.UInt(64).check(2**64, "x")
 
 
 def test_signed_post_and_event_round_trip_with_the_new_messages() -> None:
