@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/masking.py
 	$(BIN)/python bench/round.py --repeats $(ROUND_REPEATS) --target-repeats 3
 	$(BIN)/python bench/gas.py
+	$(BIN)/python bench/dp.py
 	$(BIN)/python bench/plots.py
 	$(BIN)/python bench/report.py --update-readme
 
