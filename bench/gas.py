@@ -3,15 +3,20 @@ chain (Prague rules; EIP-1108 precompile prices, EIP-7623 calldata floor).
 
 One JSON line per operation in bench/results/gas.jsonl:
 
-    op         register_client | register_member | dealing_full | dealing_optimistic |
-               challenge_invalid | challenge_valid | masked_input | close | share |
-               result
+    op         deploy | register_client | register_member | seed_reveal |
+               dealing_full | dealing_optimistic | challenge_invalid | challenge_valid |
+               masked_input | close | confirm | share_first | share | result
     m          committee size
     recipient  whether the dealing has a recipient point (pair dealing), else null
-    gas        gasUsed of the transaction (what the sender pays)
+    gas        gasUsed of the transaction (what the relayer pays)
     exec       gas minus the intrinsic cost (21000 + 16/4 per calldata byte): the
                contract's execution
     items      items in the transaction (per-item gas = gas / items where it applies)
+
+Every post is signed by its seat's identity and carries its view (SPEC.md §6.9): each
+row includes the ecrecover (3 000), the signature and view calldata (97 bytes) and the
+hash-chain update (one SSTORE of the head, one of the sequence number). Proof checks
+run in the shared PvssVerifier (one external call per proof).
 
 Dealing rows isolate one dealing with n = 3 clients (complete graph): client 2 posts
 self + 1 pair dealing, client 1 self + 2 pair dealings (client 3, first, pays the
@@ -29,16 +34,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.evm_round: every seat signs its own posts
 
-from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
-from secagg.blobs import BlobStore
-from secagg.boards.evm import EvmBoard
-from secagg.config import RoundConfig
-from secagg.messages import ROLE_CLIENT, DealingItem, DealingsPost
-from secagg.roles import Aggregator, Client, CommitteeMember
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
+from secagg.boards.evm import EvmBoard  # noqa: E402
+from secagg.messages import (  # noqa: E402
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    Confirmation,
+    DealingItem,
+    DealingsPost,
+)
+from tests.evm_round import ChainRound  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "results" / "gas.jsonl"
 
@@ -48,22 +60,16 @@ def _intrinsic(data: bytes) -> int:
     return 21000 + 4 * zeros + 16 * (len(data) - zeros)
 
 
-def _config(m: int) -> RoundConfig:
-    return RoundConfig(
-        chain_id=1,
-        board=bytes(20),
-        round_id=1,
-        n_clients=3,
-        committee_size=m,
-        threshold=(m - 1) // 2,
+def _round(m: int, **kw: object) -> ChainRound:
+    return ChainRound.create(
+        n=3,
+        m=m,
+        t=(m - 1) // 2,
         dim=16,
-        quant_bits=8,
-        bits=16,
-        max_weight=1,
-        register_blocks=m + 6,
-        deal_blocks=12,
-        upload_blocks=6,
-        unmask_blocks=m + 4,
+        register=m + 6,
+        deal_blocks=m + 12,
+        unmask_blocks=2 * m + 4,
+        **kw,
     )
 
 
@@ -91,63 +97,63 @@ def run(m: int, rows: list[dict]) -> None:
         print(json.dumps(rows[-1]))
 
     # full mode: the whole round
-    board = EvmBoard(_config(m))
+    rnd = _round(m)
+    board = rnd.board
     meter = Meter(board)
-    cfg = board.config
-    rng = np.random.default_rng(0)
-    clients = [Client(cfg, i, rng.uniform(-1, 1, cfg.dim), 1) for i in (1, 2, 3)]
-    members = [CommitteeMember(cfg, k) for k in range(1, m + 1)]
-    for c in clients:
-        c.register(board)
+    row("deploy", (board.gas[-1][1], board.gas[-1][1]))
+    for i in (1, 2, 3):
+        rnd.post(ROLE_CLIENT, i, rnd.registration(ROLE_CLIENT, i))
     row("register_client", meter.last())
-    for mb in members:
-        mb.register(board)
+    for k in range(1, m + 1):
+        rnd.post(ROLE_MEMBER, k, rnd.registration(ROLE_MEMBER, k))
     row("register_member", meter.last())
-    board.advance(cfg.register_blocks - board.height())
-    clients[2].deal(board)  # self dealing only; pays the committee-key hash once
-    clients[1].deal(board)  # self + pair(3)
+    rnd.to("deal")
+    for k in range(1, m + 1):
+        rnd.post(ROLE_MEMBER, k, rnd.seed_reveal(k))
+        if k == 1:
+            row("seed_reveal", meter.last())
+    row("seed_reveal_last", meter.last())  # the m-th reveal also fixes the round seed
+    rnd.post(ROLE_CLIENT, 3, rnd.dealings(3))  # self only; pays the committee-key hash
+    rnd.post(ROLE_CLIENT, 2, rnd.dealings(2))  # self + pair(3)
     g2 = meter.last()
-    clients[0].deal(board)  # self + pair(2) + pair(3)
+    rnd.post(ROLE_CLIENT, 1, rnd.dealings(1))  # self + pair(2) + pair(3)
     g1 = meter.last()
     pair = (g1[0] - g2[0], g1[1] - g2[1])
     row("dealing_full", (g2[0] - pair[0], g2[1] - pair[1]), False)
     row("dealing_full", pair, True)
-    board.advance(cfg.register_blocks + cfg.deal_blocks - board.height())
-    blobs = BlobStore(Path("/tmp") / f"pvss-secagg-gas-{m}")
-    for c in clients:
-        c.upload(board, blobs)
+    row("dealings_post_3", g1, None, 3)  # the whole post of client 1 (3 dealings)
+    rnd.upload_all()
     row("masked_input", meter.last())
-    board.advance(cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks - board.height())
+    rnd.to("unmask")
     board.transact("anyone", "close")
     row("close", meter.last())
-    for k, mb in enumerate(members):
-        mb.reveal(board)
-        items = len(board.allowed_shares())
+    for k in range(1, m + 1):
+        rnd.post(ROLE_MEMBER, k, Confirmation(k, board.view()))
+    row("confirm", meter.last())
+    for k in range(1, m + 1):
+        post = rnd.shares(k)
+        rnd.post(ROLE_MEMBER, k, post)
+        items = len(post.items)
         g, e = meter.last()
-        if k in (0, len(members) - 1):  # first share of a dealing vs a later one
-            row("share_first" if k == 0 else "share", (g // items, e // items), None, items)
-    end = cfg.register_blocks + cfg.deal_blocks + cfg.upload_blocks + cfg.unmask_blocks
-    board.advance(end - board.height())
-    Aggregator(cfg).aggregate(board, blobs)
+        if k in (1, m):  # first share of a dealing vs a later one
+            row("share_first" if k == 1 else "share", (g // items, e // items), None, items)
+    rnd.to("result")
+    rnd.post(ROLE_AGGREGATOR, 0, rnd.result())
     row("result", meter.last())
 
     # optimistic mode: dealings and challenges
-    ob = EvmBoard(_config(m), mode="optimistic", challenge_blocks=6)
+    rnd = _round(m, mode="optimistic", challenge_blocks=6)
+    ob = rnd.board
     meter = Meter(ob)
-    cfg = ob.config
-    clients = [Client(cfg, i, rng.uniform(-1, 1, cfg.dim), 1) for i in (1, 2, 3)]
-    members = [CommitteeMember(cfg, k) for k in range(1, m + 1)]
-    for p in [*clients, *members]:
-        p.register(ob)
-    ob.advance(cfg.register_blocks - ob.height())
-    clients[2].deal(ob)
-    clients[1].deal(ob)
+    rnd.register_all().reveal_all()
+    rnd.post(ROLE_CLIENT, 3, rnd.dealings(3))
+    rnd.post(ROLE_CLIENT, 2, rnd.dealings(2))
     g2 = meter.last()
-    post = clients[0].make_dealings(ob)
+    post = rnd.dealings(1)
     raw = post.items[1].dealing
     bad = raw[:-1] + bytes([raw[-1] ^ 1])  # last z changed
     items = (post.items[0], DealingItem(PURPOSE_PAIR, 2, bad), post.items[2])
-    ob.submit(ROLE_CLIENT, 1, DealingsPost(1, items))
+    rnd.post(ROLE_CLIENT, 1, DealingsPost(1, items))
     g1 = meter.last()
     pair = (g1[0] - g2[0], g1[1] - g2[1])
     row("dealing_optimistic", (g2[0] - pair[0], g2[1] - pair[1]), False)
