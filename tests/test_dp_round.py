@@ -243,3 +243,19 @@ def test_flower_mod_round_with_dp(tmp_path: Path, monkeypatch) -> None:
 
     err = np.abs(outcome.mean - step.astype(np.float32).astype(np.float64)).max()
     assert err <= mean_error_bound(cfg.dp, 4)
+
+
+def test_a_dp_round_verifies_on_the_embedded_chain(tmp_path) -> None:
+    """The round contract sizes a DP round's masked vectors like RoundConfig (padded
+    dimension + 1) and the chain's transcript verifies."""
+    pytest.importorskip("eth_tester", reason="the evm extra is needed for the chain board")
+    from secagg.simulate import SimParams, simulate
+
+    r = simulate(
+        SimParams(
+            clients=6, committee=3, threshold=1, dim=24, board="evm", dp_epsilon=8.0, seed=3
+        ),
+        tmp_path / "round",
+    )
+    assert r.verified, r.findings
+    assert r.included == 6 and r.params["dp_epsilon"] == 8.0

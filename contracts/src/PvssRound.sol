@@ -320,7 +320,7 @@ contract PvssRound {
         uploadStart = uint256(cfg.registerBlocks) + cfg.dealBlocks;
         unmaskStart = uint256(cfg.registerBlocks) + cfg.dealBlocks + cfg.uploadBlocks;
         resultStart = uint256(cfg.registerBlocks) + cfg.dealBlocks + cfg.uploadBlocks + cfg.unmaskBlocks;
-        maskedSize = uint64((uint256(cfg.dim) + 1) * cfg.bits + 7) / 8;
+        maskedSize = uint64((_vectorLength(cfg.dim, cfg.dpDigest) * cfg.bits + 7) / 8);
         optimistic = cfg.optimistic;
         openMembership = cfg.clients.length == 0;
         challengeBlocks = cfg.challengeBlocks;
@@ -343,6 +343,18 @@ contract PvssRound {
         headsRecorded = 1;
         eventCount = 1;
         emit RoundCreated(packed, digest, sig, block.number);
+    }
+
+    /// @dev keccak256 of the "no DP" record (secagg.config.dp_record_bytes(NO_DP))
+    bytes32 internal constant NO_DP_DIGEST = 0x525041d309e650b9e4c66e3446d28b909f0e416c6d8a5f1ca5afca89bc4cfd4a;
+
+    /// @dev coordinates of a masked vector (secagg RoundConfig.vector_length): dim + 1, or
+    /// with DP the rotation's padded dimension (next power of two >= dim) + 1 (SPEC §10.6)
+    function _vectorLength(uint32 dim, bytes32 dpDigest) internal pure returns (uint256) {
+        if (dpDigest == NO_DP_DIGEST) return uint256(dim) + 1;
+        uint256 p = 1;
+        while (p < dim) p <<= 1;
+        return p + 1;
     }
 
     function _checkConfig(Config memory cfg) internal pure {
