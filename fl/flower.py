@@ -277,8 +277,10 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
             vector = vector - base
         return vector, int(fitres.num_examples)
 
-    reply = agent.handle(request, update if request.stage == STAGE_UPLOAD else None)
-    ctxt.state.config_records[STATE_KEY] = ConfigRecord({"state": agent.state_bytes()})
+    try:
+        reply = agent.handle(request, update if request.stage == STAGE_UPLOAD else None)
+    finally:  # what the node erased (even on a refusal) stays erased
+        ctxt.state.config_records[STATE_KEY] = ConfigRecord({"state": agent.state_bytes()})
     out_content.config_records[RECORD_KEY] = reply_to_record(reply)
     return Message(out_content, reply_to=msg)
 

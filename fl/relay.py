@@ -440,8 +440,10 @@ class NodeAgent:
         elif request.stage == STAGE_CONFIRM:
             self._expect_ids(request, member=True)
             mb = self._member(board)
-            mb.confirm(board)
-            self._save_member(mb)
+            try:
+                mb.confirm(board)
+            finally:  # an aborted round erases the round key even though it raises
+                self._save_member(mb)
         else:  # STAGE_UNMASK
             self._expect_ids(request, member=True)
             mb = self._member(board)

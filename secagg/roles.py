@@ -142,7 +142,10 @@ class Client(_Role):
     def make_dealings(self, board: Board) -> DealingsPost:
         """The self dealing and one pair dealing per neighbour j > self (recipient j)."""
         st = board.state()
-        assert st.graph is not None
+        if st.graph is None:
+            raise ProtocolError(
+                f"client {self.party}: the mask graph is not fixed yet (seed reveals missing)"
+            )
         pks = board.member_keys()
         items = []
         keys = [self_key(self.party)] + [
@@ -177,7 +180,10 @@ class Client(_Role):
         verified here before their secret is used."""
         cfg = self.config
         st = board.state()
-        assert st.graph is not None
+        if st.graph is None:
+            raise ProtocolError(
+                f"client {self.party}: the mask graph is not fixed yet (seed reveals missing)"
+            )
         me = self.party
         self_seed = compute_mask_seed(
             dealing_context(cfg, self_key(me)), self._dealt_secrets[self_key(me)]
@@ -291,6 +297,7 @@ class CommitteeMember(_Role):
         if st.included is None or compute_included(st) != st.included:
             raise ProtocolError(f"member {self.party}: included set missing or inconsistent")
         if st.aborted:
+            self.key = None  # the round is over for it: its round key goes now
             raise ProtocolError(
                 f"member {self.party}: the round aborted (|U| below min_included "
                 f"{self.config.min_included}): nothing is revealed"

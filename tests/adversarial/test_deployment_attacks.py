@@ -140,9 +140,6 @@ def test_solo_view_at_upload_is_refused(deploy) -> None:  # noqa: ANN001
     # below min_included; CommitteeMember.confirm: "aborted").
     server.open(solo, Phase.UNMASK)
     assert solo.state().aborted and solo.state().included == ()
-    for k in range(1, 4):
-        with pytest.raises(ProtocolError, match="aborted"):
-            server.ask_member(solo, k, STAGE_CONFIRM)
 
     # The real board finishes without the target: members reveal every pair secret of
     # the target's edges (boundary pairs) but never its self secret.
@@ -152,9 +149,33 @@ def test_solo_view_at_upload_is_refused(deploy) -> None:  # noqa: ANN001
     assert real.state().included == (1, 2, 3)
     loot = server.loot
     assert all(loot.secret(pair_key(j, target)) is not None for j in (1, 2, 3))
-    # (a) ... so the solo vector stays masked by PRG(self): nothing recovers the input.
+    # (a) ... so the solo vector stays masked by PRG(self): nothing recovers the input,
+    # and the members, shown the solo board afterwards, act on it no more (round key
+    # erased after revealing; the solo board also forks their pin).
+    for k in range(1, 4):
+        with pytest.raises(ProtocolError):
+            server.ask_member(solo, k, STAGE_CONFIRM)
     assert _shares_for(loot, self_key(target)) == 0
     assert loot.recover(target) is None
+
+
+def test_a_member_shown_an_aborted_board_erases_its_round_key(deploy) -> None:  # noqa: ANN001
+    """A member that refuses an aborted round (|U| < min_included) erases its round key
+    there and then: t+1 member states stolen after an abort decrypt nothing."""
+    dep = deploy(n=4, m=3, t=1)
+    server = MaliciousServer(dep)
+    board = server.new_board()
+    server.run_stage(board, STAGE_REGISTER, range(1, 5), range(1, 4))
+    server.run_stage(board, STAGE_SEED, members=range(1, 4))
+    server.run_stage(board, STAGE_DEAL, range(1, 5))
+    server.run_stage(board, STAGE_UPLOAD, [1])  # |U| <= 1 < min_included: aborted
+    server.open(board, Phase.UNMASK)
+    assert board.state().aborted
+    for k in range(1, 4):
+        with pytest.raises(ProtocolError, match="aborted"):
+            server.ask_member(board, k, STAGE_CONFIRM)
+        state = _NodeState.from_bytes(server.states[dep.member_node(k)])
+        assert state.member == k and state.member_sk == 0
 
 
 def test_solo_view_control_without_view_binding_exposes_the_target(deploy, monkeypatch) -> None:  # noqa: ANN001
@@ -524,25 +545,18 @@ def test_seed_reveal_is_unique_and_bound_to_the_members_key(deploy) -> None:  # 
         board.submit(sign_post(ident3, cfg, ROLE_CLIENT, 3, early, board.view()))
     assert _rule(exc) == "dealings" and "not fixed" in str(exc.value)
     # ... and an honest client asked to deal then produces nothing
-    with pytest.raises(Exception):  # noqa: B017 - see the strict xfail below
+    with pytest.raises(ProtocolError, match="not fixed"):
         server.ask_client(board, 4, STAGE_DEAL)
     assert not [r for _, st, r in server.replies if st == STAGE_DEAL]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="roles.Client.make_dealings asserts st.graph is not None: an honest node asked "
-    "to deal before all seed reveals raises a bare AssertionError (TypeError under -O), "
-    "not ProtocolError",
-)
 def test_honest_client_asked_to_deal_before_the_graph_raises_protocol_error(deploy) -> None:  # noqa: ANN001
     dep = deploy(n=4, m=3, t=1)
     server = MaliciousServer(dep)
     board = server.new_board()
     server.run_stage(board, STAGE_REGISTER, range(1, 5), range(1, 4))
     server.run_stage(board, STAGE_SEED, members=[1, 2])
-    with pytest.raises(ProtocolError):
+    with pytest.raises(ProtocolError, match="graph is not fixed"):
         server.ask_client(board, 1, STAGE_DEAL)
 
 
