@@ -535,8 +535,7 @@ def check_included(cfg: DpConfig, n_included: int) -> None:
 def round_events(cfg: DpConfig) -> list[tuple[float, float]]:
     """Per-round RDP bounds of the sum over min_clients, each as (rho, xi) with
     RDP(alpha) <= xi + rho * alpha for every integer alpha > 1 (each a valid bound)."""
-    return _events(cfg.mechanism, float(cfg.noise), cfg.min_clients, cfg.l2_bound,
-                   cfg.padded_dim)
+    return _events(cfg.mechanism, float(cfg.noise), cfg.min_clients, cfg.l2_bound, cfg.padded_dim)
 
 
 def _events(mech: str, noise: float, n: int, l2: float, dp: int) -> list[tuple[float, float]]:
@@ -600,8 +599,20 @@ def calibrate(
     Raises ConfigError (naming the field) for invalid inputs or an unreachable target."""
     if mechanism == "none":
         s = 1.0 if scale is None else scale
-        return DpConfig("none", math.inf, delta, rounds, sampling_rate, min_clients, l2_clip,
-                        dim, 0.0, s, beta, tail_log2)
+        return DpConfig(
+            "none",
+            math.inf,
+            delta,
+            rounds,
+            sampling_rate,
+            min_clients,
+            l2_clip,
+            dim,
+            0.0,
+            s,
+            beta,
+            tail_log2,
+        )
     if mechanism not in MECHANISMS:
         raise ConfigError(f"mechanism: must be one of {MECHANISMS}, got {mechanism!r}")
     _int(dim, "dim", 1)
@@ -612,8 +623,20 @@ def calibrate(
     lo = 0.5 if mechanism == "ddg" else 1e-6
 
     def make(z: float, eps: float) -> DpConfig:
-        return DpConfig(mechanism, eps, delta, rounds, sampling_rate, min_clients, l2_clip,
-                        dim, z, s, beta, tail_log2)
+        return DpConfig(
+            mechanism,
+            eps,
+            delta,
+            rounds,
+            sampling_rate,
+            min_clients,
+            l2_clip,
+            dim,
+            z,
+            s,
+            beta,
+            tail_log2,
+        )
 
     probe = make(lo, 1e300)  # validates every other field
     target = _num(epsilon, "epsilon")

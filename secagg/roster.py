@@ -71,8 +71,7 @@ class Roster:
             raise ConfigError("round config: members are not the deployment's committee")
         if config.threshold != self.threshold:
             raise ConfigError(
-                f"round config: threshold {config.threshold} != the deployment's "
-                f"{self.threshold}"
+                f"round config: threshold {config.threshold} != the deployment's {self.threshold}"
             )
         if self.clients is not None:
             if not config.clients:

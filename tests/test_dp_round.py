@@ -252,9 +252,7 @@ def test_a_dp_round_verifies_on_the_embedded_chain(tmp_path) -> None:
     from secagg.simulate import SimParams, simulate
 
     r = simulate(
-        SimParams(
-            clients=6, committee=3, threshold=1, dim=24, board="evm", dp_epsilon=8.0, seed=3
-        ),
+        SimParams(clients=6, committee=3, threshold=1, dim=24, board="evm", dp_epsilon=8.0, seed=3),
         tmp_path / "round",
     )
     assert r.verified, r.findings

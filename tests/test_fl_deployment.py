@@ -134,7 +134,6 @@ class Deployment:
                     "--node-config",
                     f"partition-id={i} num-partitions={NODES} "
                     f'pvss-identity="{self.identities[i]}" pvss-roster="{self.roster_path}"',
-
                 ],
             )
             _wait_listening(port, node, self.logs[-1])

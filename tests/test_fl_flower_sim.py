@@ -38,8 +38,8 @@ from fl.flower import (  # noqa: E402
     PvssSecAggWorkflow,
     pvss_secagg_mod,
 )
-from secagg.roster import make_deployment  # noqa: E402
 from secagg.quantize import quantization_error_bound  # noqa: E402
+from secagg.roster import make_deployment  # noqa: E402
 from secagg.verifier import load_round, verify_round  # noqa: E402
 
 NODES = 4

@@ -135,6 +135,8 @@ _RULES: dict[str, str] = {
     "PopFailed": "proof-of-possession",
 }
 _ENCODING_ERRORS = ("InvalidLength", "InvalidEncoding", "IdentityKey")
+
+
 def _artifact(path: Path = ARTIFACT) -> dict[str, Any]:
     return json.loads(path.read_text())
 
@@ -740,9 +742,7 @@ class EvmBoard(Board):
     ) -> None:
         prev = event_hash(self._events[-1]) if self._events else ZERO_HASH
         body = codec.encode(msg)
-        ev = Event(
-            len(self._events), height, role, sender, body, post_digest(msg), view, sig, prev
-        )
+        ev = Event(len(self._events), height, role, sender, body, post_digest(msg), view, sig, prev)
         self._events.append(ev)
 
     def _apply(self, name: str, a: Any, block: int) -> None:  # noqa: C901 - one branch per event
