@@ -33,3 +33,49 @@ def test_pvss_demo_json(capsys) -> None:
 def test_pvss_demo_refuses_impossible_drop(capsys) -> None:
     assert main(["pvss-demo", "--members", "5", "--threshold", "2", "--drop", "3"]) == 2
     assert "fewer than t+1" in capsys.readouterr().err
+
+
+def _round_dir_with_config(tmp_path, config_body: bytes):  # noqa: ANN001, ANN202
+    """A round directory whose transcript is one event 0 with the given body."""
+    from secagg import codec
+    from secagg.messages import Event, TranscriptFile
+
+    ev = Event(0, 0, 2, 0, config_body, b"\x00" * 32, b"\x00" * 32, b"\x00" * 65, b"\x00" * 32)
+    out = tmp_path / "round"
+    out.mkdir()
+    (out / "transcript.msgpack").write_bytes(codec.encode(TranscriptFile((ev,))))
+    return out
+
+
+def test_verify_exit_codes_and_no_writes(tmp_path, capsys) -> None:  # noqa: ANN001
+    """verify: 2 for unusable input (no transcript, bytes that are no transcript, a
+    config over the caps), never a traceback, and nothing written where it looks."""
+    import time
+
+    import msgpack
+
+    from secagg import codec
+    from secagg.simulate import SimParams
+
+    missing = tmp_path / "nothing"
+    missing.mkdir()
+    assert main(["verify", str(missing)]) == 2
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "transcript.msgpack").write_bytes(b"\x93\x01\x07\xc0")
+    assert main(["verify", str(garbage), "--json"]) == 2
+    # a 100k-client complete graph declared in a few hundred bytes: refused by the caps
+    # when event 0 decodes, before any graph is built (no 3.7 GB allocation)
+    cfg = SimParams(clients=5, committee=3, threshold=1).round_config()
+    fields = msgpack.unpackb(codec.encode(cfg))
+    fields[5] = 100_000  # n_clients
+    huge = _round_dir_with_config(tmp_path, msgpack.packb(fields, use_bin_type=True))
+    t0 = time.perf_counter()
+    code = main(["verify", str(huge), "--json"])
+    assert code == 1 and time.perf_counter() - t0 < 5  # the board's config: its fault
+    out = capsys.readouterr().out.strip().splitlines()[-1]
+    assert '"verified": false' in out and '"party": "board"' in out and "cap" in out
+    for d in (missing, garbage, huge):
+        assert sorted(p.name for p in d.iterdir()) == (
+            [] if d is missing else ["transcript.msgpack"]
+        )  # verify wrote nothing (no blobs/ directory either)
