@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eth_keys import keys
+from eth_keys.datatypes import PrivateKey
 from eth_keys.exceptions import BadSignature, ValidationError
 
 from pvss.transcript import keccak256
@@ -46,7 +47,7 @@ def personal_hash(digest: bytes) -> bytes:
 class Identity:
     """A party's long-term key. Never leaves the party; ``repr`` shows the address only."""
 
-    _key: keys.PrivateKey
+    _key: PrivateKey
 
     @classmethod
     def generate(cls) -> Identity:

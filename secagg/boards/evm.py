@@ -276,8 +276,10 @@ def use_fast_bn254_precompiles() -> None:
     import importlib
 
     # by module path: the package re-exports functions under the modules' names
-    importlib.import_module("eth.precompiles.ecadd")._ecadd = fast_ecadd
-    importlib.import_module("eth.precompiles.ecmul")._ecmull = fast_ecmul
+    ecadd: Any = importlib.import_module("eth.precompiles.ecadd")
+    ecmul: Any = importlib.import_module("eth.precompiles.ecmul")
+    ecadd._ecadd = fast_ecadd
+    ecmul._ecmull = fast_ecmul
 
 
 def connect(provider: str) -> tuple[Any, subprocess.Popen | None]:
@@ -519,7 +521,7 @@ class EvmBoard(Board):
             while self.w3.eth.block_number < target:
                 time.sleep(1.0)
 
-    def submit(self, post: SignedPost) -> Event:  # type: ignore[override]
+    def submit(self, post: SignedPost) -> Event:
         t0 = time.perf_counter()
         try:
             return self._submit(post)
@@ -623,7 +625,7 @@ class EvmBoard(Board):
         elif isinstance(msg, DealingsPost):
             if role != ROLE_CLIENT or msg.dealer != sender:
                 raise fail("sender", "dealings for another client")
-            items = [(it.purpose, it.partner, it.dealing) for it in msg.items]
+            items: list[Any] = [(it.purpose, it.partner, it.dealing) for it in msg.items]
             committee = self._committee(self.state())
             call, name = f.postDealings(sender, items, committee, v, sig), "postDealings"
         elif isinstance(msg, MaskedInputPost):
@@ -747,6 +749,8 @@ class EvmBoard(Board):
 
     def _apply(self, name: str, a: Any, block: int) -> None:  # noqa: C901 - one branch per event
         st, h = self._state, block - self.start_block
+        msg: Any  # one message type per event branch
+        items: Any
         if name == "RoundCreated":
             if bytes(a["config"]) != self._config_packed or bytes(a["digest"]) != post_digest(
                 self.config
