@@ -1,12 +1,13 @@
 """The server side of a relayed round: hosts the board, relays, aggregates, verifies.
 
-:class:`RoundHost` owns one round's board (``memory`` now; the EVM board plugs in
-through :func:`make_board`) and blob store under ``round_dir``. It hands out
-:class:`~fl.relay.StageRequest` s, submits the nodes' replies to the board under the
-party ids it assigned (a Flower node id plays the part of ``msg.sender``), moves the
-board height from phase to phase, and at the end aggregates as the ``Aggregator``
-role, writes the transcript and re-verifies the whole round with
-``secagg.verifier.verify_round`` before anyone may use the result.
+:class:`RoundHost` owns one round's board (``memory`` or an EVM board, through
+:func:`make_board`) and blob store under ``round_dir``, with the server's own identity
+(it signs the config and the result; it holds no other key). It hands out
+:class:`~fl.relay.StageRequest` s, submits the nodes' signed posts after checking each
+is for a seat the replying node holds (the board checks the signature against the
+seat's roster identity), moves the board height from phase to phase, and at the end
+aggregates as the ``Aggregator`` role, writes the transcript and re-verifies the whole
+round with ``secagg.verifier.verify_round`` before anyone may use the result.
 
 :func:`drive_round` runs the stages over any transport: the Flower workflow sends the
 requests as Flower messages, the demo calls :class:`~fl.relay.NodeAgent` s directly;

@@ -1,9 +1,10 @@
 """Long-term party identities and post signatures (SPEC.md §6.9).
 
 An identity is an Ethereum account: a secp256k1 key that the party generates and keeps
-itself. Its 20-byte address is the party's name on the roster, its ``msg.sender`` on a
-chain, and the signer of every post it makes on any board — one identity for the chain
-and the off-chain board alike. Signatures are 65 bytes r || s || v (v in {27, 28}) over
+itself. Its 20-byte address is the party's name on the roster, its account on a chain
+(the round contract checks its signature with ``ecrecover``, whoever relays the
+transaction), and the signer of every post it makes on any board — one identity for
+the chain and the off-chain board alike. Signatures are 65 bytes r || s || v (v in {27, 28}) over
 the EIP-191 personal-message hash of a 32-byte digest, with low s (s <= n/2) so that a
 signature has exactly one encoding; ``recover`` refuses anything else. eth-keys does the
 curve arithmetic (with coincurve, libsecp256k1, when installed).
