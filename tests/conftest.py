@@ -18,8 +18,9 @@ from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER, Event, Si
 from secagg.posts import sign_post
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_VECTORS = ROOT.parent / "shared" / "vectors"
 VECTORS = ROOT / "tests" / "vectors"
+# the go-ethereum BN254 precompile vectors, copied in (see its README.md)
+EVM_VECTORS = VECTORS / "evm-bn254"
 
 settings.register_profile(
     "ci",

@@ -51,14 +51,13 @@ from pvss.scrape import (  # noqa: E402
 )
 from pvss.transcript import PURPOSE_OTHER, PURPOSE_PAIR, PURPOSE_SELF, Context  # noqa: E402
 
-from .conftest import ROOT, SHARED_VECTORS, VECTORS  # noqa: E402
+from .conftest import EVM_VECTORS, ROOT, VECTORS  # noqa: E402
 
 P = int(FIELD_MODULUS)
 R = int(ORDER)
 BUILD = ROOT / "contracts" / "build"
 NODE_MODULES = ROOT / "node_modules"
 ANVIL = NODE_MODULES / ".bin" / "anvil"
-EVM_VECTORS = SHARED_VECTORS / "evm-bn254"
 BOARD = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 
 # Field enum of contracts/src/Pvss.sol, in declaration order
@@ -281,8 +280,6 @@ def test_evm_precompile_vectors(chain: Chain, op: str) -> None:
     """The go-ethereum precompile vectors (shared with tests/test_group.py) through
     BN254.add / BN254.mul."""
     path = EVM_VECTORS / f"{op}.json"
-    if not path.exists():
-        pytest.skip(f"{path} not present")
     cases = json.loads(path.read_text())
     assert cases
     for case in cases:

@@ -14,7 +14,7 @@ from eth_utils import ValidationError
 from pvss.group import FIELD_MODULUS, G
 from secagg.boards.evm import fast_ecadd, fast_ecmul
 
-from .conftest import SHARED_VECTORS
+from .conftest import EVM_VECTORS
 
 
 # py-evm's own (py_ecc) implementations, read from fresh copies of the modules
@@ -31,7 +31,7 @@ ORIGINAL_MUL = _original("eth.precompiles.ecmul", "_ecmull")
 
 
 def _vectors(name: str) -> list[dict]:
-    return json.loads((SHARED_VECTORS / "evm-bn254" / f"{name}.json").read_text())
+    return json.loads((EVM_VECTORS / f"{name}.json").read_text())
 
 
 def _out(pair) -> str:

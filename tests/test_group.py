@@ -34,7 +34,7 @@ from pvss.group import (
     table_for,
 )
 
-from .conftest import SHARED_VECTORS
+from .conftest import EVM_VECTORS
 
 P = int(FIELD_MODULUS)
 R = int(ORDER)
@@ -63,7 +63,7 @@ def rand_point(rng: random.Random) -> G1Point:
 
 
 def _load(name: str) -> list[dict]:
-    return json.loads((SHARED_VECTORS / "evm-bn254" / f"{name}.json").read_text())
+    return json.loads((EVM_VECTORS / f"{name}.json").read_text())
 
 
 def _padded(hex_input: str, size: int) -> bytes:
