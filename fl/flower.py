@@ -71,6 +71,8 @@ import dataclasses
 import logging
 import os
 import random
+import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
@@ -84,6 +86,7 @@ from fl.host import (
     RoundHost,
     RoundOutcome,
     drive_round,
+    log,
     make_round_config,
 )
 from fl.relay import STAGE_HELLO, STAGE_UPLOAD, NodeAgent, StageReply, StageRequest
@@ -95,6 +98,7 @@ from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
 from secagg.messages import TranscriptFile
 from secagg.roster import Roster
+from secagg.verifier import BLOB_DIR
 
 __all__ = [
     "RECORD_KEY",
@@ -107,8 +111,6 @@ __all__ = [
     "reply_to_record",
     "reply_from_record",
 ]
-
-log = logging.getLogger(__name__)
 
 RECORD_KEY = "pvss_secagg"  # the config record of a stage request / reply
 STATE_KEY = "pvss_secagg_state"  # node-local state between stages (Context.state)
@@ -281,6 +283,15 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
         reply = agent.handle(request, update if request.stage == STAGE_UPLOAD else None)
     finally:  # what the node erased (even on a refusal) stays erased
         ctxt.state.config_records[STATE_KEY] = ConfigRecord({"state": agent.state_bytes()})
+    if agent.clamped is not None:  # the server sees num_examples and warns, naming us
+        log(
+            logging.INFO,
+            "node %s: num_examples %d above max_weight %d: weight clamped to %d",
+            ctxt.node_id,
+            agent.clamped[0],
+            agent.clamped[1],
+            agent.clamped[1],
+        )
     out_content.config_records[RECORD_KEY] = reply_to_record(reply)
     return Message(out_content, reply_to=msg)
 
@@ -288,6 +299,30 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
 # ---------------------------------------------------------------------------------------
 # server side
 # ---------------------------------------------------------------------------------------
+
+
+ON_FAILURE = ("raise", "skip")
+
+# RoundConfig / MaskingConfig field names -> the workflow's own parameter names
+_PARAM_NAMES = {
+    "quant_bits": "quantization_bits",
+    "bits": "modulus_bits",
+    "clip": "clipping_range",
+    "committee_size": "committee",
+}
+
+
+def _workflow_error(exc: Exception) -> ConfigError:
+    """A round-config error re-worded with ``PvssSecAggWorkflow``'s parameter names."""
+    text = re.sub(
+        r"(?<![\w^])(quant_bits|bits|clip|committee_size)\b",
+        lambda m: _PARAM_NAMES[m.group(1)],
+        str(exc),
+    )
+    text = text.replace("2^quant_bits", "2^quantization_bits").replace("2^bits", "2^modulus_bits")
+    if text.startswith(("threshold", "committee")):
+        text += " (committee and threshold are the roster's)"
+    return ConfigError(f"PvssSecAggWorkflow: {text}")
 
 
 class PvssSecAggWorkflow:
@@ -312,14 +347,40 @@ class PvssSecAggWorkflow:
         b: masked vectors live in Z_{2^b}; None (default) takes the smallest b with
         n * max_weight * (2^q - 1) < 2^b.
     max_weight : int (default 1000)
-        W, the largest ``num_examples`` a client may report (a larger one drops the
-        client with an error).
+        W, the largest weight a client's update gets. A client reporting more
+        ``num_examples`` is **clamped** to W (not excluded): its update is averaged with
+        weight W, and the server logs a WARNING naming the node and its
+        ``num_examples`` (once per node per round). Raise W (it costs modulus bits) if
+        clients hold more examples than that and the exact FedAvg weights matter.
+    honest_majority : bool (default True)
+        Require 2t < m of the roster's committee (SPEC.md §6.2); False allows any
+        t < m (t + 1 members still reconstruct, the privacy promise is weaker).
     timeout : float, optional
         Seconds to wait for replies at each stage (None: wait for all).
     board : str (default "memory")
         The board kind (see :func:`fl.host.make_board`).
-    round_dir : str | Path (default "pvss-rounds")
-        Round k writes ``round_dir/round-<k>/transcript.msgpack`` and ``blobs/``.
+    round_dir : str | Path, optional
+        The base directory of the round directories: round k of run r writes
+        ``<round_dir>/<r>/round-<k>/`` (``transcript.msgpack``, ``head.hex``,
+        ``blobs/``). None (default): ``run_config["pvss-round-dir"]`` if the run sets
+        it (``flwr run . --run-config 'pvss-round-dir="/data/rounds"'``), else
+        ``pvss-rounds`` (relative to the ServerApp's working directory).
+    run_id : str, optional
+        The run's sub-directory; None (default) takes Flower's ``Context.run_id``.
+    keep_rounds : int, optional
+        Retention: keep only the last N round directories of the run (older ones are
+        deleted after each round); None (default) keeps all.
+    keep_blobs : bool (default True)
+        False: delete ``blobs/`` once the round verified, keeping the transcript and its
+        head (what a third party needs to audit the board, not to re-add the vectors).
+    on_failure : str (default "raise")
+        A round that cannot run (committee identities not connected, fewer admissible
+        sampled nodes than the round needs, a configuration error, a round halted by
+        :class:`fl.host.RoundFailed`) raises in the ServerApp, with the reason:
+        ``ConfigError`` for configuration, ``RoundFailed`` otherwise. ``"skip"`` logs
+        the reason as a WARNING and leaves the model as it was for that round. A
+        round whose result does not verify always raises
+        :class:`fl.host.RoundVerificationError`.
     graph : str (default "complete")
         Mask graph: ``complete`` (SecAgg) or ``regular:K`` (SecAgg+).
     seed : int, optional
@@ -333,6 +394,14 @@ class PvssSecAggWorkflow:
         (its dim and min_clients must fit every round). Nodes then send clipped, noised,
         unweighted model updates; ``modulus_bits`` None takes ``overflow_bits``. The
         round's DP report is in ``outcomes[k].config.dp`` and logged.
+
+    Configuration errors (the roster's t and m without an honest majority, overflow of
+    ``max_weight`` / ``quantization_bits`` / ``modulus_bits``, a roster floor
+    ``min_included`` above its admissible clients) raise ``ConfigError`` naming these
+    parameters when the workflow is constructed; those that depend on the sampled
+    nodes or the model's size raise at the first round. Everything is logged through
+    Flower's logger (``flwr``): stage starts and ends, dropouts and faults by node id,
+    each round's verification.
     """
 
     def __init__(
@@ -344,9 +413,14 @@ class PvssSecAggWorkflow:
         quantization_bits: int = 16,
         modulus_bits: int | None = None,
         max_weight: int = 1000,
+        honest_majority: bool = True,
         timeout: float | None = None,
         board: str = "memory",
-        round_dir: str | os.PathLike[str] = "pvss-rounds",
+        round_dir: str | os.PathLike[str] | None = None,
+        run_id: str | int | None = None,
+        keep_rounds: int | None = None,
+        keep_blobs: bool = True,
+        on_failure: str = "raise",
         graph: str = "complete",
         chain_id: int = DEFAULT_CHAIN_ID,
         seed: int | None = None,
@@ -363,19 +437,30 @@ class PvssSecAggWorkflow:
             self.identity = identity
         else:
             self.identity = Identity.load(identity)
-        if clipping_range <= 0:
+        if isinstance(clipping_range, bool) or not clipping_range > 0:
             raise ConfigError(f"clipping_range: must be > 0, got {clipping_range}")
         if isinstance(max_weight, bool) or not isinstance(max_weight, int) or max_weight < 1:
             raise ConfigError(f"max_weight: must be an integer >= 1, got {max_weight!r}")
+        if on_failure not in ON_FAILURE:
+            raise ConfigError(f"on_failure: {on_failure!r} is not one of {ON_FAILURE}")
+        if keep_rounds is not None and (
+            isinstance(keep_rounds, bool) or not isinstance(keep_rounds, int) or keep_rounds < 1
+        ):
+            raise ConfigError(f"keep_rounds: must be an integer >= 1 or None, got {keep_rounds!r}")
         self.committee_size = self.roster.committee_size
         self.threshold = self.roster.threshold
         self.clipping_range = float(clipping_range)
         self.quantization_bits = quantization_bits
         self.modulus_bits = modulus_bits
         self.max_weight = max_weight
+        self.honest_majority = bool(honest_majority)
         self.timeout = timeout
         self.board = board
-        self.round_dir = Path(round_dir)
+        self.round_dir = Path(round_dir) if round_dir is not None else None
+        self.run_id = None if run_id is None else str(run_id)
+        self.keep_rounds = keep_rounds
+        self.keep_blobs = bool(keep_blobs)
+        self.on_failure = on_failure
         self.graph = graph
         self.chain_id = chain_id
         self.backend = backend
@@ -383,6 +468,86 @@ class PvssSecAggWorkflow:
         self.board_address = rng.randbytes(20) if rng is not None else os.urandom(20)
         self.outcomes: list[RoundOutcome] = []
         self._addresses: dict[int, bytes] = {}  # node id -> identity address (hello)
+        self._check_config()
+
+    def _check_config(self) -> None:
+        """What can be checked before any node is seen: a trial round config for the
+        largest n the roster admits (2 for open membership), with dim 1."""
+        admissible = self.roster.clients
+        if admissible is not None and len(admissible) < 2:
+            raise ConfigError(
+                f"PvssSecAggWorkflow: the roster admits {len(admissible)} client(s); a sum "
+                "needs at least 2"
+            )
+        n = len(admissible) if admissible is not None else max(2, self.roster.min_included)
+        if self.roster.min_included > n:
+            raise ConfigError(
+                f"PvssSecAggWorkflow: min_included: the roster's floor "
+                f"{self.roster.min_included} is above the {n} clients it admits"
+            )
+        self._round_config(1, n, 1)
+
+    def _round_config(
+        self, round_id: int, n: int, dim: int, clients: tuple[bytes, ...] = ()
+    ) -> RoundConfig:
+        """The round's config (with DP if set); ``ConfigError`` with the workflow's
+        parameter names."""
+        try:
+            config = make_round_config(
+                round_id=round_id,
+                n_clients=n,
+                committee_size=self.committee_size,
+                threshold=self.threshold,
+                dim=dim,
+                clip=self.clipping_range,
+                quant_bits=self.quantization_bits,
+                max_weight=self.max_weight,
+                bits=self.modulus_bits,
+                graph=self.graph,
+                board_address=self.board_address,
+                chain_id=self.chain_id,
+                aggregator=self.identity.address,
+                members=self.roster.committee,
+                clients=clients,
+                min_included=max(self.roster.min_included, 0),
+                min_neighbours=self.roster.min_neighbours,
+                honest_majority=self.honest_majority,
+            )
+            if self.dp is not None and (dim > 1 or not isinstance(self.dp, DpConfig)):
+                config = self.with_dp(config)
+        except ConfigError as exc:
+            raise _workflow_error(exc) from None
+        return config
+
+    def _fail(self, current_round: int, exc: Exception) -> None:
+        """A round that cannot run: raise (default) or, with ``on_failure="skip"``,
+        log a WARNING and leave the model as it was."""
+        if self.on_failure == "raise":
+            raise exc
+        log(logging.WARNING, "round %d: skipped (on_failure='skip'): %s", current_round, exc)
+
+    def round_path(self, context: Any, current_round: int) -> Path:
+        """``<round_dir>/<run-id>/round-<k>`` for this run (see ``round_dir``)."""
+        base = self.round_dir
+        if base is None:
+            configured = (getattr(context, "run_config", None) or {}).get("pvss-round-dir")
+            base = Path(str(configured)) if configured else Path("pvss-rounds")
+        run = self.run_id or str(getattr(context, "run_id", "") or "local")
+        return base / run / f"round-{current_round}"
+
+    def _retain(self, run_dir: Path, outcome: RoundOutcome | None) -> None:
+        """Apply ``keep_blobs`` (to a verified round) and ``keep_rounds``."""
+        if outcome is not None and not self.keep_blobs:
+            shutil.rmtree(outcome.round_dir / BLOB_DIR, ignore_errors=True)
+        if self.keep_rounds is None or not run_dir.is_dir():
+            return
+        rounds = sorted(
+            (int(p.name.removeprefix("round-")), p)
+            for p in run_dir.iterdir()
+            if p.is_dir() and re.fullmatch(r"round-[0-9]+", p.name)
+        )
+        for _, old in rounds[: -self.keep_rounds]:
+            shutil.rmtree(old, ignore_errors=True)
 
     def with_dp(self, config: RoundConfig) -> RoundConfig:
         """``config`` with this workflow's DP: the noise for its dim and min_included,
@@ -453,27 +618,39 @@ class PvssSecAggWorkflow:
             current_round, parameters, context.client_manager
         )
         if not proxy_fitins:
-            log.info("configure_fit: no clients selected, cancel")
+            log(logging.INFO, "configure_fit: no clients selected, cancel")
             return
         sampled = sorted(proxy.node_id for proxy, _ in proxy_fitins)
         self._hello(grid, sorted(set(sampled) | set(grid.get_node_ids())), str(current_round))
         by_address = {a: n for n, a in self._addresses.items()}
         missing = [a for a in self.roster.committee if a not in by_address]
         if missing:
-            log.error(
-                "round %d: committee identities %s are not connected: round skipped",
+            seats = [k + 1 for k, a in enumerate(self.roster.committee) if a not in by_address]
+            return self._fail(
                 current_round,
-                ", ".join("0x" + a.hex()[:8] for a in missing),
+                RoundFailed(
+                    f"round {current_round}: committee seats {seats} (identities "
+                    + ", ".join("0x" + a.hex()[:8] for a in missing)
+                    + ") are not connected: the committee is the roster's and every member "
+                    "must run a node"
+                ),
             )
-            return
         nodes = [
             n
             for n in sampled
             if n in self._addresses and self.roster.admits_client(self._addresses[n])
         ]
-        if len(nodes) < 2:
-            log.error("round %d: %d admissible sampled nodes, need 2", current_round, len(nodes))
-            return
+        need = max(2, self.roster.min_included)
+        if len(nodes) < need:
+            return self._fail(
+                current_round,
+                RoundFailed(
+                    f"round {current_round}: {len(nodes)} admissible sampled nodes (of "
+                    f"{len(sampled)} sampled), the round needs at least {need} "
+                    f"({'the roster min_included' if need > 2 else 'a sum needs 2'}): "
+                    "sample more nodes (the strategy's min_fit_clients / fraction_fit)"
+                ),
+            )
         proxies = {proxy.node_id: proxy for proxy, _ in proxy_fitins}
         fitins = {
             proxy.node_id: compat.fitins_to_recorddict(ins, True) for proxy, ins in proxy_fitins
@@ -482,32 +659,18 @@ class PvssSecAggWorkflow:
         _, spec = ndarrays_to_vector(global_arrays)
 
         try:
-            config = make_round_config(
-                round_id=current_round,
-                n_clients=len(nodes),
-                committee_size=self.committee_size,
-                threshold=self.threshold,
-                dim=spec.length,
-                clip=self.clipping_range,
-                quant_bits=self.quantization_bits,
-                max_weight=self.max_weight,
-                bits=self.modulus_bits,
-                graph=self.graph,
-                board_address=self.board_address,
-                chain_id=self.chain_id,
-                aggregator=self.identity.address,
-                members=self.roster.committee,
-                clients=tuple(self._addresses[n] for n in nodes)
-                if self.roster.clients is not None
-                else (),
-                min_included=max(self.roster.min_included, 0),
-                min_neighbours=self.roster.min_neighbours,
+            config = self._round_config(
+                current_round,
+                len(nodes),
+                spec.length,
+                tuple(self._addresses[n] for n in nodes) if self.roster.clients is not None else (),
             )
-            if self.dp is not None:
-                config = self.with_dp(config)
         except ConfigError as exc:
-            log.error("round %d: cannot configure the round: %s", current_round, exc)
-            return
+            return self._fail(current_round, exc)
+        round_path = self.round_path(context, current_round)
+        if round_path.exists():  # a rerun under the same run id: no blobs mixed in
+            log(logging.WARNING, "round %d: replacing %s", current_round, round_path)
+            shutil.rmtree(round_path)
         member_of = {by_address[a]: k + 1 for k, a in enumerate(self.roster.committee)}
         seat = {node: i + 1 for i, node in enumerate(nodes)}
         roles = [
@@ -516,7 +679,7 @@ class PvssSecAggWorkflow:
         ]
         host = RoundHost(
             config,
-            self.round_dir / f"round-{current_round}",
+            round_path,
             roles,
             identity=self.identity,
             board=self.board,
@@ -559,26 +722,38 @@ class PvssSecAggWorkflow:
                     continue
                 if stage == STAGE_UPLOAD:
                     fit_replies[node] = reply.content
+                    examples = compat.recorddict_to_fitres(
+                        reply.content, keep_input=True
+                    ).num_examples
+                    if examples > self.max_weight:
+                        log(
+                            logging.WARNING,
+                            "round %d: node %d reported num_examples %d above max_weight "
+                            "%d: its weight is clamped to %d",
+                            current_round,
+                            node,
+                            examples,
+                            self.max_weight,
+                            self.max_weight,
+                        )
             return replies
 
         try:
             outcome = drive_round(host, send)
         except RoundFailed as exc:
-            log.error("round %d: secure aggregation halted: %s", current_round, exc)
-            return
+            self._retain(round_path.parent, None)
+            return self._fail(current_round, exc)
         self.outcomes.append(outcome)
-        log.info(
-            "round %d: verified (%s), %d clients included, dropouts %s, transcript %s",
-            current_round,
-            "all checks passed" if outcome.verified else "FAILED",
-            len(outcome.included),
-            {k: v for k, v in outcome.dropped.items() if v},
-            outcome.round_dir,
-        )
+        self._retain(round_path.parent, outcome)
 
         mean = outcome.mean
         if config.has_dp:  # the noisy mean update, applied to the global parameters
-            log.info("round %d: differential privacy %s", current_round, dp_report(config.dp))
+            log(
+                logging.INFO,
+                "round %d: differential privacy %s",
+                current_round,
+                dp_report(config.dp),
+            )
             mean = ndarrays_to_vector(global_arrays)[0] + mean
         aggregated = vector_to_ndarrays(mean, spec, template=global_arrays)
         aggregated_parameters = ndarrays_to_parameters(aggregated)

@@ -28,6 +28,7 @@ Failures, by kind:
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -82,7 +83,19 @@ __all__ = [
     "drive_round",
 ]
 
-log = logging.getLogger(__name__)
+_stdlog = logging.getLogger(__name__)
+
+
+def log(level: int, msg: str, *args: object) -> None:
+    """Log through Flower's logger (``flwr.common.logger.log``, the ``flwr`` logger)
+    when Flower is loaded, as in any Flower run; else through the stdlib logger
+    ``fl.host`` (this module imports without flwr, and importing it is slow)."""
+    flwr_logger = sys.modules.get("flwr.common.logger")
+    if flwr_logger is not None:
+        flwr_logger.log(level, msg, *args)
+    else:
+        _stdlog.log(level, msg, *args)
+
 
 BOARD_KINDS = ("memory", "evm", "anvil", "rpc:URL")
 DEFAULT_CHAIN_ID = 31337
@@ -137,6 +150,7 @@ def make_round_config(
     clients: Sequence[bytes] = (),
     min_included: int = 0,
     min_neighbours: int = 0,
+    honest_majority: bool = True,
 ) -> RoundConfig:
     """A ``RoundConfig`` with one block per phase; ``bits=None`` takes the smallest
     modulus that cannot overflow for these n, W and q (``ConfigError`` if over 64).
@@ -165,6 +179,7 @@ def make_round_config(
         clients=tuple(clients),
         min_included=min_included,
         min_neighbours=min_neighbours,
+        honest_majority=honest_majority,
     )
 
 
@@ -374,12 +389,19 @@ class RoundHost:
             self._member_out.add(node)
         if node not in self.dropped[stage]:
             self.dropped[stage].append(node)
-        log.info("round %d: node %d dropped at %s: %s", self.config.round_id, node, stage, reason)
+        log(
+            logging.WARNING,
+            "round %d: node %d dropped out at %s: %s",
+            self.config.round_id,
+            node,
+            stage,
+            reason,
+        )
 
     def _fault(self, stage: str, node: int, who: str, detail: str) -> None:
         text = f"{who} (node {node}) at {stage}: {detail}"
         self.faults.append(text)
-        log.warning("round %d: fault: %s", self.config.round_id, text)
+        log(logging.ERROR, "round %d: fault: %s", self.config.round_id, text)
         self.drop(stage, node, "fault", fault=True)
 
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
@@ -506,12 +528,30 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
     member seat that does not register or reveal its seed halts the round (SPEC.md
     §6.10) with :class:`RoundFailed` naming it — no server may re-draw a seat.
     """
+    rid = host.config.round_id
+    log(logging.INFO, "round %d: Secure aggregation commencing.", rid)
     try:
-        for stage in STAGES:
+        for k, stage in enumerate(STAGES, 1):
             reqs = host.requests(stage)
+            log(
+                logging.INFO,
+                "round %d: [Stage %d %s] Sending requests to %d nodes.",
+                rid,
+                k,
+                stage,
+                len(reqs),
+            )
             replies = send(stage, reqs) if reqs else {}
-            for node in reqs:
-                host.accept(stage, node, replies.get(node))
+            accepted = [node for node in reqs if host.accept(stage, node, replies.get(node))]
+            log(
+                logging.INFO,
+                "round %d: [Stage %d %s] Accepted posts from %d of %d nodes.",
+                rid,
+                k,
+                stage,
+                len(accepted),
+                len(reqs),
+            )
             if stage == STAGE_REGISTER and host.missing_members():
                 raise RoundFailed(
                     f"round {host.config.round_id}: committee incomplete, member seats "
@@ -522,6 +562,25 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
                     f"round {host.config.round_id}: member seats {host.missing_reveals()} "
                     "withheld their seed reveal: the graph cannot be drawn"
                 )
-        return host.finish()
+        outcome = host.finish()
+    except RoundVerificationError as exc:
+        log(logging.ERROR, "round %d: %s", rid, exc)
+        raise
+    except RoundFailed as exc:
+        log(logging.ERROR, "round %d: secure aggregation halted: %s", rid, exc)
+        raise
     finally:
         host.close()
+    log(
+        logging.INFO,
+        "round %d: verified (all %d checks passed), %d clients included (nodes %s), "
+        "dropouts %s, faults %s",
+        rid,
+        len(outcome.checks),
+        len(outcome.included),
+        list(outcome.included_nodes),
+        {k: v for k, v in outcome.dropped.items() if v} or "none",
+        outcome.faults or "none",
+    )
+    log(logging.INFO, "round %d: Secure aggregation completed.", rid)
+    return outcome

@@ -244,6 +244,9 @@ class NodeAgent:
         self.roster = roster
         self.rng = rng
         self.backend = backend
+        # (reported, used): the upload's weight was above the round's max_weight and
+        # was clamped to it (the caller logs it, naming its node)
+        self.clamped: tuple[int, int] | None = None
 
     def state_bytes(self) -> bytes:
         """The node's round secrets and pin between stages (node-local; never sent)."""
@@ -368,7 +371,8 @@ class NodeAgent:
 
         ``update`` (upload stage only) trains and returns ``(vector, weight)``: the
         flat float update (numpy / torch / cupy) and its integer weight (FedAvg:
-        ``num_examples``, at most the round's ``max_weight``).
+        ``num_examples``; one above the round's ``max_weight`` is clamped to it and
+        recorded in :attr:`clamped`).
 
         Raises ``ProtocolError`` (wrong stage, unknown round, a relayed board that does
         not verify or does not extend the pinned one, a config the roster refuses, a
@@ -432,6 +436,11 @@ class NodeAgent:
                     f"the round needs {board.config.dim} coordinates"
                 )
             c.update = vector
+            top = board.config.max_weight
+            if isinstance(weight, (int, np.integer)) and not isinstance(weight, bool):
+                if weight > top:  # FedAvg's num_examples above W: clamped, not excluded
+                    self.clamped = (int(weight), top)
+                    weight = top
             c.weight = board.config.masking().check_weight(weight)
             outbox = _Outbox()
             c.upload(board, outbox)

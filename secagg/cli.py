@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -145,9 +146,35 @@ def run_pvss_demo(members: int, threshold: int, drop: int, seed: int | None, as_
     return 0 if all_ok else 1
 
 
+# SimParams / RoundConfig field names -> the simulate flags a user typed
+_SIM_FLAGS = {
+    "committee_dropout": "--committee-dropout",
+    "dropout_phase": "--dropout-phase",
+    "quant_bits": "--quant-bits",
+    "max_weight": "--max-weight",
+    "n_clients": "--clients",
+    "committee_size": "--committee",
+    "min_included": "min_included",
+    "dp": "--dp-epsilon",
+    "overflow": "--clients/--max-weight/--quant-bits/--bits (overflow)",
+}
+
+
+def _flag_error(exc: BaseException) -> str:
+    """One line naming the flag: ``--threshold: ...`` for ``threshold: ...``."""
+    text = " ".join(str(exc).split())
+    name, sep, rest = text.partition(": ")
+    if sep and re.fullmatch(r"[a-z_]+", name):
+        flag = _SIM_FLAGS.get(name, "--" + name.replace("_", "-"))
+        text = f"{flag}: {rest}"
+    return text
+
+
 def run_simulate(args: Any) -> int:
-    """``pvss-secagg simulate``: one round, JSON line last when --json."""
-    from secagg.errors import ConfigError
+    """``pvss-secagg simulate``: one round, JSON line last when --json. Impossible
+    parameters: one line naming the flag, exit 2; a round that fails: one line, exit 1
+    (its temporary round directory removed)."""
+    from secagg.errors import ConfigError, PvssError
     from secagg.simulate import SimParams, simulate
 
     if args.board not in ("memory", "evm", "anvil") and not args.board.startswith("rpc:"):
@@ -177,9 +204,16 @@ def run_simulate(args: Any) -> int:
         )
         params.round_config()
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_flag_error(exc)}", file=sys.stderr)
         return 2
-    res = simulate(params, Path(args.out) if args.out else None, progress=not args.json)
+    try:
+        res = simulate(params, Path(args.out) if args.out else None, progress=not args.json)
+    except ConfigError as exc:
+        print(f"error: {_flag_error(exc)}", file=sys.stderr)
+        return 2
+    except PvssError as exc:
+        print(f"error: the round failed: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
     if args.json:
         print(res.to_json())
     else:
@@ -285,45 +319,82 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
         "--json", action="store_true", help="print one JSON line instead of prose"
     )
 
-    sim = sub.add_parser("simulate", help="run one secure-aggregation round and verify it")
-    sim.add_argument("--clients", type=int, default=10)
-    sim.add_argument("--committee", type=int, default=5)
-    sim.add_argument("--threshold", type=int, default=2)
-    sim.add_argument("--dim", type=int, default=1000)
-    sim.add_argument("--dropout", type=float, default=0.0, help="fraction of clients that drop")
-    sim.add_argument(
-        "--dropout-phase", default="upload", choices=["deal", "upload", "unmask", "mixed"]
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    sim = sub.add_parser(
+        "simulate", help="run one secure-aggregation round and verify it", formatter_class=fmt
     )
-    sim.add_argument("--committee-dropout", type=int, default=0, help="members that never reveal")
-    sim.add_argument("--graph", default="complete", help="complete | regular:K")
+    sim.add_argument("--clients", type=int, default=10, help="n: clients in the round")
+    sim.add_argument("--committee", type=int, default=5, help="m: committee members")
+    sim.add_argument(
+        "--threshold",
+        type=int,
+        default=2,
+        help="t: any t+1 members reconstruct, t learn nothing (2t < m)",
+    )
+    sim.add_argument("--dim", type=int, default=1000, help="d: coordinates per update")
+    sim.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="fraction of clients that drop (the rest must reach min_included = n//3 + 2)",
+    )
+    sim.add_argument(
+        "--dropout-phase",
+        default="upload",
+        choices=["deal", "upload", "unmask", "mixed"],
+        help="when the dropped clients vanish",
+    )
+    sim.add_argument(
+        "--committee-dropout",
+        type=int,
+        default=0,
+        help="members that never reveal (at most m - t - 1)",
+    )
+    sim.add_argument("--graph", default="complete", help="mask graph: complete | regular:K")
     sim.add_argument(
         "--board",
         default="memory",
-        help="memory (default), evm (embedded py-evm chain), anvil (local node) or rpc:URL",
+        help="memory, evm (embedded py-evm chain), anvil (local node) or rpc:URL",
     )
-    sim.add_argument("--quant-bits", type=int, default=16)
-    sim.add_argument("--bits", type=int, default=None, help="modulus bits (default: smallest safe)")
-    sim.add_argument("--clip", type=float, default=1.0)
-    sim.add_argument("--max-weight", type=int, default=10)
-    sim.add_argument("--backend", default=None, help="masking backend: reference | numba | cupy")
-    sim.add_argument("--seed", type=int, default=0)
-    sim.add_argument("--out", default=None, help="round directory (transcript.msgpack, blobs/)")
+    sim.add_argument("--quant-bits", type=int, default=16, help="q: quantization bits")
+    sim.add_argument(
+        "--bits", type=int, default=None, help="modulus bits (None: the smallest safe)"
+    )
+    sim.add_argument("--clip", type=float, default=1.0, help="clip updates to [-c, c]")
+    sim.add_argument("--max-weight", type=int, default=10, help="W: the largest client weight")
+    sim.add_argument(
+        "--backend", default=None, help="masking backend: reference | numba | cupy (None: best)"
+    )
+    sim.add_argument("--seed", type=int, default=0, help="seeds updates, weights, dropouts")
+    sim.add_argument(
+        "--out",
+        default=None,
+        help="round directory (transcript.msgpack, blobs/); None: a temporary directory",
+    )
     sim.add_argument(
         "--dp-epsilon",
         type=float,
         default=None,
         help="distributed DP (SPEC.md §10): epsilon of the whole run; --clip is then the L2 "
-        "clip and the noise is calibrated for min_included clients",
+        "clip and the noise is calibrated for min_included clients (None: no DP)",
     )
-    sim.add_argument("--dp-delta", type=float, default=1e-5)
+    sim.add_argument("--dp-delta", type=float, default=1e-5, help="DP delta of the whole run")
     sim.add_argument("--dp-rounds", type=int, default=1, help="rounds the DP promise covers")
-    sim.add_argument("--dp-mechanism", default="ddg", choices=["ddg", "skellam"])
+    sim.add_argument(
+        "--dp-mechanism", default="ddg", choices=["ddg", "skellam"], help="DP noise mechanism"
+    )
     sim.add_argument("--json", action="store_true", help="print one JSON line last")
 
-    ver = sub.add_parser("verify", help="verify a round directory; exit 0 iff valid")
-    ver.add_argument("round_dir")
-    ver.add_argument("--json", action="store_true")
-    ver.add_argument("--head", default=None, help="expected head hash (hex) from a trusted source")
+    ver = sub.add_parser(
+        "verify", help="verify a round directory; exit 0 iff valid", formatter_class=fmt
+    )
+    ver.add_argument("round_dir", help="directory with transcript.msgpack and blobs/")
+    ver.add_argument("--json", action="store_true", help="print one JSON object")
+    ver.add_argument(
+        "--head",
+        default=None,
+        help="expected head hash (hex) from a trusted source (None: the transcript's own)",
+    )
     ver.add_argument(
         "--trust-chain-proofs",
         action="store_true",

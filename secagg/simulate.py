@@ -18,7 +18,7 @@ from secagg.dp import DpConfig, DpSpec, clip_l2, dp_report, mean_error_bound, ov
 from secagg.errors import ConfigError
 from secagg.identity import Identity
 from secagg.messages import Event, SignedPost
-from secagg.quantize import MaskingConfig, bits_needed
+from secagg.quantize import MaskingConfig
 from secagg.roles import Aggregator, Client, CommitteeMember
 from secagg.verifier import BLOB_DIR, save_round, verify_round
 
@@ -52,10 +52,35 @@ class SimParams:
     dp_mechanism: str = "ddg"
 
     def __post_init__(self) -> None:
+        for name in ("clients", "committee", "threshold", "dim"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name}: must be an integer >= 1, got {v!r}")
+        if self.clients < 2:
+            raise ConfigError(f"clients: a sum needs at least 2 clients, got {self.clients}")
+        if self.threshold >= self.committee:
+            raise ConfigError(
+                f"threshold: t={self.threshold} must be below committee m={self.committee} "
+                "(t+1 members reconstruct)"
+            )
+        if 2 * self.threshold >= self.committee:
+            raise ConfigError(
+                f"threshold: an honest majority needs 2t < m, got t={self.threshold}, "
+                f"committee m={self.committee}"
+            )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout: fraction must be in [0, 1), got {self.dropout}")
         if self.dropout_phase not in DROPOUT_PHASES:
             raise ConfigError(f"dropout_phase: {self.dropout_phase!r} not in {DROPOUT_PHASES}")
+        n_drop = int(round(self.dropout * self.clients))
+        floor = default_min_included(self.clients)
+        if self.dropout_phase != "unmask" and self.clients - n_drop < floor:
+            raise ConfigError(
+                f"dropout: {self.dropout} of {self.clients} clients leaves "
+                f"{self.clients - n_drop} included, below min_included = {floor} "
+                f"(floor(n/3)+2): the board would abort the round; at most "
+                f"{(self.clients - floor) / self.clients:.2f} may drop"
+            )
         if not 0 <= self.committee_dropout <= self.committee - self.threshold - 1:
             raise ConfigError(
                 f"committee_dropout: {self.committee_dropout} members may drop at most "
@@ -71,8 +96,9 @@ class SimParams:
         if dp is not None and bits is None:
             bits = overflow_bits(dp, self.clients)
         if bits is None:
-            bits = max(bits_needed(self.clients, self.max_weight, self.quant_bits), 1)
-            MaskingConfig(bits, self.quant_bits, self.clip, self.max_weight, self.clients)
+            bits = MaskingConfig.minimal(
+                self.quant_bits, self.clip, self.max_weight, self.clients
+            ).bits
         extra: dict[str, Any] = {} if dp is None else {"dp": dp}
         return RoundConfig(
             chain_id=31337,
@@ -203,12 +229,23 @@ def simulate(
     """Run one round end to end on a memory board and verify it as a third party."""
     roster = params.identities()
     cfg = params.round_config(roster)
-    rng = np.random.default_rng(params.seed)
-    out = Path(out_dir) if out_dir is not None else None
-    if out is None:
-        import tempfile
+    if out_dir is not None:
+        return _simulate(params, roster, cfg, Path(out_dir), progress)
+    import shutil
+    import tempfile
 
-        out = Path(tempfile.mkdtemp(prefix="pvss-secagg-round-"))
+    out = Path(tempfile.mkdtemp(prefix="pvss-secagg-round-"))
+    try:
+        return _simulate(params, roster, cfg, out, progress)
+    except BaseException:  # a failed round leaves no temporary directory behind
+        shutil.rmtree(out, ignore_errors=True)
+        raise
+
+
+def _simulate(
+    params: SimParams, roster: Roster, cfg: RoundConfig, out: Path, progress: bool
+) -> SimResult:
+    rng = np.random.default_rng(params.seed)
     blobs = BlobStore(out / BLOB_DIR)
     n, m = cfg.n_clients, cfg.committee_size
     updates = [rng.uniform(-1.2 * cfg.clip, 1.2 * cfg.clip, cfg.dim) for _ in range(n)]

@@ -79,3 +79,65 @@ def test_verify_exit_codes_and_no_writes(tmp_path, capsys) -> None:  # noqa: ANN
         assert sorted(p.name for p in d.iterdir()) == (
             [] if d is missing else ["transcript.msgpack"]
         )  # verify wrote nothing (no blobs/ directory either)
+
+
+def _round_tmp_dirs() -> set[str]:
+    import glob
+    import tempfile
+    from pathlib import Path
+
+    return set(glob.glob(str(Path(tempfile.gettempdir()) / "pvss-secagg-round-*")))
+
+
+def test_simulate_impossible_parameters_one_line_exit_2(capsys) -> None:
+    """Each impossible parameter: one line naming the flag, exit 2, no traceback, no
+    temporary round directory left behind."""
+    before = _round_tmp_dirs()
+    cases = [
+        (["--committee", "3", "--threshold", "3"], "--threshold"),
+        (["--committee", "4", "--threshold", "2"], "--threshold"),
+        (["--dropout", "0.95"], "--dropout"),
+        (["--dropout", "1.5"], "--dropout"),
+        (
+            ["--committee", "5", "--threshold", "2", "--committee-dropout", "3"],
+            "--committee-dropout",
+        ),
+        (["--clients", "1"], "--clients"),
+        (["--clients", "100000", "--max-weight", "100000", "--quant-bits", "32"], "--max-weight"),
+    ]
+    for args, flag in cases:
+        assert main(["simulate", "--dim", "8", *args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {flag}") or flag in err.splitlines()[0], (args, err)
+        assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert _round_tmp_dirs() - before == set()
+
+
+def test_simulate_removes_its_temporary_directory_on_failure(monkeypatch, capsys) -> None:
+    import secagg.simulate as sim
+    from secagg.errors import ProtocolError
+
+    def broken(*_args, **_kw):  # noqa: ANN002, ANN003, ANN202
+        raise ProtocolError("member 1: the round aborted")
+
+    monkeypatch.setattr(sim, "_simulate", broken)
+    before = _round_tmp_dirs()
+    assert main(["simulate", "--clients", "4", "--dim", "8"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "error: the round failed: member 1: the round aborted"
+    assert _round_tmp_dirs() - before == set()
+
+
+def test_every_simulate_and_verify_option_has_help_with_its_default(capsys) -> None:
+    import pytest
+
+    for command in ("simulate", "verify"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        text = capsys.readouterr().out
+        assert "(default:" in text
+    with pytest.raises(SystemExit):
+        main(["simulate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for fragment in ("(default: 10)", "(default: upload)", "(default: memory)", "(default: 1e-05)"):
+        assert fragment in text
