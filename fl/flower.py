@@ -38,17 +38,19 @@ Each request carries the board's transcript so far. Replies are codec-encoded
 the replying node holds (Flower's ``src_node_id``) and submits it — the board checks the
 signature against the seat's identity — and advances the board height between phases.
 Nodes that time out or fail at any stage are dropouts; a committee seat that never
-registers or reveals halts the round (logged as an error). At the end the server aggregates, writes
-``round_dir/round-<k>/`` (``transcript.msgpack`` + ``blobs/``), re-verifies it with
-``verify_round`` and only then hands the weighted mean to ``Strategy.aggregate_fit``; a
-round that does not verify raises :class:`fl.host.RoundVerificationError` naming the
-faulty party.
+registers or reveals halts the round (``RoundFailed``, raised in the ServerApp unless
+``on_failure="skip"``). At the end the server aggregates, writes
+``<round_dir>/<run-id>/round-<k>/`` (``transcript.msgpack``, ``head.hex``, ``blobs/``),
+re-verifies it with ``verify_round`` and only then hands the weighted mean to
+``Strategy.aggregate_fit``; a round that does not verify raises
+:class:`fl.host.RoundVerificationError` naming the faulty party.
 
-Weighting is FedAvg's: a client's weight is its ``num_examples``, which must not exceed
-``max_weight``. The masked vector is the client's float parameters (integer / bool
-arrays are not aggregated; the global model's values are carried through, see
-:mod:`fl.tensors`). As with SecAgg+, the reply keeps the ``FitRes`` status, metrics and
-``num_examples`` in the clear for the strategy; only the parameters are masked.
+Weighting is FedAvg's: a client's weight is its ``num_examples``, clamped to
+``max_weight`` (with a WARNING naming the node). The masked vector is the client's
+float parameters (integer / bool arrays are not aggregated; the global model's values
+are carried through, see :mod:`fl.tensors`). As with SecAgg+, the reply keeps the
+``FitRes`` status, metrics and ``num_examples`` in the clear for the strategy; only the
+parameters are masked.
 
 Differential privacy (SPEC.md §10). ``PvssSecAggWorkflow(dp=DpSpec(epsilon, delta,
 rounds, l2_clip))`` calibrates each round's noise for its n and min_included (or takes a

@@ -5,6 +5,7 @@ verified and its transcript publicly verifiable."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -59,7 +60,7 @@ def failing_node_mod(msg, ctxt, call_next):  # noqa: ANN001, ANN201
     return call_next(msg, ctxt)
 
 
-def test_two_rounds_in_simulation_equal_plain_fedavg(tmp_path: Path, monkeypatch) -> None:
+def test_two_rounds_in_simulation_equal_plain_fedavg(tmp_path: Path, monkeypatch, caplog) -> None:
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # restored after
     strategy = RecordingFedAvg(NODES)
     # the deployment: every node's own identity file and the roster (committee = 0..2)
@@ -82,6 +83,7 @@ def test_two_rounds_in_simulation_equal_plain_fedavg(tmp_path: Path, monkeypatch
         DefaultWorkflow(fit_workflow=workflow)(grid, legacy)
 
     client_app = ClientApp(client_fn=client_fn, mods=[failing_node_mod, pvss_secagg_mod])
+    caplog.set_level(logging.INFO, logger="flwr")
     run_simulation(
         server_app=server_app,
         client_app=client_app,
@@ -106,3 +108,8 @@ def test_two_rounds_in_simulation_equal_plain_fedavg(tmp_path: Path, monkeypatch
         transcript, blobs = load_round(outcome.round_dir)
         assert verify_round(transcript, blobs).ok
         assert outcome.round_dir.name == f"round-{outcome.round_id}"
+        assert outcome.round_dir.parent.parent == tmp_path / "rounds"  # <base>/<run-id>/
+    # the ServerApp's log lines went through Flower's logger
+    lines = [r.getMessage() for r in caplog.records if r.name == "flwr"]
+    assert sum("Secure aggregation completed" in m for m in lines) == 2
+    assert any("dropped out at upload" in m for m in lines)
