@@ -3,9 +3,11 @@
 // writes contracts/build/<Name>.json = {contractName, sourceName, compiler, abi,
 // bytecode, deployedBytecode}. Reproducible: fixed settings, no metadata in the
 // bytecode, sources keyed by their path under contracts/, stable JSON.
+// The artifacts the EVM board deploys (PACKAGED) are also written, byte-identical, to
+// secagg/boards/artifacts/: package data of the wheel, loaded with importlib.resources.
 //
-//   node contracts/build.js              write contracts/build/
-//   node contracts/build.js --out DIR    write DIR/ instead (the tests compare)
+//   node contracts/build.js              write contracts/build/ and secagg/boards/artifacts/
+//   node contracts/build.js --out DIR    write DIR/ only (the tests compare)
 "use strict";
 
 const fs = require("fs");
@@ -15,6 +17,8 @@ const solc = require("solc");
 const ROOT = __dirname; // contracts/
 const SOURCE_DIRS = ["src", "test"];
 const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssTestHarness"];
+const PACKAGED = ["PvssVerifier", "PvssRound"];
+const PACKAGE_DIR = path.join(ROOT, "..", "secagg", "boards", "artifacts");
 const PINNED = require(path.join(ROOT, "..", "package.json")).devDependencies.solc;
 
 const RUNS = 10000;
@@ -47,8 +51,12 @@ function sources() {
 function main() {
   const args = process.argv.slice(2);
   let outDir = path.join(ROOT, "build");
+  let packageDir = PACKAGE_DIR;
   for (let i = 0; i < args.length; i++) {
-    if (args[i] === "--out" && i + 1 < args.length) outDir = path.resolve(args[++i]);
+    if (args[i] === "--out" && i + 1 < args.length) {
+      outDir = path.resolve(args[++i]);
+      packageDir = null;
+    }
     else {
       console.error(`usage: node contracts/build.js [--out DIR]`);
       process.exit(2);
@@ -86,6 +94,7 @@ function main() {
     }
   }
   fs.mkdirSync(outDir, { recursive: true });
+  if (packageDir) fs.mkdirSync(packageDir, { recursive: true });
   for (const name of ARTIFACTS) {
     const runs = RUNS_FOR[name] || RUNS;
     const output = outputs[runs];
@@ -108,8 +117,14 @@ function main() {
       process.exit(1);
     }
     const file = path.join(outDir, `${name}.json`);
-    fs.writeFileSync(file, JSON.stringify(artifact, null, 2) + "\n");
+    const text = JSON.stringify(artifact, null, 2) + "\n";
+    fs.writeFileSync(file, text);
     console.log(`${path.relative(process.cwd(), file)}: ${c.evm.deployedBytecode.object.length / 2} bytes deployed`);
+    if (packageDir && PACKAGED.includes(name)) {
+      const copy = path.join(packageDir, `${name}.json`);
+      fs.writeFileSync(copy, text);
+      console.log(`${path.relative(process.cwd(), copy)}: the same (package data)`);
+    }
   }
 }
 

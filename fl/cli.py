@@ -32,9 +32,25 @@ COMMANDS: tuple[secagg_cli.Command, ...] = (
 )
 
 
+def version() -> str:
+    """The installed distribution's version (``pvss-secagg``), or the source tree's."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("pvss-secagg")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "0+unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``pvss-secagg`` console script."""
-    return secagg_cli.main(argv, commands=COMMANDS)
+    """Entry point of the ``pvss-secagg`` console script (``--version`` / ``-V`` first:
+    print the version and exit)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] in (["--version"], ["-V"]):
+        print(f"pvss-secagg {version()}")
+        return 0
+    return secagg_cli.main(args, commands=COMMANDS)
 
 
 if __name__ == "__main__":

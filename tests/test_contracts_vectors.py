@@ -238,6 +238,16 @@ def test_artifacts_are_reproducible(tmp_path: Path) -> None:
         assert (tmp_path / name).read_bytes() == (BUILD / name).read_bytes(), (
             f"contracts/build/{name} is stale: run `make contracts` and commit it"
         )
+    # the package-data copies the EVM board loads (secagg/boards/artifacts/)
+    packaged = ROOT / "secagg" / "boards" / "artifacts"
+    assert sorted(p.name for p in packaged.glob("*.json")) == [
+        "PvssRound.json",
+        "PvssVerifier.json",
+    ]
+    for path in packaged.glob("*.json"):
+        assert path.read_bytes() == (tmp_path / path.name).read_bytes(), (
+            f"secagg/boards/artifacts/{path.name} is stale: run `make contracts` and commit it"
+        )
 
 
 def test_artifacts_use_the_pinned_compiler() -> None:

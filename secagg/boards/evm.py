@@ -3,9 +3,17 @@ contract (contracts/src/PvssRound.sol). This is the only Python module that know
 contracts/.
 
 Providers: ``"evm"`` (the embedded py-evm chain, web3 ``EthereumTesterProvider``; the
-default), ``"anvil"`` (starts a local anvil from node_modules on a free loopback port and
-stops it on ``close``), ``"rpc:URL"`` (any JSON-RPC node whose first account is unlocked
-and funded; it pays for the other accounts).
+default), ``"anvil"`` (starts a local anvil on a free loopback port and stops it on
+``close``; the binary is ``$PVSS_SECAGG_ANVIL``, else ``node_modules/.bin/anvil`` of this
+checkout or of the working directory, else ``anvil`` on PATH), ``"rpc:URL"`` (any
+JSON-RPC node whose first account is unlocked and funded; it pays for the other
+accounts).
+
+The contract artifacts (ABI + bytecode) are package data, ``secagg/boards/artifacts/``
+(byte-identical copies of contracts/build/, written by ``make contracts``), loaded with
+``importlib.resources`` so an installed wheel works from any directory. The module
+needs the ``evm`` extra (web3, eth-tester[py-evm]); without it, importing it raises
+``ConfigError`` naming ``pip install 'pvss-secagg[evm]'``.
 
 Posts are ``SignedPost`` s: the contract checks each sender identity's signature over
 (round, seat, view, post digest) with ``ecrecover`` (SPEC.md §6.9), so the board sends
@@ -39,10 +47,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from eth_abi import decode as abi_decode
-from eth_account import Account
-from eth_utils import keccak
-
 from pvss.group import G1Point
 from pvss.scrape import Dealing, DecryptedShare
 from pvss.transcript import PURPOSE_PAIR
@@ -59,7 +63,7 @@ from secagg.boards import (
     phase_at,
 )
 from secagg.config import RoundConfig, dp_record_bytes, parse_graph
-from secagg.errors import InvalidEncoding, ProtocolError
+from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.graph import compute_mask_graph, compute_round_seed
 from secagg.identity import Identity
 from secagg.messages import (
@@ -82,10 +86,26 @@ from secagg.messages import (
 )
 from secagg.posts import NO_SIGNATURE, config_packed, post_digest, signing_digest
 
-ROOT = Path(__file__).resolve().parents[2]
-ARTIFACT = ROOT / "contracts" / "build" / "PvssRound.json"
-VERIFIER_ARTIFACT = ROOT / "contracts" / "build" / "PvssVerifier.json"
-ANVIL = ROOT / "node_modules" / ".bin" / "anvil"
+EVM_EXTRA_HINT = "pip install 'pvss-secagg[evm]'"
+try:
+    from eth_abi import decode as abi_decode
+    from eth_account import Account
+    from eth_utils import keccak
+    from web3 import Web3 as _Web3  # noqa: F401 - fail here, not at the first connect
+except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subprocess test
+    raise ConfigError(
+        f"the EVM board needs the evm extra ({_exc.name} is not installed): {EVM_EXTRA_HINT}"
+    ) from None
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (only for node_modules/)
+ARTIFACT = "PvssRound"
+VERIFIER_ARTIFACT = "PvssVerifier"
+ANVIL = ROOT / "node_modules" / ".bin" / "anvil"  # `make install` (npm ci) puts it here
+ANVIL_ENV = "PVSS_SECAGG_ANVIL"
+ANVIL_HINT = (
+    "install it with `npm install @foundry-rs/anvil-linux-amd64` (node_modules/.bin/anvil) "
+    f"or Foundry (https://getfoundry.sh, anvil on PATH), or set ${ANVIL_ENV} to its path"
+)
 TX_GAS = 20_000_000  # gas limit of every transaction (pre-flight tells the real need)
 FUND_WEI = 10**18
 DEFAULT_STAKE = 10**16
@@ -137,8 +157,18 @@ _RULES: dict[str, str] = {
 _ENCODING_ERRORS = ("InvalidLength", "InvalidEncoding", "IdentityKey")
 
 
-def _artifact(path: Path = ARTIFACT) -> dict[str, Any]:
-    return json.loads(path.read_text())
+def _artifact(name: str = ARTIFACT) -> dict[str, Any]:
+    """The compiled contract ``name`` (package data: secagg/boards/artifacts/)."""
+    from importlib.resources import files
+
+    res = files("secagg.boards").joinpath("artifacts", f"{name}.json")
+    try:
+        return json.loads(res.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"contract artifact {name}.json missing from the secagg.boards package data "
+            "(a broken install: reinstall pvss-secagg, or run `make contracts` in a checkout)"
+        ) from None
 
 
 def _error_table(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[str]]]:
@@ -195,13 +225,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def find_anvil() -> Path:
+    """The anvil binary: ``$PVSS_SECAGG_ANVIL``, else node_modules/.bin/anvil of the
+    checkout or of the working directory, else ``anvil`` on PATH; ``ConfigError`` saying
+    how to get one otherwise."""
+    configured = os.environ.get(ANVIL_ENV)
+    if configured:
+        path = Path(configured).expanduser()
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+        raise ConfigError(f"${ANVIL_ENV}={configured} is not an executable file; {ANVIL_HINT}")
+    for path in (ANVIL, Path.cwd() / "node_modules" / ".bin" / "anvil"):
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    found = shutil.which("anvil")
+    if found:
+        return Path(found)
+    raise ConfigError(f"anvil not found (not on PATH, no node_modules/.bin/anvil); {ANVIL_HINT}")
+
+
 def start_anvil(
     log_path: Path | None = None, timeout: float = 30.0
 ) -> tuple[subprocess.Popen, str]:
-    """Start anvil (node_modules) on a free 127.0.0.1 port; returns (process, url)."""
-    binary = ANVIL if ANVIL.exists() else shutil.which("anvil")
-    if binary is None:
-        raise ProtocolError(f"anvil not installed ({ANVIL} missing): run `make install`")
+    """Start anvil (see :func:`find_anvil`) on a free 127.0.0.1 port; returns (process,
+    url)."""
+    binary = find_anvil()
     port = free_port()
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
@@ -293,7 +341,16 @@ def connect(provider: str) -> tuple[Any, subprocess.Popen | None]:
         proc, url = start_anvil()
         return Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120})), proc
     if provider.startswith("rpc:"):
-        return Web3(Web3.HTTPProvider(provider[4:], request_kwargs={"timeout": 120})), None
+        url = provider[4:]
+        w3 = Web3(Web3.HTTPProvider(url, request_kwargs={"timeout": 120}))
+        try:
+            w3.eth.chain_id  # noqa: B018 - the first call: fail here, in one line
+        except Exception as exc:  # noqa: BLE001 - any transport error
+            raise ProtocolError(
+                f"board rpc:{url}: no JSON-RPC node answers ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:200] if str(exc) else 'no detail'})"
+            ) from None
+        return w3, None
     raise ProtocolError(f"board: {provider!r} is not evm, anvil or rpc:URL")
 
 

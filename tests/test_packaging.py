@@ -1,0 +1,186 @@
+"""The package as a user gets it: the wheel (only pvss/, secagg/, fl/ at top level, the
+contract artifacts as package data) installed outside the checkout runs
+``simulate --board evm`` from another directory; and the EVM board's failures a pip user
+meets first (no evm extra, no anvil, a dead RPC URL) are one-line typed errors that say
+what to do."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from secagg.errors import ConfigError, ProtocolError
+
+from .conftest import ROOT
+
+PACKAGED = ("PvssRound.json", "PvssVerifier.json")
+# what the wheel is built from (the sdist's package sources; tests/ is not in a wheel)
+SOURCES = ("pyproject.toml", "README.md", "LICENSE", "pvss", "secagg", "fl")
+
+
+def _copy_sources(dest: Path) -> None:
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in SOURCES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=ignore)
+        else:
+            shutil.copy2(src, dest / name)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built from a copy of the sources (no build/ in the checkout), offline:
+    no build isolation, so the venv's setuptools builds it."""
+    src = tmp_path_factory.mktemp("src")
+    out = tmp_path_factory.mktemp("wheel")
+    _copy_sources(src)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+        + ["--no-index", "-w", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    (whl,) = out.glob("pvss_secagg-*.whl")
+    return whl
+
+
+def test_wheel_contents(wheel: Path) -> None:
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {n.split("/", 1)[0] for n in names}
+    dist_info = {t for t in top if t.endswith(".dist-info")}
+    assert top - dist_info == {"pvss", "secagg", "fl"}, sorted(top)
+    for name in PACKAGED:
+        data = zipfile.ZipFile(wheel).read(f"secagg/boards/artifacts/{name}")
+        assert data == (ROOT / "contracts" / "build" / name).read_bytes(), name
+    (info,) = dist_info
+    assert f"{info}/licenses/LICENSE" in names
+    meta = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in meta
+    assert "Requires-Dist: py-ecc" in meta and 'extra == "dev"' in meta.split("py-ecc", 1)[1]
+
+
+def test_wheel_runs_the_evm_board_outside_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    """Installed with ``pip install --target`` (dependencies: this venv's site-packages,
+    no download) and run with ``python -S`` (no .pth files, so not the editable install
+    of this checkout) from a directory outside it."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q"]
+        + ["--target", str(target), str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME") and not k.startswith("PVSS_SECAGG")
+    }
+    env["PYTHONPATH"] = os.pathsep.join([str(target), sysconfig.get_paths()["purelib"]])
+    env["PATH"] = os.pathsep.join(
+        p for p in env.get("PATH", "").split(os.pathsep) if not p.startswith(str(ROOT))
+    )
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-S", *args],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=80,
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    where = run("-c", "import fl, pvss, secagg.boards.evm as e; print(e.__file__, fl.__file__)")
+    assert all(Path(p).is_relative_to(target) for p in where.split()), where
+    assert run("-m", "fl.cli", "--version").strip() == "pvss-secagg 0.1.0"
+    out = run(
+        "-m", "fl.cli", "simulate", "--board", "evm", "--clients", "4", "--committee", "3",
+        "--threshold", "1", "--dim", "16", "--json", "--out", str(tmp_path / "round"),
+    )  # fmt: skip
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["verified"] is True and result["params"]["board"] == "evm"
+    assert not (cwd / "contracts").exists() and not any(cwd.iterdir())
+
+
+def test_packaged_artifacts_equal_the_build() -> None:
+    """secagg/boards/artifacts/ holds byte-identical copies of contracts/build/ (both
+    written by `make contracts`; test_artifacts_are_reproducible compiles them)."""
+    packaged = ROOT / "secagg" / "boards" / "artifacts"
+    assert sorted(p.name for p in packaged.glob("*.json")) == sorted(PACKAGED)
+    for name in PACKAGED:
+        assert (packaged / name).read_bytes() == (
+            ROOT / "contracts" / "build" / name
+        ).read_bytes(), (
+            f"secagg/boards/artifacts/{name} differs from contracts/build/: run `make contracts`"
+        )
+
+
+# -- the errors a pip user meets first ---------------------------------------------
+
+
+def test_missing_evm_extra_names_the_extra() -> None:
+    """Without eth_abi (the evm extra), importing the board is a ConfigError naming
+    ``pip install 'pvss-secagg[evm]'``, not a ModuleNotFoundError."""
+    code = (
+        "import sys; sys.modules['eth_abi'] = None\n"
+        "from secagg.errors import ConfigError\n"
+        "try:\n    import secagg.boards.evm\n"
+        "except ConfigError as exc:\n    print(exc)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "pip install 'pvss-secagg[evm]'" in proc.stdout and "eth_abi" in proc.stdout
+
+
+def test_anvil_from_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from secagg.boards import evm
+
+    monkeypatch.setenv(evm.ANVIL_ENV, "/nonexistent/anvil")
+    with pytest.raises(ConfigError, match="PVSS_SECAGG_ANVIL=/nonexistent/anvil"):
+        evm.find_anvil()
+    if evm.ANVIL.exists():
+        monkeypatch.setenv(evm.ANVIL_ENV, str(evm.ANVIL))
+        assert evm.find_anvil() == evm.ANVIL
+
+
+def test_missing_anvil_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from secagg.boards import evm
+
+    monkeypatch.delenv(evm.ANVIL_ENV, raising=False)
+    monkeypatch.setattr(evm, "ANVIL", tmp_path / "node_modules" / ".bin" / "anvil")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        evm.find_anvil()
+    msg = str(info.value)
+    assert "\n" not in msg
+    for hint in ("@foundry-rs/anvil", "getfoundry.sh", "PVSS_SECAGG_ANVIL", "PATH"):
+        assert hint in msg
+
+
+def test_dead_rpc_url_is_one_line() -> None:
+    from secagg.boards import evm
+
+    url = f"http://127.0.0.1:{evm.free_port()}"
+    with pytest.raises(ProtocolError) as info:
+        evm.connect(f"rpc:{url}")
+    msg = str(info.value)
+    assert url in msg and "\n" not in msg
+    assert info.value.__cause__ is None and info.value.__suppress_context__
