@@ -316,8 +316,8 @@ _PARAM_NAMES = {
 
 def _workflow_error(exc: Exception) -> ConfigError:
     """A round-config error re-worded with ``PvssSecAggWorkflow``'s parameter names."""
-    text = re.sub(
-        r"(?<![\w^])(quant_bits|bits|clip|committee_size)\b",
+    text = re.sub(  # "bits" as a name ("bits: ...", "bits >= 29", "bits=24"), not a unit
+        r"(?<![\w^])(quant_bits|bits(?=\s*(?::|=|>=))|clip|committee_size)\b",
         lambda m: _PARAM_NAMES[m.group(1)],
         str(exc),
     )
@@ -727,7 +727,7 @@ class PvssSecAggWorkflow:
                     examples = compat.recorddict_to_fitres(
                         reply.content, keep_input=True
                     ).num_examples
-                    if examples > self.max_weight:
+                    if examples > self.max_weight and not config.has_dp:  # DP: unweighted
                         log(
                             logging.WARNING,
                             "round %d: node %d reported num_examples %d above max_weight "
