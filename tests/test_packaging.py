@@ -184,3 +184,42 @@ def test_dead_rpc_url_is_one_line() -> None:
     msg = str(info.value)
     assert url in msg and "\n" not in msg
     assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_an_app_depends_on_the_wheel_by_file_url(wheel: Path, tmp_path: Path) -> None:
+    """README "pip install into your Flower app", followed literally: the app's
+    pyproject names ``pvss-secagg[evm] @ file://<wheel>``; pip resolves it offline
+    (``--no-index``: every other dependency is already in this venv) and would install
+    pvss-secagg from that wheel. A dry run: this venv's editable install is untouched."""
+    app = tmp_path / "my-flower-app"
+    (app / "my_flower_app").mkdir(parents=True)
+    (app / "my_flower_app" / "__init__.py").write_text("")
+    (app / "pyproject.toml").write_text(
+        "[build-system]\n"
+        'requires = ["setuptools>=77"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        "[project]\n"
+        'name = "my-flower-app"\n'
+        'version = "1.0.0"\n'
+        "dependencies = [\n"
+        '    "flwr[simulation]>=1.20",\n'
+        f'    "pvss-secagg[evm] @ {wheel.as_uri()}",\n'
+        "]\n\n"
+        "[tool.setuptools]\n"
+        'packages = ["my_flower_app"]\n'
+    )
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-q"]
+        + ["--no-build-isolation", "--report", str(report), str(app)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    planned = {
+        item["metadata"]["name"]: item["download_info"]["url"]
+        for item in json.loads(report.read_text())["install"]
+    }
+    assert planned["pvss-secagg"] == wheel.as_uri()
+    assert set(planned) == {"my-flower-app", "pvss-secagg"}, planned
