@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import zipfile
 from pathlib import Path
 
@@ -223,3 +224,30 @@ def test_an_app_depends_on_the_wheel_by_file_url(wheel: Path, tmp_path: Path) ->
     }
     assert planned["pvss-secagg"] == wheel.as_uri()
     assert set(planned) == {"my-flower-app", "pvss-secagg"}, planned
+
+
+def test_sdist_holds_what_its_tests_need(tmp_path: Path) -> None:
+    """The sdist (MANIFEST.in) carries the suite, its vectors (the EVM ones included),
+    the contracts with their committed build, the spec and the npm lock."""
+    code = f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))"
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (sdist,) = tmp_path.glob("pvss_secagg-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    for need in (
+        "LICENSE",
+        "SPEC.md",
+        "Makefile",
+        "package-lock.json",
+        "tests/conftest.py",
+        "tests/vectors/evm-bn254/bn256Add.json",
+        "tests/vectors/evm-bn254/README.md",
+        "contracts/build.js",
+        "contracts/build/PvssRound.json",
+        "secagg/boards/artifacts/PvssRound.json",
+    ):
+        assert need in names, need
+    assert not any("__pycache__" in n for n in names)
