@@ -462,22 +462,26 @@ def run_demo(p: DemoParams, *, progress: bool = False, say=print) -> DemoResult:
 def add_arguments(ap: Any) -> None:
     """The ``demo`` subcommand's options (``secagg.cli`` wires them)."""
     d = DemoParams()
-    ap.add_argument("--rounds", type=int, default=d.rounds)
-    ap.add_argument("--clients", type=int, default=d.clients)
-    ap.add_argument("--committee", type=int, default=d.committee)
-    ap.add_argument("--threshold", type=int, default=d.threshold)
+    ap.add_argument("--rounds", type=int, default=d.rounds, help="federated rounds")
+    ap.add_argument("--clients", type=int, default=d.clients, help="nodes (each a client)")
+    ap.add_argument(
+        "--committee", type=int, default=d.committee, help="committee size m (the roster's)"
+    )
+    ap.add_argument(
+        "--threshold", type=int, default=d.threshold, help="t: any t+1 members reconstruct"
+    )
     ap.add_argument(
         "--dropout", type=float, default=d.dropout, help="fraction of clients dropping per round"
     )
     ap.add_argument("--alpha", type=float, default=d.alpha, help="Dirichlet label skew")
-    ap.add_argument("--hidden", type=int, default=d.hidden)
-    ap.add_argument("--epochs", type=int, default=d.epochs)
-    ap.add_argument("--lr", type=float, default=d.lr)
-    ap.add_argument("--clip", type=float, default=d.clip)
-    ap.add_argument("--quant-bits", type=int, default=d.quant_bits)
+    ap.add_argument("--hidden", type=int, default=d.hidden, help="hidden units of the MLP")
+    ap.add_argument("--epochs", type=int, default=d.epochs, help="local epochs per round")
+    ap.add_argument("--lr", type=float, default=d.lr, help="local SGD learning rate")
+    ap.add_argument("--clip", type=float, default=d.clip, help="parameters clipped to ±CLIP")
+    ap.add_argument("--quant-bits", type=int, default=d.quant_bits, help="quantization bits q")
     ap.add_argument("--graph", default=d.graph, help="complete | regular:K")
     ap.add_argument("--board", default=d.board, help=f"board kind: {' | '.join(BOARD_KINDS)}")
-    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--seed", type=int, default=d.seed, help="seeds splits, training, dropouts")
     ap.add_argument("--out", default=d.out, help="round directories go to OUT/round-<k>")
     ap.add_argument(
         "--dp-epsilon",
@@ -485,9 +489,11 @@ def add_arguments(ap: Any) -> None:
         default=None,
         help="distributed DP (SPEC.md §10): epsilon of the whole run (secure run only)",
     )
-    ap.add_argument("--dp-delta", type=float, default=d.dp_delta)
+    ap.add_argument("--dp-delta", type=float, default=d.dp_delta, help="DP delta")
     ap.add_argument("--dp-clip", type=float, default=d.dp_clip, help="L2 clip of an update")
-    ap.add_argument("--dp-mechanism", default=d.dp_mechanism, choices=["ddg", "skellam"])
+    ap.add_argument(
+        "--dp-mechanism", default=d.dp_mechanism, choices=["ddg", "skellam"], help="DP noise"
+    )
     ap.add_argument("--json", action="store_true", help="print one JSON line last")
 
 

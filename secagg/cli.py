@@ -304,17 +304,25 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
     )
     sub = ap.add_subparsers(dest="command", required=True)
     for name, help_, add_arguments, _ in commands:
-        add_arguments(sub.add_parser(name, help=help_))
+        add_arguments(
+            sub.add_parser(name, help=help_, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        )
 
     pvss_demo = sub.add_parser(
-        "pvss-demo", help="PVSS walk-through: deal, verify, decrypt, drop, reconstruct"
+        "pvss-demo",
+        help="PVSS walk-through: deal, verify, decrypt, drop, reconstruct",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    pvss_demo.add_argument("--members", type=int, default=10)
-    pvss_demo.add_argument("--threshold", type=int, default=4)
+    pvss_demo.add_argument("--members", type=int, default=10, help="committee size m")
+    pvss_demo.add_argument(
+        "--threshold", type=int, default=4, help="t: any t+1 members reconstruct"
+    )
     pvss_demo.add_argument(
         "--drop", type=int, default=5, help="members that vanish before decrypting"
     )
-    pvss_demo.add_argument("--seed", type=int, default=None)
+    pvss_demo.add_argument(
+        "--seed", type=int, default=None, help="seeds the secret (none: fresh randomness)"
+    )
     pvss_demo.add_argument(
         "--json", action="store_true", help="print one JSON line instead of prose"
     )
