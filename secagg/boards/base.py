@@ -87,7 +87,6 @@ class RoundState:
     client_ids: dict[int, bytes] = field(default_factory=dict)
     # head of the board when each phase began (SPEC.md §6.11): every post's view
     phase_heads: dict[int, bytes] = field(default_factory=dict)
-    registration_head: bytes | None = None
     reveals: dict[int, G1Point] = field(default_factory=dict)
     round_seed: bytes | None = None
     graph: dict[int, tuple[int, ...]] | None = None
@@ -99,6 +98,11 @@ class RoundState:
     confirmations: dict[int, bytes] = field(default_factory=dict)
     shares: dict[DealingKey, dict[int, DecryptedShare]] = field(default_factory=dict)
     result: ResultPost | None = None
+
+    @property
+    def registration_head(self) -> bytes | None:
+        """The head when registration closed (the DEAL phase's view), once it has."""
+        return self.phase_heads.get(Phase.DEAL)
 
 
 class Board(ABC):

@@ -591,8 +591,6 @@ class EvmBoard(Board):
         h = self.height()
         now = phase_at(self.config, h)
         st.phase_heads = self._phase_heads(now)
-        if now >= Phase.DEAL:
-            st.registration_head = st.phase_heads[Phase.DEAL]
         if now >= Phase.UNMASK and st.included is None:
             if self._chain_included is not None:
                 st.included, st.aborted = self._chain_included

@@ -85,8 +85,9 @@ class MemoryBoard(Board):
         # (the auditor read the events from that chain), see ``replay(proofs=...)``
         self._check_proofs = True
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
-        self._check_signature(post, config, config.aggregator)
-        self._append(post, post_digest(config))
+        digest = post_digest(config)
+        self._check_signature(post, digest, config.aggregator)
+        self._append(post, digest)
         self._state.phase_heads[Phase.REGISTER] = self.head
 
     @classmethod
@@ -252,8 +253,6 @@ class MemoryBoard(Board):
         for p in Phase:  # every phase that began records the head it began with
             if p <= phase and p not in st.phase_heads:
                 st.phase_heads[p] = self.head
-        if phase >= Phase.DEAL and st.registration_head is None:
-            st.registration_head = st.phase_heads[Phase.DEAL]
         if phase >= Phase.UNMASK and st.included is None and st.graph is not None:
             st.included = compute_included(st)
             st.aborted = not st.included
@@ -268,10 +267,11 @@ class MemoryBoard(Board):
         if now != want:
             raise self._fail(role, sender, "stage", f"{want.name} message in phase {now.name}")
 
-    def _check_signature(self, post: SignedPost, msg: Any, identity: bytes | None) -> bytes:
-        """The signer's address; ``identity`` is the one the seat requires (None: a
-        free seat under open membership, any identity)."""
-        digest = signing_digest(self.config, post.role, post.sender, post.view, post_digest(msg))
+    def _check_signature(self, post: SignedPost, digest: bytes, identity: bytes | None) -> bytes:
+        """The signer's address, for the post whose post digest is ``digest``;
+        ``identity`` is the one the seat requires (None: a free seat under open
+        membership, any identity)."""
+        digest = signing_digest(self.config, post.role, post.sender, post.view, digest)
         try:
             signer = recover(digest, post.sig, f"{party_name(post.role, post.sender)}: signature")
         except InvalidSignature as exc:
@@ -291,9 +291,9 @@ class MemoryBoard(Board):
             msg: Any = codec.decode(post.body)
         except InvalidEncoding as exc:
             raise self._fail(role, sender, "encoding", str(exc)) from None
-        digest = post_digest(msg) if not isinstance(msg, RoundConfig) else b""
         if isinstance(msg, RoundConfig):
             raise self._fail(role, sender, "message", "the config is event 0 only")
+        digest = post_digest(msg)
         if isinstance(msg, Exclusion):
             return msg, digest, self._check_exclusion(post, msg)
         st = self._state
@@ -307,7 +307,7 @@ class MemoryBoard(Board):
         identity = seat_identity(self.config, st, role, sender)
         if identity is None and not isinstance(msg, Registration):
             raise self._fail(role, sender, "signature", "the seat has no identity (not registered)")
-        signer = self._check_signature(post, msg, identity)
+        signer = self._check_signature(post, digest, identity)
         phase = self.phase()
         if post.view != st.phase_heads.get(phase):
             raise self._fail(
