@@ -336,29 +336,26 @@ class RoundHost:
                 f"({len(st.masked)} uploaded) is below min_included {self.config.min_included}"
                 f" / min_neighbours {self.config.min_neighbours}; nothing is revealed"
             )
+        # a seat is asked once the board accepted its previous post
+        previous = {
+            STAGE_DEAL: st.clients,
+            STAGE_UPLOAD: st.dealers,
+            STAGE_SEED: st.members,
+            STAGE_CONFIRM: st.reveals,
+            STAGE_UNMASK: st.confirmations,
+        }.get(stage, {})
         out: dict[int, StageRequest] = {}
         for node, r in self.roles.items():
-            as_client = r.client and node not in self._client_out
-            as_member = r.member and node not in self._member_out
+            client = r.client if r.client and node not in self._client_out else 0
+            member = r.member if r.member and node not in self._member_out else 0
             if stage == STAGE_REGISTER:
-                seats = {
-                    "client": r.client if as_client else 0,
-                    "member": r.member if as_member else 0,
-                }
-                if seats["client"] or seats["member"]:
-                    out[node] = self.request(stage, node, **seats)
-            elif stage == STAGE_DEAL and as_client and r.client in st.clients:
-                out[node] = self.request(stage, node, member=0)
-            elif stage == STAGE_UPLOAD and as_client and r.client in st.dealers:
-                out[node] = self.request(stage, node, member=0)
-            elif stage in _MEMBER_STAGES and as_member:
-                done = {
-                    STAGE_SEED: st.members,
-                    STAGE_CONFIRM: st.reveals,
-                    STAGE_UNMASK: st.confirmations,
-                }[stage]
-                if r.member in done:
+                if client or member:
+                    out[node] = self.request(stage, node, client=client, member=member)
+            elif stage in _MEMBER_STAGES:
+                if member in previous:
                     out[node] = self.request(stage, node, client=0)
+            elif client in previous:
+                out[node] = self.request(stage, node, member=0)
         return out
 
     # -- committee ---------------------------------------------------------------------
