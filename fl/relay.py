@@ -54,10 +54,10 @@ from pvss.keys import KeyPair
 from pvss.transcript import keccak256
 from secagg import codec
 from secagg.blobs import BlobStore, blob_digest
-from secagg.boards import MemoryBoard, Phase, event_hash
+from secagg.boards import MemoryBoard, Phase, event_hash, seat_identity
 from secagg.errors import ConfigError, ProtocolError
 from secagg.identity import Identity
-from secagg.messages import SignedPost, TranscriptFile
+from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, SignedPost, TranscriptFile
 from secagg.roles import Client, CommitteeMember, Stage
 from secagg.roster import Roster
 
@@ -295,30 +295,25 @@ class NodeAgent:
 
     def _check_seat(self, board: MemoryBoard, role: str, party: int, key: KeyPair) -> None:
         """The seat is this node's identity's and holds this node's round key."""
-        cfg, st = board.config, board.state()
-        if role == "client":
-            owner = st.client_ids.get(party)
-            table = st.clients
-        else:
-            owner = cfg.member_identity(party) if 1 <= party <= cfg.committee_size else None
-            table = st.members
+        st = board.state()
+        rid, table = (ROLE_CLIENT, st.clients) if role == "client" else (ROLE_MEMBER, st.members)
+        owner = seat_identity(board.config, st, rid, party)
         if owner != self.identity.address or table.get(party) != key.pk:
             raise ProtocolError(f"relay: the board does not hold this node's key as {role} {party}")
 
     def _check_offer(self, board: MemoryBoard, role: str, party: int) -> None:
-        """Before registering: the seat exists and the roster gives it to this node."""
+        """Before registering: the seat exists and the roster gives it to this node (or,
+        under open membership, it is free)."""
         cfg = board.config
-        if role == "member":
-            if not 1 <= party <= cfg.committee_size or cfg.member_identity(party) != (
-                self.identity.address
-            ):
-                raise ProtocolError(f"relay: member seat {party} is not this node's identity's")
-        else:
-            if not 1 <= party <= cfg.n_clients:
-                raise ProtocolError(f"relay: client seat {party} does not exist")
-            want = cfg.client_identity(party)
-            if want is not None and want != self.identity.address:
-                raise ProtocolError(f"relay: client seat {party} is not this node's identity's")
+        rid, limit = (
+            (ROLE_CLIENT, cfg.n_clients) if role == "client" else (ROLE_MEMBER, cfg.committee_size)
+        )
+        if not 1 <= party <= limit:
+            raise ProtocolError(f"relay: {role} seat {party} does not exist")
+        owner = seat_identity(cfg, board.state(), rid, party)
+        free = rid == ROLE_CLIENT and owner is None
+        if not free and owner != self.identity.address:
+            raise ProtocolError(f"relay: {role} seat {party} is not this node's identity's")
 
     # -- roles, restored from the state -----------------------------------------------
     def _client(self, board: MemoryBoard) -> Client:

@@ -14,6 +14,7 @@ from secagg.boards.base import (
     event_hash,
     phase_at,
     pop_party,
+    seat_identity,
 )
 from secagg.boards.memory import MemoryBoard
 
@@ -30,4 +31,5 @@ __all__ = [
     "event_hash",
     "phase_at",
     "pop_party",
+    "seat_identity",
 ]
