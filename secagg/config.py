@@ -290,9 +290,8 @@ class RoundConfig:
 
     def _check_roster(self, degree: int) -> None:
         n, m, t = self.n_clients, self.committee_size, self.threshold
-        for name in ("aggregator",):
-            if not isinstance(getattr(self, name), bytes) or len(getattr(self, name)) != 20:
-                raise ConfigError(f"{name}: expected a 20-byte address")
+        if not isinstance(self.aggregator, bytes) or len(self.aggregator) != 20:
+            raise ConfigError("aggregator: expected a 20-byte address")
         if len(self.members) != m:
             raise ConfigError(
                 f"members: the roster names {len(self.members)} member identities, "
