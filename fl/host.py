@@ -13,6 +13,13 @@ round with ``secagg.verifier.verify_round`` before anyone may use the result.
 requests as Flower messages, the demo calls :class:`~fl.relay.NodeAgent` s directly;
 the protocol code is the same.
 
+Durability (SPEC.md §6.14). With the memory board the host journals the board under
+``round_dir`` (``journal.bin``: every accepted event and height change, fsync'ed before
+it is acknowledged), stores each masked blob durably before its post is journaled, and
+writes the seat table (``roles.json``). :meth:`RoundHost.resume` rebuilds the host of a
+round whose server was killed from that directory; :func:`drive_round` then continues
+from the board's phase, asking only the seats whose post the board does not hold yet.
+
 Failures, by kind:
 
 - a node that does not answer a stage (timeout, crash, an error reply) is a
@@ -27,6 +34,7 @@ Failures, by kind:
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -49,8 +57,8 @@ from fl.relay import (
     StageRequest,
 )
 from secagg import codec
-from secagg.blobs import BlobStore, blob_digest
-from secagg.boards import Board, MemoryBoard, Phase, RuleViolation
+from secagg.blobs import BlobStore, blob_digest, durable_write
+from secagg.boards import JOURNAL_FILE, Board, MemoryBoard, Phase, RuleViolation
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
@@ -68,7 +76,8 @@ from secagg.messages import (
 )
 from secagg.packing import check_encoding
 from secagg.quantize import MaskingConfig
-from secagg.roles import Aggregator
+from secagg.aggregate import dp_rotation_seed
+from secagg.roles import Aggregator, Stage
 from secagg.verifier import BLOB_DIR, Finding, save_round, verify_round
 
 __all__ = [
@@ -116,14 +125,21 @@ class RoundVerificationError(ProtocolError):
         self.round_dir = round_dir
 
 
-def make_board(kind: str, config: RoundConfig, aggregator: Identity) -> Board:
+def make_board(
+    kind: str,
+    config: RoundConfig,
+    aggregator: Identity,
+    *,
+    journal: Path | None = None,
+    fsync: bool = True,
+) -> Board:
     """A fresh board of ``kind`` for one round, its config signed by ``aggregator``:
-    ``memory`` (in process), or an EVM board (``evm`` embedded py-evm, ``anvil``,
-    ``rpc:URL``) through ``secagg.simulate``'s factory. An EVM board carries its own
-    chain id, contract address and phase lengths in its ``config``; use that one, not
-    the one passed in."""
+    ``memory`` (in process; durable with ``journal``, SPEC.md §6.14), or an EVM board
+    (``evm`` embedded py-evm, ``anvil``, ``rpc:URL``) through ``secagg.simulate``'s
+    factory. An EVM board carries its own chain id, contract address and phase lengths
+    in its ``config``; use that one, not the one passed in."""
     if kind == "memory":
-        return MemoryBoard.create(config, aggregator)
+        return MemoryBoard.create(config, aggregator, journal=journal, fsync=fsync)
     if kind in ("evm", "anvil") or kind.startswith("rpc:"):
         from secagg.simulate import make_board as make_secagg_board  # noqa: PLC0415
 
@@ -225,6 +241,24 @@ _EXPECTED = {
     STAGE_UNMASK: SharesPost,
 }
 _MEMBER_STAGES = (STAGE_SEED, STAGE_CONFIRM, STAGE_UNMASK)
+ROLES_FILE = "roles.json"
+
+
+def posted(stage: str, board: Board) -> set[int]:
+    """The seats (client seats for deal / upload, member seats for seed / confirm /
+    unmask) whose post for ``stage`` the board holds: they are never asked again."""
+    st = board.state()
+    if stage == STAGE_SEED:
+        return set(st.reveals)
+    if stage == STAGE_DEAL:
+        return set(st.dealers)
+    if stage == STAGE_UPLOAD:
+        return set(st.masked)
+    if stage == STAGE_CONFIRM:
+        return set(st.confirmations)
+    if stage == STAGE_UNMASK:
+        return {k for shares in st.shares.values() for k in shares}
+    return set()
 
 
 class RoundHost:
@@ -245,6 +279,10 @@ class RoundHost:
         Board kind for :func:`make_board`.
     backend : str, optional
         Masking backend of the aggregator and the verifier.
+    journal : bool (default True)
+        Memory board only: journal the board under ``round_dir`` (SPEC.md §6.14) so
+        that :meth:`resume` can finish the round after a crash; ``fsync`` False skips
+        the fsyncs (tests, benchmarks: a crash may then lose acknowledged events).
     """
 
     def __init__(
@@ -256,6 +294,9 @@ class RoundHost:
         identity: Identity,
         board: str = "memory",
         backend: str | None = None,
+        journal: bool = True,
+        fsync: bool = True,
+        _board: Board | None = None,
     ) -> None:
         clients = sorted(r.client for r in roles if r.client)
         if clients != list(range(1, config.n_clients + 1)):
@@ -271,7 +312,18 @@ class RoundHost:
         }
         self.identity = identity
         self.board_kind = board
-        self.board = make_board(board, config, identity)
+        self.resumed = _board is not None
+        if _board is not None:  # resume(): the journal's board
+            self.board = _board
+        elif board == "memory" and journal:
+            self.round_dir.mkdir(parents=True, exist_ok=True)
+            roles_doc = [[r.node, r.client, r.member] for r in self.roles.values()]
+            durable_write(self.round_dir / ROLES_FILE, json.dumps(roles_doc).encode())
+            self.board = make_board(
+                board, config, identity, journal=self.round_dir / JOURNAL_FILE, fsync=fsync
+            )
+        else:
+            self.board = make_board(board, config, identity)
         self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         self.blobs = BlobStore(self.round_dir / BLOB_DIR)
         self.backend = backend
@@ -285,6 +337,72 @@ class RoundHost:
         self._client_out: set[int] = set()
         self._member_out: set[int] = set()
         self._transcript_cache: tuple[int, bytes] | None = None
+
+    # -- resuming ----------------------------------------------------------------------
+    @staticmethod
+    def can_resume(round_dir: Path) -> bool:
+        """Whether ``round_dir`` holds a journaled round that has no result yet."""
+        path = Path(round_dir) / JOURNAL_FILE
+        if not path.is_file() or not (Path(round_dir) / ROLES_FILE).is_file():
+            return False
+        from secagg.boards import Journal  # noqa: PLC0415
+        from secagg.messages import ResultPost  # noqa: PLC0415
+
+        records, _, _ = Journal.read(path)
+        for kind, rec in records:
+            if kind == 0 and rec.seq and rec.sender == 0 and rec.role == 0:
+                try:
+                    if isinstance(codec.decode(rec.body), ResultPost):
+                        return False
+                except InvalidEncoding:
+                    pass
+        return bool(records)
+
+    @classmethod
+    def resume(
+        cls,
+        round_dir: Path,
+        *,
+        identity: Identity,
+        backend: str | None = None,
+        fsync: bool = True,
+    ) -> RoundHost:
+        """The host of a round whose server stopped (SPEC.md §6.14): the board rebuilt
+        from ``round_dir/journal.bin`` (every event re-checked; a torn last record is
+        dropped, an altered one refused), the seats from ``roles.json``, the blobs
+        already stored. ``identity`` must be the config's aggregator (it signs the
+        result). :func:`drive_round` on it continues the round from the board's phase."""
+        round_dir = Path(round_dir)
+        try:
+            roles_doc = json.loads((round_dir / ROLES_FILE).read_text())
+            roles = [NodeRoles(int(n), int(c), int(m)) for n, c, m in roles_doc]
+        except (OSError, ValueError, TypeError) as exc:
+            raise ProtocolError(f"resume: {round_dir / ROLES_FILE}: unreadable ({exc})") from None
+        board = MemoryBoard.open(round_dir / JOURNAL_FILE, fsync=fsync)
+        if identity.address != board.config.aggregator:
+            raise ConfigError(
+                f"resume: the round was opened by aggregator 0x{board.config.aggregator.hex()}, "
+                f"this server is 0x{identity.address.hex()}: resume with the same identity"
+            )
+        host = cls(
+            board.config, round_dir, roles, identity=identity, backend=backend, _board=board
+        )
+        st = board.state()
+        log(
+            logging.INFO,
+            "round %d: resumed from %s at %s (height %d, %d events): %d registered, "
+            "%d dealt, %d uploaded, %d confirmed",
+            board.config.round_id,
+            round_dir / JOURNAL_FILE,
+            board.phase().name,
+            board.height(),
+            len(board.events()),
+            len(st.clients),
+            len(st.dealers),
+            len(st.masked),
+            len(st.confirmations),
+        )
+        return host
 
     # -- phases ------------------------------------------------------------------------
     def phase_start(self, phase: Phase) -> int:
@@ -345,9 +463,17 @@ class RoundHost:
             STAGE_UNMASK: st.confirmations,
         }.get(stage, {})
         out: dict[int, StageRequest] = {}
+        done = posted(stage, self.board)  # a resumed round: never asked again
         for node, r in self.roles.items():
             client = r.client if r.client and node not in self._client_out else 0
             member = r.member if r.member and node not in self._member_out else 0
+            if stage == STAGE_REGISTER:
+                client = client if client not in st.clients else 0
+                member = member if member not in st.members else 0
+            elif stage in _MEMBER_STAGES:
+                member = member if member not in done else 0
+            else:
+                client = client if client not in done else 0
             if stage == STAGE_REGISTER:
                 if client or member:
                     out[node] = self.request(stage, node, client=client, member=member)
@@ -426,6 +552,7 @@ class RoundHost:
             if not seat or post.sender != seat:
                 self._fault(stage, node, f"node {node}", "posts for a seat it does not hold")
                 return False
+            stored = False
             if isinstance(msg, MaskedInputPost):
                 if blob_digest(reply.blob) != msg.digest or len(reply.blob) != msg.size:
                     self._fault(
@@ -437,16 +564,18 @@ class RoundHost:
                 except InvalidEncoding as exc:
                     self._fault(stage, node, f"client {seat}", f"blob encoding: {exc}")
                     return False
+                # on disk before the board journals its digest (SPEC.md §6.14)
+                _, stored = self.blobs.put_new(reply.blob)
             t0 = time.perf_counter()
             try:
                 self.board.submit(post)
             except RuleViolation as exc:
+                if stored:  # the store keeps only blobs whose digest the board accepted
+                    self.blobs.discard(msg.digest)
                 self._fault(stage, node, exc.fault.who, f"{exc.fault.rule}: {exc.fault.detail}")
                 return False
             finally:
                 self.board_seconds += time.perf_counter() - t0
-            if isinstance(msg, MaskedInputPost):
-                self.blobs.put(reply.blob)  # only once the board accepted its digest
         if stage in _MEMBER_STAGES or (stage == STAGE_REGISTER and not r.client):
             self.member_seconds[node] = self.member_seconds.get(node, 0.0) + reply.seconds
         else:
@@ -464,7 +593,10 @@ class RoundHost:
         try:
             if not self.board.included():
                 raise RoundFailed(f"round {cfg.round_id}: no client is included")
-            total = aggregator.aggregate(self.board, self.blobs)
+            if self.board.state().result is not None:  # resumed after the result post
+                total = self._posted_total(aggregator)
+            else:
+                total = aggregator.aggregate(self.board, self.blobs)
         except ProtocolError as exc:
             save_round(self.round_dir, TranscriptFile(tuple(self.board.events())))
             if isinstance(exc, RoundFailed):
@@ -508,6 +640,19 @@ class RoundHost:
         )
 
 
+    def _posted_total(self, aggregator: Aggregator) -> np.ndarray:
+        """The sum of a result the board holds already (a server that crashed after
+        posting it): recomputed from the board and blobs by the verifier."""
+        report = verify_round(TranscriptFile(tuple(self.board.events())), self.blobs)
+        if not report.ok or report.total is None:
+            raise RoundVerificationError(self.config.round_id, report.findings, self.round_dir)
+        aggregator.total = report.total
+        if self.config.has_dp:
+            aggregator.rotation_seed = dp_rotation_seed(self.board.state())
+        aggregator.stage = Stage.DONE
+        return report.total
+
+
 def _mean(values) -> float:  # noqa: ANN001
     vals = list(values)
     return float(np.mean(vals)) if vals else 0.0
@@ -529,6 +674,8 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
     log(logging.INFO, "round %d: Secure aggregation commencing.", rid)
     try:
         for k, stage in enumerate(STAGES, 1):
+            if STAGE_PHASE[stage] < host.board.phase():
+                continue  # a resumed round: that phase is over
             reqs = host.requests(stage)
             log(
                 logging.INFO,

@@ -37,13 +37,24 @@ which a Flower ClientApp stores in its node-local ``Context.state``; nothing of 
 leaves the node. The client forgets its round key and dealt secrets after uploading,
 the member its round key after revealing; the identity key lives in the node's
 identity file, never in the state.
+
+Durable nodes (SPEC.md §6.14). :class:`NodeStateFile` keeps that state in a file
+(0600, written atomically and fsync'ed, the previous copy overwritten with zeros
+before it is replaced, so erased keys leave the file too), so a node whose process
+restarts continues its round. The state also keeps the node's last reply: a server that
+crashed before recording it asks the same stage again, and the node sends the same
+signed posts (and the same masked vector) again — never new ones, which for an upload
+would mask a second vector with the same masks — once its replica board accepts them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -53,8 +64,8 @@ from pvss.group import G1Point, scalar_from_bytes, scalar_to_bytes
 from pvss.keys import KeyPair
 from pvss.transcript import keccak256
 from secagg import codec
-from secagg.blobs import BlobStore, blob_digest
-from secagg.boards import MemoryBoard, Phase, event_hash, seat_identity
+from secagg.blobs import BlobStore, blob_digest, fsync_dir
+from secagg.boards import MemoryBoard, Phase, RuleViolation, event_hash, seat_identity
 from secagg.errors import ConfigError, ProtocolError
 from secagg.identity import Identity
 from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, SignedPost, TranscriptFile
@@ -67,6 +78,7 @@ __all__ = [
     "StageRequest",
     "StageReply",
     "NodeAgent",
+    "NodeStateFile",
     "round_key",
 ]
 
@@ -88,7 +100,7 @@ STAGE_PHASE = {
     STAGE_UNMASK: Phase.UNMASK,
 }
 
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,12 @@ class _NodeState:
     confirmed: bytes = b""  # the U-fixing head this member confirmed
     pin_seq: int = -1  # the last transcript this node acted on: its last event ...
     pin_head: bytes = b""  # ... and that event's hash
+    # the last reply, sent again (never re-made) if a restarted server asks again
+    last_stage: str = ""
+    last_seats: tuple[int, int] = (0, 0)  # (client, member) it answered for
+    last_posts: tuple[bytes, ...] = ()
+    last_blob: bytes = b""
+    extra: bytes = b""  # the framework's own record of that reply (the mod's FitRes)
 
     def to_bytes(self) -> bytes:
         return msgpack.packb(
@@ -176,6 +194,11 @@ class _NodeState:
                 self.confirmed,
                 self.pin_seq,
                 self.pin_head,
+                self.last_stage,
+                list(self.last_seats),
+                list(self.last_posts),
+                self.last_blob,
+                self.extra,
             ],
             use_bin_type=True,
         )
@@ -185,13 +208,37 @@ class _NodeState:
         if not data:
             return cls()
         try:
-            (v, rnd, client, csk, cstage, secrets, member, msk, mstage, conf, pseq, phead) = (
-                msgpack.unpackb(data, raw=False)
-            )
+            fields = msgpack.unpackb(data, raw=False)
+            v = fields[0]
         except Exception as exc:  # msgpack raises several unrelated types
             raise ProtocolError(f"node state: unreadable ({type(exc).__name__})") from None
         if v != STATE_VERSION:
             raise ProtocolError(f"node state: version {v!r}, expected {STATE_VERSION}")
+        try:
+            (
+                _,
+                rnd,
+                client,
+                csk,
+                cstage,
+                secrets,
+                member,
+                msk,
+                mstage,
+                conf,
+                pseq,
+                phead,
+                lstage,
+                lseats,
+                lposts,
+                lblob,
+                extra,
+            ) = fields
+            lseats = (int(lseats[0]), int(lseats[1]))
+            if not all(isinstance(p, bytes) for p in lposts) or not isinstance(lblob, bytes):
+                raise TypeError
+        except (TypeError, ValueError, IndexError):
+            raise ProtocolError("node state: malformed fields") from None
         return cls(
             rnd,
             client,
@@ -204,7 +251,72 @@ class _NodeState:
             conf,
             pseq,
             phead,
+            lstage,
+            lseats,
+            tuple(lposts),
+            lblob,
+            extra,
         )
+
+
+_STATE_MAGIC = b"PVSSNST1"
+
+
+class NodeStateFile:
+    """A node's state (:meth:`NodeAgent.state_bytes`) in ``<directory>/node-<address>.state``
+    (SPEC.md §6.14), so that a node whose process restarts continues its round.
+
+    ``save`` writes ``MAGIC || sha256(state) || state`` to ``<file>.new`` (mode 0600,
+    fsync'ed), overwrites the previous file in place with zeros (fsync'ed: a round key
+    the protocol erased from memory is erased from the file too — the blocks a copying
+    filesystem or an SSD keeps elsewhere are beyond a program's reach), renames the new
+    file over it and fsyncs the directory. ``load`` takes ``<file>.new`` when it is
+    complete (a crash after writing it), else the file; a file that fails its checksum
+    is refused (``ProtocolError``), never taken for an empty state."""
+
+    def __init__(self, directory: str | os.PathLike[str], address: bytes) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = self.dir / f"node-{address.hex()}.state"
+        self._new = self.path.with_name(self.path.name + ".new")
+
+    def _parse(self, data: bytes) -> bytes | None:
+        head = len(_STATE_MAGIC) + 32
+        if len(data) < head or data[: len(_STATE_MAGIC)] != _STATE_MAGIC:
+            return None
+        body = data[head:]
+        return body if hashlib.sha256(body).digest() == data[len(_STATE_MAGIC) : head] else None
+
+    def load(self) -> bytes:
+        """The saved state (empty for a node that never saved one)."""
+        if self._new.exists():
+            body = self._parse(self._new.read_bytes())
+            if body is not None:
+                return body  # the crash came after the new state was complete
+        if not self.path.exists():
+            return b""
+        data = self.path.read_bytes()
+        body = self._parse(data)
+        if body is None:
+            raise ProtocolError(f"node state {self.path}: corrupted (checksum mismatch)")
+        return body
+
+    def save(self, state: bytes) -> None:
+        data = _STATE_MAGIC + hashlib.sha256(state).digest() + state
+        fd = os.open(self._new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if self.path.exists():  # scrub the old copy before it is unlinked by the rename
+            with open(self.path, "r+b") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(0)
+                fh.write(bytes(size))
+                fh.flush()
+                os.fsync(fh.fileno())
+        os.replace(self._new, self.path)
+        fsync_dir(self.dir)
 
 
 UpdateFn = Callable[[], tuple[Any, int]]
@@ -247,6 +359,17 @@ class NodeAgent:
         # (reported, used): the upload's weight was above the round's max_weight and
         # was clamped to it (the caller logs it, naming its node)
         self.clamped: tuple[int, int] | None = None
+        self._resent = False
+
+    @property
+    def last_extra(self) -> bytes:
+        """The caller's own record of the last reply (see :meth:`set_last_extra`)."""
+        return self._state.extra
+
+    def set_last_extra(self, extra: bytes) -> None:
+        """Keep ``extra`` with the last reply (a ClientApp's FitRes without parameters),
+        so that a resent upload carries it again."""
+        self._state.extra = bytes(extra)
 
     def state_bytes(self) -> bytes:
         """The node's round secrets and pin between stages (node-local; never sent)."""
@@ -375,6 +498,7 @@ class NodeAgent:
         (weight out of range) — the server then counts this node as a dropout.
         """
         t0 = time.perf_counter()
+        self._resent = False
         if request.stage == STAGE_HELLO:
             return StageReply(identity=self.identity.address)
         board, transcript = self._replica(request)
@@ -387,6 +511,9 @@ class NodeAgent:
                 posts.append(codec.encode(SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig)))
 
         before = len(board.events())
+        if s.last_stage == request.stage and s.last_seats == (request.client, request.member):
+            self._resent = True
+            return self._resend(board, transcript, request, t0)
         if request.stage == STAGE_REGISTER:
             if request.client:
                 if s.client:
@@ -455,7 +582,34 @@ class NodeAgent:
             self._save_member(mb)  # REVEALED: round key erased
         relay(before)
         self._pin(transcript)
+        s.last_stage, s.last_seats = request.stage, (request.client, request.member)
+        s.last_posts, s.last_blob, s.extra = tuple(posts), blob, b""
         return StageReply(tuple(posts), blob, time.perf_counter() - t0, self.identity.address)
+
+    def _resend(
+        self, board: MemoryBoard, transcript: TranscriptFile, request: StageRequest, t0: float
+    ) -> StageReply:
+        """The same stage asked again (a server that restarted without our reply): the
+        same signed posts and blob, once the replica accepts them on this board — a
+        board that holds them already, or moved to another view, is refused."""
+        s = self._state
+        for raw in s.last_posts:
+            try:
+                board.submit(codec.decode(raw, SignedPost))
+            except RuleViolation as exc:
+                raise ProtocolError(
+                    f"relay: {request.stage} asked again, the board refuses the posts this "
+                    f"node already sent ({exc.fault.rule}: {exc.fault.detail})"
+                ) from None
+        self._pin(transcript)
+        return StageReply(
+            s.last_posts, s.last_blob, time.perf_counter() - t0, self.identity.address
+        )
+
+    @property
+    def resent(self) -> bool:
+        """Whether the last :meth:`handle` sent a stored reply again."""
+        return self._resent
 
     def _expect_ids(self, request: StageRequest, *, client: bool = False, member: bool = False):
         s = self._state

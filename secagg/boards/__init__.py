@@ -16,12 +16,15 @@ from secagg.boards.base import (
     pop_party,
     seat_identity,
 )
-from secagg.boards.memory import MemoryBoard
+from secagg.boards.memory import JOURNAL_FILE, Journal, JournalCorrupt, MemoryBoard
 
 __all__ = [
+    "JOURNAL_FILE",
     "ZERO_HASH",
     "Board",
     "Fault",
+    "Journal",
+    "JournalCorrupt",
     "MemoryBoard",
     "Phase",
     "RoundState",

@@ -1,10 +1,21 @@
 """``MemoryBoard``: every board rule in Python over a hash-chained event log (each event
 commits to the previous one, so altering any byte of the transcript is detected) —
-tests, simulation, the FL server's board, and the replay every verifier runs."""
+tests, simulation, the FL server's board, and the replay every verifier runs.
+
+With a journal (SPEC.md §6.14) the board is durable: every accepted event and every
+height change is appended to ``journal.bin`` and fsync'ed before the board acknowledges
+it, and :meth:`MemoryBoard.open` rebuilds the board from that file after a crash."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import struct
+from pathlib import Path
 from typing import Any
+
+import msgpack
 
 from pvss.dleq import DleqProof
 from pvss.errors import InvalidEncoding, InvalidProof
@@ -65,6 +76,122 @@ from secagg.messages import (
 from secagg.packing import packed_size
 from secagg.posts import NO_SIGNATURE, post_digest, sign_post, signing_digest
 
+_log = logging.getLogger(__name__)
+
+JOURNAL_FILE = "journal.bin"
+JOURNAL_MAGIC = b"PVSSJRN\x01"
+_REC_EVENT = 0  # payload: one accepted event (a one-event TranscriptFile)
+_REC_HEIGHT = 1  # payload: the board's new height
+_REC_HEADER = struct.Struct(">I32s")  # payload length, sha256(payload)
+MAX_JOURNAL_RECORD = 1 << 30
+
+
+class JournalCorrupt(ProtocolError):
+    """A journal record that is complete but does not check (its checksum, its
+    encoding, its place in the log): the file was altered, not torn by a crash. The
+    board is not rebuilt from it."""
+
+
+class Journal:
+    """An append-only record file (SPEC.md §6.14): ``JOURNAL_MAGIC``, then records
+    ``uint32 length || sha256(payload) || payload`` with payload the msgpack array
+    ``[kind, data]``. ``append`` returns only once the record is written and (with
+    ``fsync``) on disk."""
+
+    def __init__(self, path: Path, *, fsync: bool = True, _fh: Any = None) -> None:
+        self.path = Path(path)
+        self.fsync = fsync
+        self._fh = _fh
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, fsync: bool = True) -> Journal:
+        """A new journal (``ProtocolError`` if the file exists: open it instead)."""
+        path = Path(path)
+        try:
+            fh = open(path, "xb")  # noqa: SIM115 - kept open for appends
+        except FileExistsError:
+            raise ProtocolError(
+                f"journal {path} exists: open it to resume the round (MemoryBoard.open)"
+            ) from None
+        journal = cls(path, fsync=fsync, _fh=fh)
+        fh.write(JOURNAL_MAGIC)
+        journal._sync()
+        if fsync:
+            from secagg.blobs import fsync_dir  # noqa: PLC0415
+
+            fsync_dir(path.parent)
+        return journal
+
+    @staticmethod
+    def read(path: str | os.PathLike[str]) -> tuple[list[tuple[int, Any]], int, int]:
+        """``(records, good_bytes, torn_bytes)``: the records ``(kind, data)`` in
+        order, the length of the well-formed prefix, and how many bytes after it
+        belong to a torn last record (a crash in mid-append: the record is incomplete,
+        and was never acknowledged). A complete record that does not check raises
+        :class:`JournalCorrupt` naming its number and offset."""
+        path = Path(path)
+        data = path.read_bytes()
+        if len(data) < len(JOURNAL_MAGIC):
+            if JOURNAL_MAGIC.startswith(data):
+                return [], 0, len(data)
+            raise JournalCorrupt(f"journal {path}: not a journal (bad magic)")
+        if data[: len(JOURNAL_MAGIC)] != JOURNAL_MAGIC:
+            raise JournalCorrupt(f"journal {path}: not a journal (bad magic)")
+        pos, records = len(JOURNAL_MAGIC), []
+        while pos < len(data):
+            where = f"journal {path}: record {len(records)} at byte {pos}"
+            if len(data) - pos < _REC_HEADER.size:
+                break  # torn inside the header
+            size, check = _REC_HEADER.unpack_from(data, pos)
+            if size > MAX_JOURNAL_RECORD:
+                raise JournalCorrupt(f"{where}: length {size} is out of range")
+            end = pos + _REC_HEADER.size + size
+            if end > len(data):
+                break  # torn inside the payload
+            payload = data[pos + _REC_HEADER.size : end]
+            if hashlib.sha256(payload).digest() != check:
+                raise JournalCorrupt(f"{where}: checksum mismatch (the record was altered)")
+            try:
+                kind, body = msgpack.unpackb(payload, raw=False)
+            except Exception as exc:  # msgpack raises several unrelated types
+                raise JournalCorrupt(f"{where}: undecodable ({type(exc).__name__})") from None
+            if kind == _REC_EVENT and isinstance(body, bytes):
+                try:
+                    (event,) = codec.decode(body, TranscriptFile).events
+                except (InvalidEncoding, ValueError) as exc:
+                    raise JournalCorrupt(f"{where}: bad event: {exc}") from None
+                records.append((kind, event))
+            elif kind == _REC_HEIGHT and isinstance(body, int) and body >= 0:
+                records.append((kind, body))
+            else:
+                raise JournalCorrupt(f"{where}: unknown record kind {kind!r}")
+            pos = end
+        return records, pos, len(data) - pos
+
+    def append_event(self, event: Event) -> None:
+        self._append(_REC_EVENT, codec.encode(TranscriptFile((event,))))
+
+    def append_height(self, height: int) -> None:
+        self._append(_REC_HEIGHT, height)
+
+    def _append(self, kind: int, body: Any) -> None:
+        if self._fh is None:
+            raise ProtocolError(f"journal {self.path}: closed")
+        payload = msgpack.packb([kind, body], use_bin_type=True)
+        record = _REC_HEADER.pack(len(payload), hashlib.sha256(payload).digest()) + payload
+        self._fh.write(record)
+        self._sync()
+
+    def _sync(self) -> None:
+        self._fh.flush()
+        if self.fsync:
+            os.fsync(self._fh.fileno())
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+
 
 class MemoryBoard(Board):
     """In-memory board with a hash-chained event log (tests, simulation, the FL
@@ -84,6 +211,7 @@ class MemoryBoard(Board):
         # replay only: False when the proofs were checked by a full-mode round contract
         # (the auditor read the events from that chain), see ``replay(proofs=...)``
         self._check_proofs = True
+        self._journal: Journal | None = None  # set by create(journal=...) / open()
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
         digest = post_digest(config)
         self._check_signature(post, digest, config.aggregator)
@@ -91,12 +219,92 @@ class MemoryBoard(Board):
         self._state.phase_heads[Phase.REGISTER] = self.head
 
     @classmethod
-    def create(cls, config: RoundConfig, aggregator: Identity) -> MemoryBoard:
-        """A fresh board whose event 0 (the config) the aggregator signs."""
+    def create(
+        cls,
+        config: RoundConfig,
+        aggregator: Identity,
+        *,
+        journal: str | os.PathLike[str] | None = None,
+        fsync: bool = True,
+    ) -> MemoryBoard:
+        """A fresh board whose event 0 (the config) the aggregator signs; with
+        ``journal`` (a path that must not exist yet) a durable one (SPEC.md §6.14):
+        event 0 is written there first, and every later event and height change is
+        appended (and, with ``fsync``, on disk) before the board acknowledges it."""
         if aggregator.address != config.aggregator:
             raise ProtocolError("board: the config names another aggregator identity")
         post = sign_post(aggregator, config, ROLE_AGGREGATOR, 0, config, ZERO_HASH)
-        return cls(config, post.sig)
+        board = cls(config, post.sig)
+        if journal is not None:
+            board._journal = Journal.create(journal, fsync=fsync)
+            board._journal.append_event(board._events[0])
+        return board
+
+    @classmethod
+    def open(cls, journal: str | os.PathLike[str], *, fsync: bool = True) -> MemoryBoard:
+        """The board a journal recorded, rebuilt after a crash (SPEC.md §6.14), and
+        journaling again from where it stopped.
+
+        Every event is re-checked as in :meth:`replay` (hash chain, signatures, views,
+        every rule and proof) at the height the journal recorded, so the board comes
+        back exactly as it was acknowledged: same events, same phase, same phase heads.
+        A torn last record (the crash hit an append, which therefore was never
+        acknowledged) is discarded with a WARNING and cut from the file; a complete
+        record that does not check raises :class:`JournalCorrupt`, an event the rules
+        refuse ``RuleViolation`` / ``ProtocolError``: a journal that was altered is
+        never resumed."""
+        path = Path(journal)
+        records, good, torn = Journal.read(path)
+        if torn:
+            _log.warning(
+                "journal %s: discarding a torn last record (%d bytes at byte %d): the "
+                "crash interrupted its append, so it was never acknowledged",
+                path,
+                torn,
+                good,
+            )
+        if not records or records[0][0] != _REC_EVENT:
+            raise JournalCorrupt(f"journal {path}: does not start with the round config")
+        events = [rec for kind, rec in records if kind == _REC_EVENT]
+        board = cls._from_first_event(events[0], f"journal {path}")
+        if board._events[0] != events[0]:
+            raise JournalCorrupt(f"journal {path}: event 0 does not rebuild")
+        board._deferred = []
+        for pos, (kind, rec) in enumerate(records[1:], 1):
+            where = f"journal {path}: record {pos}"
+            if kind == _REC_HEIGHT:
+                if rec < board._height:
+                    raise JournalCorrupt(f"{where}: height {rec} goes back in time")
+                board.advance(rec - board._height)
+                continue
+            if rec.seq != len(board._events) or rec.prev != board.head:
+                raise JournalCorrupt(f"{where}: event {rec.seq} does not chain to the log")
+            if rec.height != board._height:
+                raise JournalCorrupt(
+                    f"{where}: event {rec.seq} at height {rec.height}, the log is at "
+                    f"{board._height}"
+                )
+            board._replay_event(rec)
+        if board._deferred:
+            board._check_deferred()
+        board._deferred = None
+        if torn:
+            with open(path, "r+b") as fh:
+                fh.truncate(good)
+                fh.flush()
+                os.fsync(fh.fileno())
+        board._journal = Journal(path, fsync=fsync, _fh=open(path, "ab"))  # noqa: SIM115
+        return board
+
+    @property
+    def journal(self) -> Journal | None:
+        """The journal this board writes (None: an in-memory board)."""
+        return self._journal
+
+    def close(self) -> None:
+        """Close the journal (the board keeps answering reads)."""
+        if self._journal is not None:
+            self._journal.close()
 
     # -- Board interface ---------------------------------------------------------
     def height(self) -> int:
@@ -105,6 +313,8 @@ class MemoryBoard(Board):
     def advance(self, blocks: int) -> None:
         if blocks < 0:
             raise ValueError("advance: blocks must be >= 0")
+        if blocks and self._journal is not None:
+            self._journal.append_height(self._height + blocks)  # durable first
         self._height += blocks
         self._on_height()
 
@@ -124,8 +334,12 @@ class MemoryBoard(Board):
         except RuleViolation as exc:
             self.faults.append(exc.fault)
             raise
+        ev = self._next_event(post, digest)
+        if self._journal is not None:
+            self._journal.append_event(ev)  # on disk before anything changes
         apply()
-        return self._append(post, digest)
+        self._events.append(ev)
+        return ev
 
     # -- transcript --------------------------------------------------------------
     def transcript(self) -> TranscriptFile:
@@ -175,19 +389,7 @@ class MemoryBoard(Board):
                 raise ProtocolError(f"transcript: event {pos} goes back in time")
         if expected_head is not None and event_hash(events[-1]) != expected_head:
             raise ProtocolError("transcript: head does not match the expected head")
-        first = events[0]
-        if first.role != ROLE_AGGREGATOR or first.sender != 0 or first.height != 0:
-            raise ProtocolError("transcript: event 0 must be the round config")
-        try:
-            config = codec.decode(first.body, RoundConfig)
-        except InvalidEncoding as exc:
-            raise ProtocolError(f"transcript: event 0 is not a round config: {exc}") from None
-        if first.digest != post_digest(config) or first.view != ZERO_HASH:
-            raise ProtocolError("transcript: event 0's digest or view is wrong")
-        try:
-            board = cls(config, first.sig)
-        except RuleViolation as exc:
-            raise ProtocolError(f"transcript: event 0: {exc}") from None
+        board = cls._from_first_event(events[0], "transcript")
         board._check_proofs = proofs
         board._deferred = []
         for ev in events[1:]:
@@ -197,6 +399,24 @@ class MemoryBoard(Board):
             board._check_deferred()
         board._deferred = None
         return board
+
+    @classmethod
+    def _from_first_event(cls, first: Event, where: str) -> MemoryBoard:
+        """A board from event 0 (the signed round config), checked."""
+        if first.seq != 0 or first.prev != ZERO_HASH:
+            raise ProtocolError(f"{where}: event 0 must be the round config")
+        if first.role != ROLE_AGGREGATOR or first.sender != 0 or first.height != 0:
+            raise ProtocolError(f"{where}: event 0 must be the round config")
+        try:
+            config = codec.decode(first.body, RoundConfig)
+        except InvalidEncoding as exc:
+            raise ProtocolError(f"{where}: event 0 is not a round config: {exc}") from None
+        if first.digest != post_digest(config) or first.view != ZERO_HASH:
+            raise ProtocolError(f"{where}: event 0's digest or view is wrong")
+        try:
+            return cls(config, first.sig)
+        except RuleViolation as exc:
+            raise ProtocolError(f"{where}: event 0: {exc}") from None
 
     def _replay_event(self, ev: Event) -> None:
         post = SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig)
@@ -232,8 +452,13 @@ class MemoryBoard(Board):
 
     # -- internals ---------------------------------------------------------------
     def _append(self, post: SignedPost, digest: bytes) -> Event:
+        ev = self._next_event(post, digest)
+        self._events.append(ev)
+        return ev
+
+    def _next_event(self, post: SignedPost, digest: bytes) -> Event:
         prev = self.head if self._events else ZERO_HASH
-        ev = Event(
+        return Event(
             len(self._events),
             self._height,
             post.role,
@@ -244,8 +469,6 @@ class MemoryBoard(Board):
             post.sig,
             prev,
         )
-        self._events.append(ev)
-        return ev
 
     def _on_height(self) -> None:
         st = self._state
