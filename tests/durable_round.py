@@ -8,7 +8,8 @@ again with the same arguments, and it continues the round (SPEC.md §6.14).
 The first start makes the deployment (``DIR/deployment``: identities, roster, the
 server's identity); later starts reuse it and resume the round if ``DIR/round`` holds an
 unfinished journal. The transport hands each node its request when the host takes that
-node's reply (a node answers after ``--delay`` seconds, as over a slow network), and
+node's reply (a node answers after ``--delay`` seconds, its reply takes ``--transit``
+seconds to arrive after the node saved its state, as over a slow network), and
 appends ``<pid> <stage> <node>`` to ``DIR/requests.log`` for every request it delivers.
 At the end ``DIR/result.json`` holds the verified mean, the inputs and the seconds the
 round took. Used by tests/test_durable.py (kill -9 at every stage) and for the
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir", type=Path)
     ap.add_argument("--delay", type=float, default=0.0)
+    ap.add_argument("--transit", type=float, default=0.0)
     ap.add_argument("--no-fsync", action="store_true")
     ap.add_argument("--no-journal", action="store_true")
     args = ap.parse_args(argv)
@@ -123,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         if agent.resent:
             log.write(f"{os.getpid()} resent-{stage} {node}\n")
             log.flush()
+        time.sleep(args.transit)  # the reply on its way: the node already acted
         return reply
 
     outcome = drive_round(host, lambda stage, reqs: LazyReplies(stage, reqs, answer))

@@ -1,0 +1,288 @@
+"""Durable rounds (SPEC.md §6.14): the journal, its torn tail and altered records, node
+state files, and a round process killed with SIGKILL at every stage and started again
+(tests/durable_round.py: the host and the nodes in one process, both durable, so the
+kill loses every byte of memory on both sides)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fl.relay import NodeStateFile
+from secagg import codec
+from secagg.boards import JOURNAL_FILE, Journal, JournalCorrupt, MemoryBoard, Phase
+from secagg.errors import ProtocolError
+from secagg.messages import (
+    Confirmation,
+    DealingsPost,
+    MaskedInputPost,
+    Registration,
+    ResultPost,
+    SeedReveal,
+    SharesPost,
+)
+from secagg.quantize import quantization_error_bound
+from secagg.verifier import load_round, verify_round
+
+SCRIPT = Path(__file__).parent / "durable_round.py"
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+import durable_round  # noqa: E402
+
+STAGE_MESSAGE = {
+    "register": Registration,
+    "seed": SeedReveal,
+    "deal": DealingsPost,
+    "upload": MaskedInputPost,
+    "confirm": Confirmation,
+    "unmask": SharesPost,
+    "result": ResultPost,
+}
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def _journal_messages(path: Path) -> list[object]:
+    """The messages the journal holds (tolerating a torn tail), read from outside."""
+    if not path.exists():
+        return []
+    try:
+        records, _, _ = Journal.read(path)
+    except (JournalCorrupt, OSError):
+        return []
+    return [codec.decode(ev.body) for kind, ev in records if kind == 0 and ev.seq > 0]
+
+
+def _finished_round(base: Path) -> Path:
+    """A round run to its end in ``base`` (a fresh directory), as the baseline."""
+    subprocess.run(
+        [sys.executable, str(SCRIPT), str(base)], env=_env(), check=True, timeout=300
+    )
+    return base / "round"
+
+
+# ---------------------------------------------------------------------------------------
+# journal unit tests
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def journaled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _finished_round(tmp_path_factory.mktemp("durable-base"))
+
+
+def test_open_rebuilds_the_board_exactly(journaled: Path, tmp_path: Path) -> None:
+    copy = tmp_path / JOURNAL_FILE
+    copy.write_bytes((journaled / JOURNAL_FILE).read_bytes())
+    board = MemoryBoard.open(copy)
+    transcript, _ = load_round(journaled)
+    assert tuple(board.events()) == transcript.events
+    assert board.phase() == Phase.RESULT and board.state().result is not None
+    board.close()
+
+
+def test_torn_tail_is_discarded_and_the_round_resumes(journaled: Path, tmp_path: Path) -> None:
+    data = (journaled / JOURNAL_FILE).read_bytes()
+    records, good, torn = Journal.read(journaled / JOURNAL_FILE)
+    assert torn == 0 and good == len(data)
+    # cut the file inside the last record: a crash in mid-append
+    copy = tmp_path / JOURNAL_FILE
+    copy.write_bytes(data[:-7])
+    board = MemoryBoard.open(copy)
+    assert len(board.events()) == sum(1 for k, _ in records if k == 0) - 1  # result lost
+    assert board.state().result is None and board.phase() == Phase.RESULT
+    assert Journal.read(copy)[2] == 0  # the torn bytes were cut from the file
+    board.close()
+
+
+def test_altered_middle_record_is_refused(journaled: Path, tmp_path: Path) -> None:
+    data = bytearray((journaled / JOURNAL_FILE).read_bytes())
+    mid = len(data) // 2
+    data[mid] ^= 0x01
+    copy = tmp_path / JOURNAL_FILE
+    copy.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="checksum mismatch"):
+        MemoryBoard.open(copy)
+
+
+def test_altered_event_with_a_fixed_checksum_is_refused(journaled: Path, tmp_path: Path) -> None:
+    """An attacker who rewrites a record *and* its checksum still breaks the hash chain
+    or a signature: the board is not rebuilt."""
+    import hashlib
+    import struct
+
+    import msgpack
+
+    from secagg.messages import TranscriptFile
+
+    path = journaled / JOURNAL_FILE
+    records, _, _ = Journal.read(path)
+    out = bytearray(b"PVSSJRN\x01")
+    for n, (kind, rec) in enumerate(records):
+        if kind == 0:
+            if n == len(records) // 2:  # flip a byte of one event's body
+                body = bytearray(rec.body)
+                body[-1] ^= 1
+                rec = type(rec)(**{**rec.__dict__, "body": bytes(body)})
+            payload = msgpack.packb([0, codec.encode(TranscriptFile((rec,)))], use_bin_type=True)
+        else:
+            payload = msgpack.packb([1, rec], use_bin_type=True)
+        out += struct.pack(">I32s", len(payload), hashlib.sha256(payload).digest()) + payload
+    copy = tmp_path / JOURNAL_FILE
+    copy.write_bytes(bytes(out))
+    with pytest.raises(ProtocolError):
+        MemoryBoard.open(copy)
+
+
+def test_node_state_file_is_private_durable_and_scrubbed(tmp_path: Path) -> None:
+    f = NodeStateFile(tmp_path / "nodes", bytes(range(20)))
+    assert f.load() == b""
+    secret = b"round-key:" + os.urandom(32)
+    f.save(secret)
+    assert f.path.stat().st_mode & 0o777 == 0o600
+    assert NodeStateFile(tmp_path / "nodes", bytes(range(20))).load() == secret
+    # the next state (key erased) replaces it; the old inode was zeroed before unlink
+    fd = os.open(f.path, os.O_RDONLY)
+    try:
+        f.save(b"erased")
+        old = os.pread(fd, 4096, 0)
+    finally:
+        os.close(fd)
+    assert old == bytes(len(old)) and secret not in old
+    assert f.load() == b"erased"
+    # a crash after the new copy was complete: load takes it
+    good = f.path.read_bytes()
+    f._new.write_bytes(good.replace(b"erased", b"newer!"))
+    assert f.load() == b"erased"  # a torn / wrong new copy: the complete old file is used
+    f.save(b"newer!")
+    f._new.write_bytes(f.path.read_bytes())
+    f.path.write_bytes(bytes(len(good)))  # the crash hit between scrub and rename
+    assert f.load() == b"newer!"
+    f.path.write_bytes(good[:-1] + b"X")
+    f._new.unlink()
+    with pytest.raises(ProtocolError, match="corrupted"):
+        f.load()
+
+
+# ---------------------------------------------------------------------------------------
+# kill -9 at every stage
+# ---------------------------------------------------------------------------------------
+
+
+def _state_mtimes(base: Path) -> dict[str, int]:
+    nodes = base / "nodes"
+    if not nodes.is_dir():
+        return {}
+    return {p.name: p.stat().st_mtime_ns for p in nodes.glob("*.state")}
+
+
+CASES = [(stage, False) for stage in STAGE_MESSAGE] + [
+    ("deal", True),
+    ("upload", True),
+    ("confirm", True),
+    ("unmask", True),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stage", "in_transit"), CASES)
+def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path: Path) -> None:
+    """Start the round, watch its journal from outside for the stage's first accepted
+    post, SIGKILL the process, start it again: the round finishes, verifies, the mean
+    is the plain weighted mean within the quantization bound, and no seat whose post
+    was journaled before the kill is asked for that stage again.
+
+    ``in_transit``: the kill waits, after that first post, until a further node has
+    acted (its state file changed: a client that uploaded has erased its key) while its
+    reply is still on its way, so the restarted server asks that node again and the
+    node must send the very same posts (and masked vector) again."""
+    want = STAGE_MESSAGE[stage]
+    journal = tmp_path / "round" / JOURNAL_FILE
+    timing = ["--transit", "0.5"] if in_transit else ["--delay", "0.4"]
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(tmp_path), *timing],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not any(isinstance(m, want) for m in _journal_messages(journal)):
+            assert proc.poll() is None, f"the round ended before any {want.__name__}"
+            assert time.monotonic() < deadline, f"no {want.__name__} within 240 s"
+            time.sleep(0.02)
+        if in_transit:
+            seen = _state_mtimes(tmp_path)
+            while _state_mtimes(tmp_path) == seen:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (tmp_path / "result.json").exists()
+    before = _journal_messages(journal)
+    assert any(isinstance(m, want) for m in before)
+    killed_pid = proc.pid
+
+    rerun = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path)],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["verified"] and result["resumed"]
+    assert result["included"] == [1, 2, 3]
+
+    # the round directory verifies publicly, and the sum is exact
+    transcript, blobs = load_round(tmp_path / "round")
+    report = verify_round(transcript, blobs)
+    assert report.ok, report.findings
+    xs = [durable_round.inputs(k) for k in range(durable_round.NODES)]
+    expect = sum(w * np.clip(v, -durable_round.CLIP, durable_round.CLIP) for v, w in xs) / sum(
+        w for _, w in xs
+    )
+    bound = quantization_error_bound(durable_round.CLIP, durable_round.QBITS) + 1e-9
+    assert np.abs(np.asarray(result["mean"]) - expect).max() < bound
+
+    # nobody whose post the journal held at the kill is asked for that stage again
+    seat_of = {
+        Registration: lambda m: ("register", m.party - 1),
+        SeedReveal: lambda m: ("seed", m.member - 1),
+        DealingsPost: lambda m: ("deal", m.dealer - 1),
+        MaskedInputPost: lambda m: ("upload", m.client - 1),
+        Confirmation: lambda m: ("confirm", m.member - 1),
+        SharesPost: lambda m: ("unmask", m.member - 1),
+    }
+    held = {seat_of[type(m)](m) for m in before if type(m) in seat_of}
+    lines = (tmp_path / "requests.log").read_text().split()
+    asked_after = {
+        (lines[i + 1], int(lines[i + 2]))
+        for i in range(0, len(lines), 3)
+        if int(lines[i]) != killed_pid and not lines[i + 1].startswith("resent-")
+    }
+    assert not held & asked_after, f"asked again: {sorted(held & asked_after)}"
+    if in_transit:  # the node that acted before the kill sent the same reply again
+        assert any(
+            lines[i + 1] == f"resent-{stage}" and int(lines[i]) != killed_pid
+            for i in range(0, len(lines), 3)
+        ), lines
+    # every event of the killed run is in the final transcript, unchanged (nothing lost)
+    final = [codec.decode(ev.body) for ev in transcript.events[1:]]
+    assert final[: len(before)] == before
