@@ -60,6 +60,17 @@ its share of discrete noise), unweighted; the server adds the noisy mean update 
 global parameters. The node decides this from the round config it verified, not from
 the server's word.
 
+Durable rounds (SPEC.md §6.14). The server journals each round's board in its round
+directory; a ServerApp that was killed and is run again under the same run directory
+(``run_config["pvss-run-name"]``, and the same server identity,
+``run_config["pvss-identity"]``) resumes the unfinished round from its journal instead of
+starting it over, asking only the seats whose posts the journal lacks (each upload's
+``FitRes`` is kept beside it, ``fit-<node>.msgpack``). A node given
+``node_config["pvss-state-dir"]`` keeps its state in a file there
+(:class:`fl.relay.NodeStateFile`) instead of the per-run ``Context.state``, so it continues
+a round across runs and restarts, and sends a reply again (never a new one) when a
+restarted server asks for it.
+
 Notes: with ``timeout=None`` the server waits for every reply at every stage (as
 SecAgg+ does), so a node that vanishes without an error reply stalls the round; set a
 timeout in deployments. Where training and masking share a process and its cores (Ray
@@ -69,6 +80,7 @@ OpenMP threads from spinning while torch trains.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -83,6 +95,7 @@ import numpy as np
 
 from fl.host import (
     DEFAULT_CHAIN_ID,
+    ROLES_FILE,
     NodeRoles,
     RoundFailed,
     RoundHost,
@@ -91,9 +104,18 @@ from fl.host import (
     log,
     make_round_config,
 )
-from fl.relay import STAGE_HELLO, STAGE_UPLOAD, NodeAgent, StageReply, StageRequest
+from fl.relay import (
+    STAGE_HELLO,
+    STAGE_UPLOAD,
+    NodeAgent,
+    NodeStateFile,
+    StageReply,
+    StageRequest,
+)
 from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
 from secagg import codec
+from secagg.blobs import durable_write
+from secagg.boards import JOURNAL_FILE
 from secagg.config import RoundConfig
 from secagg.dp import DpConfig, DpSpec, dp_report, overflow_bits
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
@@ -254,11 +276,13 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     request = request_from_record(msg.content.config_records[RECORD_KEY])
     saved = ctxt.state.config_records.get(STATE_KEY)
     identity, roster = node_deployment(ctxt.node_config)
-    agent = NodeAgent(
-        cast(bytes, saved["state"]) if saved is not None else b"",
-        identity=identity,
-        roster=roster,
-    )
+    state_dir = ctxt.node_config.get("pvss-state-dir")
+    state_file = NodeStateFile(str(state_dir), identity.address) if state_dir else None
+    if state_file is not None:  # durable: the node's file, across runs and restarts
+        state = state_file.load()
+    else:
+        state = cast(bytes, saved["state"]) if saved is not None else b""
+    agent = NodeAgent(state, identity=identity, roster=roster)
     out_content = RecordDict()
     base: np.ndarray | None = None
     if request.stage == STAGE_UPLOAD and _round_has_dp(request.transcript):
@@ -283,8 +307,15 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
 
     try:
         reply = agent.handle(request, update if request.stage == STAGE_UPLOAD else None)
+        if request.stage == STAGE_UPLOAD and agent.resent:  # the same FitRes again
+            out_content = _fitres_from_extra(agent.last_extra)
+        elif request.stage == STAGE_UPLOAD:
+            agent.set_last_extra(_fitres_extra(out_content))
     finally:  # what the node erased (even on a refusal) stays erased
-        ctxt.state.config_records[STATE_KEY] = ConfigRecord({"state": agent.state_bytes()})
+        if state_file is not None:
+            state_file.save(agent.state_bytes())
+        else:
+            ctxt.state.config_records[STATE_KEY] = ConfigRecord({"state": agent.state_bytes()})
     if agent.clamped is not None:  # the server sees num_examples and warns, naming us
         log(
             logging.INFO,
@@ -296,6 +327,39 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
         )
     out_content.config_records[RECORD_KEY] = reply_to_record(reply)
     return Message(out_content, reply_to=msg)
+
+
+def _fitres_extra(content: Any) -> bytes:
+    """A reply's FitRes without its parameters (status, num_examples, metrics), kept
+    with the node's last reply or by the server beside its journal."""
+    import msgpack  # noqa: PLC0415
+    from flwr.compat.common import recorddict_compat as compat  # noqa: PLC0415
+
+    fitres = compat.recorddict_to_fitres(content, keep_input=True)
+    return msgpack.packb(
+        [int(fitres.status.code.value), fitres.status.message, int(fitres.num_examples),
+         dict(fitres.metrics)],
+        use_bin_type=True,
+    )
+
+
+def _fitres_from_extra(extra: bytes) -> Any:
+    """The ``RecordDict`` of a FitRes kept by :func:`_fitres_extra` (no parameters)."""
+    import msgpack  # noqa: PLC0415
+    from flwr.common import Code, FitRes, Parameters, Status  # noqa: PLC0415
+    from flwr.compat.common import recorddict_compat as compat  # noqa: PLC0415
+
+    try:
+        code, message, examples, metrics = msgpack.unpackb(extra, raw=False)
+        fitres = FitRes(
+            Status(Code(code), str(message)),
+            Parameters(tensors=[], tensor_type="numpy.ndarray"),
+            int(examples),
+            dict(metrics),
+        )
+    except Exception as exc:  # msgpack / enum / type errors alike
+        raise ProtocolError(f"node: the kept FitRes is unreadable ({type(exc).__name__})") from None
+    return compat.fitres_to_recorddict(fitres, keep_input=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -433,6 +497,7 @@ class PvssSecAggWorkflow:
             raise ConfigError(f"dp: expected a DpSpec or DpConfig, got {type(dp).__name__}")
         self.dp = dp
         self.roster = roster if isinstance(roster, Roster) else Roster.load(roster)
+        self._identity_generated = identity is None  # run_config["pvss-identity"] may set it
         if identity is None:
             self.identity = Identity.generate()
         elif isinstance(identity, Identity):
@@ -534,11 +599,18 @@ class PvssSecAggWorkflow:
         if base is None:
             configured = (getattr(context, "run_config", None) or {}).get("pvss-round-dir")
             base = Path(str(configured)) if configured else Path("pvss-rounds")
-        run = self.run_id or str(getattr(context, "run_id", "") or "local")
+        run_name = (getattr(context, "run_config", None) or {}).get("pvss-run-name")
+        run = self.run_id or (str(run_name) if run_name else "") or str(
+            getattr(context, "run_id", "") or "local"
+        )
         return base / run / f"round-{current_round}"
 
     def _retain(self, run_dir: Path, outcome: RoundOutcome | None) -> None:
-        """Apply ``keep_blobs`` (to a verified round) and ``keep_rounds``."""
+        """Apply ``keep_blobs`` (to a verified round) and ``keep_rounds``; a verified
+        round's resume files (journal, seats, kept FitRes) go: its transcript says all."""
+        if outcome is not None:
+            for done in [JOURNAL_FILE, ROLES_FILE, *outcome.round_dir.glob("fit-*.msgpack")]:
+                (outcome.round_dir / done).unlink(missing_ok=True)
         if outcome is not None and not self.keep_blobs:
             shutil.rmtree(outcome.round_dir / BLOB_DIR, ignore_errors=True)
         if self.keep_rounds is None or not run_dir.is_dir():
@@ -610,6 +682,10 @@ class PvssSecAggWorkflow:
 
         if not isinstance(context, LegacyContext):
             raise TypeError(f"Expect a LegacyContext, but get {type(context).__name__}.")
+        configured_identity = (getattr(context, "run_config", None) or {}).get("pvss-identity")
+        if self._identity_generated and configured_identity:  # the same server on a rerun
+            self.identity = Identity.load(str(configured_identity))
+            self._identity_generated = False
         current_round = cast(
             int, context.state.config_records[MAIN_CONFIGS_RECORD][WorkflowKey.CURRENT_ROUND]
         )
@@ -670,7 +746,8 @@ class PvssSecAggWorkflow:
         except ConfigError as exc:
             return self._fail(current_round, exc)
         round_path = self.round_path(context, current_round)
-        if round_path.exists():  # a rerun under the same run id: no blobs mixed in
+        resume = self.board == "memory" and RoundHost.can_resume(round_path)
+        if round_path.exists() and not resume:  # a rerun under the same run id: no blobs mixed in
             log(logging.WARNING, "round %d: replacing %s", current_round, round_path)
             shutil.rmtree(round_path)
         member_of = {by_address[a]: k + 1 for k, a in enumerate(self.roster.committee)}
@@ -679,14 +756,18 @@ class PvssSecAggWorkflow:
             NodeRoles(node, seat.get(node, 0), member_of.get(node, 0))
             for node in sorted(set(nodes) | set(member_of))
         ]
-        host = RoundHost(
-            config,
-            round_path,
-            roles,
-            identity=self.identity,
-            board=self.board,
-            backend=self.backend,
-        )
+        if resume:  # the journal's round, its seats and config (SPEC.md §6.14)
+            host = RoundHost.resume(round_path, identity=self.identity, backend=self.backend)
+            config = host.config
+        else:
+            host = RoundHost(
+                config,
+                round_path,
+                roles,
+                identity=self.identity,
+                board=self.board,
+                backend=self.backend,
+            )
         fit_replies: dict[int, Any] = {}
         failures: list[Any] = []  # error replies, for Strategy.aggregate_fit
 
@@ -696,7 +777,10 @@ class PvssSecAggWorkflow:
 
             out = []
             for node, req in requests.items():
-                content = fitins[node] if stage == STAGE_UPLOAD else RecordDict()
+                if stage == STAGE_UPLOAD and node not in fitins:  # resumed, not sampled now
+                    content = copy.deepcopy(next(iter(fitins.values())))
+                else:
+                    content = fitins[node] if stage == STAGE_UPLOAD else RecordDict()
                 content.config_records[RECORD_KEY] = request_to_record(req)
                 out.append(
                     Message(
@@ -724,6 +808,8 @@ class PvssSecAggWorkflow:
                     continue
                 if stage == STAGE_UPLOAD:
                     fit_replies[node] = reply.content
+                    # kept before the host journals the upload: a resumed round has it
+                    durable_write(round_path / f"fit-{node}.msgpack", _fitres_extra(reply.content))
                     examples = compat.recorddict_to_fitres(
                         reply.content, keep_input=True
                     ).num_examples
@@ -761,6 +847,10 @@ class PvssSecAggWorkflow:
         aggregated_parameters = ndarrays_to_parameters(aggregated)
         results = []
         for node in outcome.included_nodes:
+            if node not in fit_replies:  # uploaded before the server restarted
+                fit_replies[node] = _fitres_from_extra(
+                    (round_path / f"fit-{node}.msgpack").read_bytes()
+                )
             fitres = compat.recorddict_to_fitres(fit_replies[node], keep_input=True)
             fitres.parameters = aggregated_parameters
             results.append((proxies[node], fitres))
