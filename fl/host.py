@@ -63,6 +63,7 @@ from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
 from secagg.messages import (
+    ROLE_AGGREGATOR,
     ROLE_CLIENT,
     ROLE_MEMBER,
     Confirmation,
@@ -350,7 +351,7 @@ class RoundHost:
 
         records, _, _ = Journal.read(path)
         for kind, rec in records:
-            if kind == 0 and rec.seq and rec.sender == 0 and rec.role == 0:
+            if kind == 0 and rec.seq and rec.role == ROLE_AGGREGATOR:
                 try:
                     if isinstance(codec.decode(rec.body), ResultPost):
                         return False

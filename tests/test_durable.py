@@ -286,3 +286,14 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
     # every event of the killed run is in the final transcript, unchanged (nothing lost)
     final = [codec.decode(ev.body) for ev in transcript.events[1:]]
     assert final[: len(before)] == before
+
+
+def test_can_resume_only_an_unfinished_round(journaled: Path, tmp_path: Path) -> None:
+    from fl.host import ROLES_FILE, RoundHost
+
+    assert not RoundHost.can_resume(journaled)  # it holds the result
+    (tmp_path / ROLES_FILE).write_bytes((journaled / ROLES_FILE).read_bytes())
+    (tmp_path / JOURNAL_FILE).write_bytes((journaled / JOURNAL_FILE).read_bytes()[:-5])
+    assert RoundHost.can_resume(tmp_path)  # the result's record was torn off
+    (tmp_path / ROLES_FILE).unlink()
+    assert not RoundHost.can_resume(tmp_path)  # no seat table: nothing to resume
