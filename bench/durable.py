@@ -22,9 +22,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _common import emit  # noqa: E402
-
 import durable_round  # noqa: E402
+from _common import emit  # noqa: E402
 
 MODES = {"fsync journal": [], "journal, no fsync": ["--no-fsync"], "no journal": ["--no-journal"]}
 

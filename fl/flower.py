@@ -337,8 +337,12 @@ def _fitres_extra(content: Any) -> bytes:
 
     fitres = compat.recorddict_to_fitres(content, keep_input=True)
     return msgpack.packb(
-        [int(fitres.status.code.value), fitres.status.message, int(fitres.num_examples),
-         dict(fitres.metrics)],
+        [
+            int(fitres.status.code.value),
+            fitres.status.message,
+            int(fitres.num_examples),
+            dict(fitres.metrics),
+        ],
         use_bin_type=True,
     )
 
@@ -600,8 +604,10 @@ class PvssSecAggWorkflow:
             configured = (getattr(context, "run_config", None) or {}).get("pvss-round-dir")
             base = Path(str(configured)) if configured else Path("pvss-rounds")
         run_name = (getattr(context, "run_config", None) or {}).get("pvss-run-name")
-        run = self.run_id or (str(run_name) if run_name else "") or str(
-            getattr(context, "run_id", "") or "local"
+        run = (
+            self.run_id
+            or (str(run_name) if run_name else "")
+            or str(getattr(context, "run_id", "") or "local")
         )
         return base / run / f"round-{current_round}"
 
@@ -831,6 +837,10 @@ class PvssSecAggWorkflow:
         except RoundFailed as exc:
             self._retain(round_path.parent, None)
             return self._fail(current_round, exc)
+        for node in outcome.included_nodes:
+            if node not in fit_replies:  # uploaded before the server restarted
+                kept = round_path / f"fit-{node}.msgpack"
+                fit_replies[node] = _fitres_from_extra(kept.read_bytes())
         self.outcomes.append(outcome)
         self._retain(round_path.parent, outcome)
 
@@ -847,10 +857,6 @@ class PvssSecAggWorkflow:
         aggregated_parameters = ndarrays_to_parameters(aggregated)
         results = []
         for node in outcome.included_nodes:
-            if node not in fit_replies:  # uploaded before the server restarted
-                fit_replies[node] = _fitres_from_extra(
-                    (round_path / f"fit-{node}.msgpack").read_bytes()
-                )
             fitres = compat.recorddict_to_fitres(fit_replies[node], keep_input=True)
             fitres.parameters = aggregated_parameters
             results.append((proxies[node], fitres))

@@ -57,6 +57,7 @@ from fl.relay import (
     StageRequest,
 )
 from secagg import codec
+from secagg.aggregate import dp_rotation_seed
 from secagg.blobs import BlobStore, blob_digest, durable_write
 from secagg.boards import JOURNAL_FILE, Board, MemoryBoard, Phase, RuleViolation
 from secagg.config import RoundConfig
@@ -77,7 +78,6 @@ from secagg.messages import (
 )
 from secagg.packing import check_encoding
 from secagg.quantize import MaskingConfig
-from secagg.aggregate import dp_rotation_seed
 from secagg.roles import Aggregator, Stage
 from secagg.verifier import BLOB_DIR, Finding, save_round, verify_round
 
@@ -385,9 +385,7 @@ class RoundHost:
                 f"resume: the round was opened by aggregator 0x{board.config.aggregator.hex()}, "
                 f"this server is 0x{identity.address.hex()}: resume with the same identity"
             )
-        host = cls(
-            board.config, round_dir, roles, identity=identity, backend=backend, _board=board
-        )
+        host = cls(board.config, round_dir, roles, identity=identity, backend=backend, _board=board)
         st = board.state()
         log(
             logging.INFO,
@@ -639,7 +637,6 @@ class RoundHost:
                 "verifier": verifier_s,
             },
         )
-
 
     def _posted_total(self, aggregator: Aggregator) -> np.ndarray:
         """The sum of a result the board holds already (a server that crashed after

@@ -65,9 +65,7 @@ def _journal_messages(path: Path) -> list[object]:
 
 def _finished_round(base: Path) -> Path:
     """A round run to its end in ``base`` (a fresh directory), as the baseline."""
-    subprocess.run(
-        [sys.executable, str(SCRIPT), str(base)], env=_env(), check=True, timeout=300
-    )
+    subprocess.run([sys.executable, str(SCRIPT), str(base)], env=_env(), check=True, timeout=300)
     return base / "round"
 
 

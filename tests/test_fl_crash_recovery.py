@@ -2,13 +2,16 @@
 
 ``flower-superlink`` and three ``flower-supernode`` s (tests/test_fl_deployment.py's
 ``Deployment``, each node with its own ``pvss-state-dir``) run tests/flower_app. The
-first ``flwr run`` is watched from outside: once the round's journal holds the stage's
-first accepted post, the ``flwr-serverapp`` process (where Flower ≥ 1.13 runs our
+first ``flwr run`` is watched from outside: once the round's journal holds every post
+of the stage before (so the stage's requests are out) and a node's state file shows it
+acted on the stage (a client that uploaded has erased its round key), the
+``flwr-serverapp`` process (where Flower ≥ 1.13 runs our
 ServerApp and its ``RoundHost``) is killed with SIGKILL, found by its command line. A
 second ``flwr run`` under the same ``pvss-run-name`` and server identity resumes the
 round from its journal: it must finish, verify publicly, give plain FedAvg within the
-quantization bound, and not ask again any client whose upload (or member whose shares)
-the journal held. The per-stage sweep runs in tests/test_durable.py (a round process
+quantization bound with all three clients included (so a client that had uploaded and
+erased its key sent its upload again), and not ask again any client whose upload (or
+member whose shares) the journal held. The per-stage sweep runs in tests/test_durable.py (a round process
 over a plain transport); here the representative stages upload and unmask. Every
 process is stopped by PID, also on failure."""
 
@@ -29,7 +32,12 @@ pytest.importorskip("flwr")
 
 from secagg import codec  # noqa: E402
 from secagg.boards import JOURNAL_FILE, Journal, JournalCorrupt  # noqa: E402
-from secagg.messages import MaskedInputPost, SharesPost  # noqa: E402
+from secagg.messages import (  # noqa: E402
+    Confirmation,
+    DealingsPost,
+    MaskedInputPost,
+    SharesPost,
+)
 from tests.test_fl_deployment import APP_DIR, BIN, NODES, Deployment  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -62,6 +70,10 @@ def _serverapp_pids(link_port: int) -> list[int]:
     return pids
 
 
+def _state_mtimes(base: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in base.glob("node-state-*/*.state")}
+
+
 @pytest.mark.parametrize("stage", ["upload", "unmask"])
 def test_serverapp_killed_then_rerun_resumes(stage: str, tmp_path: Path) -> None:
     import sys
@@ -75,7 +87,8 @@ def test_serverapp_killed_then_rerun_resumes(stage: str, tmp_path: Path) -> None
     from secagg.quantize import quantization_error_bound
     from secagg.verifier import load_round, verify_round
 
-    want = {"upload": MaskedInputPost, "unmask": SharesPost}[stage]
+    # the stage's requests are out once the journal holds all posts of the stage before
+    want, count = {"upload": (DealingsPost, NODES), "unmask": (Confirmation, NODES)}[stage]
     rounds = tmp_path / "rounds"
     server_id = Identity.generate().save(tmp_path / "server.json")
     journal = rounds / RUN_NAME / "round-1" / JOURNAL_FILE
@@ -93,10 +106,16 @@ def test_serverapp_killed_then_rerun_resumes(stage: str, tmp_path: Path) -> None
         )
         assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
         deadline = time.monotonic() + 300
-        while not any(isinstance(m, want) for m in _journal_messages(journal)):
+        while sum(isinstance(m, want) for m in _journal_messages(journal)) < count:
             assert time.monotonic() < deadline, f"no {want.__name__} in 300 s\n" + dep.tail()
             assert not (rounds / "summary.json").exists(), "the round ended before the kill"
             time.sleep(0.05)
+        # then a node acts on the stage (its state file changes: a client that uploaded
+        # has erased its round key, a member that sent its shares its member key)
+        seen = _state_mtimes(tmp_path)
+        while _state_mtimes(tmp_path) == seen:
+            assert time.monotonic() < deadline, f"no node acted at {stage}\n" + dep.tail()
+            time.sleep(0.01)
         pids = _serverapp_pids(dep.link_port)
         assert len(pids) == 1, pids
         os.kill(pids[0], signal.SIGKILL)
@@ -151,6 +170,6 @@ def test_serverapp_killed_then_rerun_resumes(stage: str, tmp_path: Path) -> None
         assert "register" not in asked and "deal" not in asked
     else:
         assert asked.get("unmask", 0) == len(set(range(1, 4)) - shared), (asked, shared)
-        confirmed = sum(m.__class__.__name__ == "Confirmation" for m in before)
+        confirmed = sum(isinstance(m, Confirmation) for m in before)
         assert asked.get("confirm", 0) == NODES - confirmed, (asked, confirmed)
         assert "upload" not in asked
