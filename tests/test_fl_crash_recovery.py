@@ -11,9 +11,10 @@ second ``flwr run`` under the same ``pvss-run-name`` and server identity resumes
 round from its journal: it must finish, verify publicly, give plain FedAvg within the
 quantization bound with all three clients included (so a client that had uploaded and
 erased its key sent its upload again), and not ask again any client whose upload (or
-member whose shares) the journal held. The per-stage sweep runs in tests/test_durable.py (a round process
-over a plain transport); here the representative stages upload and unmask. Every
-process is stopped by PID, also on failure."""
+member whose shares) the journal held. The per-stage sweep runs in
+tests/test_durable.py (a round process over a plain transport); here the
+representative stages upload and unmask. Every process is stopped by PID, also on
+failure."""
 
 from __future__ import annotations
 
