@@ -295,3 +295,61 @@ def test_can_resume_only_an_unfinished_round(journaled: Path, tmp_path: Path) ->
     assert RoundHost.can_resume(tmp_path)  # the result's record was torn off
     (tmp_path / ROLES_FILE).unlink()
     assert not RoundHost.can_resume(tmp_path)  # no seat table: nothing to resume
+
+
+def test_node_resends_its_reply_once_and_never_makes_a_new_one(tmp_path: Path) -> None:
+    """A server that lost a node's upload asks again: the node sends the very same posts
+    and masked vector (no retraining, no new masking); once the board holds them, the
+    host does not ask again, and a server that does anyway is refused."""
+    from fl.host import NodeRoles, RoundHost, make_round_config
+    from fl.relay import STAGES, NodeAgent
+    from secagg.identity import Identity
+    from secagg.roster import make_deployment
+
+    roster, paths = make_deployment(tmp_path / "dep", 3, 3, 1)
+    idents = [Identity.load(p) for p in paths]
+    server = Identity.generate()
+    cfg = make_round_config(
+        round_id=1,
+        n_clients=3,
+        committee_size=3,
+        threshold=1,
+        dim=durable_round.DIM,
+        clip=durable_round.CLIP,
+        quant_bits=durable_round.QBITS,
+        max_weight=10,
+        aggregator=server.address,
+        members=roster.committee,
+        clients=tuple(i.address for i in idents),
+    )
+    host = RoundHost(
+        cfg, tmp_path / "round", [NodeRoles(k, k + 1, k + 1) for k in range(3)], identity=server
+    )
+    states = {k: b"" for k in range(3)}
+    trained: list[int] = []
+
+    def ask(stage: str, node: int, req):  # noqa: ANN001, ANN202
+        agent = NodeAgent(states[node], identity=idents[node], roster=roster)
+
+        def update():  # noqa: ANN202
+            trained.append(node)
+            return durable_round.inputs(node)
+
+        reply = agent.handle(req, update)
+        states[node] = agent.state_bytes()
+        return reply, agent.resent
+
+    for stage in STAGES[:3]:
+        for node, req in host.requests(stage).items():
+            assert host.accept(stage, node, ask(stage, node, req)[0])
+    req = host.requests("upload")[0]
+    first, resent = ask("upload", 0, req)
+    assert not resent and trained == [0]
+    again, resent = ask("upload", 0, req)  # the server lost the first reply
+    assert resent and trained == [0]
+    assert again.posts == first.posts and again.blob == first.blob
+    assert host.accept("upload", 0, again)
+    assert 0 not in host.requests("upload")  # the board holds it: not asked again
+    with pytest.raises(ProtocolError, match="refuses the posts"):
+        ask("upload", 0, host.request("upload", 0, member=0))
+    host.close()
