@@ -137,6 +137,16 @@ def _verify_round(
         else "hash chain and board rules (every proof re-verified)",
         True,
     )
+    for dealer, keys in sorted(board.malformed.items()):  # optimistic chains only
+        report.check(
+            f"client {dealer}'s undecodable dealing was excluded by a challenge",
+            dealer in board.excluded,
+            Finding(
+                f"client {dealer}",
+                "dealing-encoding",
+                f"{sorted(keys)[0]}: accepted on its header, never challenged",
+            ),
+        )
     st = board.state()
     if st.config.has_dp:
         report.dp = dp_report(st.config.dp)

@@ -929,8 +929,8 @@ class EvmBoard(Board):
         self._events: list[Event] = []
         self._pending = _Pending()
         self._raw_dealings: dict[tuple[int, int, int], bytes] = {}
-        # dealer -> the first of its accepted dealings that does not decode
-        self.malformed: dict[int, tuple[int, int, int]] = {}
+        # dealer -> its accepted dealings that do not decode (the dealer is skipped)
+        self.malformed: dict[int, set[tuple[int, int, int]]] = {}
         self.faults = []
         self._chain_included: tuple[tuple[int, ...], bool] | None = None
         self._synced_to = self.start_block - 1
@@ -1027,7 +1027,7 @@ class EvmBoard(Board):
                     # and skipped (no dealing of it enters the state); a challenge of
                     # ``key`` excludes it on-chain (SPEC.md §7.3)
                     self.faults.append(Fault(ROLE_CLIENT, dealer, "dealing-encoding", f"{key}: {exc}"))
-                    self.malformed.setdefault(dealer, key)
+                    self.malformed.setdefault(dealer, set()).add(key)
             if dealer not in self.malformed:
                 st.dealers.add(dealer)
                 st.dealings.update(decoded)
