@@ -166,7 +166,9 @@ class TimedBoard(MemoryBoard):
             self.busy += time.perf_counter() - t0
 
 
-def make_board(kind: str, cfg: RoundConfig, aggregator: Identity) -> Any:
+def make_board(
+    kind: str, cfg: RoundConfig, aggregator: Identity, *, own_account: bool = False
+) -> Any:
     """memory -> TimedBoard; evm / anvil / rpc:URL -> EvmBoard (its ``config`` carries
     the chain id and contract address; phase lengths leave one block per post)."""
     if kind == "memory":
@@ -182,7 +184,9 @@ def make_board(kind: str, cfg: RoundConfig, aggregator: Identity) -> Any:
             upload_blocks=max(cfg.upload_blocks, n + 2),
             unmask_blocks=max(cfg.unmask_blocks, 2 * m + 2),
         )
-        return EvmBoard(cfg, kind, aggregator=aggregator)
+        return EvmBoard(
+            cfg, kind, aggregator=aggregator, account=aggregator if own_account else None
+        )
     raise ConfigError(f"board: {kind!r} is not memory, evm, anvil or rpc:URL")
 
 

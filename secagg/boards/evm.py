@@ -290,6 +290,17 @@ def stop_process(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+def fund_accounts(provider: str | Any, addresses: list[bytes], wei: int = FUND_WEI) -> None:
+    """Send ``wei`` to each address from the node's first (unlocked, prefunded)
+    account — a deployment step on a test chain such as anvil, so that every party can
+    pay for its own transactions (chain-native rounds)."""
+    w3 = connect(provider)[0] if isinstance(provider, str) else provider
+    funder = w3.eth.accounts[0]
+    for addr in addresses:
+        txh = w3.eth.send_transaction({"from": funder, "to": _checksum(addr), "value": wei})
+        w3.eth.wait_for_transaction_receipt(txh, timeout=120)
+
+
 class _Coordinate(int):
     """An int with py_ecc's ``.n``, which py-evm's precompile wrappers read."""
 
@@ -340,6 +351,8 @@ def connect(provider: str) -> tuple[Any, subprocess.Popen | None]:
     """(Web3, owned anvil process or None) for 'evm', 'anvil' or 'rpc:URL'."""
     from web3 import EthereumTesterProvider, Web3
 
+    if provider.startswith(("http://", "https://")):  # a bare URL is rpc:URL
+        provider = "rpc:" + provider
     if provider in ("evm", "py-evm"):
         use_fast_bn254_precompiles()
         return Web3(EthereumTesterProvider()), None
