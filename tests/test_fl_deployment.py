@@ -76,6 +76,7 @@ class Deployment:
 
         self.roster, self.identities = make_deployment(tmp / "deployment", NODES, 3, 1)
         self.roster_path = tmp / "deployment" / "roster.json"
+        self.node_extra = ""  # more node_config entries (the chain deployment's pvss-rpc)
         home = tmp / "flwr-home"
         home.mkdir()
         (home / "config.toml").write_text(
@@ -133,7 +134,8 @@ class Deployment:
                     str(port),
                     "--node-config",
                     f"partition-id={i} num-partitions={NODES} "
-                    f'pvss-identity="{self.identities[i]}" pvss-roster="{self.roster_path}"',
+                    f'pvss-identity="{self.identities[i]}" pvss-roster="{self.roster_path}"'
+                    + self.node_extra,
                 ],
             )
             _wait_listening(port, node, self.logs[-1])
