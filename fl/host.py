@@ -478,7 +478,12 @@ class RoundHost:
         """Chain-native: the node submitted ``post`` itself; the server only checks that
         the chain accepted it (same seat, same signature) — it submits nothing."""
         for ev in reversed(self.board.events()):
-            if (ev.role, ev.sender, ev.body, ev.sig) == (post.role, post.sender, post.body, post.sig):
+            if (ev.role, ev.sender, ev.body, ev.sig) == (
+                post.role,
+                post.sender,
+                post.body,
+                post.sig,
+            ):
                 return
         raise RuleViolation(
             Fault(post.role, post.sender, "chain", "the node's post is not on the chain")

@@ -473,7 +473,9 @@ class NodeAgent:
                 try:
                     chain.submit(codec.decode(raw, SignedPost))
                 except ProtocolError as exc:
-                    raise ProtocolError(f"relay: the chain refused this node's post: {exc}") from None
+                    raise ProtocolError(
+                        f"relay: the chain refused this node's post: {exc}"
+                    ) from None
         self._pin(transcript)
         return StageReply(tuple(posts), blob, time.perf_counter() - t0, self.identity.address)
 

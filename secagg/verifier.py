@@ -19,9 +19,9 @@ from secagg.aggregate import (
 )
 from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import MemoryBoard, RuleViolation, event_hash
+from secagg.config import RoundConfig
 from secagg.dp import dp_report, from_ring, noise_tail
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
-from secagg.config import RoundConfig
 from secagg.messages import TranscriptFile, party_name
 from secagg.packing import check_encoding
 

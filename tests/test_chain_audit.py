@@ -129,7 +129,10 @@ def test_verify_from_the_chain_alone(
 
 
 def test_a_tampered_round_directory_is_caught(
-    chain_round: tuple[Path, str], anvil_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    chain_round: tuple[Path, str],
+    anvil_url: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     out, contract = chain_round
     forged = tmp_path / "forged"
@@ -137,7 +140,10 @@ def test_a_tampered_round_directory_is_caught(
     transcript, _ = load_round(forged)
     events = list(transcript.events)
     pos = next(
-        k for k, ev in enumerate(events) if ev.role == ROLE_CLIENT and ev.sender == 1
+        k
+        for k, ev in enumerate(events)
+        if ev.role == ROLE_CLIENT
+        and ev.sender == 1
         and isinstance(codec.decode(ev.body), MaskedInputPost)
     )
     old = codec.decode(events[pos].body)

@@ -60,8 +60,13 @@ def test_a_chain_native_round_posts_from_every_partys_own_account(
     )
     roles = [NodeRoles(node, node + 1, node + 1 if node < M else 0) for node in range(N)]
     host = RoundHost(
-        cfg, tmp_path / "round", roles, identity=server, board=f"rpc:{anvil_url}",
-        chain_native=True, backend="reference",
+        cfg,
+        tmp_path / "round",
+        roles,
+        identity=server,
+        board=f"rpc:{anvil_url}",
+        chain_native=True,
+        backend="reference",
     )
     rng = np.random.default_rng(1)
     updates = {node: rng.uniform(-1, 1, DIM) for node in range(N)}
@@ -72,7 +77,10 @@ def test_a_chain_native_round_posts_from_every_partys_own_account(
         for node, req in requests.items():
             assert req.contract and not req.transcript  # the node reads the chain itself
             agent = NodeAgent(
-                states.get(node, b""), identity=idents[node], roster=roster, rpc=anvil_url,
+                states.get(node, b""),
+                identity=idents[node],
+                roster=roster,
+                rpc=anvil_url,
                 backend="reference",
             )
             try:
@@ -93,8 +101,15 @@ def test_a_chain_native_round_posts_from_every_partys_own_account(
     owner.update({(ROLE_MEMBER, k + 1): a for k, a in enumerate(cfg.members)})
     owner.update({(ROLE_CLIENT, i + 1): a for i, a in enumerate(cfg.clients)})
     seen = set()
-    for name in ("Registered", "SeedRevealed", "DealingsPosted", "MaskedInput", "Confirmed",
-                 "SharesPosted", "ResultPosted"):
+    for name in (
+        "Registered",
+        "SeedRevealed",
+        "DealingsPosted",
+        "MaskedInput",
+        "Confirmed",
+        "SharesPosted",
+        "ResultPosted",
+    ):
         for log in getattr(board.contract.events, name)().get_logs(from_block=board.start_block):
             a = log["args"]
             role = a.get("role", ROLE_MEMBER if "member" in a else ROLE_CLIENT)

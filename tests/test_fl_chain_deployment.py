@@ -86,8 +86,15 @@ def test_one_chain_native_round_on_a_loopback_deployment(tmp_path: Path) -> None
         owner.update({(ROLE_MEMBER, k + 1): a for k, a in enumerate(cfg.members)})
         owner.update({(ROLE_CLIENT, i + 1): a for i, a in enumerate(cfg.clients)})
         posts = 0
-        for name in ("Registered", "SeedRevealed", "DealingsPosted", "MaskedInput",
-                     "Confirmed", "SharesPosted", "ResultPosted"):
+        for name in (
+            "Registered",
+            "SeedRevealed",
+            "DealingsPosted",
+            "MaskedInput",
+            "Confirmed",
+            "SharesPosted",
+            "ResultPosted",
+        ):
             for log in getattr(board.contract.events, name)().get_logs(
                 from_block=board.start_block
             ):

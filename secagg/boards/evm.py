@@ -1039,7 +1039,9 @@ class EvmBoard(Board):
                     # an optimistic contract checks only the header: the dealer is named
                     # and skipped (no dealing of it enters the state); a challenge of
                     # ``key`` excludes it on-chain (SPEC.md §7.3)
-                    self.faults.append(Fault(ROLE_CLIENT, dealer, "dealing-encoding", f"{key}: {exc}"))
+                    self.faults.append(
+                        Fault(ROLE_CLIENT, dealer, "dealing-encoding", f"{key}: {exc}")
+                    )
                     self.malformed.setdefault(dealer, set()).add(key)
             if dealer not in self.malformed:
                 st.dealers.add(dealer)

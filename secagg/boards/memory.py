@@ -452,9 +452,7 @@ class MemoryBoard(Board):
             def skip() -> None:
                 self.malformed[sender] = {key for key, _ in malformed}
                 for key, detail in malformed:
-                    self.faults.append(
-                        Fault(role, sender, "dealing-encoding", f"{key}: {detail}")
-                    )
+                    self.faults.append(Fault(role, sender, "dealing-encoding", f"{key}: {detail}"))
 
             return skip
         if not self._check_proofs:

@@ -78,16 +78,18 @@ def _forge(honest: Path, forged: Path, roster) -> int:  # noqa: ANN001
         elif isinstance(msg, Confirmation):
             k = msg.member
             post = sign_post(
-                roster.members[k - 1], cfg, ROLE_MEMBER, k, Confirmation(k, board.view()),
+                roster.members[k - 1],
+                cfg,
+                ROLE_MEMBER,
+                k,
+                Confirmation(k, board.view()),
                 board.view(),
             )
         elif isinstance(msg, SharesPost):
             k = msg.member
             post = sign_post(roster.members[k - 1], cfg, ROLE_MEMBER, k, msg, board.view())
         elif isinstance(msg, ResultPost):
-            Aggregator(cfg, identity=roster.aggregator, backend="reference").aggregate(
-                board, blobs
-            )
+            Aggregator(cfg, identity=roster.aggregator, backend="reference").aggregate(board, blobs)
             continue
         else:
             post = SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig)

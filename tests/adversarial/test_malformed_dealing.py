@@ -79,9 +79,9 @@ def test_a_malformed_optimistic_dealing_does_not_halt_the_adapter(anvil_url: str
     assert replica.malformed == {1: {bad_key}} and 1 not in replica.state().dealers
     # the verifier names the dealer while no challenge has excluded it
     early = verify_round(board.transcript(), None, board.head)
-    assert any(
-        f.party == "client 1" and f.rule == "dealing-encoding" for f in early.findings
-    ), early.findings
+    assert any(f.party == "client 1" and f.rule == "dealing-encoding" for f in early.findings), (
+        early.findings
+    )
 
     # control: everyone else deals (their posts are accepted as usual)
     for i in (2, 3, 4):

@@ -12,8 +12,8 @@ from flwr.server import LegacyContext, ServerApp, ServerConfig
 from flwr.server.workflow import DefaultWorkflow
 
 from fl.flower import PvssSecAggWorkflow
-from secagg.identity import Identity
 from pvss_flower_app.task import CLIP, RecordingFedAvg
+from secagg.identity import Identity
 
 app = ServerApp()
 
