@@ -401,7 +401,7 @@ class PvssSecAggWorkflow:
         from the chain through its own endpoint (``node_config["pvss-rpc"]``) and
         posts from its own identity's account (fund them); the server only sends the
         stage messages and the contract's address, and checks what the chain holds
-        (SPEC.md §8.4). False: the server relays (and, on a chain board, submits the
+        (SPEC.md §7.4). False: the server relays (and, on a chain board, submits the
         nodes' signed posts from a relayer account of its own).
     dp : DpSpec | DpConfig, optional
         Distributed differential privacy (SPEC.md §10): a ``DpSpec`` (epsilon, delta,

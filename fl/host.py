@@ -277,7 +277,7 @@ class RoundHost:
         self.board_kind = board
         if chain_native and board == "memory":
             raise ConfigError("chain_native: needs a chain board (anvil, rpc:URL)")
-        # chain-native (SPEC.md §8.3): the contract is deployed from the server's own
+        # chain-native (SPEC.md §7.4): the contract is deployed from the server's own
         # account; every node reads it and posts from its own; the server only checks
         self.chain_native = chain_native
         self.board = make_board(board, config, identity, own_account=chain_native)

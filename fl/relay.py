@@ -103,7 +103,7 @@ class StageRequest:
     transcript: bytes
     client: int = 0
     member: int = 0
-    # chain-native rounds (SPEC.md §8.2): the round contract's address; the node reads
+    # chain-native rounds (SPEC.md §7.4): the round contract's address; the node reads
     # the round from the chain itself (transcript and height above are then unused)
     # and submits its posts from its own account
     contract: bytes = b""

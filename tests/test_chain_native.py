@@ -1,4 +1,4 @@
-"""Chain-native rounds (SPEC.md §8.2–8.3), on anvil, in process: the server
+"""Chain-native rounds (SPEC.md §7.4), on anvil, in process: the server
 (``RoundHost(chain_native=True)``) deploys the round contract from its own account and
 only orchestrates; every node (``NodeAgent(rpc=...)``) attaches to the contract itself,
 re-verifies the round from the chain, and submits its posts from its own account. The
