@@ -16,9 +16,12 @@ needs the ``evm`` extra (web3, eth-tester[py-evm]); without it, importing it rai
 ``ConfigError`` naming ``pip install 'pvss-secagg[evm]'``.
 
 Posts are ``SignedPost`` s: the contract checks each sender identity's signature over
-(round, seat, view, post digest) with ``ecrecover`` (SPEC.md §6.9), so the board sends
-every transaction from ONE relayer account of its own — ``msg.sender`` proves nothing
-and needs no party's key. ``submit`` turns a signed post into a contract call: it
+(round, seat, view, post digest) with ``ecrecover`` (SPEC.md §6.9), so ``msg.sender``
+proves nothing: a board sends its transactions from the party's own account
+(``account=`` / ``EvmBoard.attach(..., identity)``: the identity's key is its Ethereum
+account) or, without one, from a relayer account of its own that needs no party's key.
+``EvmBoard.attach`` opens a deployed contract from the chain alone (code, immutables
+and event 0 checked; SPEC.md §7.4, §7.6). ``submit`` turns a signed post into a contract call: it
 first runs the call against the pending block (``eth_call``) to learn whether and why
 the contract would revert — a revert becomes ``RuleViolation(Fault(...))`` naming the
 party and the MemoryBoard rule — and then sends the transaction. ``state``, ``events``
