@@ -156,6 +156,7 @@ def request_to_record(request: StageRequest) -> Any:
             "transcript": request.transcript,
             "client": request.client,
             "member": request.member,
+            "contract": request.contract,
         }
     )
 
@@ -169,6 +170,7 @@ def request_from_record(record: Mapping[str, Any]) -> StageRequest:
             transcript=_typed(record, "transcript", bytes),
             client=_typed(record, "client", int),
             member=_typed(record, "member", int),
+            contract=_typed(record, "contract", bytes) if "contract" in record else b"",
         )
     except KeyError as exc:
         raise ProtocolError(f"stage request: missing {exc}") from None
@@ -282,10 +284,13 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
         state = state_file.load()
     else:
         state = cast(bytes, saved["state"]) if saved is not None else b""
-    agent = NodeAgent(state, identity=identity, roster=roster)
+    rpc = ctxt.node_config.get("pvss-rpc")  # chain-native rounds: the node's own endpoint
+    agent = NodeAgent(state, identity=identity, roster=roster, rpc=str(rpc) if rpc else None)
     out_content = RecordDict()
     base: np.ndarray | None = None
-    if request.stage == STAGE_UPLOAD and _round_has_dp(request.transcript):
+    # chain-native rounds carry no DP record (the chain holds it as a hash only, and
+    # EvmBoard.attach refuses such a round without it): no DP there
+    if request.stage == STAGE_UPLOAD and not request.contract and _round_has_dp(request.transcript):
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         base, _ = ndarrays_to_vector(parameters_to_ndarrays(fitins.parameters))
 
@@ -457,6 +462,14 @@ class PvssSecAggWorkflow:
         Seeds the memory board's address (tests, demos); None uses system randomness.
     backend : str, optional
         Masking backend of the aggregator and the verifier.
+    chain_native : bool (default False)
+        With a chain board (``board="rpc:URL"``): every round's contract is deployed
+        from the server identity's own account (fund it), every node reads the round
+        from the chain through its own endpoint (``node_config["pvss-rpc"]``) and
+        posts from its own identity's account (fund them); the server only sends the
+        stage messages and the contract's address, and checks what the chain holds
+        (SPEC.md §7.4). False: the server relays (and, on a chain board, submits the
+        nodes' signed posts from a relayer account of its own).
     dp : DpSpec | DpConfig, optional
         Distributed differential privacy (SPEC.md §10): a ``DpSpec`` (epsilon, delta,
         rounds, l2_clip, mechanism, colluders) is calibrated every round for its
@@ -496,6 +509,7 @@ class PvssSecAggWorkflow:
         seed: int | None = None,
         backend: str | None = None,
         dp: DpSpec | DpConfig | None = None,
+        chain_native: bool = False,
     ) -> None:
         if dp is not None and not isinstance(dp, (DpSpec, DpConfig)):
             raise ConfigError(f"dp: expected a DpSpec or DpConfig, got {type(dp).__name__}")
@@ -535,6 +549,12 @@ class PvssSecAggWorkflow:
         self.graph = graph
         self.chain_id = chain_id
         self.backend = backend
+        if chain_native and (board == "memory" or board == "evm"):
+            raise ConfigError(
+                "chain_native: every node must reach the chain: board must be rpc:URL (or "
+                "anvil for one process)"
+            )
+        self.chain_native = bool(chain_native)
         rng = random.Random(seed) if seed is not None else None
         self.board_address = rng.randbytes(20) if rng is not None else os.urandom(20)
         self.outcomes: list[RoundOutcome] = []
@@ -773,6 +793,7 @@ class PvssSecAggWorkflow:
                 identity=self.identity,
                 board=self.board,
                 backend=self.backend,
+                chain_native=self.chain_native,
             )
         fit_replies: dict[int, Any] = {}
         failures: list[Any] = []  # error replies, for Strategy.aggregate_fit

@@ -59,7 +59,7 @@ from fl.relay import (
 from secagg import codec
 from secagg.aggregate import dp_rotation_seed
 from secagg.blobs import BlobStore, blob_digest, durable_write
-from secagg.boards import JOURNAL_FILE, Board, MemoryBoard, Phase, RuleViolation
+from secagg.boards import JOURNAL_FILE, Board, Fault, MemoryBoard, Phase, RuleViolation
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
@@ -133,18 +133,21 @@ def make_board(
     *,
     journal: Path | None = None,
     fsync: bool = True,
+    own_account: bool = False,
 ) -> Board:
     """A fresh board of ``kind`` for one round, its config signed by ``aggregator``:
     ``memory`` (in process; durable with ``journal``, SPEC.md §6.14), or an EVM board
     (``evm`` embedded py-evm, ``anvil``, ``rpc:URL``) through ``secagg.simulate``'s
     factory. An EVM board carries its own chain id, contract address and phase lengths
-    in its ``config``; use that one, not the one passed in."""
+    in its ``config``; use that one, not the one passed in. ``own_account``: the EVM
+    board sends from the aggregator identity's own account (chain-native rounds)
+    instead of a relayer account."""
     if kind == "memory":
         return MemoryBoard.create(config, aggregator, journal=journal, fsync=fsync)
     if kind in ("evm", "anvil") or kind.startswith("rpc:"):
         from secagg.simulate import make_board as make_secagg_board  # noqa: PLC0415
 
-        return make_secagg_board(kind, config, aggregator)
+        return make_secagg_board(kind, config, aggregator, own_account=own_account)
     raise ConfigError(f"board: {kind!r} is not available (choose from {', '.join(BOARD_KINDS)})")
 
 
@@ -297,6 +300,7 @@ class RoundHost:
         backend: str | None = None,
         journal: bool = True,
         fsync: bool = True,
+        chain_native: bool = False,
         _board: Board | None = None,
     ) -> None:
         clients = sorted(r.client for r in roles if r.client)
@@ -313,6 +317,11 @@ class RoundHost:
         }
         self.identity = identity
         self.board_kind = board
+        if chain_native and board == "memory":
+            raise ConfigError("chain_native: needs a chain board (anvil, rpc:URL)")
+        # chain-native (SPEC.md §7.4): the contract is deployed from the server's own
+        # account; every node reads it and posts from its own; the server only checks
+        self.chain_native = chain_native
         self.resumed = _board is not None
         if _board is not None:  # resume(): the journal's board
             self.board = _board
@@ -324,7 +333,7 @@ class RoundHost:
                 board, config, identity, journal=self.round_dir / JOURNAL_FILE, fsync=fsync
             )
         else:
-            self.board = make_board(board, config, identity)
+            self.board = make_board(board, config, identity, own_account=chain_native)
         self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         self.blobs = BlobStore(self.round_dir / BLOB_DIR)
         self.backend = backend
@@ -432,6 +441,15 @@ class RoundHost:
         """The request for one node (``client`` / ``member`` override the seats it is
         asked to act in)."""
         r = self.roles[node]
+        if self.chain_native:  # the node reads the chain itself
+            return StageRequest(
+                stage,
+                self.board.height(),
+                b"",
+                r.client if client is None else client,
+                r.member if member is None else member,
+                bytes.fromhex(self.board.address[2:]),  # type: ignore[attr-defined]
+            )
         return StageRequest(
             stage,
             self.board.height(),
@@ -567,7 +585,10 @@ class RoundHost:
                 _, stored = self.blobs.put_new(reply.blob)
             t0 = time.perf_counter()
             try:
-                self.board.submit(post)
+                if self.chain_native:
+                    self._on_chain(post)
+                else:
+                    self.board.submit(post)
             except RuleViolation as exc:
                 if stored:  # the store keeps only blobs whose digest the board accepted
                     self.blobs.discard(msg.digest)
@@ -580,6 +601,21 @@ class RoundHost:
         else:
             self.client_seconds[node] = self.client_seconds.get(node, 0.0) + reply.seconds
         return True
+
+    def _on_chain(self, post: SignedPost) -> None:
+        """Chain-native: the node submitted ``post`` itself; the server only checks that
+        the chain accepted it (same seat, same signature) — it submits nothing."""
+        for ev in reversed(self.board.events()):
+            if (ev.role, ev.sender, ev.body, ev.sig) == (
+                post.role,
+                post.sender,
+                post.body,
+                post.sig,
+            ):
+                return
+        raise RuleViolation(
+            Fault(post.role, post.sender, "chain", "the node's post is not on the chain")
+        )
 
     # -- result ------------------------------------------------------------------------
     def finish(self) -> RoundOutcome:

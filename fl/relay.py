@@ -49,6 +49,7 @@ would mask a second vector with the same masks — once its replica board accept
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import time
@@ -114,12 +115,18 @@ class StageRequest:
     transcript: bytes
     client: int = 0
     member: int = 0
+    # chain-native rounds (SPEC.md §7.4): the round contract's address; the node reads
+    # the round from the chain itself (transcript and height above are then unused)
+    # and submits its posts from its own account
+    contract: bytes = b""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES and self.stage != STAGE_HELLO:
             raise ProtocolError(f"stage request: unknown stage {self.stage!r}")
         if self.client < 0 or self.member < 0 or self.height < 0:
             raise ProtocolError("stage request: ids and height must be >= 0")
+        if self.contract and len(self.contract) != 20:
+            raise ProtocolError("stage request: contract must be a 20-byte address")
 
 
 @dataclass(frozen=True)
@@ -350,8 +357,12 @@ class NodeAgent:
         roster: Roster,
         rng: np.random.Generator | None = None,
         backend: str | None = None,
+        rpc: str | Any | None = None,
     ) -> None:
         self._state = _NodeState.from_bytes(state)
+        # chain-native rounds: the node's own JSON-RPC endpoint (or a Web3); never the
+        # server's word for what the chain says
+        self.rpc = rpc
         self.identity = identity
         self.roster = roster
         self.rng = rng
@@ -501,6 +512,9 @@ class NodeAgent:
         self._resent = False
         if request.stage == STAGE_HELLO:
             return StageReply(identity=self.identity.address)
+        chain = None
+        if request.contract:  # chain-native: the round as the chain has it
+            chain, request = self._from_chain(request)
         board, transcript = self._replica(request)
         posts: list[bytes] = []
         blob = b""
@@ -581,6 +595,14 @@ class NodeAgent:
             mb.reveal(board)
             self._save_member(mb)  # REVEALED: round key erased
         relay(before)
+        if chain is not None:  # the node's own transactions, from its own account
+            for raw in posts:
+                try:
+                    chain.submit(codec.decode(raw, SignedPost))
+                except ProtocolError as exc:
+                    raise ProtocolError(
+                        f"relay: the chain refused this node's post: {exc}"
+                    ) from None
         self._pin(transcript)
         s.last_stage, s.last_seats = request.stage, (request.client, request.member)
         s.last_posts, s.last_blob, s.extra = tuple(posts), blob, b""
@@ -610,6 +632,22 @@ class NodeAgent:
     def resent(self) -> bool:
         """Whether the last :meth:`handle` sent a stored reply again."""
         return self._resent
+
+    def _from_chain(self, request: StageRequest) -> tuple[Any, StageRequest]:
+        """Attach to the round contract the request names with this node's identity
+        (its account pays for its posts); the request's transcript and height are
+        replaced by the chain's (checked against the contract's head and code by
+        ``EvmBoard.attach``)."""
+        if self.rpc is None:
+            raise ProtocolError(
+                "relay: a chain-native round, but this node has no RPC endpoint "
+                "(node_config pvss-rpc)"
+            )
+        from secagg.boards.evm import EvmBoard  # noqa: PLC0415 - needs the evm extra
+
+        chain = EvmBoard.attach(self.rpc, request.contract, self.identity)
+        transcript = codec.encode(chain.transcript())
+        return chain, dataclasses.replace(request, transcript=transcript, height=chain.height())
 
     def _expect_ids(self, request: StageRequest, *, client: bool = False, member: bool = False):
         s = self._state

@@ -201,6 +201,7 @@ def run_simulate(args: Any) -> int:
             dp_delta=args.dp_delta,
             dp_rounds=args.dp_rounds,
             dp_mechanism=args.dp_mechanism,
+            keep_chain=args.keep_chain,
         )
         params.round_config()
     except ConfigError as exc:
@@ -233,6 +234,10 @@ def run_simulate(args: Any) -> int:
             f"(masked vector {res.masked_bytes_per_client:,.0f})"
         )
         print(f"  round directory: {res.params['out']}")
+        if res.contract is not None:
+            print(f"  round contract: {res.contract} on {res.rpc or 'the in-process chain'}")
+        if res.anvil_pid is not None:
+            print(f"  anvil left running: pid {res.anvil_pid} (stop it when done)")
         if res.dp is not None:
             print("  differential privacy: " + ", ".join(f"{k}={v}" for k, v in res.dp.items()))
         for f in res.findings:
@@ -242,17 +247,44 @@ def run_simulate(args: Any) -> int:
 
 
 def run_verify(
-    round_dir: str, as_json: bool, head: str | None = None, trust_chain_proofs: bool = False
+    round_dir: str | None,
+    as_json: bool,
+    head: str | None = None,
+    trust_chain_proofs: bool = False,
+    *,
+    rpc: str | None = None,
+    contract: str | None = None,
+    blobs_dir: str | None = None,
 ) -> int:
-    """``pvss-secagg verify DIR [--head HEX [--trust-chain-proofs]]``."""
+    """``pvss-secagg verify DIR [--head HEX [--trust-chain-proofs]]``, or from the chain
+    (SPEC.md §7.6): ``verify --rpc URL --contract ADDR [--blobs DIR]`` rebuilds the
+    round from the contract's logs with the head read from the contract, and
+    ``verify DIR --rpc URL --contract ADDR`` also checks DIR against that chain."""
+    from secagg.blobs import BlobStore
     from secagg.errors import PvssError
-    from secagg.verifier import load_round, verify_round
+    from secagg.verifier import chain_transcript, compare_transcripts, load_round, verify_round
 
-    try:
-        transcript, blobs = load_round(Path(round_dir))
-    except (PvssError, OSError, ValueError) as exc:  # unreadable input: exit 2, no traceback
-        print(f"error: {round_dir}: {exc}", file=sys.stderr)
+    if (rpc is None) != (contract is None):
+        print("error: --rpc and --contract go together", file=sys.stderr)
         return 2
+    if round_dir is None and rpc is None:
+        print("error: give a round directory, or --rpc URL --contract ADDR", file=sys.stderr)
+        return 2
+    if rpc is not None and head is not None:
+        print("error: --head with --rpc: the head is read from the contract", file=sys.stderr)
+        return 2
+    local = blobs = None
+    if round_dir is not None:
+        try:
+            local, blobs = load_round(Path(round_dir))
+        except (PvssError, OSError, ValueError) as exc:  # unreadable input: exit 2
+            print(f"error: {round_dir}: {exc}", file=sys.stderr)
+            return 2
+    if blobs_dir is not None:
+        if not Path(blobs_dir).is_dir():
+            print(f"error: --blobs {blobs_dir}: not a directory", file=sys.stderr)
+            return 2
+        blobs = BlobStore(Path(blobs_dir), create=False)
     try:
         expected = bytes.fromhex(head.removeprefix("0x")) if head else None
         if expected is not None and len(expected) != 32:
@@ -260,15 +292,35 @@ def run_verify(
     except ValueError:
         print("error: --head must be 64 hex digits", file=sys.stderr)
         return 2
-    if trust_chain_proofs and expected is None:
+    transcript = local
+    if rpc is not None:
+        url = rpc if rpc.startswith("rpc:") else "rpc:" + rpc
+        try:
+            transcript, expected, mode = _chain_transcript(chain_transcript, url, contract, local)
+        except PvssError as exc:
+            print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+            return 2
+        if trust_chain_proofs and mode != "full":
+            print(
+                "error: --trust-chain-proofs: an optimistic round contract does not verify "
+                "proofs on-chain",
+                file=sys.stderr,
+            )
+            return 2
+    elif trust_chain_proofs and expected is None:
         print("error: --trust-chain-proofs needs --head (read from that chain)", file=sys.stderr)
         return 2
+    assert transcript is not None
     report = verify_round(transcript, blobs, expected, trust_chain_proofs=trust_chain_proofs)
+    if rpc is not None and local is not None:
+        diff = compare_transcripts(local, transcript)
+        report.check("the round directory is the chain's transcript", diff is None, diff)
     if as_json:
         print(
             json.dumps(
                 {
                     "verified": report.ok,
+                    "sum_checked": report.sum_checked,
                     "included": list(report.included),
                     "checks": [{"check": name, "passed": ok} for name, ok in report.checks],
                     "faults": [
@@ -276,20 +328,49 @@ def run_verify(
                         for f in report.findings
                     ],
                     "dp": report.dp,
+                    **(
+                        {"contract": contract, "head": expected.hex()}
+                        if rpc is not None and expected is not None
+                        else {}
+                    ),
                 }
             )
         )
     else:
+        if rpc is not None and expected is not None:
+            print(f"round contract {contract}: head {expected.hex()} (read from the chain)")
         for name, ok in report.checks:
             print(f"[{'ok' if ok else 'FAIL'}] {name}")
         for f in report.findings:
             print(f"faulty party: {f}")
         if report.dp is not None:
             print("differential privacy: " + ", ".join(f"{k}={v}" for k, v in report.dp.items()))
-        print("round verified" if report.ok else "round NOT verified")
+        if report.ok and not report.sum_checked:
+            print("round verified, except the sum: not recomputed (give --blobs DIR)")
+        else:
+            print("round verified" if report.ok else "round NOT verified")
     if report.unusable:
         return 2
     return 0 if report.ok else 1
+
+
+def _chain_transcript(read: Any, url: str, contract: str, local: Any) -> tuple[Any, bytes, str]:
+    """``read(url, contract)``; a DP round's config (the chain holds its dp record as a
+    hash only) is taken from the local round directory when one is given."""
+    from secagg import codec
+    from secagg.config import RoundConfig
+    from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
+
+    try:
+        return read(url, contract)
+    except ProtocolError as exc:
+        if local is None or "dp record" not in str(exc):
+            raise
+    try:
+        config = codec.decode(local.events[0].body, RoundConfig)
+    except (InvalidEncoding, ConfigError) as exc:
+        raise ProtocolError(f"the round directory's config does not decode: {exc}") from None
+    return read(url, contract, config)
 
 
 # (name, help, add_arguments(parser), run(args) -> exit code): commands that layers above
@@ -391,12 +472,43 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
     sim.add_argument(
         "--dp-mechanism", default="ddg", choices=["ddg", "skellam"], help="DP noise mechanism"
     )
-    sim.add_argument("--json", action="store_true", help="print one JSON line last")
+    sim.add_argument(
+        "--keep-chain",
+        action="store_true",
+        help="--board anvil: leave anvil running after the round (its pid is printed, "
+        "with the rpc URL and the contract) to verify from the chain; stop it yourself",
+    )
+    sim.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON line last (chain boards: with rpc and contract)",
+    )
 
     ver = sub.add_parser(
         "verify", help="verify a round directory; exit 0 iff valid", formatter_class=fmt
     )
-    ver.add_argument("round_dir", help="directory with transcript.msgpack and blobs/")
+    ver.add_argument(
+        "round_dir",
+        nargs="?",
+        default=None,
+        help="directory with transcript.msgpack and blobs/ (with --rpc: checked against "
+        "the chain; None: the round is read from the chain alone)",
+    )
+    ver.add_argument(
+        "--rpc", default=None, help="JSON-RPC URL of the chain that holds the round contract"
+    )
+    ver.add_argument(
+        "--contract",
+        default=None,
+        help="the round contract's address: the round is rebuilt from its logs, the head "
+        "read from it (SPEC.md §7.6)",
+    )
+    ver.add_argument(
+        "--blobs",
+        default=None,
+        help="directory of the masked vectors (blobs/) for a round read from the chain; "
+        "None: the round directory's, or the sum is not recomputed",
+    )
     ver.add_argument("--json", action="store_true", help="print one JSON object")
     ver.add_argument(
         "--head",
@@ -419,7 +531,15 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
     if args.command == "simulate":
         return run_simulate(args)
     if args.command == "verify":
-        return run_verify(args.round_dir, args.json, args.head, args.trust_chain_proofs)
+        return run_verify(
+            args.round_dir,
+            args.json,
+            args.head,
+            args.trust_chain_proofs,
+            rpc=args.rpc,
+            contract=args.contract,
+            blobs_dir=args.blobs,
+        )
     return 2
 
 

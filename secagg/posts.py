@@ -87,6 +87,88 @@ def config_packed(c: RoundConfig) -> bytes:
     )
 
 
+class _Reader:
+    """Reads a packed layout front to back; ``InvalidEncoding`` naming the field."""
+
+    def __init__(self, data: bytes, where: str) -> None:
+        self.data, self.pos, self.where = bytes(data), 0, where
+
+    def take(self, n: int, field: str) -> bytes:
+        if self.pos + n > len(self.data):
+            raise InvalidEncoding(f"{self.where}.{field}: truncated")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def uint(self, bits: int, field: str) -> int:
+        return int.from_bytes(self.take(bits // 8, field), "big")
+
+
+def config_unpack(packed: bytes, dp: Any = None) -> RoundConfig:
+    """The ``RoundConfig`` whose ``config_packed`` is ``packed`` (what the round
+    contract emits as event 0). The dp record enters the packed layout as its hash
+    only: without ``dp`` it must be the "no DP" record's hash; with ``dp`` (a
+    ``DpConfig``) that record's. ``InvalidEncoding`` naming the field, or
+    ``ConfigError`` from the config's own checks; ``unpack(pack(c)) == c``."""
+    from secagg.dp import NO_DP
+
+    r = _Reader(packed, "config")
+    if r.uint(8, "tag") != 1:
+        raise InvalidEncoding("config.tag: not a round config (tag 1)")
+    fields: dict[str, Any] = {
+        "chain_id": r.uint(256, "chain_id"),
+        "board": r.take(20, "board"),
+        "round_id": r.uint(64, "round_id"),
+        "n_clients": r.uint(32, "n_clients"),
+        "committee_size": r.uint(16, "committee_size"),
+        "threshold": r.uint(16, "threshold"),
+    }
+    try:
+        fields["graph"] = r.take(r.uint(8, "graph"), "graph").decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidEncoding("config.graph: not ASCII") from None
+    fields["dim"] = r.uint(32, "dim")
+    fields["quant_bits"] = r.uint(8, "quant_bits")
+    fields["bits"] = r.uint(8, "bits")
+    (fields["clip"],) = struct.unpack(">d", r.take(8, "clip"))
+    for name in ("max_weight", "register_blocks", "deal_blocks", "upload_blocks"):
+        fields[name] = r.uint(32, name)
+    fields["unmask_blocks"] = r.uint(32, "unmask_blocks")
+    flag = r.uint(8, "honest_majority")
+    if flag > 1:
+        raise InvalidEncoding("config.honest_majority: not a bool")
+    fields["honest_majority"] = bool(flag)
+    fields["aggregator"] = r.take(20, "aggregator")
+    fields["members"] = tuple(r.take(20, "members") for _ in range(r.uint(16, "members")))
+    n_listed = r.uint(32, "clients")
+    if n_listed * 20 > len(packed):
+        raise InvalidEncoding("config.clients: truncated")
+    fields["clients"] = tuple(r.take(20, "clients") for _ in range(n_listed))
+    fields["min_included"] = r.uint(32, "min_included")
+    fields["min_neighbours"] = r.uint(32, "min_neighbours")
+    fields["confirm_quorum"] = r.uint(16, "confirm_quorum")
+    flag = r.uint(8, "optimistic")
+    if flag > 1:
+        raise InvalidEncoding("config.optimistic: not a bool")
+    fields["optimistic"] = bool(flag)
+    fields["challenge_blocks"] = r.uint(32, "challenge_blocks")
+    fields["stake"] = r.uint(256, "stake")
+    fields["bond"] = r.uint(256, "bond")
+    dp_hash = r.take(32, "dp")
+    if r.pos != len(packed):
+        raise InvalidEncoding(f"config: {len(packed) - r.pos} trailing bytes")
+    record = NO_DP if dp is None else dp
+    if keccak256(dp_record_bytes(record)) != dp_hash:
+        raise InvalidEncoding(
+            "config.dp: the dp record is committed by its hash only and this is not the "
+            + ("no-DP record's (a DP round: give its dp record)" if dp is None else "given one's")
+        )
+    cfg = RoundConfig(**fields, dp=record)
+    if config_packed(cfg) != packed:  # pragma: no cover - every field is read above
+        raise InvalidEncoding("config: does not re-pack to the same bytes")
+    return cfg
+
+
 def post_packed(msg: Any) -> bytes:
     """The packed layout of any message that can be an event (SPEC.md §6.9 table)."""
     if isinstance(msg, RoundConfig):

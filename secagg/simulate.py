@@ -44,6 +44,9 @@ class SimParams:
     seed: int = 0
     backend: str | None = None
     board: str = "memory"  # memory | evm | anvil | rpc:URL (secagg.boards.evm)
+    # anvil: leave the node running after the round (its pid in the result) so that
+    # the round can be verified from the chain afterwards; the caller stops it
+    keep_chain: bool = False
     # distributed DP (SPEC.md §10): None = off; clip is then the L2 clip, the noise is
     # calibrated for min_included clients and the modulus is overflow_bits
     dp_epsilon: float | None = None
@@ -163,7 +166,9 @@ class TimedBoard(MemoryBoard):
             self.busy += time.perf_counter() - t0
 
 
-def make_board(kind: str, cfg: RoundConfig, aggregator: Identity) -> Any:
+def make_board(
+    kind: str, cfg: RoundConfig, aggregator: Identity, *, own_account: bool = False
+) -> Any:
     """memory -> TimedBoard; evm / anvil / rpc:URL -> EvmBoard (its ``config`` carries
     the chain id and contract address; phase lengths leave one block per post)."""
     if kind == "memory":
@@ -179,7 +184,9 @@ def make_board(kind: str, cfg: RoundConfig, aggregator: Identity) -> Any:
             upload_blocks=max(cfg.upload_blocks, n + 2),
             unmask_blocks=max(cfg.unmask_blocks, 2 * m + 2),
         )
-        return EvmBoard(cfg, kind, aggregator=aggregator)
+        return EvmBoard(
+            cfg, kind, aggregator=aggregator, account=aggregator if own_account else None
+        )
     raise ConfigError(f"board: {kind!r} is not memory, evm, anvil or rpc:URL")
 
 
@@ -199,11 +206,17 @@ class SimResult:
     findings: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     dp: dict[str, Any] | None = None  # secagg.dp.dp_report of a DP round
+    # chain boards: the node's JSON-RPC URL (None for the in-process py-evm chain),
+    # the round contract's address, and the pid of an anvil left running (keep_chain)
+    rpc: str | None = None
+    contract: str | None = None
+    anvil_pid: int | None = None
 
     def to_json(self) -> str:
         out = asdict(self)
-        if out["dp"] is None:
-            del out["dp"]
+        for key in ("dp", "rpc", "contract", "anvil_pid"):
+            if out[key] is None:
+                del out[key]
         return json.dumps(out, sort_keys=True)
 
 
@@ -224,10 +237,15 @@ def _params_dict(params: SimParams) -> dict[str, Any]:
 
 
 def simulate(
-    params: SimParams, out_dir: Path | None = None, *, progress: bool = False
+    params: SimParams,
+    out_dir: Path | None = None,
+    *,
+    progress: bool = False,
+    roster: Roster | None = None,
 ) -> SimResult:
-    """Run one round end to end on a memory board and verify it as a third party."""
-    roster = params.identities()
+    """Run one round end to end on a memory board and verify it as a third party.
+    ``roster``: the parties' identities (default: fresh ones)."""
+    roster = roster if roster is not None else params.identities()
     cfg = params.round_config(roster)
     if out_dir is not None:
         return _simulate(params, roster, cfg, Path(out_dir), progress)
@@ -351,6 +369,12 @@ def _simulate(
         bar.close()
 
     included = board.included()
+    chain: dict[str, Any] = {}
+    if hasattr(board, "address"):
+        chain = {"rpc": board.rpc_url, "contract": board.address}
+        if params.keep_chain:
+            proc = board.keep_process()
+            chain["anvil_pid"] = proc.pid if proc is not None else None
     if hasattr(board, "close"):
         board.close()
     mean = aggregator.mean()
@@ -384,4 +408,5 @@ def _simulate(
         findings=[str(f) for f in report.findings + chain_report.findings],
         params={**_params_dict(params), "bits": cfg.bits, "out": str(out)},
         dp=dp_report(cfg.dp) if cfg.has_dp else None,
+        **chain,
     )

@@ -19,6 +19,7 @@ from secagg.aggregate import (
 )
 from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import MemoryBoard, RuleViolation, event_hash
+from secagg.config import RoundConfig
 from secagg.dp import dp_report, from_ring, noise_tail
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.messages import TranscriptFile, party_name
@@ -53,6 +54,7 @@ class RoundReport:
     mean: np.ndarray | None = None
     dp: dict | None = None  # the round's DP promise (secagg.dp.dp_report), None without DP
     unusable: bool = False  # the input could not be read at all (exit 2, not 1)
+    sum_checked: bool = True  # False: no blobs were given, the sum was not recomputed
 
     @property
     def ok(self) -> bool:
@@ -67,7 +69,7 @@ class RoundReport:
 
 def verify_round(
     transcript: TranscriptFile,
-    blobs: BlobStore,
+    blobs: BlobStore | None,
     expected_head: bytes | None = None,
     *,
     trust_chain_proofs: bool = False,
@@ -81,6 +83,9 @@ def verify_round(
     from a full-mode round contract, which verified every proof of possession, dealing
     and decrypted share when it accepted them; those proofs are not re-verified, every
     other rule and the sum are. It requires ``expected_head`` from that chain.
+
+    ``blobs`` None: everything but the sum (an auditor reading a round from the chain
+    without its masked vectors); the report says ``sum_checked = False``.
 
     Never raises on bad input: anything that cannot be read becomes a finding and
     ``unusable``; bounded work (the config's caps are checked when event 0 decodes,
@@ -99,7 +104,7 @@ def verify_round(
 
 def _verify_round(
     transcript: TranscriptFile,
-    blobs: BlobStore,
+    blobs: BlobStore | None,
     expected_head: bytes | None,
     trust_chain_proofs: bool,
 ) -> RoundReport:
@@ -132,6 +137,16 @@ def _verify_round(
         else "hash chain and board rules (every proof re-verified)",
         True,
     )
+    for dealer, keys in sorted(board.malformed.items()):  # optimistic chains only
+        report.check(
+            f"client {dealer}'s undecodable dealing was excluded by a challenge",
+            dealer in board.excluded,
+            Finding(
+                f"client {dealer}",
+                "dealing-encoding",
+                f"{sorted(keys)[0]}: accepted on its header, never challenged",
+            ),
+        )
     st = board.state()
     if st.config.has_dp:
         report.dp = dp_report(st.config.dp)
@@ -142,6 +157,9 @@ def _verify_round(
         return report
     report.included = st.included or ()
     cfg = st.config
+    if blobs is None:
+        report.sum_checked = False
+        return report
     inputs = []
     for i in report.included:
         digest = st.masked[i][0]
@@ -241,6 +259,71 @@ def _check_dp_sum(report: RoundReport, cfg, total: np.ndarray) -> None:  # noqa:
     )
 
 
+def compare_transcripts(local: TranscriptFile, chain: TranscriptFile) -> Finding | None:
+    """None if ``local`` (a round directory's transcript) is the chain's event for
+    event; else a ``Finding`` naming the first event that differs, whose it is and
+    which fields (SPEC.md §7.6)."""
+    fields = ("height", "role", "sender", "body", "digest", "view", "sig", "prev")
+    for mine, theirs in zip(local.events, chain.events, strict=False):
+        if mine == theirs:
+            continue
+        differ = [f for f in fields if getattr(mine, f) != getattr(theirs, f)]
+        what = _event_name(theirs)
+        detail = f"event {theirs.seq} ({what}) differs from the chain's: {', '.join(differ)}"
+        if "body" in differ:
+            detail += _body_difference(mine.body, theirs.body)
+        return Finding("round directory", "chain", detail)
+    if len(local.events) != len(chain.events):
+        return Finding(
+            "round directory",
+            "chain",
+            f"{len(local.events)} events, the chain has {len(chain.events)}",
+        )
+    return None
+
+
+def _event_name(ev) -> str:  # noqa: ANN001
+    try:
+        kind = type(codec.decode(ev.body)).__name__
+    except (InvalidEncoding, ConfigError):
+        kind = "undecodable body"
+    return f"{party_name(ev.role, ev.sender)}'s {kind}"
+
+
+def _body_difference(mine: bytes, theirs: bytes) -> str:
+    """': field digest 1a2b… (chain 3c4d…)' for the message fields that differ."""
+    import dataclasses
+
+    try:
+        a, b = codec.decode(mine), codec.decode(theirs)
+    except (InvalidEncoding, ConfigError):
+        return ""
+    if type(a) is not type(b) or not dataclasses.is_dataclass(a):
+        return f": a {type(a).__name__} in place of the chain's {type(b).__name__}"
+    out = []
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if x != y:
+            show = (lambda v: v.hex()[:16] + "…") if isinstance(x, bytes) else repr
+            out.append(f"{f.name} {show(x)} (chain {show(y)})")
+    return ": " + "; ".join(out) if out else ""
+
+
+def chain_transcript(
+    rpc: str, contract: str, config: RoundConfig | None = None
+) -> tuple[TranscriptFile, bytes, str]:
+    """(transcript rebuilt from the round contract's logs, the contract's ``head()``,
+    the board mode) — ``EvmBoard.attach`` checks the contract's code and that the
+    rebuilt head is ``head()``. ``config`` for a DP round (the chain holds its dp
+    record as a hash only)."""
+    from secagg.boards.evm import EvmBoard
+
+    board = EvmBoard.attach(rpc, contract, config=config)
+    transcript = board.transcript()
+    head = bytes(board.contract.functions.head().call())
+    return transcript, head, board.mode
+
+
 def save_round(out_dir: Path, transcript: TranscriptFile) -> Path:
     """Write transcript.msgpack and head.hex (the last event's hash, to publish or
     compare with the chain's); blobs are already under out_dir/blobs."""
@@ -264,4 +347,13 @@ def load_round(round_dir: Path) -> tuple[TranscriptFile, BlobStore]:
     )
 
 
-__all__ = ["Finding", "RoundReport", "verify_round", "save_round", "load_round", "party_name"]
+__all__ = [
+    "Finding",
+    "RoundReport",
+    "chain_transcript",
+    "compare_transcripts",
+    "verify_round",
+    "save_round",
+    "load_round",
+    "party_name",
+]

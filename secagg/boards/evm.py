@@ -16,9 +16,12 @@ needs the ``evm`` extra (web3, eth-tester[py-evm]); without it, importing it rai
 ``ConfigError`` naming ``pip install 'pvss-secagg[evm]'``.
 
 Posts are ``SignedPost`` s: the contract checks each sender identity's signature over
-(round, seat, view, post digest) with ``ecrecover`` (SPEC.md §6.9), so the board sends
-every transaction from ONE relayer account of its own — ``msg.sender`` proves nothing
-and needs no party's key. ``submit`` turns a signed post into a contract call: it
+(round, seat, view, post digest) with ``ecrecover`` (SPEC.md §6.9), so ``msg.sender``
+proves nothing: a board sends its transactions from the party's own account
+(``account=`` / ``EvmBoard.attach(..., identity)``: the identity's key is its Ethereum
+account) or, without one, from a relayer account of its own that needs no party's key.
+``EvmBoard.attach`` opens a deployed contract from the chain alone (code, immutables
+and event 0 checked; SPEC.md §7.4, §7.6). ``submit`` turns a signed post into a contract call: it
 first runs the call against the pending block (``eth_call``) to learn whether and why
 the contract would revert — a revert becomes ``RuleViolation(Fault(...))`` naming the
 party and the MemoryBoard rule — and then sends the transaction. ``state``, ``events``
@@ -84,7 +87,13 @@ from secagg.messages import (
     SignedPost,
     TranscriptFile,
 )
-from secagg.posts import NO_SIGNATURE, config_packed, post_digest, signing_digest
+from secagg.posts import (
+    NO_SIGNATURE,
+    config_packed,
+    config_unpack,
+    post_digest,
+    signing_digest,
+)
 
 EVM_EXTRA_HINT = "pip install 'pvss-secagg[evm]'"
 try:
@@ -284,6 +293,17 @@ def stop_process(proc: subprocess.Popen) -> None:
             proc.wait(timeout=10)
 
 
+def fund_accounts(provider: str | Any, addresses: list[bytes], wei: int = FUND_WEI) -> None:
+    """Send ``wei`` to each address from the node's first (unlocked, prefunded)
+    account — a deployment step on a test chain such as anvil, so that every party can
+    pay for its own transactions (chain-native rounds)."""
+    w3 = connect(provider)[0] if isinstance(provider, str) else provider
+    funder = w3.eth.accounts[0]
+    for addr in addresses:
+        txh = w3.eth.send_transaction({"from": funder, "to": _checksum(addr), "value": wei})
+        w3.eth.wait_for_transaction_receipt(txh, timeout=120)
+
+
 class _Coordinate(int):
     """An int with py_ecc's ``.n``, which py-evm's precompile wrappers read."""
 
@@ -334,6 +354,8 @@ def connect(provider: str) -> tuple[Any, subprocess.Popen | None]:
     """(Web3, owned anvil process or None) for 'evm', 'anvil' or 'rpc:URL'."""
     from web3 import EthereumTesterProvider, Web3
 
+    if provider.startswith(("http://", "https://")):  # a bare URL is rpc:URL
+        provider = "rpc:" + provider
     if provider in ("evm", "py-evm"):
         use_fast_bn254_precompiles()
         return Web3(EthereumTesterProvider()), None
@@ -429,6 +451,7 @@ class EvmBoard(Board):
         stake: int = DEFAULT_STAKE,
         bond: int = DEFAULT_BOND,
         verifier: str | None = None,
+        account: Identity | None = None,
     ) -> None:
         if mode not in (None, "full", "optimistic"):
             raise ProtocolError(f"board: mode {mode!r} is neither full nor optimistic")
@@ -440,28 +463,11 @@ class EvmBoard(Board):
             raise ProtocolError("board: mode 'full' for an optimistic config")
         if aggregator is None and sign_config is None:
             raise ProtocolError("board: the aggregator identity (or sign_config) signs event 0")
-        if isinstance(provider, str):
-            self.w3, self._proc = connect(provider)
-        else:
-            self.w3, self._proc = provider, None
-        if self._proc is not None:
-            atexit.register(self.close)
-        self.mode = "optimistic" if config.optimistic else "full"
-        self.busy = 0.0
-        self.gas: list[tuple[str, int]] = []  # (function, gasUsed) of every transaction
+        self._init_chain(provider, config)
         art = _artifact()
-        self._abi = art["abi"]
-        self._errors = _error_table(self._abi)
-        self._errors.update(_error_table(_artifact(VERIFIER_ARTIFACT)["abi"]))
         w3 = self.w3
-        self._chain_id = w3.eth.chain_id
-        self._funder = w3.eth.accounts[0]
-        key = os.environ.get("PVSS_SECAGG_EVM_KEY")
-        self._funder_key = Account.from_key(key) if key else None
-        self._accounts: dict[str, Any] = {}
-        self._nonces: dict[str, int] = {}
-        self._stake = config.stake
-        relayer = self._account("relayer")
+        self._set_own(account)
+        relayer = self._sender()
         if verifier is None:
             vart = _artifact(VERIFIER_ARTIFACT)
             factory = w3.eth.contract(abi=vart["abi"], bytecode=vart["bytecode"])
@@ -482,8 +488,67 @@ class EvmBoard(Board):
         )
         if bytes.fromhex(receipt["contractAddress"][2:]) != address:
             raise ProtocolError("board: contract deployed at an unexpected address")
-        self.contract = w3.eth.contract(address=receipt["contractAddress"], abi=self._abi)
-        self.address = receipt["contractAddress"]
+        self._bind(receipt["contractAddress"])
+        self._reset_log()
+
+    def _init_chain(self, provider: str | Any, config: RoundConfig | None) -> None:
+        """Connect, load the ABI and error table, set up the funding account (shared by
+        a deploying and an attaching board)."""
+        if isinstance(provider, str):
+            self.w3, self._proc = connect(provider)
+        else:
+            self.w3, self._proc = provider, None
+        if self._proc is not None:
+            atexit.register(self.close)
+        self.busy = 0.0
+        self.gas: list[tuple[str, int]] = []  # (function, gasUsed) of every transaction
+        # dealers whose accepted (optimistic) dealing does not decode: named here and
+        # skipped by the state, never a reason to stop reading the log
+        self.faults: list[Fault] = []
+        self._abi = _artifact()["abi"]
+        self._errors = _error_table(self._abi)
+        self._errors.update(_error_table(_artifact(VERIFIER_ARTIFACT)["abi"]))
+        self._chain_id = self.w3.eth.chain_id
+        self._funder: str | None = None
+        key = os.environ.get("PVSS_SECAGG_EVM_KEY")
+        self._funder_key = Account.from_key(key) if key else None
+        self._accounts: dict[str, Any] = {}
+        self._nonces: dict[str, int] = {}
+        self._own: Any = None
+        self._read_only = False
+        if config is not None:
+            self.mode = "optimistic" if config.optimistic else "full"
+            self._stake = config.stake
+
+    def _set_own(self, identity: Identity | None) -> None:
+        """Send this board's transactions from ``identity``'s own Ethereum account (the
+        party's secp256k1 key is its account, secagg.identity): the account must hold
+        enough Ether for gas (and a client's stake); nobody else's key is involved."""
+        if identity is None:
+            return
+        self._own = Account.from_key(identity.key_bytes)
+        self._nonces[self._own.address] = self.w3.eth.get_transaction_count(
+            self._own.address, "pending"
+        )
+
+    def _sender(self) -> Any:
+        """The account this board's posts are sent from: the party's own (``account`` /
+        ``identity``), else the board's relayer account (funded by the node's first
+        account)."""
+        if self._own is not None:
+            return self._own
+        if self._read_only:
+            raise ProtocolError(
+                f"board: attached to {self.address} without an identity: read-only "
+                "(attach with the party's identity to post)"
+            )
+        return self._account("relayer")
+
+    def _bind(self, address: str) -> None:
+        """Point the board at the deployed contract ``address`` (checksummed)."""
+        cfg = self.config
+        self.contract = self.w3.eth.contract(address=address, abi=self._abi)
+        self.address = address
         self.start_block = self.contract.functions.startBlock().call()
         self.bond = cfg.bond
         self.challenge_blocks = cfg.challenge_blocks
@@ -492,7 +557,114 @@ class EvmBoard(Board):
             if item["type"] == "event":
                 sig_text = f"{item['name']}({','.join(_abi_type(i) for i in item['inputs'])})"
                 self._topics[keccak(text=sig_text)] = getattr(self.contract.events, item["name"])()
+
+    @classmethod
+    def attach(
+        cls,
+        provider: str | Any,
+        address: str | bytes,
+        identity: Identity | None = None,
+        *,
+        config: RoundConfig | None = None,
+    ) -> EvmBoard:
+        """The board of the ``PvssRound`` contract already deployed at ``address``,
+        rebuilt from the chain alone: its code must be PvssRound's (the artifact's
+        runtime code, immutables aside) with immutables that match the config of its
+        ``RoundCreated`` event (event 0, signed by the config's aggregator), and state,
+        events and transcript come from its logs, the rebuilt head checked against the
+        contract's ``head()`` at every read.
+
+        ``provider``: ``"rpc:URL"``, an ``http(s)://`` URL, ``"evm"``-style names are
+        refused (a fresh chain has no contract), or a connected ``Web3``. ``identity``:
+        the party reading it; its own Ethereum account sends every post it submits
+        (None: read-only, an auditor). ``config``: the round's config when it carries
+        a DP record, which the chain holds as a hash only (checked against it)."""
+        if isinstance(provider, str) and provider.startswith(("http://", "https://")):
+            provider = "rpc:" + provider
+        if isinstance(provider, str) and not provider.startswith("rpc:"):
+            raise ProtocolError(f"board: attach needs rpc:URL or a Web3, not {provider!r}")
+        self = cls.__new__(cls)
+        self._init_chain(provider, None)
+        raw = address if isinstance(address, bytes) else _parse_address(address)
+        checksum = _checksum(raw)
+        self._check_code(checksum)
+        contract = self.w3.eth.contract(address=checksum, abi=self._abi)
+        start = contract.functions.startBlock().call()
+        created = contract.events.RoundCreated().get_logs(from_block=start, to_block=start)
+        if len(created) != 1:
+            raise ProtocolError(f"board: {checksum} has no RoundCreated event at block {start}")
+        packed = bytes(created[0]["args"]["config"])
+        try:
+            cfg = config_unpack(packed, None if config is None else config.dp)
+        except (InvalidEncoding, ConfigError) as exc:
+            raise ProtocolError(f"board: {checksum}: the contract's config: {exc}") from None
+        if config is not None and cfg != config:
+            raise ProtocolError(f"board: {checksum} runs another config than the one given")
+        if cfg.chain_id != self._chain_id or cfg.board != raw:
+            raise ProtocolError(
+                f"board: {checksum}'s config names chain {cfg.chain_id} / board "
+                f"0x{cfg.board.hex()}, not this chain {self._chain_id} / this contract"
+            )
+        self.config = cfg
+        self.mode = "optimistic" if cfg.optimistic else "full"
+        self._stake = cfg.stake
+        self._config_packed = packed
+        self._bind(checksum)
+        self._check_immutables()
+        self.verifier = self.contract.functions.verifier().call()
+        self._read_only = identity is None
+        self._set_own(identity)
         self._reset_log()
+        return self
+
+    def _check_code(self, address: str) -> None:
+        """The runtime code at ``address`` is the PvssRound artifact's, byte for byte
+        outside the 32-byte immutable placeholders (PUSH32 of zeros in the artifact)."""
+        code = bytes(self.w3.eth.get_code(address))
+        want = bytes.fromhex(_artifact()["deployedBytecode"].removeprefix("0x"))
+        if not _code_matches(code, want):
+            raise ProtocolError(
+                f"board: {address} does not run the PvssRound contract "
+                f"({'no code' if not code else 'other code'})"
+            )
+
+    def _check_immutables(self) -> None:
+        """The contract's configuration getters agree with its event 0's config (a
+        contract deployed by other init code could hold other immutables)."""
+        cfg, f = self.config, self.contract.functions
+        k = parse_graph(cfg.graph, cfg.n_clients)
+        ends = [cfg.register_blocks]
+        for length in (cfg.deal_blocks, cfg.upload_blocks, cfg.unmask_blocks):
+            ends.append(ends[-1] + length)
+        want = {
+            "roundId": cfg.round_id,
+            "nClients": cfg.n_clients,
+            "committeeSize": cfg.committee_size,
+            "threshold": cfg.threshold,
+            "degree": 0 if k is None else k,
+            "dealStart": ends[0],
+            "uploadStart": ends[1],
+            "unmaskStart": ends[2],
+            "resultStart": ends[3],
+            "optimistic": cfg.optimistic,
+            "openMembership": not cfg.clients,
+            "challengeBlocks": cfg.challenge_blocks,
+            "stake": cfg.stake,
+            "bond": cfg.bond,
+            "aggregator": _checksum(cfg.aggregator),
+            "configDigest": post_digest(cfg),
+        }
+        for name, value in want.items():
+            got = getattr(f, name)().call()
+            if got != value:
+                raise ProtocolError(
+                    f"board: {self.address}: {name}() = {got!r} disagrees with its config "
+                    f"({value!r})"
+                )
+        vcode = bytes(self.w3.eth.get_code(f.verifier().call()))
+        vwant = bytes.fromhex(_artifact(VERIFIER_ARTIFACT)["deployedBytecode"].removeprefix("0x"))
+        if not _code_matches(vcode, vwant):
+            raise ProtocolError(f"board: {self.address}: its verifier is not PvssVerifier")
 
     # -- accounts and transactions -------------------------------------------------
     def _account(self, label: str) -> Any:
@@ -505,6 +677,8 @@ class EvmBoard(Board):
             if self._funder_key is not None:
                 self._send_raw(self._funder_key, {"to": acct.address, "value": value, "gas": 21000})
             else:
+                if self._funder is None:
+                    self._funder = self.w3.eth.accounts[0]
                 tx = self.w3.eth.send_transaction(
                     {"from": self._funder, "to": acct.address, "value": value}
                 )
@@ -611,6 +785,19 @@ class EvmBoard(Board):
     @property
     def head(self) -> bytes:
         return event_hash(self.events()[-1])
+
+    @property
+    def rpc_url(self) -> str | None:
+        """The JSON-RPC URL of this board's node (None for the in-process chain)."""
+        return getattr(self.w3.provider, "endpoint_uri", None)
+
+    def keep_process(self) -> subprocess.Popen | None:
+        """Hand over the anvil this board started: ``close`` and interpreter exit no
+        longer stop it; the caller stops it (by its pid). None if it started none."""
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            atexit.unregister(self.close)
+        return proc
 
     def close(self) -> None:
         """Stop the anvil this board started (if any)."""
@@ -725,7 +912,7 @@ class EvmBoard(Board):
                 f"id outside 1..{self.config.committee_size}",
             )
         try:
-            self._send(self._account("relayer"), call, name, value)
+            self._send(self._sender(), call, name, value)
         except ContractRevert as exc:
             raise fail(self._rule(name, exc.name, role), str(exc)) from None
         self._sync()
@@ -758,6 +945,9 @@ class EvmBoard(Board):
         self._events: list[Event] = []
         self._pending = _Pending()
         self._raw_dealings: dict[tuple[int, int, int], bytes] = {}
+        # dealer -> its accepted dealings that do not decode (the dealer is skipped)
+        self.malformed: dict[int, set[tuple[int, int, int]]] = {}
+        self.faults = []
         self._chain_included: tuple[tuple[int, ...], bool] | None = None
         self._synced_to = self.start_block - 1
         self._sync()
@@ -842,11 +1032,23 @@ class EvmBoard(Board):
             self._pending.dealings = []
             msg = DealingsPost(dealer, tuple(it for it, _ in items))
             self._append(h, ROLE_CLIENT, dealer, msg, bytes(a["postView"]), bytes(a["sig"]))
-            st.dealers.add(dealer)
+            decoded: dict[tuple[int, int, int], Dealing] = {}
             for it, raw in items:
                 key = (dealer, it.purpose, it.partner)
-                st.dealings[key] = Dealing.from_bytes(raw)
-                self._raw_dealings[key] = raw
+                self._raw_dealings[key] = raw  # what a challenge must send
+                try:
+                    decoded[key] = Dealing.from_bytes(raw)
+                except InvalidEncoding as exc:
+                    # an optimistic contract checks only the header: the dealer is named
+                    # and skipped (no dealing of it enters the state); a challenge of
+                    # ``key`` excludes it on-chain (SPEC.md §7.3)
+                    self.faults.append(
+                        Fault(ROLE_CLIENT, dealer, "dealing-encoding", f"{key}: {exc}")
+                    )
+                    self.malformed.setdefault(dealer, set()).add(key)
+            if dealer not in self.malformed:
+                st.dealers.add(dealer)
+                st.dealings.update(decoded)
         elif name == "DealerExcluded":
             dealer = a["dealer"]
             msg = Exclusion(dealer, a["purpose"], a["partner"])
@@ -882,6 +1084,33 @@ class EvmBoard(Board):
             msg = ResultPost(bytes(a["digest"]), tuple(a["included"]), a["totalWeight"])
             self._append(h, ROLE_AGGREGATOR, 0, msg, bytes(a["postView"]), bytes(a["sig"]))
             st.result = msg
+
+
+def _parse_address(text: str) -> bytes:
+    from secagg.identity import parse_address
+
+    return parse_address(text, "board address")
+
+
+def _code_matches(code: bytes, template: bytes) -> bool:
+    """``code`` is ``template`` except inside its immutable placeholders: the 32 bytes
+    of every PUSH32 whose argument is all zeros in the template (solc's deployed code
+    leaves immutables as zeros there, and writes them at deployment)."""
+    if len(code) != len(template):
+        return False
+    zero, i, start = bytes(32), 0, 0
+    while i < len(template):
+        op = template[i]
+        if 0x60 <= op <= 0x7F:
+            width = op - 0x5F
+            if op == 0x7F and template[i + 1 : i + 33] == zero:
+                if code[start : i + 1] != template[start : i + 1]:
+                    return False
+                start = i + 33
+            i += 1 + width
+        else:
+            i += 1
+    return code[start:] == template[start:]
 
 
 def _abi_type(item: dict[str, Any]) -> str:

@@ -206,6 +206,11 @@ class MemoryBoard(Board):
         self._events: list[Event] = []
         self._state = RoundState(config)
         self.faults: list[Fault] = []
+        # replay of an optimistic chain only: dealer -> its accepted dealings that do not
+        # decode (the contract checked their headers only); the dealer is skipped, named
+        # in ``faults``, and a challenge's Exclusion event may follow (SPEC.md §7.3)
+        self.malformed: dict[int, set[DealingKey]] = {}
+        self.excluded: set[int] = set()  # dealers an Exclusion event removed
         # replay only: dealing claims whose proofs are checked in one batch at the end
         self._deferred: list[tuple[DealingKey, DealingClaim]] | None = None
         # replay only: False when the proofs were checked by a full-mode round contract
@@ -647,10 +652,14 @@ class MemoryBoard(Board):
             )
         pks = tuple(self.member_keys())
         claims = []
+        malformed: list[tuple[DealingKey, str]] = []
         for it, key in zip(msg.items, got, strict=True):
             try:
                 dealing = Dealing.from_bytes(it.dealing)
             except InvalidEncoding as exc:
+                if cfg.optimistic and self._deferred is not None:
+                    malformed.append((key, str(exc)))  # accepted on a header check
+                    continue
                 raise self._fail(role, sender, "dealing-encoding", f"{key}: {exc}") from None
             if dealing.threshold != cfg.threshold:
                 raise self._fail(
@@ -661,6 +670,14 @@ class MemoryBoard(Board):
                 )
             rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
             claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
+        if malformed:  # the dealer is skipped: none of its dealings enters the state
+
+            def skip() -> None:
+                self.malformed[sender] = {key for key, _ in malformed}
+                for key, detail in malformed:
+                    self.faults.append(Fault(role, sender, "dealing-encoding", f"{key}: {detail}"))
+
+            return skip
         if not self._check_proofs:
             pass  # a full-mode contract verified them on-chain (chain verification)
         elif self._deferred is not None:  # replay: one batch at the end
@@ -698,10 +715,11 @@ class MemoryBoard(Board):
         self._need_phase(role, sender, Phase.DEAL)
         key = (msg.dealer, msg.purpose, msg.partner)
         dealing = st.dealings.get(key)
-        if dealing is None:
+        undecodable = key in self.malformed.get(msg.dealer, ()) and msg.dealer not in self.excluded
+        if dealing is None and not undecodable:
             raise self._fail(role, sender, "exclusion", f"{key}: no such accepted dealing")
         rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
-        if self._check_proofs:
+        if self._check_proofs and dealing is not None:
             try:
                 verify_dealing(dealing, tuple(self.member_keys()), dealing_context(cfg, key), rpk)
             except InvalidProof:
@@ -711,6 +729,7 @@ class MemoryBoard(Board):
 
         def apply() -> None:
             st.dealers.discard(msg.dealer)
+            self.excluded.add(msg.dealer)
             for k in [k for k in st.dealings if k[0] == msg.dealer]:
                 del st.dealings[k]
             if self._deferred is not None:

@@ -1,0 +1,125 @@
+"""Chain-native rounds (SPEC.md §7.4), on anvil, in process: the server
+(``RoundHost(chain_native=True)``) deploys the round contract from its own account and
+only orchestrates; every node (``NodeAgent(rpc=...)``) attaches to the contract itself,
+re-verifies the round from the chain, and submits its posts from its own account. The
+server holds no party's key but its own: its board never creates a relayer account,
+and every post's transaction ``from`` is the posting party's own address."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("web3")
+
+from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
+from fl.relay import NodeAgent, StageReply, StageRequest  # noqa: E402
+from secagg.boards.evm import ANVIL, fund_accounts, start_anvil, stop_process  # noqa: E402
+from secagg.errors import PvssError  # noqa: E402
+from secagg.identity import Identity  # noqa: E402
+from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER  # noqa: E402
+from secagg.roster import make_deployment  # noqa: E402
+from secagg.verifier import load_round, verify_round  # noqa: E402
+
+N, M, T, DIM = 4, 3, 1, 6
+
+
+@pytest.fixture(scope="module")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    if not ANVIL.exists():
+        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
+    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
+    try:
+        yield url
+    finally:
+        stop_process(proc)
+
+
+def test_a_chain_native_round_posts_from_every_partys_own_account(
+    anvil_url: str, tmp_path: Path
+) -> None:
+    roster, paths = make_deployment(tmp_path / "deployment", N, M, T)
+    idents = [Identity.load(p) for p in paths]  # each node's own file, loaded by that node
+    server = Identity.generate()
+    fund_accounts(anvil_url, [server.address, *(i.address for i in idents)])
+    cfg = make_round_config(
+        round_id=1,
+        n_clients=N,
+        committee_size=M,
+        threshold=T,
+        dim=DIM,
+        clip=1.0,
+        quant_bits=16,
+        max_weight=10,
+        aggregator=server.address,
+        members=roster.committee,
+        clients=tuple(i.address for i in idents),
+    )
+    roles = [NodeRoles(node, node + 1, node + 1 if node < M else 0) for node in range(N)]
+    host = RoundHost(
+        cfg,
+        tmp_path / "round",
+        roles,
+        identity=server,
+        board=f"rpc:{anvil_url}",
+        chain_native=True,
+        backend="reference",
+    )
+    rng = np.random.default_rng(1)
+    updates = {node: rng.uniform(-1, 1, DIM) for node in range(N)}
+    states: dict[int, bytes] = {}
+
+    def send(stage: str, requests: Mapping[int, StageRequest]) -> dict[int, object]:
+        replies: dict[int, StageReply | BaseException] = {}
+        for node, req in requests.items():
+            assert req.contract and not req.transcript  # the node reads the chain itself
+            agent = NodeAgent(
+                states.get(node, b""),
+                identity=idents[node],
+                roster=roster,
+                rpc=anvil_url,
+                backend="reference",
+            )
+            try:
+                replies[node] = agent.handle(req, lambda node=node: (updates[node], node + 1))
+            except PvssError as exc:
+                replies[node] = exc
+            states[node] = agent.state_bytes()
+        return replies
+
+    board = host.board
+    outcome = drive_round(host, send)
+    assert outcome.verified and outcome.included == (1, 2, 3, 4) and not outcome.faults
+    # the server's board sent only from the server's own account, created no other
+    assert board._accounts == {} and board._own.address.lower() == "0x" + server.address.hex()
+    # every post's transaction comes from the posting party's own account
+    cfg = board.config
+    owner = {(ROLE_AGGREGATOR, 0): server.address}
+    owner.update({(ROLE_MEMBER, k + 1): a for k, a in enumerate(cfg.members)})
+    owner.update({(ROLE_CLIENT, i + 1): a for i, a in enumerate(cfg.clients)})
+    seen = set()
+    for name in (
+        "Registered",
+        "SeedRevealed",
+        "DealingsPosted",
+        "MaskedInput",
+        "Confirmed",
+        "SharesPosted",
+        "ResultPosted",
+    ):
+        for log in getattr(board.contract.events, name)().get_logs(from_block=board.start_block):
+            a = log["args"]
+            role = a.get("role", ROLE_MEMBER if "member" in a else ROLE_CLIENT)
+            party = a.get("party", a.get("member", a.get("dealer", a.get("client", 0))))
+            if name == "ResultPosted":
+                role, party = ROLE_AGGREGATOR, 0
+            sender = board.w3.eth.get_transaction(log["transactionHash"])["from"]
+            assert sender.lower() == "0x" + owner[(role, party)].hex(), (name, role, party)
+            seen.add(name)
+    assert len(seen) == 7
+    # the round directory verifies, and against the chain
+    transcript, blobs = load_round(outcome.round_dir)
+    assert verify_round(transcript, blobs, bytes(board.contract.functions.head().call())).ok

@@ -1,0 +1,126 @@
+"""A chain-native Flower deployment on loopback: anvil, ``flower-superlink`` and three
+``flower-supernode`` processes run tests/flower_app with ``rpc`` set, so the ServerApp's
+``PvssSecAggWorkflow(board="rpc:URL", chain_native=True)`` deploys the round contract
+from the server's own (funded) account, and each node's ``pvss_secagg_mod`` reads the
+round from anvil through its own ``node_config["pvss-rpc"]`` and posts from its own
+identity's (funded) account. The server process holds no party's key: the only
+identity file it reads is its own, and every post's transaction ``from`` is the posting
+party's address. The round verifies, also against the chain, and equals FedAvg within
+the quantization bound. Every process (anvil included) is stopped by PID afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+pytest.importorskip("web3")
+
+from .test_fl_deployment import APP_DIR, BIN, NODES, Deployment  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_one_chain_native_round_on_a_loopback_deployment(tmp_path: Path) -> None:
+    from secagg.boards.evm import ANVIL, EvmBoard, fund_accounts, start_anvil, stop_process
+    from secagg.identity import Identity
+    from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER
+    from secagg.quantize import quantization_error_bound
+    from secagg.verifier import load_round, verify_round
+
+    if not ANVIL.exists():
+        pytest.skip(f"anvil not installed ({ANVIL} missing)")
+    sys.path.insert(0, str(APP_DIR))
+    try:
+        from pvss_flower_app.task import CLIP, expected_fedavg, initial_arrays
+    finally:
+        sys.path.remove(str(APP_DIR))
+
+    rounds = tmp_path / "rounds"
+    server_path = tmp_path / "server" / "identity.json"
+    server = Identity.generate()
+    server.save(server_path)
+    anvil, url = start_anvil(tmp_path / "anvil.log")
+    dep = None
+    try:
+        dep = Deployment(tmp_path)
+        nodes = [Identity.load(p) for p in dep.identities]  # the setup funds their accounts
+        fund_accounts(url, [server.address, *(n.address for n in nodes)])
+        dep.extra_node_config = f' pvss-rpc="{url}"'
+        dep.start()
+        run = subprocess.run(
+            [
+                str(BIN / "flwr"),
+                "run",
+                str(APP_DIR),
+                "loopback",
+                "--run-config",
+                f'round-dir="{rounds}" num-nodes={NODES} roster="{dep.roster_path}" '
+                f'rpc="{url}" pvss-identity="{server_path}"',
+                "--stream",
+            ],
+            env=dep.env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=540,
+        )
+        summary_path = rounds / "summary.json"
+        assert summary_path.exists(), (
+            f"flwr run exited {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-2000:]}\n"
+            + dep.tail()
+        )
+        summary = json.loads(summary_path.read_text())
+        assert summary["verified"] == [True]
+        # the server process read one identity file: its own
+        assert summary["identities_loaded"] == [str(server_path)]
+        (contract,) = summary["contracts"]
+        board = EvmBoard.attach(url, "0x" + contract)
+        cfg = board.config
+        owner = {(ROLE_AGGREGATOR, 0): server.address}
+        owner.update({(ROLE_MEMBER, k + 1): a for k, a in enumerate(cfg.members)})
+        owner.update({(ROLE_CLIENT, i + 1): a for i, a in enumerate(cfg.clients)})
+        posts = 0
+        for name in (
+            "Registered",
+            "SeedRevealed",
+            "DealingsPosted",
+            "MaskedInput",
+            "Confirmed",
+            "SharesPosted",
+            "ResultPosted",
+        ):
+            for log in getattr(board.contract.events, name)().get_logs(
+                from_block=board.start_block
+            ):
+                a = log["args"]
+                role = a.get("role", ROLE_MEMBER if "member" in a else ROLE_CLIENT)
+                party = a.get("party", a.get("member", a.get("dealer", a.get("client", 0))))
+                if name == "ResultPosted":
+                    role, party = ROLE_AGGREGATOR, 0
+                sender = board.w3.eth.get_transaction(log["transactionHash"])["from"]
+                assert sender.lower() == "0x" + owner[(role, party)].hex(), (name, role, party)
+                posts += 1
+        assert posts == len(board.events()) - 1  # every post but event 0 (the deployment)
+        head = bytes(board.contract.functions.head().call())
+    finally:
+        if dep is not None:
+            dep.stop()
+        stop_process(anvil)
+    assert dep is not None and all(p.poll() is not None for p in dep.procs)
+    assert anvil.poll() is not None
+
+    (rec,) = summary["rounds"]
+    assert rec["partitions"] == [0, 1, 2]
+    want = expected_fedavg(initial_arrays(), rec["partitions"])
+    bound = quantization_error_bound(CLIP, 16) + 1e-6
+    for got, expect in zip(rec["arrays"][:-1], want, strict=True):
+        assert np.abs(np.asarray(got) - expect).max() < bound
+    transcript, blobs = load_round(Path(summary["round_dirs"][0]))
+    report = verify_round(transcript, blobs, head)  # the round directory is the chain's
+    assert report.ok and len(report.included) == NODES
