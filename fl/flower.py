@@ -93,12 +93,10 @@ from fl.host import (
 )
 from fl.relay import STAGE_HELLO, STAGE_UPLOAD, NodeAgent, StageReply, StageRequest
 from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
-from secagg import codec
 from secagg.config import RoundConfig
 from secagg.dp import DpConfig, DpSpec, dp_report, overflow_bits
-from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
+from secagg.errors import ConfigError, ProtocolError
 from secagg.identity import Identity
-from secagg.messages import TranscriptFile
 from secagg.roster import Roster
 from secagg.verifier import BLOB_DIR
 
@@ -134,6 +132,7 @@ def request_to_record(request: StageRequest) -> Any:
             "transcript": request.transcript,
             "client": request.client,
             "member": request.member,
+            "since": request.since,
         }
     )
 
@@ -147,6 +146,7 @@ def request_from_record(record: Mapping[str, Any]) -> StageRequest:
             transcript=_typed(record, "transcript", bytes),
             client=_typed(record, "client", int),
             member=_typed(record, "member", int),
+            since=_typed(record, "since", int),
         )
     except KeyError as exc:
         raise ProtocolError(f"stage request: missing {exc}") from None
@@ -219,16 +219,6 @@ def node_deployment(node_config: Mapping[str, Any]) -> tuple[Identity, Roster]:
     return Identity.load(str(ident)), Roster.load(str(roster))
 
 
-def _round_has_dp(transcript: bytes) -> bool:
-    """Whether the relayed round (its config, event 0) adds DP noise; the agent
-    re-verifies the whole transcript before anything is masked."""
-    try:
-        events = codec.decode(transcript, TranscriptFile).events
-        return bool(events) and codec.decode(events[0].body, RoundConfig).has_dp
-    except (InvalidEncoding, ConfigError) as exc:
-        raise ProtocolError(f"node: unreadable round config: {exc}") from None
-
-
 def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     """ClientApp mod: answers the stages of ``PvssSecAggWorkflow``.
 
@@ -261,7 +251,7 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     )
     out_content = RecordDict()
     base: np.ndarray | None = None
-    if request.stage == STAGE_UPLOAD and _round_has_dp(request.transcript):
+    if request.stage == STAGE_UPLOAD and agent.relayed_config(request).has_dp:
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         base, _ = ndarrays_to_vector(parameters_to_ndarrays(fitins.parameters))
 

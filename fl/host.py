@@ -285,6 +285,11 @@ class RoundHost:
         self._client_out: set[int] = set()
         self._member_out: set[int] = set()
         self._transcript_cache: tuple[int, bytes] | None = None
+        # deltas (SPEC.md §8.2): the event count of each node's last request, and of the
+        # last one whose reply the board accepted (the node pinned those events)
+        self._asked: dict[int, int] = {}
+        self._acked: dict[int, int] = {}
+        self._delta_cache: dict[int, tuple[int, bytes]] = {}
 
     # -- phases ------------------------------------------------------------------------
     def phase_start(self, phase: Phase) -> int:
@@ -309,18 +314,32 @@ class RoundHost:
             self._transcript_cache = (len(events), codec.encode(TranscriptFile(tuple(events))))
         return self._transcript_cache[1]
 
+    def delta_bytes(self, since: int) -> bytes:
+        """The events from sequence number ``since`` on, codec-encoded (cached)."""
+        events = self.board.events()
+        hit = self._delta_cache.get(since)
+        if hit is None or hit[0] != len(events):
+            hit = (len(events), codec.encode(TranscriptFile(tuple(events[since:]))))
+            self._delta_cache[since] = hit
+        return hit[1]
+
     def request(
         self, stage: str, node: int, *, client: int | None = None, member: int | None = None
     ) -> StageRequest:
         """The request for one node (``client`` / ``member`` override the seats it is
-        asked to act in)."""
+        asked to act in). It carries only the events after those the node pinned with
+        its last accepted reply (the whole transcript the first time, or after a reply
+        that was not accepted)."""
         r = self.roles[node]
+        since = self._acked.get(node, 0)
+        self._asked[node] = len(self.board.events())
         return StageRequest(
             stage,
             self.board.height(),
-            self.transcript_bytes(),
+            self.delta_bytes(since) if since else self.transcript_bytes(),
             r.client if client is None else client,
             r.member if member is None else member,
+            since,
         )
 
     def requests(self, stage: str) -> dict[int, StageRequest]:
@@ -386,6 +405,7 @@ class RoundHost:
             self._member_out.add(node)
         if node not in self.dropped[stage]:
             self.dropped[stage].append(node)
+        self._acked.pop(node, None)  # what it pinned is unknown: next time, everything
         log(
             logging.WARNING,
             "round %d: node %d dropped out at %s: %s",
@@ -447,6 +467,8 @@ class RoundHost:
                 self.board_seconds += time.perf_counter() - t0
             if isinstance(msg, MaskedInputPost):
                 self.blobs.put(reply.blob)  # only once the board accepted its digest
+        if node in self._asked:  # the node pinned the events of its request
+            self._acked[node] = self._asked[node]
         if stage in _MEMBER_STAGES or (stage == STAGE_REGISTER and not r.client):
             self.member_seconds[node] = self.member_seconds.get(node, 0.0) + reply.seconds
         else:

@@ -351,3 +351,88 @@ def test_the_same_relay_runs_on_the_evm_board(tmp_path: Path, monkeypatch) -> No
     assert np.abs(out.mean - h.plain_mean(out.included_nodes)).max() < h.cfg.masking().step
     transcript, blobs = load_round(out.round_dir)
     assert verify_round(transcript, blobs).ok
+
+
+def test_requests_carry_only_the_events_a_node_has_not_seen(tmp_path: Path) -> None:
+    """SPEC.md §8.2: after a node's first accepted reply the server sends it only the
+    events after those it pinned; the round is the same verified round."""
+    h = Harness(tmp_path, n=4, m=3)
+    seen: list[tuple[str, int, StageRequest, int]] = []
+    plain_send = h.send
+
+    def send(stage, requests):  # noqa: ANN001, ANN202
+        for node, req in requests.items():
+            seen.append((stage, node, req, len(h.host.board.events())))
+        return plain_send(stage, requests)
+
+    outcome = drive_round(h.host, send)
+    assert outcome.verified
+    first: dict[int, StageRequest] = {}
+    for stage, node, req, count in seen:
+        events = codec.decode(req.transcript, TranscriptFile).events
+        if node not in first:  # the first request: the whole transcript
+            first[node] = req
+            assert req.since == 0 and len(events) == count
+        else:  # then only what is new since the node's last accepted reply
+            assert req.since > 0 and len(events) == count - req.since, (stage, node)
+            assert len(req.transcript) < len(h.host.transcript_bytes())
+    # a client's upload request is far smaller than the transcript it extends
+    up = [req for stage, _, req, _ in seen if stage == "upload"]
+    assert all(req.since > 1 for req in up)
+
+
+def test_a_node_refuses_a_delta_it_cannot_extend(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=4, m=3)
+    host = h.host
+    for stage in ("register", "seed"):
+        for node, req in host.requests(stage).items():
+            assert host.accept(stage, node, h.send(stage, {node: req})[node])
+    req = host.requests("deal")[103]  # client 4: acted on the registration stage only
+    assert req.since > 0
+    # a delta that starts elsewhere than where the node's transcript ends
+    with pytest.raises(ProtocolError, match="ask with the whole transcript"):
+        h.agent(103).handle(dataclasses.replace(req, since=req.since + 1))
+    # a delta of another board (same config, other registrations): a fork
+    other = Harness(tmp_path / "other", n=4, m=3, deployment=h.deployment)
+    for stage in ("register", "seed"):
+        for node, oreq in other.host.requests(stage).items():
+            other.host.accept(stage, node, other.send(stage, {node: oreq})[node])
+    # node 100 (member 1, client 1) pinned this board's registrations when it revealed
+    ours, theirs = host.requests("deal")[100], other.host.requests("deal")[100]
+    assert ours.since == theirs.since > 1
+    with pytest.raises(ProtocolError, match="forked"):
+        h.agent(100).handle(theirs)
+    # the whole transcript (what a restarted server sends) is still accepted
+    whole = dataclasses.replace(req, transcript=host.transcript_bytes(), since=0)
+    assert h.agent(103).handle(whole).posts
+    assert h.agent(103).handle(req).posts  # and so is the delta
+
+
+def test_a_node_checks_each_seed_reveal_once(tmp_path: Path, monkeypatch) -> None:
+    """Incremental: what a node checked under its pin is not checked again (SPEC.md
+    §8.2) — a client verifies the m seed reveals once over the round, not per stage."""
+    import secagg.boards.memory as memory  # noqa: PLC0415
+
+    h = Harness(tmp_path, n=4, m=3)
+    calls = {"node": 0}
+    counting = {"on": False}
+    real = memory.verify_seed_reveal
+
+    def counted(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        if counting["on"]:
+            calls["node"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(memory, "verify_seed_reveal", counted)
+    plain_send = h.send
+
+    def send(stage, requests):  # noqa: ANN001, ANN202
+        out = {}
+        for node, req in requests.items():
+            counting["on"] = node == 103  # client 4, no committee seat
+            out.update(plain_send(stage, {node: req}))
+            counting["on"] = False
+        return out
+
+    assert drive_round(h.host, send).verified
+    assert calls["node"] == h.cfg.committee_size  # deal and upload: one check each

@@ -4,6 +4,7 @@ tests, simulation, the FL server's board, and the replay every verifier runs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from pvss.dleq import DleqProof
@@ -66,6 +67,16 @@ from secagg.packing import packed_size
 from secagg.posts import NO_SIGNATURE, post_digest, sign_post, signing_digest
 
 
+class _Unchecked:
+    """The proofs a relay replica accepted without checking (``replay(defer_proofs=
+    True)``), by seat / dealing key, for :meth:`MemoryBoard.verify_proofs`."""
+
+    def __init__(self) -> None:
+        self.pops: dict[tuple[int, int], tuple[G1Point, ProofOfPossession]] = {}
+        self.reveals: dict[int, tuple[G1Point, DleqProof]] = {}
+        self.dealings: dict[DealingKey, DealingClaim] = {}
+
+
 class MemoryBoard(Board):
     """In-memory board with a hash-chained event log (tests, simulation, the FL
     server's board, and every replay).
@@ -84,6 +95,9 @@ class MemoryBoard(Board):
         # replay only: False when the proofs were checked by a full-mode round contract
         # (the auditor read the events from that chain), see ``replay(proofs=...)``
         self._check_proofs = True
+        # replay(defer_proofs=True) only: the proofs the replay accepted unchecked, for
+        # ``verify_proofs`` to check the ones a relay node relies on (SPEC.md §8.2)
+        self._unchecked: _Unchecked | None = None
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
         digest = post_digest(config)
         self._check_signature(post, digest, config.aggregator)
@@ -138,6 +152,7 @@ class MemoryBoard(Board):
         expected_head: bytes | None = None,
         *,
         proofs: bool = True,
+        defer_proofs: bool = False,
     ) -> MemoryBoard:
         """Rebuild a board from its events, re-checking the hash chain and every rule.
 
@@ -156,7 +171,12 @@ class MemoryBoard(Board):
         reveals, dealing proofs, decrypted-share proofs — and keeps every other rule
         (signatures included: they are cheap). It needs ``expected_head`` read from
         that chain: without it, a forged file could carry proofs no chain ever
-        checked."""
+        checked.
+
+        ``defer_proofs=True`` (a relay node's replica, SPEC.md §8.2) checks every rule
+        but no BN254 proof and keeps the proofs it accepted unchecked; the caller then
+        checks the ones it relies on with :meth:`verify_proofs`. Such a board vouches
+        for nothing else: never use it to verify a round."""
         if not proofs and expected_head is None:
             raise ProtocolError(
                 "transcript: skipping the proof checks needs the expected head from the "
@@ -188,12 +208,14 @@ class MemoryBoard(Board):
             board = cls(config, first.sig)
         except RuleViolation as exc:
             raise ProtocolError(f"transcript: event 0: {exc}") from None
-        board._check_proofs = proofs
+        board._check_proofs = proofs and not defer_proofs
+        if defer_proofs:
+            board._unchecked = _Unchecked()
         board._deferred = []
         for ev in events[1:]:
             board.advance(ev.height - board._height)
             board._replay_event(ev)
-        if proofs and board._deferred:
+        if board._check_proofs and board._deferred:
             board._check_deferred()
         board._deferred = None
         return board
@@ -229,6 +251,64 @@ class MemoryBoard(Board):
                 self.faults.append(fault)
                 raise RuleViolation(fault) from None
         raise ProtocolError("transcript: batch and per-dealing checks disagree")  # pragma: no cover
+
+    def verify_proofs(
+        self,
+        *,
+        pops: Sequence[tuple[int, int]] = (),
+        reveals: Sequence[int] = (),
+        dealings: Sequence[DealingKey] = (),
+    ) -> int:
+        """Check the proofs a ``replay(defer_proofs=True)`` accepted unchecked: the
+        proofs of possession of ``pops`` ((role, party) seats), the seed reveals of
+        ``reveals`` (member seats) and the dealings ``dealings`` (one batch). A seat or
+        dealing the board does not hold is skipped. Raises ``RuleViolation`` naming the
+        first party whose proof fails (as the board would have); returns how many proofs
+        were checked."""
+        if self._unchecked is None:
+            raise ProtocolError("board: verify_proofs needs a replay(defer_proofs=True)")
+        cfg, st, u = self.config, self._state, self._unchecked
+        done = 0
+        for role, party in pops:
+            if (role, party) not in u.pops:
+                continue
+            pk, pop = u.pops[(role, party)]
+            try:
+                verify_possession(
+                    pk, pop, cfg.chain_id, cfg.board, cfg.round_id, pop_party(role, party)
+                )
+            except InvalidProof as exc:
+                raise self._fail(role, party, "proof-of-possession", str(exc)) from None
+            done += 1
+        for member in reveals:
+            if member not in u.reveals:
+                continue
+            gamma, proof = u.reveals[member]
+            try:
+                verify_seed_reveal(
+                    st.members[member], gamma, proof, cfg.chain_id, cfg.board, cfg.round_id, member
+                )
+            except InvalidProof as exc:
+                raise self._fail(ROLE_MEMBER, member, "seed", str(exc)) from None
+            done += 1
+        keys = [k for k in dealings if k in u.dealings and k in st.dealings]
+        if keys:
+            claims = [u.dealings[k] for k in keys]
+            if not is_valid_dealing_batch(claims):
+                for key, claim in zip(keys, claims, strict=True):
+                    try:
+                        verify_dealing(
+                            claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk
+                        )
+                    except InvalidProof as exc:
+                        raise self._fail(
+                            ROLE_CLIENT, key[0], "dealing-proof", f"{key}: {exc}"
+                        ) from None
+                raise ProtocolError(
+                    "board: batch and per-dealing checks disagree"
+                )  # pragma: no cover
+            done += len(keys)
+        return done
 
     # -- internals ---------------------------------------------------------------
     def _append(self, post: SignedPost, digest: bytes) -> Event:
@@ -354,6 +434,8 @@ class MemoryBoard(Board):
                 verify_possession(
                     pk, pop, cfg.chain_id, cfg.board, cfg.round_id, pop_party(role, sender)
                 )
+            elif self._unchecked is not None:
+                self._unchecked.pops[(role, sender)] = (pk, pop)
         except (InvalidEncoding, InvalidProof) as exc:
             raise self._fail(role, sender, "proof-of-possession", str(exc)) from None
 
@@ -380,6 +462,8 @@ class MemoryBoard(Board):
                 verify_seed_reveal(
                     st.members[sender], gamma, proof, cfg.chain_id, cfg.board, cfg.round_id, sender
                 )
+            elif self._unchecked is not None:
+                self._unchecked.reveals[sender] = (gamma, proof)
         except (InvalidEncoding, InvalidProof) as exc:
             raise self._fail(role, sender, "seed", str(exc)) from None
 
@@ -438,7 +522,9 @@ class MemoryBoard(Board):
                 )
             rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
             claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
-        if not self._check_proofs:
+        if self._unchecked is not None:  # a relay replica: the caller checks what it needs
+            self._unchecked.dealings.update(zip(got, claims, strict=True))
+        elif not self._check_proofs:
             pass  # a full-mode contract verified them on-chain (chain verification)
         elif self._deferred is not None:  # replay: one batch at the end
             self._deferred.extend(zip(got, claims, strict=True))
@@ -478,7 +564,7 @@ class MemoryBoard(Board):
         if dealing is None:
             raise self._fail(role, sender, "exclusion", f"{key}: no such accepted dealing")
         rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
-        if self._check_proofs:
+        if self._check_proofs or self._unchecked is not None:  # a replica checks it too
             try:
                 verify_dealing(dealing, tuple(self.member_keys()), dealing_context(cfg, key), rpk)
             except InvalidProof:
