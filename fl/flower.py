@@ -12,9 +12,10 @@ Trust. The server is not trusted with anyone's key or with deciding who sits whe
 a node finds them in its ``node_config`` (``pvss-identity``, ``pvss-roster``: paths) or,
 in simulations, under ``$PVSS_SECAGG_DEPLOYMENT/identities/node-<partition-id>.json``
 and ``$PVSS_SECAGG_DEPLOYMENT/roster.json``. Every post a node makes is signed by its
-identity on the view it acted on; the node re-verifies the whole relayed board, checks
-the round against its roster, pins what it saw, and members decrypt only after a
-quorum confirmed the same included set.
+identity on the view it acted on; the node replays the relayed board (every signature
+and rule, the proofs it relies on: SPEC.md §8.2), checks the round against its roster,
+pins what it saw, and members decrypt only after a quorum confirmed the same included
+set.
 
 How a round maps onto Flower messages. Every fit round is one secure-aggregation round
 on its own board, hosted by the ServerApp. The strategy samples nodes as usual
@@ -33,7 +34,8 @@ are (a committee node that was not sampled sits as a member only). Messages:
 5. ``confirm`` / 6. ``unmask``: members confirm the U-fixing head, then return their
    ``SharesPost`` once a quorum confirmed it.
 
-Each request carries the board's transcript so far. Replies are codec-encoded
+Each request carries the board's events the node has not seen yet (the whole
+transcript the first time; ``StageRequest.since``). Replies are codec-encoded
 ``SignedPost`` s (bytes in a ``ConfigRecord``); the server checks each is for a seat
 the replying node holds (Flower's ``src_node_id``) and submits it — the board checks the
 signature against the seat's identity — and advances the board height between phases.

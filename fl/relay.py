@@ -2,8 +2,8 @@
 
 In an FL deployment the nodes do not talk to the board themselves: the server hosts
 (or fronts) the board and relays. At each stage the server sends every node involved a
-:class:`StageRequest` (the stage, the board's transcript so far, its height, and the
-party ids the node holds this round) and the node answers with a :class:`StageReply`
+:class:`StageRequest` (the stage, the board's events the node has not seen, its
+height, and the party ids the node holds this round) and the node answers with a :class:`StageReply`
 (codec-encoded posts, plus the masked vector for an upload), which the server submits
 to the board under the ids it assigned — the board checks every post.
 
@@ -22,8 +22,10 @@ unmask      UNMASK      the member's ``SharesPost``, once a quorum confirmed tha
 ==========  ==========  =====================================================
 
 A node never takes the relayed transcript on trust: :class:`NodeAgent` replays it
-through a fresh ``MemoryBoard`` (hash chain, every signature, every board rule, every
-proof), checks the round's config against the deployment's roster it holds itself
+through a fresh ``MemoryBoard`` (hash chain, every signature, every board rule, and
+the BN254 proofs its own safety rests on — SPEC.md §8.2: the members' proofs of
+possession and seed reveals once, a member the dealings it decrypts, a client its
+incoming pair dealings), checks the round's config against the deployment's roster it holds itself
 (``secagg.roster.Roster.check``), checks that the transcript extends the one it acted
 on before (pinning, §6.11), that the seats it is asked to act in belong to its own
 identity and carry its own keys, and only then runs the ``secagg.roles`` state
