@@ -27,6 +27,7 @@ Failures, by kind:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -48,17 +49,20 @@ from fl.relay import (
     StageReply,
     StageRequest,
 )
+from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import Board, MemoryBoard, Phase, RuleViolation
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
+from secagg.graph import DealingKey
 from secagg.identity import Identity
 from secagg.messages import (
     ROLE_CLIENT,
     ROLE_MEMBER,
     Confirmation,
     DealingsPost,
+    ElidedDealingsPost,
     MaskedInputPost,
     Registration,
     SeedReveal,
@@ -289,7 +293,9 @@ class RoundHost:
         # last one whose reply the board accepted (the node pinned those events)
         self._asked: dict[int, int] = {}
         self._acked: dict[int, int] = {}
-        self._delta_cache: dict[int, tuple[int, bytes]] = {}
+        # every accepted DealingsPost by event seq, and its elided bodies (by kept items)
+        self._dealing_posts: dict[int, DealingsPost] = {}
+        self._elided: dict[tuple[int, tuple[tuple[int, int], ...]], bytes] = {}
 
     # -- phases ------------------------------------------------------------------------
     def phase_start(self, phase: Phase) -> int:
@@ -314,14 +320,37 @@ class RoundHost:
             self._transcript_cache = (len(events), codec.encode(TranscriptFile(tuple(events))))
         return self._transcript_cache[1]
 
-    def delta_bytes(self, since: int) -> bytes:
-        """The events from sequence number ``since`` on, codec-encoded (cached)."""
-        events = self.board.events()
-        hit = self._delta_cache.get(since)
-        if hit is None or hit[0] != len(events):
-            hit = (len(events), codec.encode(TranscriptFile(tuple(events[since:]))))
-            self._delta_cache[since] = hit
-        return hit[1]
+    def relay_bytes(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
+        """The events from sequence number ``since`` on as a node gets them, codec-encoded:
+        every ``DealingsPost`` as an ``ElidedDealingsPost`` carrying only the dealings
+        ``keep`` selects (the others by hash; SPEC.md §8.2)."""
+        out = []
+        for ev in self.board.events()[since:]:
+            if ev.role == ROLE_CLIENT and ev.seq in self._dealing_posts:
+                post = self._dealing_posts[ev.seq]
+                kept = tuple(
+                    (it.purpose, it.partner)
+                    for it in post.items
+                    if keep((post.dealer, it.purpose, it.partner))
+                )
+                body = self._elided.get((ev.seq, kept))
+                if body is None:
+                    body = codec.encode(ElidedDealingsPost.of(post, keep))
+                    self._elided[(ev.seq, kept)] = body
+                ev = dataclasses.replace(ev, body=body)
+            out.append(ev)
+        return codec.encode(TranscriptFile(tuple(out)))
+
+    def _needs(self, node: int, stage: str, client: int) -> Callable[[DealingKey], bool]:
+        """The dealings a node relies on (SPEC.md §8.2), as far as the server knows at
+        ``stage``: a node with a committee seat every dealing (which ones it decrypts is
+        fixed only once U is, after it may have seen them as a client); a client at
+        upload its incoming pair dealings; nobody else any."""
+        if self.roles[node].member:
+            return lambda key: True
+        if stage == STAGE_UPLOAD and client:
+            return lambda key: key[1] == PURPOSE_PAIR and key[2] == client
+        return lambda key: False
 
     def request(
         self, stage: str, node: int, *, client: int | None = None, member: int | None = None
@@ -331,14 +360,16 @@ class RoundHost:
         its last accepted reply (the whole transcript the first time, or after a reply
         that was not accepted)."""
         r = self.roles[node]
+        client = r.client if client is None else client
+        member = r.member if member is None else member
         since = self._acked.get(node, 0)
         self._asked[node] = len(self.board.events())
         return StageRequest(
             stage,
             self.board.height(),
-            self.delta_bytes(since) if since else self.transcript_bytes(),
-            r.client if client is None else client,
-            r.member if member is None else member,
+            self.relay_bytes(since, self._needs(node, stage, client)),
+            client,
+            member,
             since,
         )
 
@@ -459,7 +490,7 @@ class RoundHost:
                     return False
             t0 = time.perf_counter()
             try:
-                self.board.submit(post)
+                event = self.board.submit(post)
             except RuleViolation as exc:
                 self._fault(stage, node, exc.fault.who, f"{exc.fault.rule}: {exc.fault.detail}")
                 return False
@@ -467,6 +498,8 @@ class RoundHost:
                 self.board_seconds += time.perf_counter() - t0
             if isinstance(msg, MaskedInputPost):
                 self.blobs.put(reply.blob)  # only once the board accepted its digest
+            if isinstance(msg, DealingsPost):
+                self._dealing_posts[event.seq] = msg
         if node in self._asked:  # the node pinned the events of its request
             self._acked[node] = self._asked[node]
         if stage in _MEMBER_STAGES or (stage == STAGE_REGISTER and not r.client):

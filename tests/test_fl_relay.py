@@ -25,7 +25,7 @@ from fl.host import (
 from fl.relay import STAGES, NodeAgent, StageReply, StageRequest
 from secagg import codec
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
-from secagg.boards import MemoryBoard
+from secagg.boards import MemoryBoard, RuleViolation
 from secagg.errors import ConfigError, ProtocolError, PvssError
 from secagg.identity import Identity
 from secagg.messages import ResultPost, TranscriptFile
@@ -436,3 +436,44 @@ def test_a_node_checks_each_seed_reveal_once(tmp_path: Path, monkeypatch) -> Non
 
     assert drive_round(h.host, send).verified
     assert calls["node"] == h.cfg.committee_size  # deal and upload: one check each
+
+
+def test_a_client_gets_only_the_dealings_it_relies_on(tmp_path: Path) -> None:
+    """Other clients' dealings reach a client without a committee seat as hashes only
+    (ElidedDealingsPost: same post digest, so the signature and chain still check);
+    its incoming pair dealings come whole. A server that withholds one of those is
+    refused, naming the dealing."""
+    from pvss.transcript import PURPOSE_PAIR  # noqa: PLC0415
+    from secagg.messages import DealingsPost, ElidedDealingsPost, SignedPost  # noqa: PLC0415
+
+    h = Harness(tmp_path, n=5, m=3)
+    host = h.host
+    for stage in ("register", "seed", "deal"):
+        for node, req in host.requests(stage).items():
+            assert host.accept(stage, node, h.send(stage, {node: req})[node])
+    req = host.requests("upload")[104]  # client 5, no committee seat
+    bodies = [codec.decode(ev.body) for ev in codec.decode(req.transcript, TranscriptFile).events]
+    assert not any(isinstance(b, DealingsPost) for b in bodies)
+    elided = [b for b in bodies if isinstance(b, ElidedDealingsPost)]
+    assert len(elided) == 5
+    for post in elided:
+        for it in post.items:
+            whole = it.purpose == PURPOSE_PAIR and it.partner == 5
+            assert bool(it.dealing) == whole, (post.dealer, it)
+    assert h.agent(104).handle(req, lambda: (h.updates[104], h.weights[104])).blob
+    # the same request with client 5's incoming dealing from client 1 withheld
+    events = list(codec.decode(req.transcript, TranscriptFile).events)
+    for pos, ev in enumerate(events):
+        body = codec.decode(ev.body)
+        if isinstance(body, ElidedDealingsPost) and body.dealer == 1:
+            items = tuple(
+                dataclasses.replace(it, dealing=b"") if it.partner == 5 else it for it in body.items
+            )
+            events[pos] = dataclasses.replace(ev, body=codec.encode(ElidedDealingsPost(1, items)))
+    withheld = dataclasses.replace(req, transcript=codec.encode(TranscriptFile(tuple(events))))
+    with pytest.raises(ProtocolError, match=r"only the hash of dealing \(1, 1, 5\)"):
+        h.agent(104).handle(withheld, lambda: (h.updates[104], h.weights[104]))
+    # and an elided post is never accepted by a real board
+    with pytest.raises(RuleViolation, match="relay only"):
+        ev = next(e for e in events if isinstance(codec.decode(e.body), ElidedDealingsPost))
+        host.board.submit(SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig))

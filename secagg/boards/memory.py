@@ -12,6 +12,8 @@ from pvss.errors import InvalidEncoding, InvalidProof
 from pvss.group import G1Point
 from pvss.keys import ProofOfPossession, verify_possession, verify_seed_reveal
 from pvss.scrape import (
+    DEALING_HEADER_BYTES,
+    SHARE_RECORD_BYTES,
     Dealing,
     DealingClaim,
     DecryptedShare,
@@ -52,10 +54,12 @@ from secagg.messages import (
     ROLE_MEMBER,
     Confirmation,
     DealingsPost,
+    ElidedDealingsPost,
     Event,
     Exclusion,
     MaskedInputPost,
     Registration,
+    RelayDealingItem,
     ResultPost,
     SeedReveal,
     SharesPost,
@@ -65,6 +69,56 @@ from secagg.messages import (
 )
 from secagg.packing import packed_size
 from secagg.posts import NO_SIGNATURE, post_digest, sign_post, signing_digest
+
+
+class _LazyDealing:
+    """A dealing in a relay replica (``replay(defer_proofs=True)``): its header (length,
+    threshold, recipient flag) is validated at once, its points — validated by
+    ``Dealing.from_bytes`` — only when something reads them (the node's own pair
+    dealings, the ones a member decrypts). Reading an undecodable one raises
+    ``InvalidEncoding``. Every attribute is the decoded ``Dealing`` 's."""
+
+    __slots__ = ("_raw", "_dealing", "threshold", "has_recipient")
+
+    def __init__(self, raw: bytes) -> None:
+        raw = bytes(raw)
+        if len(raw) < DEALING_HEADER_BYTES:
+            raise InvalidEncoding(f"dealing: {len(raw)} bytes is shorter than the header")
+        if raw[2] not in (0, 1):
+            raise InvalidEncoding(f"dealing.has_recipient: byte {raw[2]} is not 0 or 1")
+        count = int.from_bytes(raw[3:5], "big")
+        if len(raw) != DEALING_HEADER_BYTES + count * SHARE_RECORD_BYTES:
+            raise InvalidEncoding(f"dealing: wrong length {len(raw)} for N={count}")
+        self._raw = raw
+        self._dealing: Dealing | None = None
+        self.threshold = int.from_bytes(raw[0:2], "big")
+        self.has_recipient = bool(raw[2])
+
+    def decoded(self) -> Dealing:
+        if self._dealing is None:
+            self._dealing = Dealing.from_bytes(self._raw)
+        return self._dealing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.decoded(), name)
+
+    def to_bytes(self) -> bytes:
+        return self._raw
+
+
+class _ElidedDealing:
+    """A dealing whose hash only the relay sent (``ElidedDealingsPost``): the node does
+    not rely on it (SPEC.md §8.2); reading it raises ``ProtocolError``."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: DealingKey) -> None:
+        self.key = key
+
+    def __getattr__(self, name: str) -> Any:
+        raise ProtocolError(
+            f"relay: the server sent only the hash of dealing {self.key}, which this node needs"
+        )
 
 
 class _Unchecked:
@@ -292,6 +346,15 @@ class MemoryBoard(Board):
                 raise self._fail(ROLE_MEMBER, member, "seed", str(exc)) from None
             done += 1
         keys = [k for k in dealings if k in u.dealings and k in st.dealings]
+        for key in keys:
+            lazy = u.dealings[key].dealing
+            try:
+                if isinstance(lazy, _ElidedDealing):
+                    lazy.decoded()  # raises: withheld
+                if isinstance(lazy, _LazyDealing):
+                    lazy.decoded()
+            except InvalidEncoding as exc:
+                raise self._fail(ROLE_CLIENT, key[0], "dealing-encoding", f"{key}: {exc}") from None
         if keys:
             claims = [u.dealings[k] for k in keys]
             if not is_valid_dealing_batch(claims):
@@ -373,6 +436,8 @@ class MemoryBoard(Board):
             raise self._fail(role, sender, "encoding", str(exc)) from None
         if isinstance(msg, RoundConfig):
             raise self._fail(role, sender, "message", "the config is event 0 only")
+        if isinstance(msg, ElidedDealingsPost) and self._unchecked is None:
+            raise self._fail(role, sender, "message", "an elided post exists in a relay only")
         digest = post_digest(msg)
         if isinstance(msg, Exclusion):
             return msg, digest, self._check_exclusion(post, msg)
@@ -402,6 +467,8 @@ class MemoryBoard(Board):
         if isinstance(msg, SeedReveal):
             return msg, digest, self._check_reveal(role, sender, msg)
         if isinstance(msg, DealingsPost):
+            return msg, digest, self._check_dealings(role, sender, msg)
+        if isinstance(msg, ElidedDealingsPost):
             return msg, digest, self._check_dealings(role, sender, msg)
         if isinstance(msg, MaskedInputPost):
             return msg, digest, self._check_masked(role, sender, msg)
@@ -477,7 +544,7 @@ class MemoryBoard(Board):
 
         return apply
 
-    def _check_dealings(self, role: int, sender: int, msg: DealingsPost):  # noqa: ANN202
+    def _check_dealings(self, role: int, sender: int, msg: DealingsPost | ElidedDealingsPost):  # noqa: ANN202
         cfg, st = self.config, self._state
         self._need_phase(role, sender, Phase.DEAL)
         if role != ROLE_CLIENT or msg.dealer != sender:
@@ -509,11 +576,16 @@ class MemoryBoard(Board):
         pks = tuple(self.member_keys())
         claims = []
         for it, key in zip(msg.items, got, strict=True):
-            try:
-                dealing = Dealing.from_bytes(it.dealing)
+            try:  # a relay replica decodes a dealing's points only when it uses it
+                if isinstance(it, RelayDealingItem) and not it.dealing:
+                    dealing: Any = _ElidedDealing(key)  # the relay sent its hash only
+                elif self._unchecked is not None:
+                    dealing = _LazyDealing(it.dealing)
+                else:
+                    dealing = Dealing.from_bytes(it.dealing)
             except InvalidEncoding as exc:
                 raise self._fail(role, sender, "dealing-encoding", f"{key}: {exc}") from None
-            if dealing.threshold != cfg.threshold:
+            if not isinstance(dealing, _ElidedDealing) and dealing.threshold != cfg.threshold:
                 raise self._fail(
                     role,
                     sender,
