@@ -452,6 +452,25 @@ class RoundHost:
         log(logging.ERROR, "round %d: fault: %s", self.config.round_id, text)
         self.drop(stage, node, "fault", fault=True)
 
+    def precheck(self, stage: str, replies: Mapping[int, object]) -> None:
+        """Before a deal stage's replies are accepted one by one: their dealing proofs in
+        one batch (``MemoryBoard.preverify_dealings``; same outcome, one multi-scalar
+        multiplication instead of one per client)."""
+        pre = getattr(self.board, "preverify_dealings", None)
+        if stage != STAGE_DEAL or pre is None:
+            return
+        posts = []
+        for reply in replies.values():
+            if isinstance(reply, StageReply):
+                for raw in reply.posts:
+                    try:
+                        posts.append(codec.decode(raw, SignedPost))
+                    except InvalidEncoding:
+                        pass  # accept() reports it
+        t0 = time.perf_counter()
+        pre(posts)
+        self.board_seconds += time.perf_counter() - t0
+
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
         """Submit a node's signed posts to the board; False (and the node dropped) if it
         did not answer, answered with an error, or the board refused any of its posts."""
@@ -594,6 +613,7 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
                 len(reqs),
             )
             replies = send(stage, reqs) if reqs else {}
+            host.precheck(stage, replies)
             accepted = [node for node in reqs if host.accept(stage, node, replies.get(node))]
             log(
                 logging.INFO,

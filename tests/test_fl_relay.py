@@ -477,3 +477,35 @@ def test_a_client_gets_only_the_dealings_it_relies_on(tmp_path: Path) -> None:
     with pytest.raises(RuleViolation, match="relay only"):
         ev = next(e for e in events if isinstance(codec.decode(e.body), ElidedDealingsPost))
         host.board.submit(SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig))
+
+
+def test_one_batch_per_deal_stage_still_names_a_bad_dealer(tmp_path: Path) -> None:
+    """RoundHost.precheck verifies a deal stage's dealings in one batch; when one
+    client's dealing is bad the batch fails and the per-post checks name that client
+    alone — the others are accepted, the round completes without it."""
+    from pvss.scrape import Dealing  # noqa: PLC0415
+    from secagg.messages import ROLE_CLIENT, DealingItem, DealingsPost, SignedPost  # noqa: PLC0415
+    from secagg.posts import sign_post  # noqa: PLC0415
+
+    dep_holder: list = []
+
+    def tamper(stage: str, node: int, reply: StageReply) -> StageReply:
+        if stage != "deal" or node != 103:
+            return reply
+        post = codec.decode(reply.posts[0], SignedPost)
+        msg = codec.decode(post.body, DealingsPost)
+        d = Dealing.from_bytes(msg.items[0].dealing)
+        bad = dataclasses.replace(d, z=((d.z[0] + 1),) + d.z[1:])
+        items = (DealingItem(msg.items[0].purpose, msg.items[0].partner, bad.to_bytes()),)
+        forged = DealingsPost(msg.dealer, items + msg.items[1:])
+        h = dep_holder[0]
+        signed = sign_post(h.deployment.nodes[3], h.cfg, ROLE_CLIENT, 4, forged, post.view)
+        return dataclasses.replace(reply, posts=(codec.encode(signed),))
+
+    h = Harness(tmp_path, n=5, m=3, tamper=tamper)
+    dep_holder.append(h)
+    outcome = h.run()
+    assert outcome.verified
+    assert any("client 4" in f and "dealing-proof" in f for f in outcome.faults)
+    assert 103 in outcome.dropped["deal"] and 103 not in outcome.included_nodes
+    assert sorted(outcome.included_nodes) == [100, 101, 102, 104]

@@ -152,6 +152,11 @@ class MemoryBoard(Board):
         # replay(defer_proofs=True) only: the proofs the replay accepted unchecked, for
         # ``verify_proofs`` to check the ones a relay node relies on (SPEC.md §8.2)
         self._unchecked: _Unchecked | None = None
+        # preverify_dealings: digests of DealingsPosts whose proofs one batch verified;
+        # _collect gathers their claims while it dry-runs the rules
+        self._preverified: set[bytes] = set()
+        self._collect: list[DealingClaim] | None = None
+        self._current_digest = b""
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
         digest = post_digest(config)
         self._check_signature(post, digest, config.aggregator)
@@ -306,6 +311,34 @@ class MemoryBoard(Board):
                 raise RuleViolation(fault) from None
         raise ProtocolError("transcript: batch and per-dealing checks disagree")  # pragma: no cover
 
+    def preverify_dealings(self, posts: Sequence[SignedPost]) -> int:
+        """Check the proofs of many ``DealingsPost`` s (one deal stage's replies) in ONE
+        batch before they are submitted one by one; returns how many passed. Nothing
+        changes on the board: each post is dry-run through every rule (a post that
+        breaks one is left out, its own ``submit`` reports it) and, if the whole batch
+        verifies, its ``submit`` skips the proof check it would repeat. If the batch
+        fails, nothing is marked and every ``submit`` checks its own post (naming the
+        bad dealer) — so the result is exactly that of submitting them one by one."""
+        if self._unchecked is not None or not self._check_proofs or self._deferred is not None:
+            return 0
+        digests: list[bytes] = []
+        self._collect = []
+        try:
+            for post in posts:
+                try:
+                    msg, digest, _ = self._check_post(post)
+                except RuleViolation:
+                    continue
+                if isinstance(msg, DealingsPost):
+                    digests.append(digest)
+            claims = self._collect
+        finally:
+            self._collect = None
+        if not claims or not is_valid_dealing_batch(claims):
+            return 0
+        self._preverified.update(digests)
+        return len(digests)
+
     def verify_proofs(
         self,
         *,
@@ -439,6 +472,7 @@ class MemoryBoard(Board):
         if isinstance(msg, ElidedDealingsPost) and self._unchecked is None:
             raise self._fail(role, sender, "message", "an elided post exists in a relay only")
         digest = post_digest(msg)
+        self._current_digest = digest
         if isinstance(msg, Exclusion):
             return msg, digest, self._check_exclusion(post, msg)
         st = self._state
@@ -596,6 +630,10 @@ class MemoryBoard(Board):
             claims.append(DealingClaim(dealing, pks, dealing_context(cfg, key), rpk))
         if self._unchecked is not None:  # a relay replica: the caller checks what it needs
             self._unchecked.dealings.update(zip(got, claims, strict=True))
+        elif self._collect is not None:  # preverify_dealings' dry run
+            self._collect.extend(claims)
+        elif self._current_digest in self._preverified:
+            self._preverified.discard(self._current_digest)  # one batch checked it
         elif not self._check_proofs:
             pass  # a full-mode contract verified them on-chain (chain verification)
         elif self._deferred is not None:  # replay: one batch at the end
