@@ -41,6 +41,7 @@ bench: install
 	$(BIN)/python bench/group_ops.py
 	$(BIN)/python bench/masking.py
 	$(BIN)/python bench/round.py --repeats $(ROUND_REPEATS) --target-repeats 3
+	$(BIN)/python bench/deployed.py --ns 30,100 --ds 1e5,1e6 --repeats 3
 	$(BIN)/python bench/gas.py
 	$(BIN)/python bench/dp.py
 	$(BIN)/python bench/plots.py

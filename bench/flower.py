@@ -214,6 +214,7 @@ def _make_grid_class() -> type:
             self.contexts = contexts
             self.busy = 0.0  # seconds inside send_and_receive
             self.reply_bytes = dict.fromkeys(contexts, 0)  # serialized reply contents
+            self.request_bytes = dict.fromkeys(contexts, 0)  # serialized requests (downlink)
             self._run: Any = None
             self._next_id = 0
 
@@ -251,8 +252,9 @@ def _make_grid_class() -> type:
             for msg in messages:
                 self._next_id += 1
                 msg.metadata.__dict__["_message_id"] = f"m{self._next_id}"
-                incoming, _ = wire(msg)
+                incoming, size = wire(msg)
                 node = incoming.metadata.dst_node_id
+                self.request_bytes[node] += size
                 try:
                     reply = self.client_app(incoming, self.contexts[node])
                 except Exception as exc:  # noqa: BLE001 - a failing node is a dropout
@@ -266,37 +268,85 @@ def _make_grid_class() -> type:
     return InProcessGrid
 
 
-def flower_round(
-    n: int, d: int, dropout: float, seed: int, *, updates: list[np.ndarray] | None = None
-) -> dict[str, Any]:
-    """One SecAgg+ round with Flower's code (see the module docstring for the method)."""
-    from flwr.app import Context, RecordDict  # noqa: PLC0415
-    from flwr.client import ClientApp, NumPyClient  # noqa: PLC0415
-    from flwr.client.mod import secaggplus_mod  # noqa: PLC0415
-    from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays  # noqa: PLC0415
-    from flwr.common.secure_aggregation.secaggplus_constants import (  # noqa: PLC0415
-        RECORD_KEY_CONFIGS,
-        Key,
-        Stage,
-    )
+def legacy_context(grid: Any, node_ids: list[int], d: int) -> Any:
+    """A ``LegacyContext`` prepared the way ``DefaultWorkflow`` prepares round 1 (see the
+    module docstring): nodes registered as ``GridClientProxy`` s, current round 1, the
+    global parameters zeros(d), a ``FedAvg`` whose ``aggregate_fit`` passes the securely
+    aggregated parameters through."""
+    from flwr.app import ConfigRecord, RecordDict  # noqa: PLC0415
+    from flwr.app import Context as AppContext  # noqa: PLC0415
+    from flwr.common import ndarrays_to_parameters  # noqa: PLC0415
     from flwr.compat.common import recorddict_compat as compat  # noqa: PLC0415
     from flwr.server import LegacyContext, ServerConfig  # noqa: PLC0415
     from flwr.server.client_manager import SimpleClientManager  # noqa: PLC0415
     from flwr.server.compat.grid_client_proxy import GridClientProxy  # noqa: PLC0415
     from flwr.server.strategy import FedAvg  # noqa: PLC0415
-    from flwr.server.workflow import SecAggPlusWorkflow  # noqa: PLC0415
     from flwr.server.workflow.constant import (  # noqa: PLC0415
         MAIN_CONFIGS_RECORD,
         MAIN_PARAMS_RECORD,
     )
     from flwr.server.workflow.constant import Key as WorkflowKey  # noqa: PLC0415
 
+    n = len(node_ids)
+
+    class PassThroughFedAvg(FedAvg):  # type: ignore[misc]
+        def aggregate_fit(self, server_round: int, results: list, failures: list) -> tuple:
+            return (results[0][1].parameters if results else None), {}
+
+    strategy = PassThroughFedAvg(
+        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_available_clients=n
+    )
+    manager = SimpleClientManager()
+    for nid in node_ids:
+        manager.register(GridClientProxy(nid, grid, 1))
+
+    server_ctx = AppContext(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
+    legacy = LegacyContext(
+        context=server_ctx,
+        config=ServerConfig(num_rounds=1),
+        strategy=strategy,
+        client_manager=manager,
+    )
+    legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: 1})
+    init = ndarrays_to_parameters([np.zeros(d, dtype=np.float32)])
+    legacy.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(init, True)
+
+    return legacy
+
+
+def flower_round(
+    n: int,
+    d: int,
+    dropout: float,
+    seed: int,
+    *,
+    updates: list[np.ndarray] | None = None,
+    drop: set[int] | None = None,
+) -> dict[str, Any]:
+    """One SecAgg+ round with Flower's code (see the module docstring for the method);
+    ``drop``: the node indices that fail at COLLECT_MASKED_VECTORS (default:
+    ``dropped_nodes(n, dropout, seed)``)."""
+    from flwr.app import Context, RecordDict  # noqa: PLC0415
+    from flwr.client import ClientApp, NumPyClient  # noqa: PLC0415
+    from flwr.client.mod import secaggplus_mod  # noqa: PLC0415
+    from flwr.common import parameters_to_ndarrays  # noqa: PLC0415
+    from flwr.common.secure_aggregation.secaggplus_constants import (  # noqa: PLC0415
+        RECORD_KEY_CONFIGS,
+        Key,
+        Stage,
+    )
+    from flwr.compat.common import recorddict_compat as compat  # noqa: PLC0415
+    from flwr.server.workflow import SecAggPlusWorkflow  # noqa: PLC0415
+    from flwr.server.workflow.constant import (  # noqa: PLC0415
+        MAIN_PARAMS_RECORD,
+    )
+
     shape = round_shape(n)
     rng = np.random.default_rng(seed)
     if updates is None:
         updates = [rng.uniform(-1.2 * CLIP, 1.2 * CLIP, d).astype(np.float32) for _ in range(n)]
     weights = [int(w) for w in rng.integers(1, MAX_WEIGHT + 1, n)]
-    drop = dropped_nodes(n, dropout, seed)
+    drop = dropped_nodes(n, dropout, seed) if drop is None else drop
     node_ids = [1000 + i for i in range(n)]  # node id -> index: id - 1000
     client_s = dict.fromkeys(node_ids, 0.0)
 
@@ -346,30 +396,7 @@ def flower_round(
     }
     grid = _make_grid_class()(client_app, contexts)
 
-    class PassThroughFedAvg(FedAvg):  # type: ignore[misc]
-        def aggregate_fit(self, server_round: int, results: list, failures: list) -> tuple:
-            return (results[0][1].parameters if results else None), {}
-
-    strategy = PassThroughFedAvg(
-        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=n, min_available_clients=n
-    )
-    manager = SimpleClientManager()
-    for nid in node_ids:
-        manager.register(GridClientProxy(nid, grid, 1))
-    from flwr.app import Context as AppContext  # noqa: PLC0415
-
-    server_ctx = AppContext(run_id=1, node_id=0, node_config={}, state=RecordDict(), run_config={})
-    legacy = LegacyContext(
-        context=server_ctx,
-        config=ServerConfig(num_rounds=1),
-        strategy=strategy,
-        client_manager=manager,
-    )
-    from flwr.app import ConfigRecord  # noqa: PLC0415
-
-    legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({WorkflowKey.CURRENT_ROUND: 1})
-    init = ndarrays_to_parameters([np.zeros(d, dtype=np.float32)])
-    legacy.state.array_records[MAIN_PARAMS_RECORD] = compat.parameters_to_arrayrecord(init, True)
+    legacy = legacy_context(grid, node_ids, d)
 
     workflow = SecAggPlusWorkflow(
         num_shares=shape["num_shares"],
@@ -422,6 +449,7 @@ def flower_round(
             "wall": wall,
         },
         "bytes_per_client": float(np.mean(list(grid.reply_bytes.values()))),
+        "request_bytes_per_client": float(np.mean(list(grid.request_bytes.values()))),
         "masked_bytes_per_client": float(masked),
         "bytes_per_coordinate": masked / d,
         "included": len(alive),

@@ -23,6 +23,7 @@ SOURCES = {
     "group_ops": "`.venv/bin/python bench/group_ops.py`",
     "masking": "`.venv/bin/python bench/masking.py`",
     "round": "`.venv/bin/python bench/round.py`",
+    "deployed": "`.venv/bin/python bench/deployed.py`",
     "gas": "`.venv/bin/python bench/gas.py`",
 }
 #: where the issue states the round targets: n, d, dropout
@@ -182,6 +183,65 @@ def targets_block() -> str:
     return "\n".join(lines) + "\n"
 
 
+def _bytes(x: float) -> str:
+    return f"{x / 1e6:.2f} MB" if x >= 1e6 else f"{x / 1e3:.1f} kB"
+
+
+def deployed_table() -> str:
+    """Ours as deployed (PvssSecAggWorkflow + pvss_secagg_mod over Flower's serde)
+    against Flower's SecAgg+ on the same in-process grid (bench/deployed.py rows in
+    round.jsonl), one line per configuration, with the issue's targets."""
+    by_cfg: dict[str, dict[str, dict]] = {}
+    for r in latest("round"):
+        if r["params"].get("path") == "deployed":
+            by_cfg.setdefault(json.dumps(r["params"], sort_keys=True), {})[r["bench"]] = r
+    if not by_cfg:
+        return f"_No results yet: run {SOURCES['deployed']}._\n"
+    rows = sorted(
+        by_cfg.values(),
+        key=lambda g: (g[next(iter(g))]["params"]["n"], g[next(iter(g))]["params"]["d"]),
+    )
+    any_row = next(iter(rows[-1].values()))
+    out = [
+        f"From {SOURCES['deployed']} (one process, every message through Flower's protobuf "
+        f"serde, both sides alternating; medians of `repeats`; host {any_row.get('host', '?')}, "
+        f"{any_row.get('ts', '?')[:10]}, load1 = the machine's 1-minute load when the line "
+        "was written). Node = mean time inside the mod per round (all stages, training "
+        "excluded); server = everything the ServerApp process does (board, relay, "
+        "aggregation, its own verification); verifier = a third party replaying the round; "
+        "downlink = server→node bytes per node per round.",
+        "",
+        "| n | d | dropout | node ours / SecAgg+ | committee node ours | server ours / SecAgg+ "
+        "| verifier / our server | downlink ours / SecAgg+ | load1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in rows:
+        c, s = g["round_client_deployed"], g["round_server_total"]
+        p = c["params"]
+        out.append(
+            f"| {p['n']} | {_d(p['d'])} | {p['dropout']} "
+            f"| {_g(c['ours_s'])} / {_g(c['baseline_s'])} s ({c['ours_s'] / c['baseline_s']:.2f}×) "
+            f"| {_g(g['round_committee_deployed']['ours_s'])} s "
+            f"| {_g(s['ours_s'])} / {_g(s['baseline_s'])} s ({s['ours_s'] / s['baseline_s']:.2f}×) "
+            f"| {g['round_verifier_deployed']['ours_s'] / s['ours_s']:.2f}× "
+            f"| {_bytes(g['round_relay_bytes']['ours_s'])} / "
+            f"{_bytes(g['round_relay_bytes']['baseline_s'])} | {c.get('load1', '?')} |"
+        )
+    t = {
+        k: v
+        for g in rows
+        for k, v in g["round_client_deployed"]["targets"].items()
+        if g["round_client_deployed"]["params"]["n"] == TARGET["n"]
+    }
+    if t:
+        out += [
+            "",
+            "Targets at n = 100: "
+            + "; ".join(f"{k.replace('_', ' ')} {'✅' if v else '❌'}" for k, v in t.items()),
+        ]
+    return "\n".join(out) + "\n"
+
+
 def gas_table() -> str:
     """Gas of every round-contract operation (bench/results/gas.jsonl), one column per m."""
     path = RESULTS / "gas.jsonl"
@@ -214,8 +274,12 @@ def render() -> str:
     parts = []
     for name, title in (("group_ops", "Group and PVSS"), ("masking", "Masking")):
         parts.append(f"#### {title}\n\n{table(name)}")
+    parts.append(f"#### Rounds as deployed: ours vs Flower SecAgg+\n\n{deployed_table()}")
     parts.append(
-        f"#### Rounds: ours vs Flower SecAgg+ vs plain FedAvg\n\n{targets_block()}\n"
+        f"#### Rounds, simulated roles: ours vs Flower SecAgg+ vs plain FedAvg\n\n"
+        "(Our roles called directly on one shared board — no relay, no replay by the "
+        "nodes, the board outside the server's time; the deployed table above is what a "
+        f"Flower deployment runs.)\n\n{targets_block()}\n"
         f"{round_table()}\nPlots: `bench/results/round_time_vs_d.png`, "
         "`round_time_vs_n.png`, `round_bytes_per_coordinate.png` (`bench/plots.py`).\n"
     )

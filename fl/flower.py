@@ -12,9 +12,10 @@ Trust. The server is not trusted with anyone's key or with deciding who sits whe
 a node finds them in its ``node_config`` (``pvss-identity``, ``pvss-roster``: paths) or,
 in simulations, under ``$PVSS_SECAGG_DEPLOYMENT/identities/node-<partition-id>.json``
 and ``$PVSS_SECAGG_DEPLOYMENT/roster.json``. Every post a node makes is signed by its
-identity on the view it acted on; the node re-verifies the whole relayed board, checks
-the round against its roster, pins what it saw, and members decrypt only after a
-quorum confirmed the same included set.
+identity on the view it acted on; the node replays the relayed board (every signature
+and rule, the proofs it relies on: SPEC.md §8.2), checks the round against its roster,
+pins what it saw, and members decrypt only after a quorum confirmed the same included
+set.
 
 How a round maps onto Flower messages. Every fit round is one secure-aggregation round
 on its own board, hosted by the ServerApp. The strategy samples nodes as usual
@@ -33,7 +34,8 @@ are (a committee node that was not sampled sits as a member only). Messages:
 5. ``confirm`` / 6. ``unmask``: members confirm the U-fixing head, then return their
    ``SharesPost`` once a quorum confirmed it.
 
-Each request carries the board's transcript so far. Replies are codec-encoded
+Each request carries the board's events the node has not seen yet (the whole
+transcript the first time; ``StageRequest.since``). Replies are codec-encoded
 ``SignedPost`` s (bytes in a ``ConfigRecord``); the server checks each is for a seat
 the replying node holds (Flower's ``src_node_id``) and submits it — the board checks the
 signature against the seat's identity — and advances the board height between phases.
@@ -113,14 +115,12 @@ from fl.relay import (
     StageRequest,
 )
 from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
-from secagg import codec
 from secagg.blobs import durable_write
 from secagg.boards import JOURNAL_FILE
 from secagg.config import RoundConfig
 from secagg.dp import DpConfig, DpSpec, dp_report, overflow_bits
-from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
+from secagg.errors import ConfigError, ProtocolError
 from secagg.identity import Identity
-from secagg.messages import TranscriptFile
 from secagg.roster import Roster
 from secagg.verifier import BLOB_DIR
 
@@ -157,6 +157,7 @@ def request_to_record(request: StageRequest) -> Any:
             "client": request.client,
             "member": request.member,
             "contract": request.contract,
+            "since": request.since,
         }
     )
 
@@ -171,6 +172,7 @@ def request_from_record(record: Mapping[str, Any]) -> StageRequest:
             client=_typed(record, "client", int),
             member=_typed(record, "member", int),
             contract=_typed(record, "contract", bytes) if "contract" in record else b"",
+            since=_typed(record, "since", int),
         )
     except KeyError as exc:
         raise ProtocolError(f"stage request: missing {exc}") from None
@@ -243,16 +245,6 @@ def node_deployment(node_config: Mapping[str, Any]) -> tuple[Identity, Roster]:
     return Identity.load(str(ident)), Roster.load(str(roster))
 
 
-def _round_has_dp(transcript: bytes) -> bool:
-    """Whether the relayed round (its config, event 0) adds DP noise; the agent
-    re-verifies the whole transcript before anything is masked."""
-    try:
-        events = codec.decode(transcript, TranscriptFile).events
-        return bool(events) and codec.decode(events[0].body, RoundConfig).has_dp
-    except (InvalidEncoding, ConfigError) as exc:
-        raise ProtocolError(f"node: unreadable round config: {exc}") from None
-
-
 def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     """ClientApp mod: answers the stages of ``PvssSecAggWorkflow``.
 
@@ -290,7 +282,11 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     base: np.ndarray | None = None
     # chain-native rounds carry no DP record (the chain holds it as a hash only, and
     # EvmBoard.attach refuses such a round without it): no DP there
-    if request.stage == STAGE_UPLOAD and not request.contract and _round_has_dp(request.transcript):
+    if (
+        request.stage == STAGE_UPLOAD
+        and not request.contract
+        and agent.relayed_config(request).has_dp
+    ):
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         base, _ = ndarrays_to_vector(parameters_to_ndarrays(fitins.parameters))
 

@@ -34,6 +34,7 @@ Failures, by kind:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -56,12 +57,14 @@ from fl.relay import (
     StageReply,
     StageRequest,
 )
+from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.aggregate import dp_rotation_seed
 from secagg.blobs import BlobStore, blob_digest, durable_write
-from secagg.boards import JOURNAL_FILE, Board, Fault, MemoryBoard, Phase, RuleViolation
+from secagg.boards import JOURNAL_FILE, Board, Fault, MemoryBoard, Phase, RuleViolation, event_hash
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
+from secagg.graph import DealingKey
 from secagg.identity import Identity
 from secagg.messages import (
     ROLE_AGGREGATOR,
@@ -69,6 +72,7 @@ from secagg.messages import (
     ROLE_MEMBER,
     Confirmation,
     DealingsPost,
+    ElidedDealingsPost,
     MaskedInputPost,
     Registration,
     SeedReveal,
@@ -347,6 +351,13 @@ class RoundHost:
         self._client_out: set[int] = set()
         self._member_out: set[int] = set()
         self._transcript_cache: tuple[int, bytes] | None = None
+        # deltas (SPEC.md §8.2): the event count of each node's last request, and of the
+        # last one whose reply the board accepted (the node pinned those events)
+        self._asked: dict[int, int] = {}
+        self._acked: dict[int, int] = {}
+        # every accepted DealingsPost by event seq, and its elided bodies (by kept items)
+        self._dealing_posts: dict[int, DealingsPost] = {}
+        self._elided: dict[tuple[int, tuple[tuple[int, int], ...]], bytes] = {}
 
     # -- resuming ----------------------------------------------------------------------
     @staticmethod
@@ -435,27 +446,66 @@ class RoundHost:
             self._transcript_cache = (len(events), codec.encode(TranscriptFile(tuple(events))))
         return self._transcript_cache[1]
 
+    def relay_bytes(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
+        """The events from sequence number ``since`` on as a node gets them, codec-encoded:
+        every ``DealingsPost`` as an ``ElidedDealingsPost`` carrying only the dealings
+        ``keep`` selects (the others by hash; SPEC.md §8.2)."""
+        out = []
+        for ev in self.board.events()[since:]:
+            if ev.role == ROLE_CLIENT and ev.seq in self._dealing_posts:
+                post = self._dealing_posts[ev.seq]
+                kept = tuple(
+                    (it.purpose, it.partner)
+                    for it in post.items
+                    if keep((post.dealer, it.purpose, it.partner))
+                )
+                body = self._elided.get((ev.seq, kept))
+                if body is None:
+                    body = codec.encode(ElidedDealingsPost.of(post, keep))
+                    self._elided[(ev.seq, kept)] = body
+                ev = dataclasses.replace(ev, body=body)
+            out.append(ev)
+        return codec.encode(TranscriptFile(tuple(out)))
+
+    def _needs(self, node: int, stage: str, client: int) -> Callable[[DealingKey], bool]:
+        """The dealings a node relies on (SPEC.md §8.2), as far as the server knows at
+        ``stage``: a node with a committee seat every dealing (which ones it decrypts is
+        fixed only once U is, after it may have seen them as a client); a client at
+        upload its incoming pair dealings; nobody else any."""
+        if self.roles[node].member:
+            return lambda key: True
+        if stage == STAGE_UPLOAD and client:
+            return lambda key: key[1] == PURPOSE_PAIR and key[2] == client
+        return lambda key: False
+
     def request(
         self, stage: str, node: int, *, client: int | None = None, member: int | None = None
     ) -> StageRequest:
         """The request for one node (``client`` / ``member`` override the seats it is
-        asked to act in)."""
+        asked to act in). It carries only the events after those the node pinned with
+        its last accepted reply (the whole transcript the first time, or after a reply
+        that was not accepted)."""
         r = self.roles[node]
+        client = r.client if client is None else client
+        member = r.member if member is None else member
         if self.chain_native:  # the node reads the chain itself
             return StageRequest(
                 stage,
                 self.board.height(),
                 b"",
-                r.client if client is None else client,
-                r.member if member is None else member,
-                bytes.fromhex(self.board.address[2:]),  # type: ignore[attr-defined]
+                client,
+                member,
+                contract=bytes.fromhex(self.board.address[2:]),  # type: ignore[attr-defined]
             )
+        since = self._acked.get(node, 0)
+        self._asked[node] = len(self.board.events())
         return StageRequest(
             stage,
             self.board.height(),
-            self.transcript_bytes(),
-            r.client if client is None else client,
-            r.member if member is None else member,
+            self.relay_bytes(since, self._needs(node, stage, client)),
+            client,
+            member,
+            since=since,
         )
 
     def requests(self, stage: str) -> dict[int, StageRequest]:
@@ -529,6 +579,7 @@ class RoundHost:
             self._member_out.add(node)
         if node not in self.dropped[stage]:
             self.dropped[stage].append(node)
+        self._acked.pop(node, None)  # what it pinned is unknown: next time, everything
         log(
             logging.WARNING,
             "round %d: node %d dropped out at %s: %s",
@@ -543,6 +594,25 @@ class RoundHost:
         self.faults.append(text)
         log(logging.ERROR, "round %d: fault: %s", self.config.round_id, text)
         self.drop(stage, node, "fault", fault=True)
+
+    def precheck(self, stage: str, replies: Mapping[int, object]) -> None:
+        """Before a deal stage's replies are accepted one by one: their dealing proofs in
+        one batch (``MemoryBoard.preverify_dealings``; same outcome, one multi-scalar
+        multiplication instead of one per client)."""
+        pre = getattr(self.board, "preverify_dealings", None)
+        if stage != STAGE_DEAL or pre is None:
+            return
+        posts = []
+        for reply in replies.values():
+            if isinstance(reply, StageReply):
+                for raw in reply.posts:
+                    try:
+                        posts.append(codec.decode(raw, SignedPost))
+                    except InvalidEncoding:
+                        pass  # accept() reports it
+        t0 = time.perf_counter()
+        pre(posts)
+        self.board_seconds += time.perf_counter() - t0
 
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
         """Submit a node's signed posts to the board; False (and the node dropped) if it
@@ -587,8 +657,9 @@ class RoundHost:
             try:
                 if self.chain_native:
                     self._on_chain(post)
+                    event = None
                 else:
-                    self.board.submit(post)
+                    event = self.board.submit(post)
             except RuleViolation as exc:
                 if stored:  # the store keeps only blobs whose digest the board accepted
                     self.blobs.discard(msg.digest)
@@ -596,6 +667,10 @@ class RoundHost:
                 return False
             finally:
                 self.board_seconds += time.perf_counter() - t0
+            if isinstance(msg, DealingsPost) and event is not None:
+                self._dealing_posts[event.seq] = msg
+        if node in self._asked:  # the node pinned the events of its request
+            self._acked[node] = self._asked[node]
         if stage in _MEMBER_STAGES or (stage == STAGE_REGISTER and not r.client):
             self.member_seconds[node] = self.member_seconds.get(node, 0.0) + reply.seconds
         else:
@@ -641,7 +716,16 @@ class RoundHost:
         transcript = TranscriptFile(tuple(self.board.events()))
         save_round(self.round_dir, transcript)
         t0 = time.perf_counter()
-        report = verify_round(transcript, BlobStore(self.round_dir / BLOB_DIR))
+        # every proof on a memory board was checked by this board when it accepted the
+        # post; the re-verification re-checks everything else (chain, signatures, every
+        # rule, the sum from the blobs). A third party replays the proofs too (SPEC §8.3)
+        own = isinstance(self.board, MemoryBoard)
+        report = verify_round(
+            transcript,
+            BlobStore(self.round_dir / BLOB_DIR),
+            event_hash(transcript.events[-1]) if own else None,
+            trust_chain_proofs=own,
+        )
         verifier_s = time.perf_counter() - t0
         if not report.ok:
             raise RoundVerificationError(cfg.round_id, report.findings, self.round_dir)
@@ -720,6 +804,7 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
                 len(reqs),
             )
             replies = send(stage, reqs) if reqs else {}
+            host.precheck(stage, replies)
             accepted = [node for node in reqs if host.accept(stage, node, replies.get(node))]
             log(
                 logging.INFO,

@@ -2,8 +2,8 @@
 
 In an FL deployment the nodes do not talk to the board themselves: the server hosts
 (or fronts) the board and relays. At each stage the server sends every node involved a
-:class:`StageRequest` (the stage, the board's transcript so far, its height, and the
-party ids the node holds this round) and the node answers with a :class:`StageReply`
+:class:`StageRequest` (the stage, the board's events the node has not seen, its
+height, and the party ids the node holds this round) and the node answers with a :class:`StageReply`
 (codec-encoded posts, plus the masked vector for an upload), which the server submits
 to the board under the ids it assigned — the board checks every post.
 
@@ -22,8 +22,10 @@ unmask      UNMASK      the member's ``SharesPost``, once a quorum confirmed tha
 ==========  ==========  =====================================================
 
 A node never takes the relayed transcript on trust: :class:`NodeAgent` replays it
-through a fresh ``MemoryBoard`` (hash chain, every signature, every board rule, every
-proof), checks the round's config against the deployment's roster it holds itself
+through a fresh ``MemoryBoard`` (hash chain, every signature, every board rule, and
+the BN254 proofs its own safety rests on — SPEC.md §8.2: the members' proofs of
+possession and seed reveals once, a member the dealings it decrypts, a client its
+incoming pair dealings), checks the round's config against the deployment's roster it holds itself
 (``secagg.roster.Roster.check``), checks that the transcript extends the one it acted
 on before (pinning, §6.11), that the seats it is asked to act in belong to its own
 identity and carry its own keys, and only then runs the ``secagg.roles`` state
@@ -67,7 +69,8 @@ from pvss.transcript import keccak256
 from secagg import codec
 from secagg.blobs import BlobStore, blob_digest, fsync_dir
 from secagg.boards import MemoryBoard, Phase, RuleViolation, event_hash, seat_identity
-from secagg.errors import ConfigError, ProtocolError
+from secagg.config import RoundConfig
+from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
 from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, SignedPost, TranscriptFile
 from secagg.roles import Client, CommitteeMember, Stage
@@ -101,14 +104,21 @@ STAGE_PHASE = {
     STAGE_UNMASK: Phase.UNMASK,
 }
 
-STATE_VERSION = 3
+STATE_VERSION = 4
+# _NodeState.verified bits: proofs this node checked once and relies on from then on
+_VERIFIED_MEMBER_POPS = 1  # every member seat's proof of possession
+_VERIFIED_REVEALS = 2  # every member's seed reveal (the graph)
 
 
 @dataclass(frozen=True)
 class StageRequest:
     """Server -> node: act for ``stage`` on the board whose events are ``transcript``
     (codec-encoded ``TranscriptFile``) at block ``height``, as client ``client`` and/or
-    member ``member`` (0 = the node does not hold that role this round)."""
+    member ``member`` (0 = the node does not hold that role this round).
+
+    ``since`` > 0: ``transcript`` holds only the events from sequence number ``since``
+    on — the ones after the transcript this node acted on last (the server sends each
+    node only what is new, SPEC.md §8.2); 0: the whole transcript."""
 
     stage: str
     height: int
@@ -119,12 +129,13 @@ class StageRequest:
     # the round from the chain itself (transcript and height above are then unused)
     # and submits its posts from its own account
     contract: bytes = b""
+    since: int = 0
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES and self.stage != STAGE_HELLO:
             raise ProtocolError(f"stage request: unknown stage {self.stage!r}")
-        if self.client < 0 or self.member < 0 or self.height < 0:
-            raise ProtocolError("stage request: ids and height must be >= 0")
+        if self.client < 0 or self.member < 0 or self.height < 0 or self.since < 0:
+            raise ProtocolError("stage request: ids, height and since must be >= 0")
         if self.contract and len(self.contract) != 20:
             raise ProtocolError("stage request: contract must be a 20-byte address")
 
@@ -185,6 +196,8 @@ class _NodeState:
     last_posts: tuple[bytes, ...] = ()
     last_blob: bytes = b""
     extra: bytes = b""  # the framework's own record of that reply (the mod's FitRes)
+    known: bytes = b""  # that transcript (codec-encoded): what a delta request extends
+    verified: int = 0  # _VERIFIED_* bits
 
     def to_bytes(self) -> bytes:
         return msgpack.packb(
@@ -206,6 +219,8 @@ class _NodeState:
                 list(self.last_posts),
                 self.last_blob,
                 self.extra,
+                self.known,
+                self.verified,
             ],
             use_bin_type=True,
         )
@@ -219,7 +234,7 @@ class _NodeState:
             v = fields[0]
         except Exception as exc:  # msgpack raises several unrelated types
             raise ProtocolError(f"node state: unreadable ({type(exc).__name__})") from None
-        if v != STATE_VERSION:
+        if v != STATE_VERSION or len(fields) != 19:
             raise ProtocolError(f"node state: version {v!r}, expected {STATE_VERSION}")
         try:
             (
@@ -240,9 +255,13 @@ class _NodeState:
                 lposts,
                 lblob,
                 extra,
+                known,
+                verified,
             ) = fields
             lseats = (int(lseats[0]), int(lseats[1]))
             if not all(isinstance(p, bytes) for p in lposts) or not isinstance(lblob, bytes):
+                raise TypeError
+            if not isinstance(known, bytes) or not isinstance(verified, int):
                 raise TypeError
         except (TypeError, ValueError, IndexError):
             raise ProtocolError("node state: malformed fields") from None
@@ -263,6 +282,8 @@ class _NodeState:
             tuple(lposts),
             lblob,
             extra,
+            known,
+            verified,
         )
 
 
@@ -381,17 +402,51 @@ class NodeAgent:
         """Keep ``extra`` with the last reply (a ClientApp's FitRes without parameters),
         so that a resent upload carries it again."""
         self._state.extra = bytes(extra)
+        self._verified_now = 0  # _VERIFIED_* bits checked on the transcript being acted on
 
     def state_bytes(self) -> bytes:
         """The node's round secrets and pin between stages (node-local; never sent)."""
         return self._state.to_bytes()
 
+    def relayed_config(self, request: StageRequest) -> RoundConfig:
+        """The round config (event 0) of the relayed transcript — of the one this node
+        pinned when ``request`` is a delta — decoded but NOT yet verified (``handle``
+        re-verifies everything before acting). ``ProtocolError`` if unreadable."""
+        data = self._state.known if request.since else request.transcript
+        try:
+            events = codec.decode(data, TranscriptFile).events
+            if not events:
+                raise ProtocolError("relay: empty transcript")
+            return codec.decode(events[0].body, RoundConfig)
+        except (InvalidEncoding, ConfigError) as exc:
+            raise ProtocolError(f"node: unreadable round config: {exc}") from None
+
     # -- the board replica -----------------------------------------------------------
     def _replica(self, request: StageRequest) -> tuple[MemoryBoard, TranscriptFile]:
-        """The relayed board, re-verified: hash chain, signatures, every rule and proof;
-        the config against this node's roster; the transcript against the pin."""
-        transcript = codec.decode(request.transcript, TranscriptFile)
-        board = MemoryBoard.replay(transcript)
+        """The relayed board, re-checked: hash chain, every signature and board rule;
+        the config against this node's roster; the transcript against the pin; the BN254
+        proofs this node relies on (SPEC.md §8.2: every member's proof of possession
+        and seed reveal, once; the role checks its own dealings' proofs)."""
+        s = self._state
+        relayed = codec.decode(request.transcript, TranscriptFile)
+        if request.since:  # a delta: the events after the transcript this node pinned
+            known = codec.decode(s.known, TranscriptFile) if s.known else None
+            if known is None or len(known.events) != request.since:
+                raise ProtocolError(
+                    f"relay: a delta from event {request.since}, but this node acted on "
+                    f"{len(known.events) if known else 0} events: ask with the whole transcript"
+                )
+            if relayed.events and relayed.events[0].prev != event_hash(known.events[-1]):
+                raise ProtocolError(
+                    f"relay: the delta does not extend the transcript this node acted on "
+                    f"(event {request.since - 1}): the server forked the board"
+                )
+            transcript = TranscriptFile(known.events + relayed.events)
+        else:
+            transcript = relayed
+        if not transcript.events:
+            raise ProtocolError("relay: empty transcript")
+        board = MemoryBoard.replay(transcript, defer_proofs=True)  # RuleViolation names who
         try:
             self.roster.check(board.config)
         except ConfigError as exc:
@@ -408,7 +463,6 @@ class NodeAgent:
                 f"the board is in {board.phase().name}"
             )
         key = round_key(transcript)
-        s = self._state
         if request.stage == STAGE_REGISTER and s.round != key:
             self._state = s = _NodeState(round=key)  # an earlier round's secrets go
         elif s.round != key:
@@ -421,11 +475,39 @@ class NodeAgent:
                 f"relay: the transcript does not extend the one this node acted on "
                 f"(event {s.pin_seq}): the server forked the board"
             )
+        self._check_relied_on(board)
         return board, transcript
+
+    def _check_relied_on(self, board: MemoryBoard, dealings: list | None = None) -> None:
+        """The proofs this node relies on that it has not checked before (its pin makes
+        an earlier check final): every member's proof of possession once the committee
+        is complete (clients deal to those keys), every seed reveal once all are in (the
+        graph), and ``dealings`` (a member: the dealings it is about to decrypt)."""
+        s, st, m = self._state, board.state(), board.config.committee_size
+        pops: tuple[tuple[int, int], ...] = ()
+        reveals: tuple[int, ...] = ()
+        done = s.verified | self._verified_now
+        if not done & _VERIFIED_MEMBER_POPS and len(st.members) == m:
+            pops = tuple((ROLE_MEMBER, k) for k in range(1, m + 1))
+        if not done & _VERIFIED_REVEALS and len(st.reveals) == m:
+            reveals = tuple(range(1, m + 1))
+        try:
+            board.verify_proofs(pops=pops, reveals=reveals, dealings=dealings or ())
+        except RuleViolation as exc:
+            raise ProtocolError(
+                f"relay: the relayed board accepted an invalid proof: {exc}"
+            ) from None
+        # final only once the node pins this transcript (a later fork must not ride on it)
+        if pops:
+            self._verified_now |= _VERIFIED_MEMBER_POPS
+        if reveals:
+            self._verified_now |= _VERIFIED_REVEALS
 
     def _pin(self, transcript: TranscriptFile) -> None:
         self._state.pin_seq = len(transcript.events) - 1
         self._state.pin_head = event_hash(transcript.events[-1])
+        self._state.known = codec.encode(transcript)
+        self._state.verified |= self._verified_now
 
     def _check_seat(self, board: MemoryBoard, role: str, party: int, key: KeyPair) -> None:
         """The seat is this node's identity's and holds this node's round key."""
@@ -592,6 +674,8 @@ class NodeAgent:
         else:  # STAGE_UNMASK
             self._expect_ids(request, member=True)
             mb = self._member(board)
+            # the dealings it decrypts, in one batch, before any share leaves the node
+            self._check_relied_on(board, board.allowed_shares())
             mb.reveal(board)
             self._save_member(mb)  # REVEALED: round key erased
         relay(before)

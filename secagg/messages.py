@@ -4,10 +4,11 @@ board checks the rest (stage, membership, proofs)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pvss.scrape import DECRYPTED_SHARE_BYTES
-from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, keccak256
 from secagg.codec import Bytes, ListOf, UInt, message, record
 from secagg.errors import InvalidEncoding
 
@@ -69,6 +70,60 @@ class DealingsPost:
 
     dealer: int
     items: tuple[DealingItem, ...]
+
+
+@dataclass(frozen=True)
+class RelayDealingItem:
+    """A dealing as a relay sends it to a node that does not need it: its hash only
+    (``dealing`` empty), or the dealing with its hash (SPEC.md §8.2)."""
+
+    purpose: int
+    partner: int
+    dealing_hash: bytes
+    dealing: bytes
+
+    def __post_init__(self) -> None:
+        DealingItem(self.purpose, self.partner, b"")  # the same purpose / partner rules
+        if self.dealing and keccak256(self.dealing) != self.dealing_hash:
+            raise InvalidEncoding("relay_dealing_item.dealing_hash: not the dealing's hash")
+
+
+RELAY_DEALING_ITEM = record(
+    RelayDealingItem,
+    ("purpose", UInt(8)),
+    ("partner", UInt(32)),
+    ("dealing_hash", Bytes(32)),
+    ("dealing", Bytes()),
+)
+
+
+@message(12, ("dealer", UInt(32)), ("items", ListOf(RELAY_DEALING_ITEM, 1 << 16)))
+@dataclass(frozen=True)
+class ElidedDealingsPost:
+    """A ``DealingsPost`` as the relay sends it (never on a board): the dealings the
+    node does not need replaced by their hashes. Its post digest is the original's, so
+    the node checks the sender's signature and the hash chain as for the original."""
+
+    dealer: int
+    items: tuple[RelayDealingItem, ...]
+
+    @classmethod
+    def of(
+        cls, post: DealingsPost, keep: Callable[[tuple[int, int, int]], bool]
+    ) -> ElidedDealingsPost:
+        """``post`` with the dealings whose key ``keep`` rejects elided."""
+        return cls(
+            post.dealer,
+            tuple(
+                RelayDealingItem(
+                    it.purpose,
+                    it.partner,
+                    keccak256(it.dealing),
+                    it.dealing if keep((post.dealer, it.purpose, it.partner)) else b"",
+                )
+                for it in post.items
+            ),
+        )
 
 
 @message(4, ("client", UInt(32)), ("digest", Bytes(32)), ("size", UInt(64)))

@@ -26,6 +26,7 @@ from secagg.identity import Identity
 from secagg.messages import (
     Confirmation,
     DealingsPost,
+    ElidedDealingsPost,
     Event,
     Exclusion,
     MaskedInputPost,
@@ -178,6 +179,11 @@ def post_packed(msg: Any) -> bytes:
     if isinstance(msg, DealingsPost):
         items = b"".join(
             _u(it.purpose, 8) + _u(it.partner, 32) + keccak256(it.dealing) for it in msg.items
+        )
+        return _u(3, 8) + _u(msg.dealer, 32) + _u(len(msg.items), 32) + items
+    if isinstance(msg, ElidedDealingsPost):  # the original DealingsPost's layout
+        items = b"".join(
+            _u(it.purpose, 8) + _u(it.partner, 32) + it.dealing_hash for it in msg.items
         )
         return _u(3, 8) + _u(msg.dealer, 32) + _u(len(msg.items), 32) + items
     if isinstance(msg, MaskedInputPost):

@@ -52,3 +52,29 @@ def test_smallest_configuration_both_sides() -> None:
             "verifier_le_1.2x_aggregator",
             "verifier_chain_le_1.2x_aggregator",
         }
+
+
+def test_deployed_path_smallest_configuration() -> None:
+    """bench/deployed.py: ours through PvssSecAggWorkflow + pvss_secagg_mod over Flower's
+    serde, beside SecAgg+ on the same grid; one non-committee node drops at upload."""
+    import deployed  # noqa: PLC0415
+
+    records = deployed.compare_deployed(6, 500, 0.2, 1, emit_name="")  # not written
+    assert [r["bench"] for r in records] == [
+        "round_client_deployed",
+        "round_committee_deployed",
+        "round_server_total",
+        "round_verifier_deployed",
+        "round_relay_bytes",
+    ]
+    for rec in records:
+        for key in REQUIRED:
+            assert key in rec
+        assert rec["ours_s"] > 0 and rec["baseline_s"] > 0
+        assert rec["params"]["path"] == "deployed" and rec["params"]["n"] == 6
+        assert rec["ours_included"] == rec["flower_included"] == 5  # the same node dropped
+        assert rec["ours_max_abs_error"] < 1e-3
+    relay = records[-1]
+    assert relay["unit"] == "bytes" and relay["baseline"] == "flower_secaggplus"
+    assert relay["ours_relay_bytes_per_node"] == relay["ours_s"] > 0
+    assert relay["params"]["m"] == 3

@@ -149,15 +149,26 @@ def test_other_messages_pass_through_untouched() -> None:
 
 
 def test_envelope_round_trip_and_malformed_requests() -> None:
-    req = StageRequest("deal", 3, b"\x01\x02", client=4, member=0)
+    req = StageRequest("deal", 3, b"\x01\x02", client=4, member=0, since=7)
     assert request_from_record(request_to_record(req)) == req
     with pytest.raises(ProtocolError, match="height"):
         request_from_record(
             {"stage": "deal", "height": "3", "transcript": b"", "client": 1, "member": 0}
         )
+    with pytest.raises(ProtocolError, match="since"):
+        request_from_record(
+            {"stage": "deal", "height": 3, "transcript": b"", "client": 1, "member": 0, "since": -1}
+        )
     with pytest.raises(ProtocolError, match="missing"):
         request_from_record({"stage": "deal"})
     with pytest.raises(ProtocolError, match="unknown stage"):
         request_from_record(
-            {"stage": "gossip", "height": 0, "transcript": b"", "client": 1, "member": 0}
+            {
+                "stage": "gossip",
+                "height": 0,
+                "transcript": b"",
+                "client": 1,
+                "member": 0,
+                "since": 0,
+            }
         )

@@ -25,7 +25,7 @@ from fl.host import (
 from fl.relay import STAGES, NodeAgent, StageReply, StageRequest
 from secagg import codec
 from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_blob
-from secagg.boards import MemoryBoard
+from secagg.boards import MemoryBoard, RuleViolation
 from secagg.errors import ConfigError, ProtocolError, PvssError
 from secagg.identity import Identity
 from secagg.messages import ResultPost, TranscriptFile
@@ -351,3 +351,161 @@ def test_the_same_relay_runs_on_the_evm_board(tmp_path: Path, monkeypatch) -> No
     assert np.abs(out.mean - h.plain_mean(out.included_nodes)).max() < h.cfg.masking().step
     transcript, blobs = load_round(out.round_dir)
     assert verify_round(transcript, blobs).ok
+
+
+def test_requests_carry_only_the_events_a_node_has_not_seen(tmp_path: Path) -> None:
+    """SPEC.md §8.2: after a node's first accepted reply the server sends it only the
+    events after those it pinned; the round is the same verified round."""
+    h = Harness(tmp_path, n=4, m=3)
+    seen: list[tuple[str, int, StageRequest, int]] = []
+    plain_send = h.send
+
+    def send(stage, requests):  # noqa: ANN001, ANN202
+        for node, req in requests.items():
+            seen.append((stage, node, req, len(h.host.board.events())))
+        return plain_send(stage, requests)
+
+    outcome = drive_round(h.host, send)
+    assert outcome.verified
+    first: dict[int, StageRequest] = {}
+    for stage, node, req, count in seen:
+        events = codec.decode(req.transcript, TranscriptFile).events
+        if node not in first:  # the first request: the whole transcript
+            first[node] = req
+            assert req.since == 0 and len(events) == count
+        else:  # then only what is new since the node's last accepted reply
+            assert req.since > 0 and len(events) == count - req.since, (stage, node)
+            assert len(req.transcript) < len(h.host.transcript_bytes())
+    # a client's upload request is far smaller than the transcript it extends
+    up = [req for stage, _, req, _ in seen if stage == "upload"]
+    assert all(req.since > 1 for req in up)
+
+
+def test_a_node_refuses_a_delta_it_cannot_extend(tmp_path: Path) -> None:
+    h = Harness(tmp_path, n=4, m=3)
+    host = h.host
+    for stage in ("register", "seed"):
+        for node, req in host.requests(stage).items():
+            assert host.accept(stage, node, h.send(stage, {node: req})[node])
+    req = host.requests("deal")[103]  # client 4: acted on the registration stage only
+    assert req.since > 0
+    # a delta that starts elsewhere than where the node's transcript ends
+    with pytest.raises(ProtocolError, match="ask with the whole transcript"):
+        h.agent(103).handle(dataclasses.replace(req, since=req.since + 1))
+    # a delta of another board (same config, other registrations): a fork
+    other = Harness(tmp_path / "other", n=4, m=3, deployment=h.deployment)
+    for stage in ("register", "seed"):
+        for node, oreq in other.host.requests(stage).items():
+            other.host.accept(stage, node, other.send(stage, {node: oreq})[node])
+    # node 100 (member 1, client 1) pinned this board's registrations when it revealed
+    ours, theirs = host.requests("deal")[100], other.host.requests("deal")[100]
+    assert ours.since == theirs.since > 1
+    with pytest.raises(ProtocolError, match="forked"):
+        h.agent(100).handle(theirs)
+    # the whole transcript (what a restarted server sends) is still accepted
+    whole = dataclasses.replace(req, transcript=host.transcript_bytes(), since=0)
+    assert h.agent(103).handle(whole).posts
+    assert h.agent(103).handle(req).posts  # and so is the delta
+
+
+def test_a_node_checks_each_seed_reveal_once(tmp_path: Path, monkeypatch) -> None:
+    """Incremental: what a node checked under its pin is not checked again (SPEC.md
+    §8.2) — a client verifies the m seed reveals once over the round, not per stage."""
+    import secagg.boards.memory as memory  # noqa: PLC0415
+
+    h = Harness(tmp_path, n=4, m=3)
+    calls = {"node": 0}
+    counting = {"on": False}
+    real = memory.verify_seed_reveal
+
+    def counted(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+        if counting["on"]:
+            calls["node"] += 1
+        return real(*args, **kw)
+
+    monkeypatch.setattr(memory, "verify_seed_reveal", counted)
+    plain_send = h.send
+
+    def send(stage, requests):  # noqa: ANN001, ANN202
+        out = {}
+        for node, req in requests.items():
+            counting["on"] = node == 103  # client 4, no committee seat
+            out.update(plain_send(stage, {node: req}))
+            counting["on"] = False
+        return out
+
+    assert drive_round(h.host, send).verified
+    assert calls["node"] == h.cfg.committee_size  # deal and upload: one check each
+
+
+def test_a_client_gets_only_the_dealings_it_relies_on(tmp_path: Path) -> None:
+    """Other clients' dealings reach a client without a committee seat as hashes only
+    (ElidedDealingsPost: same post digest, so the signature and chain still check);
+    its incoming pair dealings come whole. A server that withholds one of those is
+    refused, naming the dealing."""
+    from pvss.transcript import PURPOSE_PAIR  # noqa: PLC0415
+    from secagg.messages import DealingsPost, ElidedDealingsPost, SignedPost  # noqa: PLC0415
+
+    h = Harness(tmp_path, n=5, m=3)
+    host = h.host
+    for stage in ("register", "seed", "deal"):
+        for node, req in host.requests(stage).items():
+            assert host.accept(stage, node, h.send(stage, {node: req})[node])
+    req = host.requests("upload")[104]  # client 5, no committee seat
+    bodies = [codec.decode(ev.body) for ev in codec.decode(req.transcript, TranscriptFile).events]
+    assert not any(isinstance(b, DealingsPost) for b in bodies)
+    elided = [b for b in bodies if isinstance(b, ElidedDealingsPost)]
+    assert len(elided) == 5
+    for post in elided:
+        for it in post.items:
+            whole = it.purpose == PURPOSE_PAIR and it.partner == 5
+            assert bool(it.dealing) == whole, (post.dealer, it)
+    assert h.agent(104).handle(req, lambda: (h.updates[104], h.weights[104])).blob
+    # the same request with client 5's incoming dealing from client 1 withheld
+    events = list(codec.decode(req.transcript, TranscriptFile).events)
+    for pos, ev in enumerate(events):
+        body = codec.decode(ev.body)
+        if isinstance(body, ElidedDealingsPost) and body.dealer == 1:
+            items = tuple(
+                dataclasses.replace(it, dealing=b"") if it.partner == 5 else it for it in body.items
+            )
+            events[pos] = dataclasses.replace(ev, body=codec.encode(ElidedDealingsPost(1, items)))
+    withheld = dataclasses.replace(req, transcript=codec.encode(TranscriptFile(tuple(events))))
+    with pytest.raises(ProtocolError, match=r"only the hash of dealing \(1, 1, 5\)"):
+        h.agent(104).handle(withheld, lambda: (h.updates[104], h.weights[104]))
+    # and an elided post is never accepted by a real board
+    with pytest.raises(RuleViolation, match="relay only"):
+        ev = next(e for e in events if isinstance(codec.decode(e.body), ElidedDealingsPost))
+        host.board.submit(SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig))
+
+
+def test_one_batch_per_deal_stage_still_names_a_bad_dealer(tmp_path: Path) -> None:
+    """RoundHost.precheck verifies a deal stage's dealings in one batch; when one
+    client's dealing is bad the batch fails and the per-post checks name that client
+    alone — the others are accepted, the round completes without it."""
+    from pvss.scrape import Dealing  # noqa: PLC0415
+    from secagg.messages import ROLE_CLIENT, DealingItem, DealingsPost, SignedPost  # noqa: PLC0415
+    from secagg.posts import sign_post  # noqa: PLC0415
+
+    dep_holder: list = []
+
+    def tamper(stage: str, node: int, reply: StageReply) -> StageReply:
+        if stage != "deal" or node != 103:
+            return reply
+        post = codec.decode(reply.posts[0], SignedPost)
+        msg = codec.decode(post.body, DealingsPost)
+        d = Dealing.from_bytes(msg.items[0].dealing)
+        bad = dataclasses.replace(d, z=((d.z[0] + 1),) + d.z[1:])
+        items = (DealingItem(msg.items[0].purpose, msg.items[0].partner, bad.to_bytes()),)
+        forged = DealingsPost(msg.dealer, items + msg.items[1:])
+        h = dep_holder[0]
+        signed = sign_post(h.deployment.nodes[3], h.cfg, ROLE_CLIENT, 4, forged, post.view)
+        return dataclasses.replace(reply, posts=(codec.encode(signed),))
+
+    h = Harness(tmp_path, n=5, m=3, tamper=tamper)
+    dep_holder.append(h)
+    outcome = h.run()
+    assert outcome.verified
+    assert any("client 4" in f and "dealing-proof" in f for f in outcome.faults)
+    assert 103 in outcome.dropped["deal"] and 103 not in outcome.included_nodes
+    assert sorted(outcome.included_nodes) == [100, 101, 102, 104]

@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import struct
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from pvss.errors import InvalidEncoding, InvalidProof
 from pvss.group import G1Point
 from pvss.keys import ProofOfPossession, verify_possession, verify_seed_reveal
 from pvss.scrape import (
+    DEALING_HEADER_BYTES,
+    SHARE_RECORD_BYTES,
     Dealing,
     DealingClaim,
     DecryptedShare,
@@ -62,10 +65,12 @@ from secagg.messages import (
     ROLE_MEMBER,
     Confirmation,
     DealingsPost,
+    ElidedDealingsPost,
     Event,
     Exclusion,
     MaskedInputPost,
     Registration,
+    RelayDealingItem,
     ResultPost,
     SeedReveal,
     SharesPost,
@@ -193,6 +198,66 @@ class Journal:
             self._fh = None
 
 
+class _LazyDealing:
+    """A dealing in a relay replica (``replay(defer_proofs=True)``): its header (length,
+    threshold, recipient flag) is validated at once, its points — validated by
+    ``Dealing.from_bytes`` — only when something reads them (the node's own pair
+    dealings, the ones a member decrypts). Reading an undecodable one raises
+    ``InvalidEncoding``. Every attribute is the decoded ``Dealing`` 's."""
+
+    __slots__ = ("_raw", "_dealing", "threshold", "has_recipient")
+
+    def __init__(self, raw: bytes) -> None:
+        raw = bytes(raw)
+        if len(raw) < DEALING_HEADER_BYTES:
+            raise InvalidEncoding(f"dealing: {len(raw)} bytes is shorter than the header")
+        if raw[2] not in (0, 1):
+            raise InvalidEncoding(f"dealing.has_recipient: byte {raw[2]} is not 0 or 1")
+        count = int.from_bytes(raw[3:5], "big")
+        if len(raw) != DEALING_HEADER_BYTES + count * SHARE_RECORD_BYTES:
+            raise InvalidEncoding(f"dealing: wrong length {len(raw)} for N={count}")
+        self._raw = raw
+        self._dealing: Dealing | None = None
+        self.threshold = int.from_bytes(raw[0:2], "big")
+        self.has_recipient = bool(raw[2])
+
+    def decoded(self) -> Dealing:
+        if self._dealing is None:
+            self._dealing = Dealing.from_bytes(self._raw)
+        return self._dealing
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.decoded(), name)
+
+    def to_bytes(self) -> bytes:
+        return self._raw
+
+
+class _ElidedDealing:
+    """A dealing whose hash only the relay sent (``ElidedDealingsPost``): the node does
+    not rely on it (SPEC.md §8.2); reading it raises ``ProtocolError``."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: DealingKey) -> None:
+        self.key = key
+
+    def __getattr__(self, name: str) -> Any:
+        raise ProtocolError(
+            f"relay: the server sent only the hash of dealing {self.key}, which this node needs"
+        )
+
+
+class _Unchecked:
+    """The proofs a relay replica accepted without checking (``replay(defer_proofs=
+    True)``), by seat / dealing key, for :meth:`MemoryBoard.verify_proofs`."""
+
+    def __init__(self) -> None:
+        self.pops: dict[tuple[int, int], tuple[G1Point, ProofOfPossession]] = {}
+        self.reveals: dict[int, tuple[G1Point, DleqProof]] = {}
+        self.dealings: dict[DealingKey, DealingClaim] = {}
+
+
 class MemoryBoard(Board):
     """In-memory board with a hash-chained event log (tests, simulation, the FL
     server's board, and every replay).
@@ -217,6 +282,14 @@ class MemoryBoard(Board):
         # (the auditor read the events from that chain), see ``replay(proofs=...)``
         self._check_proofs = True
         self._journal: Journal | None = None  # set by create(journal=...) / open()
+        # replay(defer_proofs=True) only: the proofs the replay accepted unchecked, for
+        # ``verify_proofs`` to check the ones a relay node relies on (SPEC.md §8.2)
+        self._unchecked: _Unchecked | None = None
+        # preverify_dealings: digests of DealingsPosts whose proofs one batch verified;
+        # _collect gathers their claims while it dry-runs the rules
+        self._preverified: set[bytes] = set()
+        self._collect: list[DealingClaim] | None = None
+        self._current_digest = b""
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
         digest = post_digest(config)
         self._check_signature(post, digest, config.aggregator)
@@ -357,6 +430,7 @@ class MemoryBoard(Board):
         expected_head: bytes | None = None,
         *,
         proofs: bool = True,
+        defer_proofs: bool = False,
     ) -> MemoryBoard:
         """Rebuild a board from its events, re-checking the hash chain and every rule.
 
@@ -375,7 +449,12 @@ class MemoryBoard(Board):
         reveals, dealing proofs, decrypted-share proofs — and keeps every other rule
         (signatures included: they are cheap). It needs ``expected_head`` read from
         that chain: without it, a forged file could carry proofs no chain ever
-        checked."""
+        checked.
+
+        ``defer_proofs=True`` (a relay node's replica, SPEC.md §8.2) checks every rule
+        but no BN254 proof and keeps the proofs it accepted unchecked; the caller then
+        checks the ones it relies on with :meth:`verify_proofs`. Such a board vouches
+        for nothing else: never use it to verify a round."""
         if not proofs and expected_head is None:
             raise ProtocolError(
                 "transcript: skipping the proof checks needs the expected head from the "
@@ -395,12 +474,14 @@ class MemoryBoard(Board):
         if expected_head is not None and event_hash(events[-1]) != expected_head:
             raise ProtocolError("transcript: head does not match the expected head")
         board = cls._from_first_event(events[0], "transcript")
-        board._check_proofs = proofs
+        board._check_proofs = proofs and not defer_proofs
+        if defer_proofs:
+            board._unchecked = _Unchecked()
         board._deferred = []
         for ev in events[1:]:
             board.advance(ev.height - board._height)
             board._replay_event(ev)
-        if proofs and board._deferred:
+        if board._check_proofs and board._deferred:
             board._check_deferred()
         board._deferred = None
         return board
@@ -454,6 +535,101 @@ class MemoryBoard(Board):
                 self.faults.append(fault)
                 raise RuleViolation(fault) from None
         raise ProtocolError("transcript: batch and per-dealing checks disagree")  # pragma: no cover
+
+    def preverify_dealings(self, posts: Sequence[SignedPost]) -> int:
+        """Check the proofs of many ``DealingsPost`` s (one deal stage's replies) in ONE
+        batch before they are submitted one by one; returns how many passed. Nothing
+        changes on the board: each post is dry-run through every rule (a post that
+        breaks one is left out, its own ``submit`` reports it) and, if the whole batch
+        verifies, its ``submit`` skips the proof check it would repeat. If the batch
+        fails, nothing is marked and every ``submit`` checks its own post (naming the
+        bad dealer) — so the result is exactly that of submitting them one by one."""
+        if self._unchecked is not None or not self._check_proofs or self._deferred is not None:
+            return 0
+        digests: list[bytes] = []
+        self._collect = []
+        try:
+            for post in posts:
+                try:
+                    msg, digest, _ = self._check_post(post)
+                except RuleViolation:
+                    continue
+                if isinstance(msg, DealingsPost):
+                    digests.append(digest)
+            claims = self._collect
+        finally:
+            self._collect = None
+        if not claims or not is_valid_dealing_batch(claims):
+            return 0
+        self._preverified.update(digests)
+        return len(digests)
+
+    def verify_proofs(
+        self,
+        *,
+        pops: Sequence[tuple[int, int]] = (),
+        reveals: Sequence[int] = (),
+        dealings: Sequence[DealingKey] = (),
+    ) -> int:
+        """Check the proofs a ``replay(defer_proofs=True)`` accepted unchecked: the
+        proofs of possession of ``pops`` ((role, party) seats), the seed reveals of
+        ``reveals`` (member seats) and the dealings ``dealings`` (one batch). A seat or
+        dealing the board does not hold is skipped. Raises ``RuleViolation`` naming the
+        first party whose proof fails (as the board would have); returns how many proofs
+        were checked."""
+        if self._unchecked is None:
+            raise ProtocolError("board: verify_proofs needs a replay(defer_proofs=True)")
+        cfg, st, u = self.config, self._state, self._unchecked
+        done = 0
+        for role, party in pops:
+            if (role, party) not in u.pops:
+                continue
+            pk, pop = u.pops[(role, party)]
+            try:
+                verify_possession(
+                    pk, pop, cfg.chain_id, cfg.board, cfg.round_id, pop_party(role, party)
+                )
+            except InvalidProof as exc:
+                raise self._fail(role, party, "proof-of-possession", str(exc)) from None
+            done += 1
+        for member in reveals:
+            if member not in u.reveals:
+                continue
+            gamma, proof = u.reveals[member]
+            try:
+                verify_seed_reveal(
+                    st.members[member], gamma, proof, cfg.chain_id, cfg.board, cfg.round_id, member
+                )
+            except InvalidProof as exc:
+                raise self._fail(ROLE_MEMBER, member, "seed", str(exc)) from None
+            done += 1
+        keys = [k for k in dealings if k in u.dealings and k in st.dealings]
+        for key in keys:
+            lazy = u.dealings[key].dealing
+            try:
+                if isinstance(lazy, _ElidedDealing):
+                    lazy.decoded()  # raises: withheld
+                if isinstance(lazy, _LazyDealing):
+                    lazy.decoded()
+            except InvalidEncoding as exc:
+                raise self._fail(ROLE_CLIENT, key[0], "dealing-encoding", f"{key}: {exc}") from None
+        if keys:
+            claims = [u.dealings[k] for k in keys]
+            if not is_valid_dealing_batch(claims):
+                for key, claim in zip(keys, claims, strict=True):
+                    try:
+                        verify_dealing(
+                            claim.dealing, claim.committee_pks, claim.context, claim.recipient_pk
+                        )
+                    except InvalidProof as exc:
+                        raise self._fail(
+                            ROLE_CLIENT, key[0], "dealing-proof", f"{key}: {exc}"
+                        ) from None
+                raise ProtocolError(
+                    "board: batch and per-dealing checks disagree"
+                )  # pragma: no cover
+            done += len(keys)
+        return done
 
     # -- internals ---------------------------------------------------------------
     def _append(self, post: SignedPost, digest: bytes) -> Event:
@@ -521,7 +697,10 @@ class MemoryBoard(Board):
             raise self._fail(role, sender, "encoding", str(exc)) from None
         if isinstance(msg, RoundConfig):
             raise self._fail(role, sender, "message", "the config is event 0 only")
+        if isinstance(msg, ElidedDealingsPost) and self._unchecked is None:
+            raise self._fail(role, sender, "message", "an elided post exists in a relay only")
         digest = post_digest(msg)
+        self._current_digest = digest
         if isinstance(msg, Exclusion):
             return msg, digest, self._check_exclusion(post, msg)
         st = self._state
@@ -550,6 +729,8 @@ class MemoryBoard(Board):
         if isinstance(msg, SeedReveal):
             return msg, digest, self._check_reveal(role, sender, msg)
         if isinstance(msg, DealingsPost):
+            return msg, digest, self._check_dealings(role, sender, msg)
+        if isinstance(msg, ElidedDealingsPost):
             return msg, digest, self._check_dealings(role, sender, msg)
         if isinstance(msg, MaskedInputPost):
             return msg, digest, self._check_masked(role, sender, msg)
@@ -582,6 +763,8 @@ class MemoryBoard(Board):
                 verify_possession(
                     pk, pop, cfg.chain_id, cfg.board, cfg.round_id, pop_party(role, sender)
                 )
+            elif self._unchecked is not None:
+                self._unchecked.pops[(role, sender)] = (pk, pop)
         except (InvalidEncoding, InvalidProof) as exc:
             raise self._fail(role, sender, "proof-of-possession", str(exc)) from None
 
@@ -608,6 +791,8 @@ class MemoryBoard(Board):
                 verify_seed_reveal(
                     st.members[sender], gamma, proof, cfg.chain_id, cfg.board, cfg.round_id, sender
                 )
+            elif self._unchecked is not None:
+                self._unchecked.reveals[sender] = (gamma, proof)
         except (InvalidEncoding, InvalidProof) as exc:
             raise self._fail(role, sender, "seed", str(exc)) from None
 
@@ -621,7 +806,7 @@ class MemoryBoard(Board):
 
         return apply
 
-    def _check_dealings(self, role: int, sender: int, msg: DealingsPost):  # noqa: ANN202
+    def _check_dealings(self, role: int, sender: int, msg: DealingsPost | ElidedDealingsPost):  # noqa: ANN202
         cfg, st = self.config, self._state
         self._need_phase(role, sender, Phase.DEAL)
         if role != ROLE_CLIENT or msg.dealer != sender:
@@ -654,14 +839,19 @@ class MemoryBoard(Board):
         claims = []
         malformed: list[tuple[DealingKey, str]] = []
         for it, key in zip(msg.items, got, strict=True):
-            try:
-                dealing = Dealing.from_bytes(it.dealing)
+            try:  # a relay replica decodes a dealing's points only when it uses it
+                if isinstance(it, RelayDealingItem) and not it.dealing:
+                    dealing: Any = _ElidedDealing(key)  # the relay sent its hash only
+                elif self._unchecked is not None:
+                    dealing = _LazyDealing(it.dealing)
+                else:
+                    dealing = Dealing.from_bytes(it.dealing)
             except InvalidEncoding as exc:
                 if cfg.optimistic and self._deferred is not None:
                     malformed.append((key, str(exc)))  # accepted on a header check
                     continue
                 raise self._fail(role, sender, "dealing-encoding", f"{key}: {exc}") from None
-            if dealing.threshold != cfg.threshold:
+            if not isinstance(dealing, _ElidedDealing) and dealing.threshold != cfg.threshold:
                 raise self._fail(
                     role,
                     sender,
@@ -678,7 +868,13 @@ class MemoryBoard(Board):
                     self.faults.append(Fault(role, sender, "dealing-encoding", f"{key}: {detail}"))
 
             return skip
-        if not self._check_proofs:
+        if self._unchecked is not None:  # a relay replica: the caller checks what it needs
+            self._unchecked.dealings.update(zip(got, claims, strict=True))
+        elif self._collect is not None:  # preverify_dealings' dry run
+            self._collect.extend(claims)
+        elif self._current_digest in self._preverified:
+            self._preverified.discard(self._current_digest)  # one batch checked it
+        elif not self._check_proofs:
             pass  # a full-mode contract verified them on-chain (chain verification)
         elif self._deferred is not None:  # replay: one batch at the end
             self._deferred.extend(zip(got, claims, strict=True))
@@ -719,7 +915,7 @@ class MemoryBoard(Board):
         if dealing is None and not undecodable:
             raise self._fail(role, sender, "exclusion", f"{key}: no such accepted dealing")
         rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
-        if self._check_proofs and dealing is not None:
+        if (self._check_proofs or self._unchecked is not None) and dealing is not None:
             try:
                 verify_dealing(dealing, tuple(self.member_keys()), dealing_context(cfg, key), rpk)
             except InvalidProof:
