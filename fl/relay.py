@@ -392,6 +392,7 @@ class NodeAgent:
         # was clamped to it (the caller logs it, naming its node)
         self.clamped: tuple[int, int] | None = None
         self._resent = False
+        self._verified_now = 0  # _VERIFIED_* bits checked on the transcript being acted on
 
     @property
     def last_extra(self) -> bytes:
@@ -402,7 +403,6 @@ class NodeAgent:
         """Keep ``extra`` with the last reply (a ClientApp's FitRes without parameters),
         so that a resent upload carries it again."""
         self._state.extra = bytes(extra)
-        self._verified_now = 0  # _VERIFIED_* bits checked on the transcript being acted on
 
     def state_bytes(self) -> bytes:
         """The node's round secrets and pin between stages (node-local; never sent)."""
