@@ -631,8 +631,9 @@ class PvssSecAggWorkflow:
         """Apply ``keep_blobs`` (to a verified round) and ``keep_rounds``; a verified
         round's resume files (journal, seats, kept FitRes) go: its transcript says all."""
         if outcome is not None:
-            for done in [JOURNAL_FILE, ROLES_FILE, *outcome.round_dir.glob("fit-*.msgpack")]:
-                (outcome.round_dir / done).unlink(missing_ok=True)
+            kept = [JOURNAL_FILE, ROLES_FILE]
+            for done in [*(outcome.round_dir / k for k in kept), *outcome.round_dir.glob("fit-*")]:
+                done.unlink(missing_ok=True)
         if outcome is not None and not self.keep_blobs:
             shutil.rmtree(outcome.round_dir / BLOB_DIR, ignore_errors=True)
         if self.keep_rounds is None or not run_dir.is_dir():

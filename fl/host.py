@@ -67,7 +67,6 @@ from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.graph import DealingKey
 from secagg.identity import Identity
 from secagg.messages import (
-    ROLE_AGGREGATOR,
     ROLE_CLIENT,
     ROLE_MEMBER,
     Confirmation,
@@ -362,22 +361,11 @@ class RoundHost:
     # -- resuming ----------------------------------------------------------------------
     @staticmethod
     def can_resume(round_dir: Path) -> bool:
-        """Whether ``round_dir`` holds a journaled round that has no result yet."""
-        path = Path(round_dir) / JOURNAL_FILE
-        if not path.is_file() or not (Path(round_dir) / ROLES_FILE).is_file():
-            return False
-        from secagg.boards import Journal  # noqa: PLC0415
-        from secagg.messages import ResultPost  # noqa: PLC0415
-
-        records, _, _ = Journal.read(path)
-        for kind, rec in records:
-            if kind == 0 and rec.seq and rec.role == ROLE_AGGREGATOR:
-                try:
-                    if isinstance(codec.decode(rec.body), ResultPost):
-                        return False
-                except InvalidEncoding:
-                    pass
-        return bool(records)
+        """Whether ``round_dir`` holds a journaled round that did not verify yet: its
+        journal and its seat table (:meth:`finish` removes ``roles.json`` once the round
+        verified; a round killed after posting its result is resumable and finishes)."""
+        round_dir = Path(round_dir)
+        return (round_dir / JOURNAL_FILE).is_file() and (round_dir / ROLES_FILE).is_file()
 
     @classmethod
     def resume(
@@ -639,7 +627,7 @@ class RoundHost:
             if not seat or post.sender != seat:
                 self._fault(stage, node, f"node {node}", "posts for a seat it does not hold")
                 return False
-            stored = False
+            stored: bytes | None = None  # the digest of a blob stored for this post
             if isinstance(msg, MaskedInputPost):
                 if blob_digest(reply.blob) != msg.digest or len(reply.blob) != msg.size:
                     self._fault(
@@ -652,7 +640,8 @@ class RoundHost:
                     self._fault(stage, node, f"client {seat}", f"blob encoding: {exc}")
                     return False
                 # on disk before the board journals its digest (SPEC.md §6.14)
-                _, stored = self.blobs.put_new(reply.blob)
+                digest, new = self.blobs.put_new(reply.blob)
+                stored = digest if new else None
             t0 = time.perf_counter()
             try:
                 if self.chain_native:
@@ -661,8 +650,8 @@ class RoundHost:
                 else:
                     event = self.board.submit(post)
             except RuleViolation as exc:
-                if stored:  # the store keeps only blobs whose digest the board accepted
-                    self.blobs.discard(msg.digest)
+                if stored is not None:  # the store keeps only blobs the board accepted
+                    self.blobs.discard(stored)
                 self._fault(stage, node, exc.fault.who, f"{exc.fault.rule}: {exc.fault.detail}")
                 return False
             finally:
@@ -735,6 +724,7 @@ class RoundHost:
                 [Finding("aggregator", "result", "sum differs from the verifier's")],
                 self.round_dir,
             )
+        (self.round_dir / ROLES_FILE).unlink(missing_ok=True)  # verified: nothing to resume
         included = self.board.included()
         by_client = {r.client: node for node, r in self.roles.items() if r.client}
         return RoundOutcome(

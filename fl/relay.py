@@ -607,7 +607,12 @@ class NodeAgent:
                 posts.append(codec.encode(SignedPost(ev.role, ev.sender, ev.body, ev.view, ev.sig)))
 
         before = len(board.events())
-        if s.last_stage == request.stage and s.last_seats == (request.client, request.member):
+        if (
+            s.last_stage == request.stage
+            and (request.client or request.member)
+            and request.client in (0, s.last_seats[0])
+            and request.member in (0, s.last_seats[1])
+        ):  # asked again (for all or some of the seats it answered for)
             self._resent = True
             return self._resend(board, transcript, request, t0)
         if request.stage == STAGE_REGISTER:
@@ -699,18 +704,25 @@ class NodeAgent:
         same signed posts and blob, once the replica accepts them on this board — a
         board that holds them already, or moved to another view, is refused."""
         s = self._state
-        for raw in s.last_posts:
+        wanted = {(ROLE_CLIENT, request.client), (ROLE_MEMBER, request.member)}
+        posts = []
+        for raw in s.last_posts:  # the posts of the seats asked for (a server may hold some)
+            post = codec.decode(raw, SignedPost)
+            if (post.role, post.sender) not in wanted:
+                continue
+            posts.append(raw)
             try:
-                board.submit(codec.decode(raw, SignedPost))
+                board.submit(post)
             except RuleViolation as exc:
                 raise ProtocolError(
                     f"relay: {request.stage} asked again, the board refuses the posts this "
                     f"node already sent ({exc.fault.rule}: {exc.fault.detail})"
                 ) from None
+        if not posts:
+            raise ProtocolError(f"relay: {request.stage} asked again for seats it never posted for")
         self._pin(transcript)
-        return StageReply(
-            s.last_posts, s.last_blob, time.perf_counter() - t0, self.identity.address
-        )
+        blob = s.last_blob if request.client else b""
+        return StageReply(tuple(posts), blob, time.perf_counter() - t0, self.identity.address)
 
     @property
     def resent(self) -> bool:

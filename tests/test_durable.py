@@ -289,10 +289,11 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
 def test_can_resume_only_an_unfinished_round(journaled: Path, tmp_path: Path) -> None:
     from fl.host import ROLES_FILE, RoundHost
 
-    assert not RoundHost.can_resume(journaled)  # it holds the result
-    (tmp_path / ROLES_FILE).write_bytes((journaled / ROLES_FILE).read_bytes())
+    assert not RoundHost.can_resume(journaled)  # verified: its seat table is gone
+    assert not (journaled / ROLES_FILE).exists()
+    (tmp_path / ROLES_FILE).write_text("[[0, 1, 1], [1, 2, 2], [2, 3, 3]]")
     (tmp_path / JOURNAL_FILE).write_bytes((journaled / JOURNAL_FILE).read_bytes()[:-5])
-    assert RoundHost.can_resume(tmp_path)  # the result's record was torn off
+    assert RoundHost.can_resume(tmp_path)  # a seat table: the round did not verify
     (tmp_path / ROLES_FILE).unlink()
     assert not RoundHost.can_resume(tmp_path)  # no seat table: nothing to resume
 

@@ -142,7 +142,8 @@ class Journal:
             raise JournalCorrupt(f"journal {path}: not a journal (bad magic)")
         if data[: len(JOURNAL_MAGIC)] != JOURNAL_MAGIC:
             raise JournalCorrupt(f"journal {path}: not a journal (bad magic)")
-        pos, records = len(JOURNAL_MAGIC), []
+        pos = len(JOURNAL_MAGIC)
+        records: list[tuple[int, Any]] = []
         while pos < len(data):
             where = f"journal {path}: record {len(records)} at byte {pos}"
             if len(data) - pos < _REC_HEADER.size:

@@ -112,9 +112,10 @@ def test_the_mod_refuses_a_forked_relay(tmp_path: Path) -> None:
     with pytest.raises(ProtocolError, match="forked"):
         _send(contexts, node, forked)
     # control: the honest board's transcript at the same stage is accepted as extending
-    # the pin (the member then refuses only because it already revealed its seed)
+    # the pin (the member then refuses only because it already revealed its seed: asked
+    # again, it would resend that reveal, which the board already holds)
     honest = dataclasses.replace(forked, transcript=host.transcript_bytes())
-    with pytest.raises(ProtocolError, match="stage seeded|needs stage"):
+    with pytest.raises(ProtocolError, match="seed asked again.*seed already revealed"):
         _send(contexts, node, honest)
     assert _NodeState.from_bytes(before).pin_seq >= 0
 
