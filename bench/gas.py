@@ -210,6 +210,7 @@ def whole_round(
         graph=f"regular:{k}",
         dim=16,
         bits=32,
+        open_membership=n > 500,  # a 1000-address roster exceeds EIP-3860's initcode cap
         register=n + m + 4,
         deal_blocks=3 * n + m + 10,
         unmask_blocks=4 * m + 20,
@@ -276,6 +277,8 @@ def whole_round(
         )
     if reuse:
         row["reuse"] = True
+    if n > 500:
+        row["membership"] = "open"
     return row, board
 
 
