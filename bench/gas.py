@@ -24,16 +24,32 @@ one-time committee-key hash); the pair dealing (with recipient) is the differenc
 those two posts, the self dealing (no recipient) client 2's post minus one pair
 dealing, so each row includes its share of the transaction base cost. Gas-only lines:
 no time is measured, so the shared ours_s/baseline fields are absent.
-For scale, ETHDKG's published post-Istanbul figures:
-share distribution ~1.50 M gas at n = 256, dispute ~2.36 M, key-share submission 237 k.
 
-    .venv/bin/python bench/gas.py [--m 4 8 16 32]
+Whole rounds (``--rounds``): one line per (n, mode), m = 10, K = 2*ceil(log2 n):
+
+    {"op": "round_total", "n", "m", "k", "mode", "gas", "gas_per_client",
+     "client_gas_per_client", "max_tx_gas", "txs", "measured", "provider"}
+
+``gas`` is every transaction of the round (deploy, registrations, reveals, dealings —
+split under the cap —, uploads, close, confirmations, shares — split —, result);
+``client_gas_per_client`` only the clients' own transactions (registration, dealings,
+upload) per client; ``max_tx_gas`` the largest single transaction. ``measured`` says
+how the row was obtained: "round" (the whole round ran on the chain), or for n where
+that does not run on a small machine "close+client-txs" (every registration, dealings
+post and upload and close() ran for real at that n; reveals, confirmations, shares and
+the result are summed from the per-op gas measured at n = 100 with the same m).
+``reuse`` (optimistic only, n = 1000): the dealings are well-formed and of the right
+size but generated once per shape and reused across dealers — the contract checks
+headers only, so its gas is the same; it keeps Python's dealing time out.
+
+    .venv/bin/python bench/gas.py [--m 4 8 16 32] [--rounds 10 100 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -49,6 +65,7 @@ from secagg.messages import (  # noqa: E402
     Confirmation,
     DealingItem,
     DealingsPost,
+    SharesPost,
 )
 from tests.evm_round import ChainRound  # noqa: E402
 
@@ -165,14 +182,170 @@ def run(m: int, rows: list[dict]) -> None:
     row("challenge_invalid", meter.last(), True)
 
 
+def degree_for(n: int) -> int:
+    """K = 2*ceil(log2 n) (even, so n*K is even), below n."""
+    return min(2 * math.ceil(math.log2(n)), n - 1 - (n - 1) % 2)
+
+
+def whole_round(
+    n: int,
+    m: int = 10,
+    mode: str = "full",
+    provider: str = "anvil",
+    *,
+    reuse: bool = False,
+    full_round: bool = True,
+) -> tuple[dict, EvmBoard]:
+    """Run a round of n clients on ``provider`` and return its round_total row (and the
+    board, still open: the caller closes it). ``full_round`` False stops after close()
+    (registrations, reveals, dealings, uploads, close: the transactions that grow with
+    n)."""
+    k = degree_for(n)
+    extra: dict = {"mode": "optimistic", "challenge_blocks": 2} if mode == "optimistic" else {}
+    rnd = ChainRound.create(
+        provider,
+        n=n,
+        m=m,
+        t=(m - 1) // 2,
+        graph=f"regular:{k}",
+        dim=16,
+        bits=32,
+        open_membership=n > 500,  # a 1000-address roster exceeds EIP-3860's initcode cap
+        register=n + m + 4,
+        deal_blocks=3 * n + m + 10,
+        unmask_blocks=4 * m + 20,
+        **extra,
+    )
+    board = rnd.board
+    rnd.register_all().reveal_all()
+    cache: dict[tuple[int, int], bytes] = {}
+    for i in range(1, n + 1):
+        post = rnd.dealings(i) if not reuse else _reused_dealings(rnd, i, cache)
+        rnd.post(ROLE_CLIENT, i, post)
+    rnd.upload_all()
+    rnd.to("unmask")
+    board.transact("anyone", "close")
+    if full_round:
+        for j in range(1, m + 1):
+            rnd.post(ROLE_MEMBER, j, Confirmation(j, board.view()))
+        per = board.max_share_items() or 1
+        for j in range(1, m + 1):
+            post = rnd.shares(j)
+            for at in range(0, len(post.items), per):
+                rnd.post(ROLE_MEMBER, j, SharesPost(j, post.items[at : at + per]))
+        rnd.to("result")
+        rnd.post(ROLE_AGGREGATOR, 0, rnd.result())
+    gas = [g for name, g in board.gas if name != "deployVerifier"]
+    regs = [g for name, g in board.gas if name == "register"]  # clients first, then members
+    client = sum(regs[:n]) + sum(
+        g
+        for name, g in board.gas
+        if name in ("postDealings", "continueDealings", "postMaskedInput")
+    )
+    shares = sum(g for name, g in board.gas if name == "postShares")
+    member = (
+        sum(regs[n:])
+        + shares
+        + sum(g for name, g in board.gas if name in ("revealSeed", "confirm", "postResult"))
+    )
+    row = {
+        "op": "round_total",
+        "n": n,
+        "m": m,
+        "k": k,
+        "mode": mode,
+        "gas": sum(gas),
+        "gas_per_client": sum(gas) // n,
+        "client_gas_per_client": client // n,
+        "max_tx_gas": max(gas),
+        "txs": len(gas),
+        "measured": "round" if full_round else "close+client-txs",
+        "provider": provider,
+        "close_gas": max(g for name, g in board.gas if name == "close"),
+        "max_client_tx_gas": max(
+            g
+            for name, g in board.gas
+            if name in ("register", "postDealings", "continueDealings", "postMaskedInput")
+        ),
+    }
+    if full_round:
+        items = len(board.allowed_shares()) * m
+        row.update(
+            member_gas=member,
+            fixed_member_gas=member - shares,
+            share_item_gas=shares // max(1, items),
+        )
+    if reuse:
+        row["reuse"] = True
+    if n > 500:
+        row["membership"] = "open"
+    return row, board
+
+
+def _reused_dealings(rnd: ChainRound, dealer: int, cache: dict) -> DealingsPost:
+    """Dealer's post with dealings generated once per (purpose, has recipient) shape."""
+    from pvss.scrape import deal
+    from secagg.graph import dealing_context
+
+    st = rnd.board.state()
+    pks = [st.members[j] for j in range(1, rnd.cfg.committee_size + 1)]
+    keys = [(dealer, PURPOSE_SELF, 0)] + [
+        (dealer, PURPOSE_PAIR, j) for j in st.graph[dealer] if j > dealer and j in st.clients
+    ]
+    items = []
+    for key in keys:
+        shape = (key[1], 0)
+        if shape not in cache:
+            rpk = st.clients[key[2]] if key[1] == PURPOSE_PAIR else None
+            d, _ = deal(pks, rnd.cfg.threshold, dealing_context(rnd.cfg, key), rpk)
+            cache[shape] = d.to_bytes()
+        items.append(DealingItem(key[1], key[2], cache[shape]))
+    return DealingsPost(dealer, tuple(items))
+
+
+def _complete_from_small(row: dict, rows: list[dict]) -> dict:
+    """Add to a close+client-txs row the member and aggregator transactions, summed from
+    the n = 100 round of the same mode: reveals, confirmations and the result as
+    measured; shares scaled by the number of allowed dealings (every client included:
+    n self dealings, each member posts a share of each)."""
+    small = next(
+        (
+            r
+            for r in rows
+            if r["op"] == "round_total" and r["n"] == 100 and r["mode"] == row["mode"]
+        ),
+        None,
+    )
+    if small is None or "member_gas" not in small:
+        row["note"] = "member/aggregator transactions not included (no n = 100 row in this run)"
+        return row
+    member = small["fixed_member_gas"] + small["share_item_gas"] * row["m"] * row["n"]
+    row = {**row, "gas": row["gas"] + member, "gas_per_client": (row["gas"] + member) // row["n"]}
+    row["member_gas_summed"] = member
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--m", type=int, nargs="+", default=[4, 8, 16, 32])
+    ap.add_argument("--m", type=int, nargs="*", default=[4, 8, 16, 32])
+    ap.add_argument("--rounds", type=int, nargs="*", default=[])
+    ap.add_argument("--provider", default="anvil")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     rows: list[dict] = []
     for m in args.m:
         run(m, rows)
+    for n in args.rounds:
+        for mode in ("full", "optimistic"):
+            big = n > 100
+            row, board = whole_round(
+                n, 10, mode, args.provider, reuse=big and mode == "optimistic", full_round=not big
+            )
+            board.close()
+            if big:
+                row = _complete_from_small(row, rows)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:
         for r in rows:

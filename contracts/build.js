@@ -16,7 +16,7 @@ const solc = require("solc");
 
 const ROOT = __dirname; // contracts/
 const SOURCE_DIRS = ["src", "test"];
-const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssTestHarness"];
+const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssTestHarness", "ReentrantChallenger"];
 const PACKAGED = ["PvssVerifier", "PvssRound"];
 const PACKAGE_DIR = path.join(ROOT, "..", "secagg", "boards", "artifacts");
 const PINNED = require(path.join(ROOT, "..", "package.json")).devDependencies.solc;

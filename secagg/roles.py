@@ -173,6 +173,10 @@ class Client(_Role):
         self._expect(Stage.REGISTERED, board, Phase.DEAL)
         self._post(board, self.make_dealings(board))
         self.stage = Stage.DEALT
+        # optimistic boards: dispute, inside their windows, the pair dealings already
+        # addressed to this client that fail verification (SPEC.md §7.7)
+        if board.config.optimistic:
+            board.challenge_invalid(dealings_to_challenge(board.state(), ROLE_CLIENT, self.party))
 
     def masked_input(self, board: Board) -> bytes:
         """y_i, packed: Q_i + PRG(self) + sum_{j>i} PRG(pair_ij) - sum_{j<i} PRG(pair_ji)
@@ -337,7 +341,10 @@ class CommitteeMember(_Role):
 
     def reveal(self, board: Board) -> None:
         self._expect(Stage.CONFIRMED, board, Phase.UNMASK)
-        self._post(board, self.make_shares(board))
+        post = self.make_shares(board)
+        per = board.max_share_items() or len(post.items) or 1
+        for at in range(0, max(1, len(post.items)), per):  # one post, or several under a cap
+            self._post(board, SharesPost(self.party, post.items[at : at + per]))
         self.stage = Stage.REVEALED
         self.key = None  # its round key is not needed again
 
@@ -388,3 +395,41 @@ class Aggregator(_Role):
         if self.total is None:
             raise ProtocolError("aggregator: no result yet")
         return result_mean(self.config, self.total, self.rotation_seed)
+
+
+def dealings_to_challenge(state: Any, role: int, party: int) -> list[tuple[int, int, int]]:
+    """The accepted dealings addressed to this party that fail verification — what an
+    honest party challenges in optimistic mode while the window is open (SPEC.md §7.7):
+    for client ``party`` its pair dealings (it is their recipient), for member
+    ``party`` every accepted dealing (it holds a share of each). ``state`` is the
+    board's ``RoundState``. One batch check; the reference verifier names the invalid
+    ones only when the batch fails."""
+    cfg = state.config
+    pks = tuple(state.members[k] for k in sorted(state.members))
+    if len(pks) != cfg.committee_size:
+        return []  # without the whole committee no dealing was accepted
+    keys = sorted(
+        key
+        for key in state.dealings
+        if key[0] in state.dealers
+        and (
+            role == ROLE_MEMBER
+            or (role == ROLE_CLIENT and key[1] == PURPOSE_PAIR and key[2] == party)
+        )
+    )
+    claims = [
+        DealingClaim(
+            state.dealings[key],
+            pks,
+            dealing_context(cfg, key),
+            state.clients.get(key[2]) if key[1] == PURPOSE_PAIR else None,
+        )
+        for key in keys
+    ]
+    if not claims:
+        return []
+    try:
+        verify_dealings(claims)
+    except InvalidProof as exc:
+        return [keys[pos] for pos in getattr(exc, "invalid", [])]
+    return []

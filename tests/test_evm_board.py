@@ -317,15 +317,21 @@ def test_optimistic_challenge_slashes_a_bad_dealer_and_not_a_good_one() -> None:
     assert board.state().dealers == {1, 2}
     board.account("challenger")  # funded before the balances are read
 
+    fn = board.contract.functions
     before = w3.eth.get_balance(board.address)
-    assert board.challenge((2, PURPOSE_PAIR, 3)) is False  # valid: bond lost
+    assert board.challenge((2, PURPOSE_PAIR, 3)) is False  # valid: the bond goes to the pool
     assert w3.eth.get_balance(board.address) == before + board.bond
+    assert fn.pool().call() == board.bond
+    assert board.credit(board.account("challenger")) == 0
     assert board.state().dealers == {1, 2}
 
     before = w3.eth.get_balance(board.address)
     assert board.challenge((1, PURPOSE_PAIR, 2)) is True  # invalid: excluded, slashed
-    stake = board.contract.functions.stake().call()
-    assert w3.eth.get_balance(board.address) == before - stake
+    stake, reward = fn.stake().call(), fn.reward().call()
+    assert 0 < reward < stake
+    assert w3.eth.get_balance(board.address) == before + board.bond  # pull payments
+    assert board.credit(board.account("challenger")) == reward + board.bond
+    assert fn.pool().call() == board.bond + stake - reward
     st = board.state()
     assert st.dealers == {2} and not any(k[0] == 1 for k in st.dealings)
     assert board.reputation(rnd.clients[0].address) == (0, 0, 1)

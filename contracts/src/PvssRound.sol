@@ -79,8 +79,15 @@ error NothingToChallenge(uint32 dealer, uint8 purpose, uint32 partner);
 error ChallengeWindowClosed(uint256 lastHeight);
 /// @notice no stake to withdraw (not a staked client, excluded, or already withdrawn)
 error NothingToWithdraw();
+/// @notice withdraw() re-entered
+error Reentrant();
 /// @notice an Ether transfer failed
 error TransferFailed();
+/// @notice continueDealings for a dealer with no dealings post open (never posted, or
+/// already complete)
+error NoOpenDealings(uint32 dealer);
+/// @notice continueDealings: more dealing bytes than the post has items left
+error TooManyDealings(uint32 dealer, uint256 left);
 /// @notice round parameters the contract cannot work with (code: see the constructor)
 error BadConfig(uint256 code);
 
@@ -141,13 +148,19 @@ contract PvssRound {
     uint8 internal constant TAG_SEED_REVEAL = 8;
     uint8 internal constant TAG_CONFIRMATION = 9;
     uint8 internal constant TAG_EXCLUSION = 11;
-    uint32 internal constant MAX_CLIENTS = 1 << 20;
+    /// @notice the most clients a round contract takes (SPEC.md §7.3 MAX_CHAIN_CLIENTS):
+    /// with it every transaction of a round stays under TX_GAS_CAP (§7.5)
+    uint32 public constant MAX_CHAIN_CLIENTS = 1024;
+    /// @notice the largest K of regular:K (SPEC.md §7.3 MAX_CHAIN_DEGREE): close() is
+    /// O(n*K)
+    uint32 public constant MAX_CHAIN_DEGREE = 64;
+    /// @notice a successful challenger earns stake / REWARD_DIVISOR (SPEC.md §7.7)
+    uint256 public constant REWARD_DIVISOR = 2;
     bytes internal constant DST_ROUND_SEED = "pvss-secagg/v1/round-seed";
-    bytes internal constant DST_GRAPH = "pvss-secagg/v1/graph";
     bytes internal constant DST_POST = "pvss-secagg/v1/post";
     /// @dev keccak256 of contracts/build/PvssVerifier.json deployedBytecode (build.js
     /// refuses to build when it differs)
-    bytes32 public constant VERIFIER_CODEHASH = 0x5282a7593861db4b78d60822baae9a9a1a4e413b750de93becf3660aebfd1831;
+    bytes32 public constant VERIFIER_CODEHASH = 0xc7b9251488d4d60207279120df8022dcdea4e8f14d4ad09e8b402fd80e073fdf;
     uint256 internal constant SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
     // client flags
@@ -191,7 +204,10 @@ contract PvssRound {
     struct Client {
         address identity; // the seat's identity (roster, or its registrant when open)
         uint8 flags;
-        uint64 dealtAt; // height of the dealings post
+        uint64 dealtAt; // height of the dealings post (its last transaction)
+        uint32 dealItems; // items of its dealings post (0: none opened)
+        uint32 dealDone; // items whose bytes were checked so far
+        uint40 dealLast; // (purpose << 32 | partner) of the last checked item
     }
 
     struct Reputation {
@@ -205,6 +221,14 @@ contract PvssRound {
         uint8 purpose;
         uint32 partner;
         bytes dealing;
+    }
+
+    /// @notice one item of a dealings post as signed: (purpose, partner, keccak256 of
+    /// the dealing bytes)
+    struct DealingHead {
+        uint8 purpose;
+        uint32 partner;
+        bytes32 hash;
     }
 
     /// @notice one decrypted share, with the accepted dealing it decrypts
@@ -225,7 +249,12 @@ contract PvssRound {
     event RoundSeedFixed(bytes32 seed);
     /// @notice one item of a dealings post (emitted in item order, then DealingsPosted)
     event Dealing(uint32 indexed dealer, uint8 purpose, uint32 partner, bytes32 dealingHash, bytes dealing);
-    event DealingsPosted(uint32 indexed dealer, uint256 items, bool verified, bytes32 postView, bytes sig);
+    /// @notice a dealings post opened: its signature (the items' bytes follow in Dealing
+    /// events, in this transaction or later ones)
+    event DealingsOpened(uint32 indexed dealer, uint256 items, bytes32 postView, bytes sig);
+    /// @notice the dealings post of `dealer` is complete and accepted (its event in the
+    /// hash chain, at this block's height)
+    event DealingsPosted(uint32 indexed dealer, uint256 items, bool verified, bytes32 postView);
     event DealerExcluded(uint32 indexed dealer, address indexed challenger, uint8 purpose, uint32 partner, bytes reason);
     event ChallengeRejected(uint32 indexed dealer, address indexed challenger, uint8 purpose, uint32 partner);
     event MaskedInput(uint32 indexed client, bytes32 digest, uint64 size, bytes32 postView, bytes sig);
@@ -252,6 +281,9 @@ contract PvssRound {
     uint32 public immutable challengeBlocks;
     uint256 public immutable stake;
     uint256 public immutable bond;
+    /// @notice optimistic mode: what a successful challenger earns from the dealer's
+    /// stake, stake / REWARD_DIVISOR (SPEC.md §7.7); the rest goes to the pool
+    uint256 public immutable reward;
     address public immutable aggregator;
     uint32 public immutable minIncluded;
     uint32 public immutable minNeighbours;
@@ -293,16 +325,28 @@ contract PvssRound {
     /// @notice keccak256 of each accepted dealing, by dealingKey(dealer, purpose, partner)
     mapping(uint256 => bytes32) public dealingHash;
     mapping(uint32 => bytes32) public maskedDigest;
+    /// @notice the post digest of a dealer's open (not yet complete) dealings post
+    mapping(uint32 => bytes32) internal openDigest;
     mapping(uint256 => uint256) internal includedBits;
     /// @notice bit k set: member k posted a verified share of the dealing
     mapping(uint256 => uint256) public shareBits;
     bytes32 public resultDigest;
     /// @notice by identity
     mapping(address => Reputation) public reputation;
+    /// @notice optimistic mode: Ether each account may withdraw() (pull payments)
+    mapping(address => uint256) public credit;
+    /// @notice optimistic mode: slashed stakes (less rewards) and forfeited bonds, shared
+    /// by the clients that were not excluded when they claim their stake
+    uint256 public pool;
+    uint32 public registeredClients;
+    uint32 public excludedClients;
+    /// @dev withdraw() is running (re-entrancy lock, transient storage)
+    bool transient internal withdrawing;
 
     /// @notice `cfg` is the round's whole configuration; `sig` the aggregator's
     /// signature of event 0 (role 2, sender 0, view 0, digest = config post digest).
-    /// BadConfig codes: 0 n < 2 or n > 2^20, 1 t, 2 m > 255, 3 degree, 4 a phase
+    /// BadConfig codes: 0 n < 2 or n > MAX_CHAIN_CLIENTS, 1 t, 2 m > 255, 3 degree
+    /// (K >= n, K > MAX_CHAIN_DEGREE or n*K odd), 4 a phase
     /// length 0, 5 challengeBlocks, 6 members, 7 clients, 8 minIncluded,
     /// 9 minNeighbours, 10 confirmQuorum, 11 stake/bond/challengeBlocks outside
     /// optimistic mode, 12 `verifier_` is not PvssVerifier's code.
@@ -326,6 +370,7 @@ contract PvssRound {
         challengeBlocks = cfg.challengeBlocks;
         stake = cfg.stake;
         bond = cfg.bond;
+        reward = cfg.stake / REWARD_DIVISOR;
         aggregator = cfg.aggregator;
         minIncluded = cfg.minIncluded;
         minNeighbours = cfg.minNeighbours;
@@ -360,12 +405,12 @@ contract PvssRound {
     function _checkConfig(Config memory cfg) internal pure {
         uint256 n = cfg.nClients;
         uint256 m = cfg.committeeSize;
-        if (n < 2 || n > MAX_CLIENTS) revert BadConfig(0);
+        if (n < 2 || n > MAX_CHAIN_CLIENTS) revert BadConfig(0);
         if (cfg.threshold == 0 || cfg.threshold >= m || (cfg.honestMajority && 2 * uint256(cfg.threshold) >= m)) {
             revert BadConfig(1);
         }
         if (m > 255) revert BadConfig(2); // share and member bitmaps
-        if (cfg.degree >= n || (uint256(cfg.degree) * n) % 2 != 0) revert BadConfig(3);
+        if (cfg.degree >= n || cfg.degree > MAX_CHAIN_DEGREE || (uint256(cfg.degree) * n) % 2 != 0) revert BadConfig(3);
         if (cfg.registerBlocks == 0 || cfg.dealBlocks == 0 || cfg.uploadBlocks == 0 || cfg.unmaskBlocks == 0) {
             revert BadConfig(4);
         }
@@ -620,6 +665,7 @@ contract PvssRound {
         if (role == ROLE_CLIENT) {
             clients[party].flags = F_REGISTERED;
             clientPk[party] = [x, y];
+            registeredClients += 1;
         } else {
             memberBits |= uint256(1) << party;
             memberPk[party] = [x, y];
@@ -673,66 +719,113 @@ contract PvssRound {
 
     // ------------------------------------------------------------------ dealings
 
-    /// @notice Client `dealer`'s dealings: the self dealing, then one pair dealing per
-    /// registered neighbour j > dealer in increasing j (recipient j). `committeePks`
-    /// are the m member keys packed (member 1 first), checked against the registered
-    /// ones. Full mode verifies every dealing (reverting with the Pvss error);
-    /// optimistic mode checks the header, stores the hash and opens a challenge window.
+    /// @notice Client `dealer`'s dealings post, in one transaction or several (SPEC.md
+    /// §7.3 "Split posts"). `heads` are ALL its items as signed: the self dealing, then
+    /// one pair dealing per registered neighbour j > dealer in increasing j (recipient
+    /// j), each with keccak256 of its bytes; the signature covers the post digest
+    /// computed from them (SPEC.md §6.9, tag 3), so one signature covers the whole post.
+    /// `dealings` are the bytes of the first items (any prefix, possibly all); the rest
+    /// follow in continueDealings. `committeePks` are the m member keys packed (member 1
+    /// first), checked against the registered ones. Full mode verifies every dealing
+    /// (reverting with the Pvss error); optimistic mode checks its header. The post is
+    /// accepted — appended to the hash chain, the dealer counted as dealt, the challenge
+    /// window opened — in the transaction that checks its last item.
     function postDealings(
         uint32 dealer,
+        DealingHead[] calldata heads,
         DealingIn[] calldata items,
         bytes calldata committeePks,
         bytes32 postView,
         bytes calldata sig
     ) external {
         Client storage c = _clientSeat(dealer);
-        bytes32[] memory hashes = new bytes32[](items.length);
+        bytes32 digest;
         {
-            bytes memory packed = abi.encodePacked(TAG_DEALINGS, dealer, uint32(items.length));
-            for (uint256 i; i < items.length; ++i) {
-                hashes[i] = keccak256(items[i].dealing);
-                packed = bytes.concat(packed, abi.encodePacked(items[i].purpose, items[i].partner, hashes[i]));
+            bytes memory packed = abi.encodePacked(TAG_DEALINGS, dealer, uint32(heads.length));
+            for (uint256 i; i < heads.length; ++i) {
+                packed = bytes.concat(packed, abi.encodePacked(heads[i].purpose, heads[i].partner, heads[i].hash));
             }
-            bytes32 digest = keccak256(packed);
+            digest = keccak256(packed);
             _signedBy(c.identity, ROLE_CLIENT, dealer, postView, digest, sig);
             _viewAndPhase(DEAL, postView);
-            _append(ROLE_CLIENT, dealer, postView, digest);
-        }
-        uint256 h = height();
-        if (optimistic && h + challengeBlocks >= uploadStart) {
-            revert DealingWindowClosed(uploadStart - challengeBlocks - 1);
         }
         _needClient(c, dealer);
-        if (c.flags & F_DEALT != 0) revert AlreadyDealt(dealer);
+        if (c.flags & F_DEALT != 0 || c.dealItems != 0) revert AlreadyDealt(dealer);
         if (roundSeed == 0) revert SeedNotFixed(reveals, committeeSize);
-        _checkCommittee(committeePks);
-        uint32[] memory partners = _neighbours(dealer, degree == 0 ? new uint32[](0) : _permutation());
+        uint32[] memory partners = verifier.graphNeighbours(roundSeed, nClients, degree, dealer);
         uint256 want = 1;
         for (uint256 i; i < partners.length; ++i) {
             if (partners[i] > dealer && clients[partners[i]].flags & F_REGISTERED != 0) partners[want++ - 1] = partners[i];
         }
-        if (items.length != want) revert WrongDealingSet(dealer, items.length < want ? items.length : want, want);
+        if (heads.length != want) revert WrongDealingSet(dealer, heads.length < want ? heads.length : want, want);
+        for (uint256 i; i < heads.length; ++i) {
+            DealingHead calldata hd = heads[i];
+            if (i == 0 ? (hd.purpose != PURPOSE_SELF || hd.partner != 0) : (hd.purpose != PURPOSE_PAIR || hd.partner != partners[i - 1])) {
+                revert WrongDealingSet(dealer, i, want);
+            }
+            dealingHash[dealingKey(dealer, hd.purpose, hd.partner)] = hd.hash;
+        }
+        c.dealItems = uint32(want);
+        openDigest[dealer] = digest;
+        emit DealingsOpened(dealer, want, postView, sig);
+        _checkItems(c, dealer, items, committeePks);
+    }
+
+    /// @notice The next items of `dealer`'s open dealings post (after postDealings), in
+    /// the post's order; anyone may send them: each must hash to its signed head.
+    function continueDealings(uint32 dealer, DealingIn[] calldata items, bytes calldata committeePks) external {
+        uint8 p = phase();
+        if (p != DEAL) revert WrongPhase(DEAL, p, height());
+        if (dealer == 0 || dealer > nClients) revert IdOutOfRange(ROLE_CLIENT, dealer, nClients);
+        Client storage c = clients[dealer];
+        if (c.dealItems == 0 || c.flags & F_DEALT != 0) revert NoOpenDealings(dealer);
+        _checkItems(c, dealer, items, committeePks);
+    }
+
+    /// @dev checks the next items of an open post: strictly after the last checked one
+    /// in (purpose, partner) order, bytes hashing to the signed head; full mode verifies
+    /// them, optimistic mode checks the header. Completes the post at its last item.
+    function _checkItems(Client storage c, uint32 dealer, DealingIn[] calldata items, bytes calldata committeePks)
+        internal
+    {
+        uint256 done = c.dealDone;
+        uint256 total = c.dealItems;
+        if (items.length > total - done) revert TooManyDealings(dealer, total - done);
+        if (items.length != 0) _checkCommittee(committeePks);
+        uint40 last = c.dealLast;
         for (uint256 i; i < items.length; ++i) {
             DealingIn calldata it = items[i];
-            bytes memory rpk;
-            if (i == 0) {
-                if (it.purpose != PURPOSE_SELF || it.partner != 0) revert WrongDealingSet(dealer, i, want);
-            } else {
-                if (it.purpose != PURPOSE_PAIR || it.partner != partners[i - 1]) revert WrongDealingSet(dealer, i, want);
-                rpk = abi.encodePacked(clientPk[it.partner][0], clientPk[it.partner][1]);
+            uint40 order = (uint40(it.purpose) << 32) | it.partner;
+            uint256 key = dealingKey(dealer, it.purpose, it.partner);
+            bytes32 hsh = keccak256(it.dealing);
+            if ((done + i != 0 && order <= last) || dealingHash[key] != hsh || hsh == 0) {
+                revert WrongDealingSet(dealer, done + i, total);
             }
+            last = order;
             if (optimistic) {
-                _checkHeader(it.dealing, i != 0);
+                _checkHeader(it.dealing, it.purpose == PURPOSE_PAIR);
             } else {
+                bytes memory rpk;
+                if (it.purpose == PURPOSE_PAIR) rpk = abi.encodePacked(clientPk[it.partner][0], clientPk[it.partner][1]);
                 verifier.verifyDealing(context(dealer, it.purpose, it.partner), threshold, committeePks, rpk, it.dealing);
             }
-            dealingHash[dealingKey(dealer, it.purpose, it.partner)] = hashes[i];
-            emit Dealing(dealer, it.purpose, it.partner, hashes[i], it.dealing);
+            emit Dealing(dealer, it.purpose, it.partner, hsh, it.dealing);
         }
+        done += items.length;
+        c.dealDone = uint32(done);
+        c.dealLast = last;
+        if (done != total) return;
+        uint256 h = height();
+        if (optimistic && h + challengeBlocks >= uploadStart) {
+            revert DealingWindowClosed(uploadStart - challengeBlocks - 1);
+        }
+        bytes32 digest = openDigest[dealer];
+        delete openDigest[dealer];
+        _append(ROLE_CLIENT, dealer, phaseHeads[DEAL], digest);
         c.flags |= F_DEALT;
         c.dealtAt = uint64(h);
-        reputation[c.identity].validDealings += uint64(items.length);
-        emit DealingsPosted(dealer, items.length, !optimistic, postView, sig);
+        reputation[c.identity].validDealings += uint64(total);
+        emit DealingsPosted(dealer, total, !optimistic, phaseHeads[DEAL]);
     }
 
     /// @dev optimistic mode: the header must fit the round (t, N, recipient flag)
@@ -774,7 +867,9 @@ contract PvssRound {
         if (msg.value != bond) revert WrongValue(bond, msg.value);
         Client storage c = clients[dealer];
         uint256 key = dealingKey(dealer, purpose, partner);
-        if (c.flags & F_EXCLUDED != 0 || dealingHash[key] == 0) revert NothingToChallenge(dealer, purpose, partner);
+        if (c.flags & (F_DEALT | F_EXCLUDED) != F_DEALT || dealingHash[key] == 0) {
+            revert NothingToChallenge(dealer, purpose, partner);
+        }
         uint256 last = uint256(c.dealtAt) + challengeBlocks;
         if (height() > last) revert ChallengeWindowClosed(last);
         if (keccak256(dealing) != dealingHash[key]) revert DealingMismatch(dealer, purpose, partner);
@@ -784,6 +879,7 @@ contract PvssRound {
         try verifier.verifyDealing(context(dealer, purpose, partner), threshold, committeePks, rpk, dealing) returns (
             uint256
         ) {
+            pool += bond; // a false accusation forfeits the bond
             emit ChallengeRejected(dealer, msg.sender, purpose, partner);
         } catch (bytes memory reason) {
             bytes4 sel = reason.length >= 4 ? bytes4(reason) : bytes4(0);
@@ -793,6 +889,11 @@ contract PvssRound {
                 }
             }
             c.flags |= F_EXCLUDED;
+            excludedClients += 1;
+            // the stake is never returned: the challenger earns the reward and its bond
+            // back, the rest of the stake goes to the pool (SPEC.md §7.7)
+            credit[msg.sender] += reward + bond;
+            pool += stake - reward;
             Reputation storage rep = reputation[c.identity];
             rep.faults += 1;
             rep.validDealings = 0;
@@ -802,19 +903,30 @@ contract PvssRound {
                 ROLE_AGGREGATOR, 0, phaseHeads[p], keccak256(abi.encodePacked(TAG_EXCLUSION, dealer, purpose, partner))
             );
             emit DealerExcluded(dealer, msg.sender, purpose, partner, reason);
-            _send(msg.sender, stake + bond);
         }
     }
 
-    /// @notice After the round, a client that was not excluded gets its stake back, paid
-    /// to its identity (anyone may call).
+    /// @notice After the round, a client that was not excluded is credited its stake
+    /// and an equal share of the pool, to its identity (anyone may call; withdraw pays).
     function withdrawStake(uint32 client) external {
         if (phase() != RESULT) revert WrongPhase(RESULT, phase(), height());
         Client storage c = _clientSeat(client);
         _needClient(c, client);
         if (stake == 0 || c.flags & (F_EXCLUDED | F_WITHDRAWN) != 0) revert NothingToWithdraw();
         c.flags |= F_WITHDRAWN;
-        _send(c.identity, stake);
+        credit[c.identity] += stake + pool / (registeredClients - excludedClients);
+    }
+
+    /// @notice Pays msg.sender its credit (checks-effects-interactions and a transient
+    /// lock: a re-entrant call reverts).
+    function withdraw() external {
+        if (withdrawing) revert Reentrant();
+        withdrawing = true;
+        uint256 amount = credit[msg.sender];
+        if (amount == 0) revert NothingToWithdraw();
+        credit[msg.sender] = 0;
+        _send(msg.sender, amount);
+        withdrawing = false;
     }
 
     // ------------------------------------------------------------------ upload
@@ -849,129 +961,31 @@ contract PvssRound {
         if (p < UNMASK) revert WrongPhase(UNMASK, p, height());
         _enter(p);
         uint32 n = nClients;
-        uint8[] memory flags = new uint8[](n + 1);
-        uint32 uploaded;
+        bytes memory flags = new bytes(n + 1);
         for (uint32 i = 1; i <= n; ++i) {
-            flags[i] = clients[i].flags;
-            if (flags[i] & F_UPLOADED != 0) uploaded++;
+            flags[i] = bytes1(clients[i].flags);
         }
-        bool[] memory inU = new bool[](n + 1);
-        uint32[] memory perm = degree == 0 ? new uint32[](0) : _permutation();
-        uint32 count = degree == 0 ? _coreComplete(flags, inU, uploaded) : _coreRegular(flags, inU, perm);
+        (uint256[] memory inU, uint32 count, uint32 allowed) =
+            verifier.includedSet(roundSeed, n, degree, minNeighbours, flags);
         bool abort = count < minIncluded;
-        if (abort) count = 0;
+        if (abort) (count, allowed) = (0, 0);
         uint32[] memory list = new uint32[](count);
-        uint32 allowed;
         if (!abort) {
             uint256 pos;
-            uint256 word;
-            for (uint32 i = 1; i <= n; ++i) {
-                if (inU[i]) {
-                    list[pos++] = i;
-                    word |= uint256(1) << (i & 0xff);
-                }
-                if (i & 0xff == 0xff || i == n) {
-                    if (word != 0) includedBits[i >> 8] = word;
-                    word = 0;
+            for (uint256 w; w < inU.length; ++w) {
+                uint256 word = inU[w];
+                if (word == 0) continue;
+                includedBits[w] = word;
+                for (uint256 b; b < 256; ++b) {
+                    if ((word >> b) & 1 != 0) list[pos++] = uint32((w << 8) | b);
                 }
             }
-            allowed = count + _boundaryPairs(flags, inU, perm);
         }
         includedCount = count;
         allowedDealings = allowed;
         aborted = abort;
         closed = true;
         emit IncludedSet(list, allowed, abort);
-    }
-
-    /// @dev complete graph: every uploaded client has uploaded - 1 uploaded neighbours
-    function _coreComplete(uint8[] memory flags, bool[] memory inU, uint32 uploaded) internal view returns (uint32) {
-        if (uploaded == 0 || uploaded - 1 < minNeighbours) return 0;
-        for (uint256 i = 1; i < flags.length; ++i) {
-            if (flags[i] & F_UPLOADED != 0) inU[i] = true;
-        }
-        return uploaded;
-    }
-
-    /// @dev regular:K: peel by position in the permutation (neighbours of position q:
-    /// q +- 1 .. K/2, and q + n/2 for odd K; all distinct since K < n)
-    function _coreRegular(uint8[] memory flags, bool[] memory inU, uint32[] memory perm)
-        internal
-        view
-        returns (uint32 count)
-    {
-        uint256 n = perm.length;
-        uint256 k = degree;
-        uint256 kappa = minNeighbours;
-        bool[] memory alive = new bool[](n);
-        uint256[] memory deg = new uint256[](n);
-        uint256[] memory queue = new uint256[](n);
-        uint256 qlen;
-        for (uint256 q; q < n; ++q) {
-            alive[q] = flags[perm[q]] & F_UPLOADED != 0;
-        }
-        for (uint256 q; q < n; ++q) {
-            if (!alive[q]) continue;
-            uint256 d;
-            for (uint256 s; s < k; ++s) {
-                if (alive[_nbPos(q, s, n, k)]) d++;
-            }
-            deg[q] = d;
-            if (d < kappa) queue[qlen++] = q;
-        }
-        while (qlen != 0) {
-            uint256 q = queue[--qlen];
-            alive[q] = false;
-            for (uint256 s; s < k; ++s) {
-                uint256 r = _nbPos(q, s, n, k);
-                if (alive[r]) {
-                    uint256 d = deg[r];
-                    deg[r] = d - 1;
-                    if (d == kappa) queue[qlen++] = r; // crosses below kappa once
-                }
-            }
-        }
-        for (uint256 q; q < n; ++q) {
-            if (alive[q]) {
-                inU[perm[q]] = true;
-                count++;
-            }
-        }
-    }
-
-    /// @dev the s-th neighbour position (s < K) of position q on the circulant graph
-    function _nbPos(uint256 q, uint256 s, uint256 n, uint256 k) internal pure returns (uint256) {
-        uint256 half = k / 2;
-        if (s < half) return (q + s + 1) % n;
-        if (s < 2 * half) return (q + n - (s - half + 1)) % n;
-        return (q + n / 2) % n;
-    }
-
-    /// @dev accepted pair dealings (dealer dealt, not excluded) with exactly one end in U
-    function _boundaryPairs(uint8[] memory flags, bool[] memory inU, uint32[] memory perm)
-        internal
-        view
-        returns (uint32 allowed)
-    {
-        uint32 n = nClients;
-        if (degree == 0) {
-            for (uint32 i = 1; i <= n; ++i) {
-                if (flags[i] & F_DEALT == 0 || flags[i] & F_EXCLUDED != 0) continue;
-                for (uint32 j = i + 1; j <= n; ++j) {
-                    if (flags[j] & F_REGISTERED != 0 && inU[i] != inU[j]) allowed++;
-                }
-            }
-            return allowed;
-        }
-        uint256 k = degree;
-        for (uint256 q; q < n; ++q) {
-            uint32 i = perm[q];
-            if (flags[i] & F_DEALT == 0 || flags[i] & F_EXCLUDED != 0) continue;
-            for (uint256 s; s < k; ++s) {
-                uint32 j = perm[_nbPos(q, s, n, k)];
-                if (j > i && flags[j] & F_REGISTERED != 0 && inU[i] != inU[j]) allowed++;
-            }
-        }
     }
 
     // ------------------------------------------------------------------ confirmation
@@ -1054,7 +1068,7 @@ contract PvssRound {
     }
 
     function _allowed(uint32 dealer, uint8 purpose, uint32 partner, uint256 key) internal view returns (bool) {
-        if (dealingHash[key] == 0 || clients[dealer].flags & F_EXCLUDED != 0) return false;
+        if (dealingHash[key] == 0 || clients[dealer].flags & (F_DEALT | F_EXCLUDED) != F_DEALT) return false;
         if (purpose == PURPOSE_SELF) return partner == 0 && isIncluded(dealer);
         if (purpose == PURPOSE_PAIR) return isIncluded(dealer) != isIncluded(partner);
         return false;
@@ -1109,62 +1123,5 @@ contract PvssRound {
         if (amount == 0) return;
         (bool ok,) = to.call{value: amount}("");
         if (!ok) revert TransferFailed();
-    }
-
-    /// @dev Fisher–Yates over 1..n, j = keccak256(DST_GRAPH || seed || uint32 i) mod (i+1)
-    /// (secagg.graph._permutation); perm[pos] = client id
-    function _permutation() internal view returns (uint32[] memory perm) {
-        uint32 n = nClients;
-        perm = new uint32[](n);
-        for (uint32 i; i < n; ++i) {
-            perm[i] = i + 1;
-        }
-        bytes32 seed = roundSeed;
-        bytes memory dst = DST_GRAPH;
-        for (uint32 i = n - 1; i > 0; --i) {
-            uint256 j = uint256(keccak256(abi.encodePacked(dst, seed, i))) % (uint256(i) + 1);
-            (perm[i], perm[j]) = (perm[j], perm[i]);
-        }
-    }
-
-    /// @dev neighbours of `client` increasing: everyone (complete) or, for regular:K,
-    /// perm[pos +- 1 .. K/2] and for odd K perm[pos + n/2] (secagg.graph.compute_mask_graph)
-    function _neighbours(uint32 client, uint32[] memory perm) internal view returns (uint32[] memory nb) {
-        uint32 n = nClients;
-        if (degree == 0) {
-            nb = new uint32[](n - 1);
-            uint256 k;
-            for (uint32 j = 1; j <= n; ++j) {
-                if (j != client) nb[k++] = j;
-            }
-            return nb;
-        }
-        uint256 pos;
-        while (perm[pos] != client) pos++;
-        uint256 half = degree / 2;
-        nb = new uint32[](degree);
-        uint256 cnt;
-        for (uint256 s = 1; s <= half; ++s) {
-            nb[cnt++] = perm[(pos + s) % n];
-            nb[cnt++] = perm[(pos + n - (s % n)) % n];
-        }
-        if (degree % 2 == 1) nb[cnt++] = perm[(pos + n / 2) % n];
-        // insertion sort, then drop duplicates
-        for (uint256 a = 1; a < cnt; ++a) {
-            uint32 v = nb[a];
-            uint256 b = a;
-            while (b > 0 && nb[b - 1] > v) {
-                nb[b] = nb[b - 1];
-                b--;
-            }
-            nb[b] = v;
-        }
-        uint256 w;
-        for (uint256 a; a < cnt; ++a) {
-            if (w == 0 || nb[w - 1] != nb[a]) nb[w++] = nb[a];
-        }
-        assembly ("memory-safe") {
-            mstore(nb, w)
-        }
     }
 }

@@ -3,6 +3,7 @@ pragma solidity 0.8.28;
 
 import {BN254} from "./BN254.sol";
 import {Pvss, Field, InvalidLength} from "./Pvss.sol";
+import {PvssGraph} from "./PvssGraph.sol";
 
 /// @title PvssVerifier — the on-chain checks of pvss-secagg (SPEC.md §3–§4) as a
 /// stateless contract.
@@ -165,6 +166,22 @@ contract PvssVerifier {
     /// @notice The second generator H (SPEC.md §2.2).
     function generatorH() external pure returns (uint256 x, uint256 y) {
         return (BN254.H_X, BN254.H_Y);
+    }
+
+    /// @notice the neighbours of `client` on the round's mask graph, increasing (k = K
+    /// of regular:K, 0 = complete; SPEC.md §6.3)
+    function graphNeighbours(bytes32 seed, uint32 n, uint32 k, uint32 client) external pure returns (uint32[] memory) {
+        return PvssGraph.neighbours(seed, n, k, client);
+    }
+
+    /// @notice the included set U as a bitmap over client ids, |U| and the number of
+    /// allowed dealings (SPEC.md §6.12, §6.5) from the clients' flag bytes (PvssGraph)
+    function includedSet(bytes32 seed, uint32 n, uint32 k, uint32 kappa, bytes calldata flags)
+        external
+        pure
+        returns (uint256[] memory inU, uint32 count, uint32 allowed)
+    {
+        return PvssGraph.includedSet(seed, n, k, kappa, flags);
     }
 
     /// @dev false for a rejection; re-raises what is not one: no reason (out of gas in

@@ -152,6 +152,18 @@ class Board(ABC):
             )
         return st.included
 
+    def challenge_invalid(self, keys: list[DealingKey]) -> list[DealingKey]:
+        """Dispute accepted dealings that failed the caller's verification; returns those
+        whose dealer was excluded. Boards that verify every dealing on submission (the
+        memory board) hold no invalid one: nothing to do."""
+        return []
+
+    def max_share_items(self) -> int | None:
+        """The most items one SharesPost should carry on this board (a chain's
+        per-transaction gas cap); None: no limit. Members split their shares into
+        posts of at most this many items (each post signed on its own)."""
+        return None
+
     def allowed_shares(self) -> list[DealingKey]:
         """The dealings whose shares the committee must reveal (SPEC.md §6.5)."""
         return allowed_share_keys(self.state())

@@ -115,7 +115,11 @@ ANVIL_HINT = (
     "install it with `npm install @foundry-rs/anvil-linux-amd64` (node_modules/.bin/anvil) "
     f"or Foundry (https://getfoundry.sh, anvil on PATH), or set ${ANVIL_ENV} to its path"
 )
-TX_GAS = 20_000_000  # gas limit of every transaction (pre-flight tells the real need)
+TX_GAS_CAP = 15_000_000  # SPEC.md §7.5: the gas limit of every transaction the board sends
+TX_GAS = TX_GAS_CAP  # (pre-flight tells the real need; more than this never goes out)
+MAX_CHAIN_CLIENTS = 1024  # PvssRound.MAX_CHAIN_CLIENTS (SPEC.md §7.3)
+MAX_CHAIN_DEGREE = 64  # PvssRound.MAX_CHAIN_DEGREE
+DEALINGS_TX_BUDGET = 12_000_000  # what the board plans one split transaction for (< cap)
 FUND_WEI = 10**18
 DEFAULT_STAKE = 10**16
 DEFAULT_BOND = 10**16
@@ -139,6 +143,8 @@ _RULES: dict[str, str] = {
     "CommitteeIncomplete": "dealings",
     "CommitteeKeysMismatch": "dealings",
     "WrongDealingSet": "dealings",
+    "NoOpenDealings": "dealings",
+    "TooManyDealings": "dealings",
     "ThresholdMismatch": "dealing",
     "KeyCountMismatch": "dealing",
     "RecipientMismatch": "dealing",
@@ -378,7 +384,9 @@ def connect(provider: str) -> tuple[Any, subprocess.Popen | None]:
 
 @dataclass
 class _Pending:
-    dealings: list[tuple[DealingItem, bytes]] = field(default_factory=list)
+    # per dealer: a split dealings post's items arrive over several transactions
+    dealings: dict[int, list[tuple[DealingItem, bytes]]] = field(default_factory=dict)
+    dealing_sigs: dict[int, bytes] = field(default_factory=dict)
     shares: list[ShareItem] = field(default_factory=list)
 
 
@@ -455,6 +463,12 @@ class EvmBoard(Board):
     ) -> None:
         if mode not in (None, "full", "optimistic"):
             raise ProtocolError(f"board: mode {mode!r} is neither full nor optimistic")
+        k = parse_graph(config.graph, config.n_clients)
+        if config.n_clients > MAX_CHAIN_CLIENTS or (k or 0) > MAX_CHAIN_DEGREE:
+            raise ConfigError(
+                f"board: n_clients {config.n_clients} / graph {config.graph}: the round "
+                f"contract takes n <= {MAX_CHAIN_CLIENTS} and K <= {MAX_CHAIN_DEGREE}"
+            )
         if mode == "optimistic" and not config.optimistic:
             config = replace(
                 config, optimistic=True, challenge_blocks=challenge_blocks, stake=stake, bond=bond
@@ -808,8 +822,9 @@ class EvmBoard(Board):
     # -- optimistic mode ---------------------------------------------------------------
     def challenge(self, key: tuple[int, int, int], challenger: str = "challenger") -> bool:
         """Dispute accepted dealing ``key`` = (dealer, purpose, partner) with the bond;
-        True if the dealer was excluded (and slashed to the challenger), False if the
-        dealing was valid (the bond is lost)."""
+        True if the dealer was excluded (its stake slashed: the challenger is credited
+        the reward and its bond back, the rest goes to the pool; SPEC.md §7.7), False if
+        the dealing was valid (the bond goes to the pool)."""
         st = self.state()
         dealing = self._raw_dealings.get(key)
         if dealing is None:
@@ -829,6 +844,49 @@ class EvmBoard(Board):
         excluded = self.contract.events.DealerExcluded().process_receipt(receipt, errors=DISCARD)
         self._sync()
         return bool(excluded)
+
+    def challenge_invalid(
+        self, keys: list[tuple[int, int, int]], challenger: str = "challenger"
+    ) -> list[tuple[int, int, int]]:
+        """Challenge each accepted dealing in ``keys`` (an honest party's list of
+        dealings that failed its own verification, secagg.roles.dealings_to_challenge);
+        returns those whose dealer this excluded. A dealer already excluded by an
+        earlier key, or whose window has closed, is skipped."""
+        excluded = []
+        for key in keys:
+            if key not in self._raw_dealings:
+                self._sync()
+                if key not in self._raw_dealings:  # excluded meanwhile
+                    continue
+            try:
+                if self.challenge(key, challenger):
+                    excluded.append(key)
+            except ContractRevert as exc:
+                if exc.name not in ("ChallengeWindowClosed", "NothingToChallenge"):
+                    raise
+        return excluded
+
+    def withdraw_stake(self, client: int, who: str = "relayer") -> None:
+        """Credit client ``client``'s stake and pool share to its identity (after the
+        round, not excluded; anyone may send it)."""
+        try:
+            self.transact(who, "withdrawStake", client)
+        except ContractRevert as exc:
+            raise RuleViolation(Fault(ROLE_CLIENT, client, "withdraw", str(exc))) from None
+
+    def credit(self, account: bytes | str) -> int:
+        """Wei that ``account`` may withdraw (challenge rewards, bonds back, stakes)."""
+        addr = account if isinstance(account, str) else _checksum(account)
+        return int(self.contract.functions.credit(addr).call())
+
+    def withdraw(self, who: str) -> int:
+        """Pay board account ``who`` its credit; returns the amount."""
+        amount = self.credit(self.account(who))
+        try:
+            self.transact(who, "withdraw")
+        except ContractRevert as exc:
+            raise ProtocolError(f"board: withdraw for {who}: {exc}") from None
+        return amount
 
     def reputation(self, identity: bytes) -> tuple[int, int, int]:
         """(valid dealings, valid shares, faults) of an identity."""
@@ -867,9 +925,7 @@ class EvmBoard(Board):
         elif isinstance(msg, DealingsPost):
             if role != ROLE_CLIENT or msg.dealer != sender:
                 raise fail("sender", "dealings for another client")
-            items: list[Any] = [(it.purpose, it.partner, it.dealing) for it in msg.items]
-            committee = self._committee(self.state())
-            call, name = f.postDealings(sender, items, committee, v, sig), "postDealings"
+            return self._submit_dealings(post, msg, fail)
         elif isinstance(msg, MaskedInputPost):
             if role != ROLE_CLIENT or msg.client != sender:
                 raise fail("sender", "masked input for another client")
@@ -917,6 +973,68 @@ class EvmBoard(Board):
             raise fail(self._rule(name, exc.name, role), str(exc)) from None
         self._sync()
         return self._events[-1]
+
+    def _dealing_gas(self, dealing: bytes) -> int:
+        """A bound on one dealing's gas in a dealings transaction (SPEC.md §7.5):
+        calldata at the EIP-7623 floor (40 a byte) plus its log and copies (20 a byte),
+        its hash slot and event; full mode adds verification, 5 ecMul (6 000 each) and
+        change per point. Measured (bench/gas.py) stays well below it."""
+        points = max(1, (len(dealing) - 5) // 288)
+        gas = 60 * len(dealing) + 30_000
+        if not self.config.optimistic:
+            gas += 40_000 * points + 40_000
+        return gas
+
+    def _take(self, items: list[Any], pos: int, budget: int, least: int) -> int:
+        """End of the longest run items[pos:end] (at least ``least`` items) within
+        ``budget`` gas."""
+        end, used = pos, 0
+        while end < len(items):
+            need = self._dealing_gas(items[end][2])
+            if used + need > budget and end - pos >= least:
+                break
+            used += need
+            end += 1
+        return end
+
+    def _submit_dealings(self, post: SignedPost, msg: DealingsPost, fail: Any) -> Event:
+        """A dealings post in as many transactions as the cap needs (SPEC.md §7.3 "Split
+        posts"): postDealings with every item's signed head and the first items' bytes,
+        then continueDealings with the rest, each under TX_GAS_CAP."""
+        sender, n = post.sender, self.config.n_clients
+        if post.role != ROLE_CLIENT or msg.dealer != sender:
+            raise fail("sender", "dealings for another client")
+        if not 1 <= sender <= n:
+            raise fail("sender", f"id outside 1..{n}")
+        committee = self._committee(self.state())
+        heads = [(it.purpose, it.partner, keccak(it.dealing)) for it in msg.items]
+        items: list[Any] = [(it.purpose, it.partner, it.dealing) for it in msg.items]
+        budget = DEALINGS_TX_BUDGET
+        first = self._take(items, 0, budget - 150_000 - 300 * n - 30_000 * len(items), 0)
+        f, relayer = self.contract.functions, self._account("relayer")
+        try:
+            call = f.postDealings(sender, heads, items[:first], committee, post.view, post.sig)
+            self._send(relayer, call, "postDealings")
+            pos = first
+            while pos < len(items):
+                end = self._take(items, pos, budget - 80_000, 1)
+                self._send(
+                    relayer,
+                    f.continueDealings(sender, items[pos:end], committee),
+                    "continueDealings",
+                )
+                pos = end
+        except ContractRevert as exc:
+            raise fail(self._rule("postDealings", exc.name, ROLE_CLIENT), str(exc)) from None
+        self._sync()
+        return self._events[-1]
+
+    def max_share_items(self) -> int | None:
+        """Share items per SharesPost so that one stays under TX_GAS_CAP (a share carries
+        its dealing's bytes: calldata at the floor, plus one DLEQ check, 4 ecMul)."""
+        m = self.config.committee_size
+        per_item = 60 * (5 + 288 * (m + 1) + 226) + 80_000
+        return max(1, (DEALINGS_TX_BUDGET - 200_000) // per_item)
 
     def _rule(self, fn: str, error: str, role: int) -> str:
         if error == "NotRegistered":
@@ -1022,16 +1140,20 @@ class EvmBoard(Board):
                 raise ProtocolError("board: the contract's round seed is not the reveals'")
             st.round_seed = seed
             st.graph = compute_mask_graph(self.config, seed)
+        elif name == "DealingsOpened":
+            self._pending.dealing_sigs[a["dealer"]] = bytes(a["sig"])
+            self._pending.dealings[a["dealer"]] = []
         elif name == "Dealing":
             dealing = bytes(a["dealing"])
-            self._pending.dealings.append(
+            self._pending.dealings.setdefault(a["dealer"], []).append(
                 (DealingItem(a["purpose"], a["partner"], dealing), dealing)
             )
         elif name == "DealingsPosted":
-            dealer, items = a["dealer"], self._pending.dealings
-            self._pending.dealings = []
+            dealer = a["dealer"]
+            items = self._pending.dealings.pop(dealer, [])
+            sig = self._pending.dealing_sigs.pop(dealer, NO_SIGNATURE)
             msg = DealingsPost(dealer, tuple(it for it, _ in items))
-            self._append(h, ROLE_CLIENT, dealer, msg, bytes(a["postView"]), bytes(a["sig"]))
+            self._append(h, ROLE_CLIENT, dealer, msg, bytes(a["postView"]), sig)
             decoded: dict[tuple[int, int, int], Dealing] = {}
             for it, raw in items:
                 key = (dealer, it.purpose, it.partner)
