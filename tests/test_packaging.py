@@ -70,7 +70,9 @@ def test_wheel_runs_the_evm_board_outside_the_checkout(wheel: Path, tmp_path: Pa
             env=env,
             capture_output=True,
             text=True,
-            timeout=80,
+            # a fresh install has no numba kernel cache: the round compiles every kernel
+            # (about 40 s of CPU on 2 cores; minutes when the cores are shared)
+            timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
