@@ -1,10 +1,18 @@
 """Shared fixtures and hypothesis profile; ``Seats``, the identities of a round's roster
-with a helper that signs posts for them (every board post is signed, SPEC.md §6.9)."""
+with a helper that signs posts for them (every board post is signed, SPEC.md §6.9); the
+README's "pip install into your Flower app" recipe (its wheel-building command and the
+app dependencies it prints), read from README.md so the tests that follow it cannot
+drift from it, and the ``wheel`` it builds."""
 
 from __future__ import annotations
 
 import itertools
 import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,3 +113,63 @@ class Seats:
 def seats():
     """``seats(n, m)``: fresh identities for n client seats and m member seats."""
     return Seats.generate
+
+
+# -- README "pip install into your Flower app", followed literally -------------------
+
+README_APP_SECTION = "## pip install into your Flower app"
+# what the README tells a user to replace with the absolute path of their checkout
+README_CHECKOUT_PLACEHOLDER = "/ABSOLUTE/PATH/TO"
+# what the wheel is built from (the sdist's package sources; tests/ is not in a wheel)
+WHEEL_SOURCES = ("pyproject.toml", "README.md", "LICENSE", "pvss", "secagg", "fl")
+
+
+def _readme_blocks() -> list[tuple[str, str]]:
+    """The fenced blocks (language, text) of the README's app section, in order."""
+    text = (ROOT / "README.md").read_text()
+    start = text.index(README_APP_SECTION + "\n")
+    end = text.find("\n## ", start + len(README_APP_SECTION))
+    blocks = []
+    for chunk in text[start:end].split("```")[1::2]:
+        lang, _, body = chunk.partition("\n")
+        blocks.append((lang.strip(), body))
+    return blocks
+
+
+def readme_wheel_command() -> list[str]:
+    """The README's command that builds the wheel in a checkout (``python`` is the
+    interpreter running the tests)."""
+    (body,) = [body for lang, body in _readme_blocks() if lang == ""]
+    argv = shlex.split(body, comments=True)
+    assert argv[0] == "python", argv
+    return [sys.executable, *argv[1:]]
+
+
+def readme_app_dependencies(checkout: Path | None = None) -> list[str]:
+    """The ``[project] dependencies`` of the README's app ``pyproject.toml``; with
+    ``checkout``, its placeholder replaced by that checkout's path, as the README says."""
+    (body,) = [body for lang, body in _readme_blocks() if lang == "toml"]
+    deps = tomllib.loads(body)["project"]["dependencies"]
+    if checkout is None:
+        return deps
+    return [d.replace(README_CHECKOUT_PLACEHOLDER, str(checkout)) for d in deps]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built by the README's command in a copy of the checkout's package
+    sources (so nothing is written into the checkout): ``<copy>/dist/<name>.whl``."""
+    checkout = tmp_path_factory.mktemp("checkout")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    for name in WHEEL_SOURCES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, checkout / name, ignore=ignore)
+        else:
+            shutil.copy2(src, checkout / name)
+    proc = subprocess.run(
+        readme_wheel_command(), cwd=checkout, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (whl,) = (checkout / "dist").glob("pvss_secagg-*.whl")
+    return whl

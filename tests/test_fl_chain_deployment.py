@@ -21,12 +21,18 @@ import pytest
 pytest.importorskip("flwr")
 pytest.importorskip("web3")
 
-from .test_fl_deployment import APP_DIR, BIN, NODES, Deployment  # noqa: E402
+from .test_fl_deployment import (  # noqa: E402
+    APP_DIR,
+    BIN,
+    NODES,
+    Deployment,
+    _app_with_its_dependencies,
+)
 
 pytestmark = pytest.mark.slow
 
 
-def test_one_chain_native_round_on_a_loopback_deployment(tmp_path: Path) -> None:
+def test_one_chain_native_round_on_a_loopback_deployment(wheel: Path, tmp_path: Path) -> None:
     from secagg.boards.evm import ANVIL, EvmBoard, fund_accounts, start_anvil, stop_process
     from secagg.identity import Identity
     from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER
@@ -57,7 +63,7 @@ def test_one_chain_native_round_on_a_loopback_deployment(tmp_path: Path) -> None
             [
                 str(BIN / "flwr"),
                 "run",
-                str(APP_DIR),
+                str(_app_with_its_dependencies(wheel, tmp_path / "app")),
                 "loopback",
                 "--run-config",
                 f'round-dir="{rounds}" num-nodes={NODES} roster="{dep.roster_path}" '

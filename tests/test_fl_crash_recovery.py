@@ -39,7 +39,13 @@ from secagg.messages import (  # noqa: E402
     MaskedInputPost,
     SharesPost,
 )
-from tests.test_fl_deployment import APP_DIR, BIN, NODES, Deployment  # noqa: E402
+from tests.test_fl_deployment import (  # noqa: E402
+    APP_DIR,
+    BIN,
+    NODES,
+    Deployment,
+    _app_with_its_dependencies,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -76,7 +82,7 @@ def _state_mtimes(base: Path) -> dict[str, int]:
 
 
 @pytest.mark.parametrize("stage", ["upload", "unmask"])
-def test_serverapp_killed_then_rerun_resumes(stage: str, tmp_path: Path) -> None:
+def test_serverapp_killed_then_rerun_resumes(stage: str, wheel: Path, tmp_path: Path) -> None:
     import sys
 
     sys.path.insert(0, str(APP_DIR))
@@ -99,7 +105,8 @@ def test_serverapp_killed_then_rerun_resumes(stage: str, tmp_path: Path) -> None
         f'round-dir="{rounds}" num-nodes={NODES} roster="{dep.roster_path}" '
         f'pvss-run-name="{RUN_NAME}" pvss-identity="{server_id}"'
     )
-    flwr_run = [str(BIN / "flwr"), "run", str(APP_DIR), "loopback", "--run-config", run_config]
+    app = _app_with_its_dependencies(wheel, tmp_path / "app")  # as the README's recipe
+    flwr_run = [str(BIN / "flwr"), "run", str(app), "loopback", "--run-config", run_config]
     try:
         dep.start()
         first = subprocess.run(

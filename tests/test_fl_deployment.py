@@ -1,29 +1,47 @@
 """A real Flower deployment on loopback: ``flower-superlink`` and three
-``flower-supernode`` processes (insecure, 127.0.0.1, free ports) run the Flower app in
-tests/flower_app (``PvssSecAggWorkflow`` + ``pvss_secagg_mod``) for one round, started
-with ``flwr run``. The round must verify, its transcript must pass the public verifier,
-and the result must equal plain FedAvg within the quantization bound. Every process is
-stopped afterwards, also when the test fails."""
+``flower-supernode`` processes (insecure, 127.0.0.1, free ports, each with its own
+``FLWR_HOME`` as on its own machine) run the Flower app in tests/flower_app
+(``PvssSecAggWorkflow`` + ``pvss_secagg_mod``) for one round, started with ``flwr run``.
+The app declares its real dependencies, README "pip install into your Flower app"
+followed literally: ``pvss-secagg @ file://<checkout>/dist/<wheel>`` (the wheel built by
+the README's command, the ``wheel`` fixture); the SuperLink installs
+them for the ServerApp at run time (``uv sync``, Flower's runtime dependency
+installation), which must have installed pvss-secagg from that wheel; the SuperNodes
+have it pre-installed (this venv) and runtime installation off, as README advises. The round must
+verify, its transcript must pass the public verifier, and the result must equal plain
+FedAvg within the quantization bound. Every process is stopped afterwards, also when
+the test fails. Needs the package index uv is configured with (PyPI by default) for the
+app's other dependencies."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from .conftest import README_CHECKOUT_PLACEHOLDER, readme_app_dependencies
 
 pytest.importorskip("flwr")
 
 APP_DIR = Path(__file__).parent / "flower_app"
 BIN = Path(sys.executable).parent
 NODES = 3
+# every ServerApp/ClientApp launch gets a fresh runtime environment: without
+# NUMBA_CACHE_DIR each compiles the numba kernels it uses anew; even with it, each
+# node compiles them once (the run took 10-15 min on a 2-core machine under load 5-10)
+STAGE_TIMEOUT = 1200.0
+RUN_TIMEOUT = 1800
 
 pytestmark = pytest.mark.slow
 
@@ -77,14 +95,16 @@ class Deployment:
         self.roster, self.identities = make_deployment(tmp / "deployment", NODES, 3, 1)
         self.roster_path = tmp / "deployment" / "roster.json"
         self.extra_node_config = ""  # appended to every node's --node-config
-        home = tmp / "flwr-home"
-        home.mkdir()
+        # the CLI's home holds the federation; the SuperLink and each SuperNode get their
+        # own (installed apps, runtime environments), as on machines of their own
+        home = tmp / "flwr-home" / "cli"
+        home.mkdir(parents=True)
         (home / "config.toml").write_text(
             '[superlink]\ndefault = "loopback"\n\n[superlink.loopback]\n'
             f'address = "127.0.0.1:{self.link_port}"\ninsecure = true\n'
         )
         self.env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if not k.startswith("FLWR_")},
             "FLWR_HOME": str(home),
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
             "PYTHONUNBUFFERED": "1",
@@ -92,12 +112,16 @@ class Deployment:
 
     def _start(self, name: str, args: list[str]) -> subprocess.Popen:
         log = self.tmp / f"{name}.log"
+        home = self.tmp / "flwr-home" / name
+        home.mkdir(parents=True)
         fh = log.open("wb")
         proc = subprocess.Popen(
             [str(BIN / args[0]), *args[1:]],
             stdout=fh,
             stderr=subprocess.STDOUT,
-            env=self.env,
+            # a numba cache outside the per-launch runtime environment: each node then
+            # compiles a kernel once per run, not once per ClientApp launch
+            env={**self.env, "FLWR_HOME": str(home), "NUMBA_CACHE_DIR": str(home / "numba")},
             cwd=self.tmp,
             start_new_session=True,
         )
@@ -112,7 +136,6 @@ class Deployment:
             [
                 "flower-superlink",
                 "--insecure",
-                "--disable-runtime-dependency-installation",
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -167,7 +190,32 @@ class Deployment:
         )
 
 
-def test_one_round_on_a_loopback_deployment(tmp_path: Path) -> None:
+def _app_with_its_dependencies(wheel: Path, dest: Path) -> Path:
+    """tests/flower_app copied to ``dest``, its pyproject's placeholder replaced by the
+    path of the checkout the wheel was built in (README: "/ABSOLUTE/PATH/TO replaced by
+    this checkout's absolute path")."""
+    shutil.copytree(APP_DIR, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    pyproject = dest / "pyproject.toml"
+    declared = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    # the app declares what the README tells a user to declare (and numpy, which it imports)
+    assert [d for d in declared if d in readme_app_dependencies()] == readme_app_dependencies()
+    text = pyproject.read_text().replace(README_CHECKOUT_PLACEHOLDER, str(wheel.parent.parent))
+    pyproject.write_text(text)
+    deps = tomllib.loads(text)["project"]["dependencies"]
+    assert f"pvss-secagg @ {wheel.as_uri()}" in deps, deps
+    return dest
+
+
+def _installed_from_the_wheel(log: str, wheel: Path) -> int:
+    """How many app launches in ``log`` installed pvss-secagg from ``wheel`` (Flower
+    logs ``Installed: [...]`` after each runtime ``uv sync``)."""
+    pattern = re.compile(r"Installed: \[([^\]]*)\]")
+    want = f"pvss-secagg==0.1.0 (from {wheel.as_uri()})"
+    return sum(want in m.group(1).split(", ") for m in pattern.finditer(log))
+
+
+def test_one_round_on_a_loopback_deployment(wheel: Path, tmp_path: Path) -> None:
+    app_dir = _app_with_its_dependencies(wheel, tmp_path / "app")
     sys.path.insert(0, str(APP_DIR))
     try:
         from pvss_flower_app.task import CLIP, expected_fedavg, initial_arrays
@@ -184,17 +232,18 @@ def test_one_round_on_a_loopback_deployment(tmp_path: Path) -> None:
             [
                 str(BIN / "flwr"),
                 "run",
-                str(APP_DIR),
+                str(app_dir),
                 "loopback",
                 "--run-config",
-                f'round-dir="{rounds}" num-nodes={NODES} roster="{dep.roster_path}"',
+                f'round-dir="{rounds}" num-nodes={NODES} roster="{dep.roster_path}" '
+                f"timeout={STAGE_TIMEOUT}",
                 "--stream",
             ],
             env=dep.env,
             cwd=tmp_path,
             capture_output=True,
             text=True,
-            timeout=240,
+            timeout=RUN_TIMEOUT,
         )
         summary_path = rounds / "summary.json"
         assert summary_path.exists(), (
@@ -204,6 +253,14 @@ def test_one_round_on_a_loopback_deployment(tmp_path: Path) -> None:
     finally:
         dep.stop()
     assert all(p.poll() is not None for p in dep.procs)
+
+    # the ServerApp (its logs stream to `flwr run`) installed pvss-secagg from the wheel;
+    # the SuperNodes run with runtime installation off (pvss-secagg pre-installed: this
+    # venv), as README says: Flower 1.42 pushes a ClientApp's Context only after deleting
+    # its runtime environment, so a node's next stage could start from stale state
+    assert _installed_from_the_wheel(run.stdout, wheel) == 1, run.stdout[-3000:]
+    for log in dep.logs[1:]:
+        assert _installed_from_the_wheel(log.read_text(errors="replace"), wheel) == 0, log
 
     summary = json.loads(summary_path.read_text())
     assert summary["verified"] == [True]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import sysconfig
@@ -20,39 +19,9 @@ import pytest
 
 from secagg.errors import ConfigError, ProtocolError
 
-from .conftest import ROOT
+from .conftest import README_CHECKOUT_PLACEHOLDER, ROOT, readme_app_dependencies
 
 PACKAGED = ("PvssRound.json", "PvssVerifier.json")
-# what the wheel is built from (the sdist's package sources; tests/ is not in a wheel)
-SOURCES = ("pyproject.toml", "README.md", "LICENSE", "pvss", "secagg", "fl")
-
-
-def _copy_sources(dest: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
-    for name in SOURCES:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name, ignore=ignore)
-        else:
-            shutil.copy2(src, dest / name)
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The wheel, built from a copy of the sources (no build/ in the checkout), offline:
-    no build isolation, so the venv's setuptools builds it."""
-    src = tmp_path_factory.mktemp("src")
-    out = tmp_path_factory.mktemp("wheel")
-    _copy_sources(src)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
-        + ["--no-index", "-w", str(out), str(src)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    (whl,) = out.glob("pvss_secagg-*.whl")
-    return whl
 
 
 def test_wheel_contents(wheel: Path) -> None:
@@ -101,7 +70,9 @@ def test_wheel_runs_the_evm_board_outside_the_checkout(wheel: Path, tmp_path: Pa
             env=env,
             capture_output=True,
             text=True,
-            timeout=80,
+            # a fresh install has no numba kernel cache: the round compiles every kernel
+            # (about 40 s of CPU on 2 cores; minutes when the cores are shared)
+            timeout=600,
         )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return proc.stdout
@@ -188,10 +159,16 @@ def test_dead_rpc_url_is_one_line() -> None:
 
 
 def test_an_app_depends_on_the_wheel_by_file_url(wheel: Path, tmp_path: Path) -> None:
-    """README "pip install into your Flower app", followed literally: the app's
-    pyproject names ``pvss-secagg[evm] @ file://<wheel>``; pip resolves it offline
-    (``--no-index``: every other dependency is already in this venv) and would install
-    pvss-secagg from that wheel. A dry run: this venv's editable install is untouched."""
+    """README "pip install into your Flower app", followed literally: the wheel built by
+    its command (the ``wheel`` fixture), an app whose ``[project] dependencies`` are the
+    README's, its placeholder replaced by the checkout's path; pip resolves the app
+    offline (``--no-index``: every other dependency is already in this venv) and would
+    install pvss-secagg from that wheel. A dry run: this venv's editable install is
+    untouched. (tests/test_fl_deployment.py has ``flwr run`` install the same
+    dependencies on a SuperLink and its SuperNodes.)"""
+    checkout = wheel.parent.parent
+    deps = readme_app_dependencies(checkout)
+    assert f"pvss-secagg @ {wheel.as_uri()}" in deps, (deps, README_CHECKOUT_PLACEHOLDER)
     app = tmp_path / "my-flower-app"
     (app / "my_flower_app").mkdir(parents=True)
     (app / "my_flower_app" / "__init__.py").write_text("")
@@ -202,10 +179,7 @@ def test_an_app_depends_on_the_wheel_by_file_url(wheel: Path, tmp_path: Path) ->
         "[project]\n"
         'name = "my-flower-app"\n'
         'version = "1.0.0"\n'
-        "dependencies = [\n"
-        '    "flwr[simulation]>=1.20",\n'
-        f'    "pvss-secagg[evm] @ {wheel.as_uri()}",\n'
-        "]\n\n"
+        f"dependencies = {json.dumps(deps)}\n\n"
         "[tool.setuptools]\n"
         'packages = ["my_flower_app"]\n'
     )
