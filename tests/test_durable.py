@@ -269,6 +269,13 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
         SharesPost: lambda m: ("unmask", m.member - 1),
     }
     held = {seat_of[type(m)](m) for m in before if type(m) in seat_of}
+    # node k registers two seats (client k+1, member k+1): if the kill fell between its
+    # two registrations it is rightly asked again for the missing one
+    both = {m.party for m in before if isinstance(m, Registration)}
+    for party in both:
+        regs = [m for m in before if isinstance(m, Registration) and m.party == party]
+        if len(regs) < 2:
+            held.discard(("register", party - 1))
     lines = (tmp_path / "requests.log").read_text().split()
     asked_after = {
         (lines[i + 1], int(lines[i + 2]))
