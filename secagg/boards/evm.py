@@ -1011,7 +1011,7 @@ class EvmBoard(Board):
         items: list[Any] = [(it.purpose, it.partner, it.dealing) for it in msg.items]
         budget = DEALINGS_TX_BUDGET
         first = self._take(items, 0, budget - 150_000 - 300 * n - 30_000 * len(items), 0)
-        f, relayer = self.contract.functions, self._account("relayer")
+        f, relayer = self.contract.functions, self._sender()
         try:
             call = f.postDealings(sender, heads, items[:first], committee, post.view, post.sig)
             self._send(relayer, call, "postDealings")
