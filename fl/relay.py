@@ -429,19 +429,20 @@ class NodeAgent:
         and seed reveal, once; the role checks its own dealings' proofs)."""
         s = self._state
         relayed = codec.decode(request.transcript, TranscriptFile)
-        if request.since:  # a delta: the events after the transcript this node pinned
+        if request.since:  # a delta: the events from ``since`` on, over what it pinned
             known = codec.decode(s.known, TranscriptFile) if s.known else None
-            if known is None or len(known.events) != request.since:
+            if known is None or len(known.events) < request.since:
                 raise ProtocolError(
                     f"relay: a delta from event {request.since}, but this node acted on "
                     f"{len(known.events) if known else 0} events: ask with the whole transcript"
                 )
-            if relayed.events and relayed.events[0].prev != event_hash(known.events[-1]):
+            base = known.events[: request.since]  # (a request sent again starts earlier)
+            if relayed.events and relayed.events[0].prev != event_hash(base[-1]):
                 raise ProtocolError(
                     f"relay: the delta does not extend the transcript this node acted on "
                     f"(event {request.since - 1}): the server forked the board"
                 )
-            transcript = TranscriptFile(known.events + relayed.events)
+            transcript = TranscriptFile(base + relayed.events)  # the pin check follows
         else:
             transcript = relayed
         if not transcript.events:
