@@ -588,7 +588,10 @@ class RoundHost:
         one batch (``MemoryBoard.preverify_dealings``; same outcome, one multi-scalar
         multiplication instead of one per client)."""
         pre = getattr(self.board, "preverify_dealings", None)
-        if stage != STAGE_DEAL or pre is None:
+        # only replies already in hand (Flower's grid returns them together); a
+        # transport that yields them one by one keeps each accepted (journaled) as it
+        # comes, so nothing is held back in memory for the batch
+        if stage != STAGE_DEAL or pre is None or not isinstance(replies, dict):
             return
         posts = []
         for reply in replies.values():

@@ -287,7 +287,7 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
         assert any(
             lines[i + 1] == f"resent-{stage}" and int(lines[i]) != killed_pid
             for i in range(0, len(lines), 3)
-        ), lines
+        ), " ".join(lines)
     # every event of the killed run is in the final transcript, unchanged (nothing lost)
     final = [codec.decode(ev.body) for ev in transcript.events[1:]]
     assert final[: len(before)] == before
