@@ -70,6 +70,7 @@ from flower import (  # noqa: E402
     flower_round,
     legacy_context,
     round_shape,
+    timed_mod,
 )
 
 
@@ -124,26 +125,13 @@ def ours_deployed_round(
         def client_fn(context: Any) -> Any:
             return UpdateClient(int(context.node_config["partition-id"])).to_client()
 
-        def timed_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
-            node = msg.metadata.dst_node_id
+        def at_upload(msg: Any) -> bool:
             record = msg.content.config_records.get(RECORD_KEY)
-            if record is not None and record.get("stage") == STAGE_UPLOAD and node - 1000 in drop:
-                raise RuntimeError(f"node {node} drops before uploading")
-            inner = 0.0
+            return record is not None and record.get("stage") == STAGE_UPLOAD
 
-            def timed_next(mm: Any, cc: Any) -> Any:
-                nonlocal inner
-                t = time.perf_counter()
-                out = call_next(mm, cc)
-                inner += time.perf_counter() - t
-                return out
-
-            t0 = time.perf_counter()
-            out = pvss_secagg_mod(msg, ctxt, timed_next)
-            node_s[node] += time.perf_counter() - t0 - inner
-            return out
-
-        client_app = ClientApp(client_fn=client_fn, mods=[timed_mod])
+        client_app = ClientApp(
+            client_fn=client_fn, mods=[timed_mod(pvss_secagg_mod, node_s, drop, at_upload)]
+        )
         contexts = {
             nid: Context(
                 run_id=1,

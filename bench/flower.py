@@ -268,6 +268,32 @@ def _make_grid_class() -> type:
     return InProcessGrid
 
 
+def timed_mod(mod: Any, clock: dict[int, float], drop: set[int], at_upload: Any) -> Any:
+    """``mod`` wrapped for timing: adds to ``clock[node]`` the time spent inside ``mod``
+    minus the time in ``call_next`` (the training step), and makes the nodes whose index
+    (node id - 1000) is in ``drop`` raise when ``at_upload(msg)`` (a dropout)."""
+
+    def timed(msg: Any, ctxt: Any, call_next: Any) -> Any:
+        node = msg.metadata.dst_node_id
+        if node - 1000 in drop and at_upload(msg):
+            raise RuntimeError(f"node {node} drops before uploading")
+        inner = 0.0
+
+        def timed_next(m: Any, c: Any) -> Any:
+            nonlocal inner
+            t = time.perf_counter()
+            out = call_next(m, c)
+            inner += time.perf_counter() - t
+            return out
+
+        t0 = time.perf_counter()
+        out = mod(msg, ctxt, timed_next)
+        clock[node] += time.perf_counter() - t0 - inner
+        return out
+
+    return timed
+
+
 def legacy_context(grid: Any, node_ids: list[int], d: int) -> Any:
     """A ``LegacyContext`` prepared the way ``DefaultWorkflow`` prepares round 1 (see the
     module docstring): nodes registered as ``GridClientProxy`` s, current round 1, the
@@ -360,29 +386,11 @@ def flower_round(
     def client_fn(context: Any) -> Any:
         return UpdateClient(int(context.node_config["partition-id"])).to_client()
 
-    def timed_secaggplus(msg: Any, ctxt: Any, call_next: Any) -> Any:
-        node = msg.metadata.dst_node_id
+    def at_upload(msg: Any) -> bool:
         configs = msg.content.config_records.get(RECORD_KEY_CONFIGS)
-        if (
-            configs is not None
-            and configs.get(Key.STAGE) == Stage.COLLECT_MASKED_VECTORS
-            and node - 1000 in drop
-        ):
-            raise RuntimeError(f"node {node} drops before uploading")
-        inner = 0.0
+        return configs is not None and configs.get(Key.STAGE) == Stage.COLLECT_MASKED_VECTORS
 
-        def timed_next(m: Any, c: Any) -> Any:
-            nonlocal inner
-            t = time.perf_counter()
-            out = call_next(m, c)
-            inner += time.perf_counter() - t
-            return out
-
-        t0 = time.perf_counter()
-        out = secaggplus_mod(msg, ctxt, timed_next)
-        client_s[node] += time.perf_counter() - t0 - inner
-        return out
-
+    timed_secaggplus = timed_mod(secaggplus_mod, client_s, drop, at_upload)
     client_app = ClientApp(client_fn=client_fn, mods=[timed_secaggplus])
     contexts = {
         nid: Context(
