@@ -9,7 +9,12 @@ Writes into bench/results/:
   and side, at the chosen dropout;
 * ``round_time_vs_n.png``  the same against n, at the largest d measured for every n;
 * ``round_bytes_per_coordinate.png``  masked-vector bytes per coordinate against d
-  (ours, Flower's int64, and float32 plain for scale).
+  (ours, Flower's int64, and float32 plain for scale);
+* ``deployed_time_vs_n.png``  the deployed path (bench/deployed.py rows): every role's
+  seconds per round against n on log-log axes, ours (client node, committee node,
+  server total, third-party verifier) and Flower SecAgg+ (node, server), one panel per
+  d measured at two or more n; each legend entry carries the least-squares slope of
+  log t on log n (t ~ n^slope).
 
 When a configuration was measured more than once, the latest line wins; EVM-board
 lines (``params.board == "evm"``) are left out.
@@ -129,6 +134,75 @@ def plot_time_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     return _save(fig, out / "round_time_vs_n.png", f"time vs n, d={d:g}, dropout {dropout:g}")
 
 
+# (label, record key path) per role of a deployed row; ours and Flower's side by side
+DEPLOYED_ROLES = (
+    ("ours: client node", ("ours_seconds", "client_mean"), "o-"),
+    ("ours: committee node", ("ours_seconds", "committee_mean"), "^-"),
+    ("ours: server total", ("ours_seconds", "server_total"), "D-"),
+    ("ours: verifier", ("ours_seconds", "verifier"), "v-"),
+    ("Flower SecAgg+: node", ("flower_seconds", "client_mean"), "o--"),
+    ("Flower SecAgg+: server", ("flower_seconds", "server"), "D--"),
+)
+
+
+def loglog_slope(xs: list[float], ys: list[float]) -> float:
+    """Least-squares slope of log y on log x (y ~ x^slope); needs two distinct x."""
+    import math
+
+    if len(xs) != len(ys) or len(set(xs)) < 2:
+        raise ValueError("a slope needs points at two or more distinct x")
+    if min(xs) <= 0 or min(ys) <= 0:
+        raise ValueError("log-log slope needs positive values")
+    lx = [math.log(x) for x in xs]
+    ly = [math.log(y) for y in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    sxx = sum((a - mx) ** 2 for a in lx)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True)) / sxx
+
+
+def deployed_series(rows: dict[tuple, dict], dropout: float) -> dict[int, dict[str, list]]:
+    """{d: {role label: [(n, seconds), ...]}} from the round_client_deployed rows (each
+    holds every role's clock of one configuration), for each d measured at >= 2 n."""
+    by_d: dict[int, dict[str, list]] = {}
+    for (bench, _base, n, d, drop), rec in rows.items():
+        if bench != "round_client_deployed" or drop != dropout:
+            continue
+        for label, (side, key), _style in DEPLOYED_ROLES:
+            value = rec.get(side, {}).get(key)
+            if value:
+                by_d.setdefault(d, {}).setdefault(label, []).append((n, value))
+    return {
+        d: {label: sorted(pts) for label, pts in roles.items()}
+        for d, roles in sorted(by_d.items())
+        if len({n for pts in roles.values() for n, _ in pts}) >= 2
+    }
+
+
+def plot_deployed_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path | None:
+    series = deployed_series(rows, dropout)
+    if not series:
+        return None
+    fig, axes = plt.subplots(1, len(series), figsize=(6.2 * len(series), 4.6), squeeze=False)
+    for ax, (d, roles) in zip(axes[0], series.items(), strict=True):
+        for i, (label, _key, style) in enumerate(DEPLOYED_ROLES):
+            pts = roles.get(label)
+            if not pts:
+                continue
+            xs, ys = [n for n, _ in pts], [t for _, t in pts]
+            slope = f", slope {loglog_slope(xs, ys):.2f}" if len(set(xs)) >= 2 else ""
+            ax.plot(xs, ys, style, color=f"C{i % 4}", label=f"{label}{slope}")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="n (clients)",
+            ylabel="seconds per round",
+            title=f"deployed, d={d:g}",
+        )
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out / "deployed_time_vs_n.png", f"per-role time vs n, dropout {dropout:g}")
+
+
 def plot_bytes(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     ns = sorted({k[2] for k in rows})
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
@@ -178,12 +252,15 @@ def main() -> None:
         raise SystemExit(f"{args.jsonl}: no records")
     drop = _pick_dropout(rows, args.dropout)
     args.out.mkdir(parents=True, exist_ok=True)
+    simulated = {k: r for k, r in rows.items() if r["params"].get("path") != "deployed"}
     for path in (
-        plot_time_vs_d(rows, drop, args.out),
-        plot_time_vs_n(rows, drop, args.out),
-        plot_bytes(rows, drop, args.out),
+        plot_time_vs_d(simulated, drop, args.out),
+        plot_time_vs_n(simulated, drop, args.out),
+        plot_bytes(simulated, drop, args.out),
+        plot_deployed_vs_n(rows, drop, args.out),
     ):
-        print(path)
+        if path is not None:
+            print(path)
 
 
 if __name__ == "__main__":
