@@ -158,6 +158,7 @@ def request_to_record(request: StageRequest) -> Any:
             "member": request.member,
             "contract": request.contract,
             "since": request.since,
+            "fill": request.fill,
         }
     )
 
@@ -173,6 +174,7 @@ def request_from_record(record: Mapping[str, Any]) -> StageRequest:
             member=_typed(record, "member", int),
             contract=_typed(record, "contract", bytes) if "contract" in record else b"",
             since=_typed(record, "since", int),
+            fill=_typed(record, "fill", bytes) if "fill" in record else b"",
         )
     except KeyError as exc:
         raise ProtocolError(f"stage request: missing {exc}") from None

@@ -455,16 +455,41 @@ class RoundHost:
             out.append(ev)
         return codec.encode(TranscriptFile(tuple(out)))
 
+    def relay_fill(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
+        """The dealings posts *before* ``since`` (events the node already pinned, with
+        their dealings elided) that hold a dealing ``keep`` now selects, again, with
+        those dealings in full: codec-encoded ``TranscriptFile``, or b"" if none. The
+        node swaps each for its pinned event only if every other field is the pinned
+        one's and the body has the same post digest (SPEC.md §8.2)."""
+        out = []
+        for seq, post in self._dealing_posts.items():
+            if seq >= since:
+                continue
+            kept = tuple(
+                (it.purpose, it.partner)
+                for it in post.items
+                if keep((post.dealer, it.purpose, it.partner))
+            )
+            if not kept:
+                continue
+            body = self._elided.get((seq, kept))
+            if body is None:
+                body = codec.encode(ElidedDealingsPost.of(post, keep))
+                self._elided[(seq, kept)] = body
+            out.append(dataclasses.replace(self.board.events()[seq], body=body))
+        return codec.encode(TranscriptFile(tuple(sorted(out, key=lambda e: e.seq)))) if out else b""
+
     def _needs(self, node: int, stage: str, client: int) -> Callable[[DealingKey], bool]:
         """The dealings a node relies on (SPEC.md §8.2), as far as the server knows at
-        ``stage``: a node with a committee seat every dealing (which ones it decrypts is
-        fixed only once U is, after it may have seen them as a client); a client at
-        upload its incoming pair dealings; nobody else any."""
-        if self.roles[node].member:
-            return lambda key: True
-        if stage == STAGE_UPLOAD and client:
-            return lambda key: key[1] == PURPOSE_PAIR and key[2] == client
-        return lambda key: False
+        ``stage``: a client at upload its incoming pair dealings; a member at unmask the
+        dealings it decrypts (``allowed_shares``, fixed with U); nobody else any."""
+        pair = stage == STAGE_UPLOAD and client
+        decrypts: set[DealingKey] = set()
+        if self.roles[node].member and stage == STAGE_UNMASK:
+            decrypts = set(self.board.allowed_shares())
+        return lambda key: (
+            key in decrypts or bool(pair and key[1] == PURPOSE_PAIR and key[2] == client)
+        )
 
     def request(
         self, stage: str, node: int, *, client: int | None = None, member: int | None = None
@@ -487,13 +512,15 @@ class RoundHost:
             )
         since = self._acked.get(node, 0)
         self._asked[node] = len(self.board.events())
+        needs = self._needs(node, stage, client)
         return StageRequest(
             stage,
             self.board.height(),
-            self.relay_bytes(since, self._needs(node, stage, client)),
+            self.relay_bytes(since, needs),
             client,
             member,
             since=since,
+            fill=self.relay_fill(since, needs) if since else b"",
         )
 
     def requests(self, stage: str) -> dict[int, StageRequest]:

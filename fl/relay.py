@@ -72,7 +72,7 @@ from secagg.boards import MemoryBoard, Phase, RuleViolation, event_hash, seat_id
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
-from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, SignedPost, TranscriptFile
+from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, Event, SignedPost, TranscriptFile
 from secagg.roles import Client, CommitteeMember, Stage
 from secagg.roster import Roster
 
@@ -130,6 +130,10 @@ class StageRequest:
     # and submits its posts from its own account
     contract: bytes = b""
     since: int = 0
+    # a delta's earlier events sent again with more of their dealings in full (a
+    # member's decrypted dealings at unmask): codec-encoded TranscriptFile, each event
+    # equal to the pinned one but for a body with the same post digest; b"" if none
+    fill: bytes = b""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES and self.stage != STAGE_HELLO:
@@ -138,6 +142,8 @@ class StageRequest:
             raise ProtocolError("stage request: ids, height and since must be >= 0")
         if self.contract and len(self.contract) != 20:
             raise ProtocolError("stage request: contract must be a 20-byte address")
+        if self.fill and not self.since:
+            raise ProtocolError("stage request: fill needs a delta (since > 0)")
 
 
 @dataclass(frozen=True)
@@ -436,7 +442,7 @@ class NodeAgent:
                     f"relay: a delta from event {request.since}, but this node acted on "
                     f"{len(known.events) if known else 0} events: ask with the whole transcript"
                 )
-            base = known.events[: request.since]  # (a request sent again starts earlier)
+            base = _filled(known.events[: request.since], request.fill)
             if relayed.events and relayed.events[0].prev != event_hash(base[-1]):
                 raise ProtocolError(
                     f"relay: the delta does not extend the transcript this node acted on "
@@ -758,6 +764,30 @@ class NodeAgent:
                 f"relay: {request.stage} for member {request.member}, this node is member "
                 f"{s.member or 'none'}"
             )
+
+
+def _filled(base: tuple[Event, ...], fill: bytes) -> tuple[Event, ...]:
+    """``base`` (the pinned events before a delta) with the events of ``fill`` swapped
+    in: each must be a pinned event's sequence number with every field but the body
+    equal; the body's post digest is checked against ``digest`` by the replay that
+    follows, so a fill can add elided dealings' bytes and nothing else."""
+    if not fill:
+        return base
+    try:
+        events = codec.decode(fill, TranscriptFile).events
+    except InvalidEncoding as exc:
+        raise ProtocolError(f"relay: unreadable fill: {exc}") from None
+    out = list(base)
+    for ev in events:
+        if not 0 <= ev.seq < len(out):
+            raise ProtocolError(f"relay: fill event {ev.seq} is not one this node pinned")
+        if dataclasses.replace(ev, body=out[ev.seq].body) != out[ev.seq]:
+            raise ProtocolError(
+                f"relay: fill event {ev.seq} differs from the pinned one: the server forked "
+                f"the board"
+            )
+        out[ev.seq] = ev
+    return tuple(out)
 
 
 def _stage_phase(stage: str) -> Phase:
