@@ -33,7 +33,9 @@ machine noise):
 * **relay bytes** = serialized size of every request the server sends to a node over the
   round (Flower ``Message`` protobuf), mean per node: ``round_relay_bytes`` (ours vs
   Flower SecAgg+'s downlink; ``ours_s``/``baseline_s`` hold bytes there, the record says
-  so in ``unit``).
+  so in ``unit``); ours also by role (``ours_relay_bytes_client`` /
+  ``ours_relay_bytes_committee``); both sides' downlink includes the model
+  (``model_bytes`` = 4·d, float32 parameters in the FitIns).
 
 Dropouts: round(dropout * n) nodes *without* a committee seat fail at the upload stage
 (SecAgg+: at COLLECT_MASKED_VECTORS), the same nodes on both sides.
@@ -206,6 +208,11 @@ def ours_deployed_round(
             "wall": wall,
         },
         "relay_bytes_per_node": float(np.mean(list(grid.request_bytes.values()))),
+        # by role: a committee node also gets the dealings it decrypts (SPEC.md §8.2)
+        "relay_bytes_client": float(np.mean([grid.request_bytes[x] for x in others]))
+        if others
+        else 0.0,
+        "relay_bytes_committee": float(np.mean([grid.request_bytes[x] for x in members])),
         "reply_bytes_per_node": float(np.mean(list(grid.reply_bytes.values()))),
         "included": len(outcome.included_nodes),
         "max_abs_error": err,
@@ -255,6 +262,11 @@ def compare_deployed(
         "flower_seconds": f,
         "ours_relay_bytes_per_node": o_relay,
         "flower_relay_bytes_per_node": f_relay,
+        "ours_relay_bytes_client": _median(ours, "relay_bytes_client"),
+        "ours_relay_bytes_committee": _median(ours, "relay_bytes_committee"),
+        # the model's float32 parameters in the upload stage's FitIns, in both sides'
+        # downlink: what the protocol adds is the rest
+        "model_bytes": 4 * d,
         "ours_reply_bytes_per_node": _median(ours, "reply_bytes_per_node"),
         "flower_reply_bytes_per_node": _median(flower, "bytes_per_client"),
         "ours_included": ours[0]["included"],

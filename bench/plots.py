@@ -134,14 +134,13 @@ def plot_time_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     return _save(fig, out / "round_time_vs_n.png", f"time vs n, d={d:g}, dropout {dropout:g}")
 
 
-# (label, record key path) per role of a deployed row; ours and Flower's side by side
-DEPLOYED_ROLES = (
-    ("ours: client node", ("ours_seconds", "client_mean"), "o-"),
-    ("ours: committee node", ("ours_seconds", "committee_mean"), "^-"),
-    ("ours: server total", ("ours_seconds", "server_total"), "D-"),
-    ("ours: verifier", ("ours_seconds", "verifier"), "v-"),
-    ("Flower SecAgg+: node", ("flower_seconds", "client_mean"), "o--"),
-    ("Flower SecAgg+: server", ("flower_seconds", "server"), "D--"),
+DEPLOYED_ROLES = (  # (label, (record side, key), style, colour: a role's two sides share it)
+    ("ours: client node", ("ours_seconds", "client_mean"), "o-", "C0"),
+    ("ours: committee node", ("ours_seconds", "committee_mean"), "^-", "C1"),
+    ("ours: server total", ("ours_seconds", "server_total"), "D-", "C2"),
+    ("ours: verifier", ("ours_seconds", "verifier"), "v-", "C3"),
+    ("Flower SecAgg+: node", ("flower_seconds", "client_mean"), "o--", "C0"),
+    ("Flower SecAgg+: server", ("flower_seconds", "server"), "D--", "C2"),
 )
 
 
@@ -167,7 +166,7 @@ def deployed_series(rows: dict[tuple, dict], dropout: float) -> dict[int, dict[s
     for (bench, _base, n, d, drop), rec in rows.items():
         if bench != "round_client_deployed" or drop != dropout:
             continue
-        for label, (side, key), _style in DEPLOYED_ROLES:
+        for label, (side, key), _style, _colour in DEPLOYED_ROLES:
             value = rec.get(side, {}).get(key)
             if value:
                 by_d.setdefault(d, {}).setdefault(label, []).append((n, value))
@@ -184,13 +183,13 @@ def plot_deployed_vs_n(rows: dict[tuple, dict], dropout: float, out: Path) -> Pa
         return None
     fig, axes = plt.subplots(1, len(series), figsize=(6.2 * len(series), 4.6), squeeze=False)
     for ax, (d, roles) in zip(axes[0], series.items(), strict=True):
-        for i, (label, _key, style) in enumerate(DEPLOYED_ROLES):
+        for label, _key, style, colour in DEPLOYED_ROLES:
             pts = roles.get(label)
             if not pts:
                 continue
             xs, ys = [n for n, _ in pts], [t for _, t in pts]
             slope = f", slope {loglog_slope(xs, ys):.2f}" if len(set(xs)) >= 2 else ""
-            ax.plot(xs, ys, style, color=f"C{i % 4}", label=f"{label}{slope}")
+            ax.plot(xs, ys, style, color=colour, label=f"{label}{slope}")
         ax.set(
             xscale="log",
             yscale="log",
