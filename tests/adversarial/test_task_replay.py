@@ -18,12 +18,16 @@ from pvss.keys import KeyPair  # noqa: E402
 from secagg.boards import RuleViolation  # noqa: E402
 from secagg.boards.evm import connect, fund_accounts  # noqa: E402
 from secagg.boards.task import EvmTask, task_registration  # noqa: E402
+from secagg.graph import compute_round_seed  # noqa: E402
 from secagg.messages import ROLE_CLIENT, ROLE_MEMBER  # noqa: E402
 
 from ..evm_round import ChainRound, identity, round_config  # noqa: E402
 
 
-def _two_rounds() -> tuple[EvmTask, ChainRound, ChainRound]:
+def _task() -> tuple[EvmTask, Any]:
+    """A task with a sealed 3-member, 3-client roster, and ``open(member_keys=None)``
+    that opens its next round (long-lived client keys; member keys as given, else the
+    same long-lived ones)."""
     w3: Any = connect("evm")[0]
     owner = identity()
     members = [identity() for _ in range(3)]
@@ -34,12 +38,18 @@ def _two_rounds() -> tuple[EvmTask, ChainRound, ChainRound]:
     member_keys = [KeyPair.generate() for _ in members]
     client_keys = [KeyPair.generate() for _ in clients]
     cfg = round_config(n=3, m=3)[0]
-    rounds = []
-    for _ in range(2):
+
+    def open_round(keys: list[KeyPair] | None = None) -> ChainRound:
         rnd = ChainRound(task.open_round(cfg), owner, members, clients)
-        rnd.member_keys, rnd.client_keys = member_keys, client_keys  # long-lived keys
-        rounds.append(rnd)
-    return task, rounds[0], rounds[1]
+        rnd.member_keys, rnd.client_keys = keys or member_keys, client_keys
+        return rnd
+
+    return task, open_round
+
+
+def _two_rounds() -> tuple[EvmTask, ChainRound, ChainRound]:
+    task, open_round = _task()
+    return task, open_round(), open_round()
 
 
 def _refused(rnd: ChainRound, post: Any, rule: str, error: str) -> None:
@@ -80,3 +90,23 @@ def test_a_task_registration_does_not_replay_into_a_round() -> None:
     # the task registration's PoP (round 0 of the task) presented to round 1, signed for
     # round 1 by the seat: refused
     _refused(r1, r1.sign(ROLE_CLIENT, 1, msg), "proof-of-possession", "PopFailed")
+
+
+def test_a_reused_member_key_makes_the_next_round_seed_predictable() -> None:
+    """Why member keys rotate every round (SPEC.md §7.8): Γ = sk·H_SEED does not depend
+    on the round, so with round 1's public reveals anyone computes round 2's seed from
+    its registration head alone, before any round-2 reveal — the server, which orders
+    registrations, could grind the graph. With fresh member keys (control) it cannot."""
+    _, open_round = _task()
+    r1 = open_round()
+    r1.register_all().reveal_all()
+    gammas = [r1.board.state().reveals[k] for k in range(1, 4)]
+    fresh = [KeyPair.generate() for _ in range(3)]
+    for keys, reused in ((None, True), (fresh, False)):
+        rnd = open_round(keys)
+        rnd.register_all()
+        rnd.to("deal")
+        registration_head = bytes(rnd.board.contract.functions.head().call())
+        predicted = compute_round_seed(registration_head, gammas)
+        rnd.reveal_all()
+        assert (rnd.board.state().round_seed == predicted) is reused
