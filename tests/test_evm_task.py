@@ -17,6 +17,7 @@ from eth_abi import encode as abi_encode  # noqa: E402
 
 from pvss.keys import KeyPair  # noqa: E402
 from secagg.boards.evm import (  # noqa: E402
+    ANVIL,
     TX_GAS_CAP,
     ContractRevert,
     EvmBoard,
@@ -24,6 +25,8 @@ from secagg.boards.evm import (  # noqa: E402
     connect,
     contract_config,
     fund_accounts,
+    start_anvil,
+    stop_process,
 )
 from secagg.boards.task import EvmTask, task_registration, task_signing_digest  # noqa: E402
 from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, Registration  # noqa: E402
@@ -74,6 +77,8 @@ def test_register_once_keys_read_back_and_reverified(w3: Any) -> None:
     for (role, party), key in keys.items():
         assert task.key(role, party) == key.pk
     assert task.verified_keys() == {seat: key.pk for seat, key in keys.items()}
+    attached = EvmTask.attach(w3, task.address)  # code, verifier, storage audited vs logs
+    assert attached.roster() == task.roster() and attached.owner is None
     assert task.roster() == (
         tuple(i.address for i in members),
         tuple(i.address for i in clients),
@@ -238,3 +243,39 @@ def test_gas_of_task_registration_is_recorded(w3: Any) -> None:
         task.register(ROLE_CLIENT, party, KeyPair.generate(), ident)
     regs = [g for name, g in task.gas if name == "register"]
     assert len(regs) == 4 and all(50_000 < g < 400_000 for g in regs), regs
+
+
+@pytest.fixture(scope="module")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    if not ANVIL.exists():
+        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
+    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
+    yield url
+    stop_process(proc)
+
+
+def test_on_anvil_attach_audits_storage_against_the_logs(anvil_url: str) -> None:
+    """Round trip on anvil (deploy, roster, register, open a round, attach), then the
+    stored key of a registered client is overwritten (anvil_setStorageAt): attach
+    refuses the task, naming the seat — the code check alone would pass."""
+    from eth_utils import keccak
+
+    w3 = connect(f"rpc:{anvil_url}")[0]
+    task, owner, _, clients = _task(w3)
+    key = KeyPair.generate()
+    task.register(ROLE_CLIENT, 1, key, clients[0])
+    board = task.open_round(round_config(n=4, m=3)[0])
+    again = EvmTask.attach(f"rpc:{anvil_url}", task.address, owner)
+    assert again.owner is owner and again.key(ROLE_CLIENT, 1) == key.pk
+    assert again.round_address(1) == board.address
+    # clients: mapping(uint32 => Seat) at slot 3; Seat = (identity, registered), pk[2]
+    base = int.from_bytes(keccak((1).to_bytes(32, "big") + (3).to_bytes(32, "big")), "big")
+    other = KeyPair.generate().pk.to_bytes()
+    for i in (1, 2):
+        slot = hex(base + i)
+        w3.provider.make_request(
+            "anvil_setStorageAt", [task.address, slot, "0x" + other[32 * (i - 1) : 32 * i].hex()]
+        )
+    assert task.key(ROLE_CLIENT, 1) != key.pk  # the write landed where the key is
+    with pytest.raises(Exception, match="client 1: its stored key is not its TaskRegistered"):
+        EvmTask.attach(f"rpc:{anvil_url}", task.address)

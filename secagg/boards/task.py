@@ -130,7 +130,8 @@ class EvmTask:
     ) -> EvmTask:
         """The task at ``address``, checked from the chain: its runtime code is the
         PvssTask artifact's (immutables aside) and its verifier's is PvssVerifier's.
-        ``account`` sends what this object sends (None: read-only)."""
+        ``account`` sends what this object sends (None: read-only; the owner's identity
+        may open rounds). Its storage is audited against its logs (``audit``)."""
         self = cls._new(provider, account)
         raw = address if isinstance(address, bytes) else _parse_address(address)
         checksum = _checksum(raw)
@@ -142,8 +143,39 @@ class EvmTask:
         vwant = bytes.fromhex(_artifact(VERIFIER_ARTIFACT)["deployedBytecode"].removeprefix("0x"))
         if not _code_matches(vcode, vwant):
             raise ProtocolError(f"task: {checksum}: its verifier is not PvssVerifier")
-        self.owner = None
+        is_owner = account is not None and account.address == self.owner_address
+        self.owner = account if is_owner else None
+        self.audit()
         return self
+
+    def audit(self) -> None:
+        """The task's storage is what its logs say (other init code with PvssTask's
+        runtime could have written seats or keys without their checks): the roster equals
+        the SeatAdded events in order and ``rosterHash`` their hash chain, and every
+        registered seat's key equals its TaskRegistered event's, whose PoP and signature
+        verify (``verified_keys``). Raises ``ProtocolError`` naming the first difference."""
+        members, clients = self.roster()
+        added: dict[int, list[bytes]] = {ROLE_MEMBER: [], ROLE_CLIENT: []}
+        h = bytes(32)
+        for log in self.contract.events.SeatAdded().get_logs(from_block=0):
+            a = log["args"]
+            ident = bytes.fromhex(a["identity"][2:])
+            if a["party"] != len(added[a["role"]]) + 1:
+                raise ProtocolError(f"task: {self.address}: seat events out of order")
+            added[a["role"]].append(ident)
+            h = keccak256(h + bytes([a["role"]]) + a["party"].to_bytes(4, "big") + ident)
+        if (tuple(added[ROLE_MEMBER]), tuple(added[ROLE_CLIENT])) != (members, clients):
+            raise ProtocolError(f"task: {self.address}: its roster is not its SeatAdded events")
+        if bytes(self.contract.functions.rosterHash().call()) != h:
+            raise ProtocolError(f"task: {self.address}: rosterHash is not its seats' hash chain")
+        logged = self.verified_keys()
+        for role, seats in ((ROLE_MEMBER, members), (ROLE_CLIENT, clients)):
+            for party in range(1, len(seats) + 1):
+                if self.key(role, party) != logged.get((role, party)):
+                    raise ProtocolError(
+                        f"task: {self.address}: {'member' if role else 'client'} {party}: "
+                        "its stored key is not its TaskRegistered event's"
+                    )
 
     def _bind(self, address: str) -> None:
         self.address = address
