@@ -16,8 +16,8 @@ const solc = require("solc");
 
 const ROOT = __dirname; // contracts/
 const SOURCE_DIRS = ["src", "test"];
-const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssTestHarness", "ReentrantChallenger"];
-const PACKAGED = ["PvssVerifier", "PvssRound"];
+const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssTask", "PvssTestHarness", "ReentrantChallenger"];
+const PACKAGED = ["PvssVerifier", "PvssRound", "PvssTask"];
 const PACKAGE_DIR = path.join(ROOT, "..", "secagg", "boards", "artifacts");
 const PINNED = require(path.join(ROOT, "..", "package.json")).devDependencies.solc;
 
@@ -82,14 +82,14 @@ function main() {
     outputs[runs] = output;
   }
 
-  // PvssRound pins PvssVerifier's code hash (VERIFIER_CODEHASH): check it is current
-  {
+  // PvssRound and PvssTask pin PvssVerifier's code hash (VERIFIER_CODEHASH): check it is current
+  for (const pinned of ["PvssRound.sol", "PvssTask.sol"]) {
     const { keccak256 } = require("js-sha3"); // a dependency of solc-js
     const v = outputs[RUNS_FOR.PvssVerifier || RUNS].contracts["src/PvssVerifier.sol"].PvssVerifier;
     const hash = keccak256(Buffer.from(v.evm.deployedBytecode.object, "hex"));
-    const src = fs.readFileSync(path.join(ROOT, "src", "PvssRound.sol"), "utf8");
+    const src = fs.readFileSync(path.join(ROOT, "src", pinned), "utf8");
     if (!src.includes(`VERIFIER_CODEHASH = 0x${hash};`)) {
-      console.error(`contracts/src/PvssRound.sol: set VERIFIER_CODEHASH = 0x${hash}`);
+      console.error(`contracts/src/${pinned}: set VERIFIER_CODEHASH = 0x${hash}`);
       process.exit(1);
     }
   }

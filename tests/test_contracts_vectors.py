@@ -242,6 +242,7 @@ def test_artifacts_are_reproducible(tmp_path: Path) -> None:
     packaged = ROOT / "secagg" / "boards" / "artifacts"
     assert sorted(p.name for p in packaged.glob("*.json")) == [
         "PvssRound.json",
+        "PvssTask.json",
         "PvssVerifier.json",
     ]
     for path in packaged.glob("*.json"):

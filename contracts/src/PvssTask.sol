@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity 0.8.28;
+
+import {PvssVerifier} from "./PvssVerifier.sol";
+import {PvssRound} from "./PvssRound.sol";
+
+/// @notice only the task owner (the aggregator identity) may call this
+error NotOwner(address caller);
+/// @notice the roster is sealed: no seat can be added any more
+error RosterSealed();
+/// @notice the roster is not sealed yet: no round can be opened
+error RosterOpen();
+/// @notice the identity is zero or already holds a seat of this role
+error BadSeat(uint8 role, address identity);
+/// @notice role is neither client (0) nor member (1)
+error TaskInvalidRole(uint8 role);
+/// @notice the party id is outside 1..limit
+error TaskIdOutOfRange(uint8 role, uint32 party, uint32 limit);
+/// @notice this seat already registered its key with the task (once per task)
+error TaskAlreadyRegistered(uint8 role, uint32 party);
+/// @notice the signature is not 65 bytes r || s || v, v in {27, 28}, 0 < s <= n/2
+error TaskBadSignature(uint8 role, uint32 party);
+/// @notice the registration is signed by `signer`, not by the seat's identity
+error TaskWrongSigner(uint8 role, uint32 party, address signer);
+/// @notice the round contract's round id is not the task's next one
+error WrongRoundId(uint64 expected, uint64 actual);
+/// @notice the round contract's aggregator is not the task owner
+error WrongAggregator(address aggregator);
+/// @notice the task's constructor arguments (0 committee size, 1 verifier code)
+error TaskBadConfig(uint256 code);
+
+/// @title PvssTask — the roster and the long-lived PVSS keys of one federation / FL task
+/// (SPEC.md §7.8).
+/// @notice Created once by the task owner (the aggregator identity). The roster lives in
+/// storage, added in batches (`addMembers`, `addClients`) until `sealRoster`, so no
+/// initcode cap bounds it. Each seat registers its PVSS key ONCE per task: a proof of
+/// possession for (chain, this task, round TASK_ROUND = 0, role * 2^24 + party) and a
+/// signature by the seat's identity over (DST_POST, chain, this task, round 0, role,
+/// party, view 0, registration post digest) — the same signing digest as a round post
+/// (SPEC.md §6.9) with the task as board and round 0, which no round uses (round ids
+/// start at 1). Rounds are opened by `openRound`: the owner names a round contract for
+/// the next round id; round ids strictly increase and every round keeps its own
+/// contract address, so every round context (§3.2) differs from every other.
+contract PvssTask {
+    uint8 internal constant ROLE_CLIENT = 0;
+    uint8 internal constant ROLE_MEMBER = 1;
+    uint8 internal constant TAG_REGISTRATION = 2;
+    /// @notice the round id of the task's own context (registrations); rounds start at 1
+    uint64 public constant TASK_ROUND = 0;
+    /// @notice a committee's member bitmaps in PvssRound are 256 bits wide
+    uint16 public constant MAX_COMMITTEE = 255;
+    bytes internal constant DST_POST = "pvss-secagg/v1/post";
+    /// @dev PvssRound.VERIFIER_CODEHASH (build.js refuses to build when either differs
+    /// from PvssVerifier's deployed code)
+    bytes32 public constant VERIFIER_CODEHASH = 0xc7b9251488d4d60207279120df8022dcdea4e8f14d4ad09e8b402fd80e073fdf;
+    uint256 internal constant SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
+
+    struct Seat {
+        address identity;
+        bool registered;
+        uint256[2] pk;
+    }
+
+    event SeatAdded(uint8 role, uint32 party, address identity);
+    event RosterSealedAt(uint32 members, uint32 clients, bytes32 rosterHash);
+    event TaskRegistered(uint8 role, uint32 party, address identity, bytes pk, bytes pop, bytes sig);
+    event RoundOpened(uint64 indexed roundId, address round, bytes32 configDigest);
+
+    address public immutable owner;
+    uint16 public immutable committeeSize;
+    PvssVerifier public immutable verifier;
+
+    bool public isSealed;
+    uint32 public memberCount;
+    uint32 public clientCount;
+    uint32 public registeredMembers;
+    uint32 public registeredClients;
+    uint64 public lastRound;
+    /// @notice hash chain over the seats in the order added: h_0 = 0, h = keccak256(h ||
+    /// uint8 role || uint32 party || address identity); final once sealed
+    bytes32 public rosterHash;
+    mapping(uint32 => Seat) internal members;
+    mapping(uint32 => Seat) internal clients;
+    /// @notice the seat an identity holds, by role (0 = none)
+    mapping(uint8 => mapping(address => uint32)) public seatOf;
+    mapping(uint64 => address) public rounds;
+
+    /// @notice `owner_` is the aggregator identity; `committeeSize_` the m of every round;
+    /// `verifier_` a PvssVerifier (its code hash must be the one PvssRound pins)
+    constructor(address owner_, uint16 committeeSize_, PvssVerifier verifier_) {
+        if (committeeSize_ < 2 || committeeSize_ > MAX_COMMITTEE) revert TaskBadConfig(0);
+        if (address(verifier_).codehash != VERIFIER_CODEHASH) revert TaskBadConfig(1);
+        owner = owner_;
+        committeeSize = committeeSize_;
+        verifier = verifier_;
+    }
+
+    modifier onlyOwner() {
+        if (msg.sender != owner) revert NotOwner(msg.sender);
+        _;
+    }
+
+    // ------------------------------------------------------------------ roster
+
+    /// @notice appends member seats (seat k = the k-th identity added); at most
+    /// committeeSize in all
+    function addMembers(address[] calldata ids) external onlyOwner {
+        if (isSealed) revert RosterSealed();
+        uint32 k = memberCount;
+        if (k + ids.length > committeeSize) revert TaskIdOutOfRange(ROLE_MEMBER, uint32(k + ids.length), committeeSize);
+        for (uint256 i; i < ids.length; ++i) {
+            k = _add(members, ROLE_MEMBER, k, ids[i]);
+        }
+        memberCount = k;
+    }
+
+    /// @notice appends client seats (seat i = the i-th identity added)
+    function addClients(address[] calldata ids) external onlyOwner {
+        if (isSealed) revert RosterSealed();
+        uint32 i = clientCount;
+        for (uint256 j; j < ids.length; ++j) {
+            i = _add(clients, ROLE_CLIENT, i, ids[j]);
+        }
+        clientCount = i;
+    }
+
+    function _add(mapping(uint32 => Seat) storage seats, uint8 role, uint32 last, address a)
+        internal
+        returns (uint32 party)
+    {
+        if (a == address(0) || seatOf[role][a] != 0) revert BadSeat(role, a);
+        party = last + 1;
+        seats[party].identity = a;
+        seatOf[role][a] = party;
+        rosterHash = keccak256(abi.encodePacked(rosterHash, role, party, a));
+        emit SeatAdded(role, party, a);
+    }
+
+    /// @notice fixes the roster (every committee seat filled, at least 2 clients)
+    function sealRoster() external onlyOwner {
+        if (isSealed) revert RosterSealed();
+        if (memberCount != committeeSize) revert TaskIdOutOfRange(ROLE_MEMBER, memberCount, committeeSize);
+        if (clientCount < 2) revert TaskIdOutOfRange(ROLE_CLIENT, clientCount, 2);
+        bytes32 h = rosterHash;
+        isSealed = true;
+        emit RosterSealedAt(memberCount, clientCount, h);
+    }
+
+    // ------------------------------------------------------------------ registration
+
+    /// @notice Seat (`role`, `party`) registers its PVSS key once for the whole task: a
+    /// proof of possession bound to (chain, this task, TASK_ROUND, role * 2^24 + party)
+    /// and the seat identity's signature (see the contract notice). Anyone may relay it.
+    function register(uint8 role, uint32 party, bytes calldata pk, bytes calldata pop, bytes calldata sig)
+        external
+    {
+        if (role > ROLE_MEMBER) revert TaskInvalidRole(role);
+        uint32 limit = role == ROLE_CLIENT ? clientCount : memberCount;
+        if (party == 0 || party > limit) revert TaskIdOutOfRange(role, party, limit);
+        Seat storage s = role == ROLE_CLIENT ? clients[party] : members[party];
+        bytes32 digest = keccak256(abi.encodePacked(TAG_REGISTRATION, role, party, pk, pop));
+        address signer = _recover(role, party, digest, sig);
+        if (signer != s.identity) revert TaskWrongSigner(role, party, signer);
+        if (s.registered) revert TaskAlreadyRegistered(role, party);
+        verifier.verifyPop(block.chainid, address(this), TASK_ROUND, (uint32(role) << 24) | party, pk, pop);
+        s.registered = true;
+        s.pk = [uint256(bytes32(pk[0:32])), uint256(bytes32(pk[32:64]))];
+        if (role == ROLE_CLIENT) registeredClients += 1;
+        else registeredMembers += 1;
+        emit TaskRegistered(role, party, signer, pk, pop, sig);
+    }
+
+    function _recover(uint8 role, uint32 party, bytes32 digest, bytes calldata sig)
+        internal
+        view
+        returns (address signer)
+    {
+        if (sig.length != 65) revert TaskBadSignature(role, party);
+        bytes32 r = bytes32(sig[0:32]);
+        bytes32 s = bytes32(sig[32:64]);
+        uint8 v = uint8(sig[64]);
+        if ((v != 27 && v != 28) || uint256(s) == 0 || uint256(s) > SECP256K1_HALF_N) {
+            revert TaskBadSignature(role, party);
+        }
+        bytes32 sd = keccak256(
+            abi.encodePacked(DST_POST, block.chainid, address(this), TASK_ROUND, role, party, bytes32(0), digest)
+        );
+        signer = ecrecover(keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", sd)), v, r, s);
+        if (signer == address(0)) revert TaskBadSignature(role, party);
+    }
+
+    // ------------------------------------------------------------------ rounds
+
+    /// @notice Opens round lastRound + 1: `round` is its round contract (the owner
+    /// deployed it; its round id must be the next one and its aggregator the owner). The
+    /// roster must be sealed.
+    function openRound(PvssRound round) external onlyOwner returns (uint64 id) {
+        if (!isSealed) revert RosterOpen();
+        id = lastRound + 1;
+        uint64 got = round.roundId();
+        if (got != id) revert WrongRoundId(id, got);
+        address agg = round.aggregator();
+        if (agg != owner) revert WrongAggregator(agg);
+        lastRound = id;
+        rounds[id] = address(round);
+        emit RoundOpened(id, address(round), round.configDigest());
+    }
+
+    // ------------------------------------------------------------------ views
+
+    /// @notice (identity, registered, pk.x, pk.y) of a seat
+    function seat(uint8 role, uint32 party) external view returns (address, bool, uint256, uint256) {
+        if (role > ROLE_MEMBER) revert TaskInvalidRole(role);
+        Seat storage s = role == ROLE_CLIENT ? clients[party] : members[party];
+        return (s.identity, s.registered, s.pk[0], s.pk[1]);
+    }
+
+    /// @notice the identities of seats first..last of a role (a roster page)
+    function identities(uint8 role, uint32 first, uint32 last) external view returns (address[] memory out) {
+        if (role > ROLE_MEMBER) revert TaskInvalidRole(role);
+        uint32 limit = role == ROLE_CLIENT ? clientCount : memberCount;
+        if (first == 0 || last < first || last > limit) revert TaskIdOutOfRange(role, last, limit);
+        out = new address[](last - first + 1);
+        for (uint32 p = first; p <= last; ++p) {
+            out[p - first] = (role == ROLE_CLIENT ? clients[p] : members[p]).identity;
+        }
+    }
+}
