@@ -195,6 +195,7 @@ class _FakeKubo(BaseHTTPRequestHandler):
 
     blocks: dict[str, bytes] = {}
     serve_wrong: bool = False  # cat answers other bytes (a lying node)
+    name_wrong: bool = False  # add answers another CID (a node importing otherwise)
 
     def log_message(self, *args: object) -> None:  # quiet
         pass
@@ -227,6 +228,8 @@ class _FakeKubo(BaseHTTPRequestHandler):
                 .decode()
             )
             self.blocks[name] = data
+            if self.name_wrong:  # as if wrapped in a dag-pb leaf (raw-leaves off)
+                name = "bafybeibml5uieyxa5tufngvg7fgwbkwvlsuntwbxgtskoqynbt7wlchmfm"
             return self._reply(200, json.dumps({"Hash": name}).encode() + b"\n")
         name = args.get("arg", "")
         if command in ("cat", "block/stat") and args.get("offline") != "true":
@@ -246,7 +249,7 @@ class _FakeKubo(BaseHTTPRequestHandler):
 @pytest.fixture
 def fake_kubo():  # noqa: ANN201
     _FakeKubo.blocks = {}
-    _FakeKubo.serve_wrong = False
+    _FakeKubo.serve_wrong = _FakeKubo.name_wrong = False
     server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeKubo)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -276,14 +279,21 @@ def test_ipfs_store_against_a_fake_node(fake_kubo: str) -> None:
         store.get(digest)
 
 
-def test_ipfs_store_refuses_a_node_that_names_blobs_otherwise(fake_kubo: str) -> None:
-    """The fake names a > 256 KiB blob by nothing (refuses it); a node whose CID for a
-    blob differs from ours is refused: here the fake's error is passed on."""
+def test_ipfs_store_refuses_a_node_that_names_blobs_otherwise(fake_kubo: str, capsys) -> None:  # noqa: ANN001
+    """A node whose CID for a blob is not ours is refused (it imports with other
+    settings); a node's own error is passed on; a URL that is no http(s) endpoint is
+    refused, by ``verify --blobs`` with exit 2."""
     store = IpfsBlobStore(fake_kubo, timeout=10)
+    _FakeKubo.name_wrong = True
+    with pytest.raises(ProtocolError, match="does not import with the settings"):
+        store.put(b"hello world")
+    _FakeKubo.name_wrong = False
     with pytest.raises(ProtocolError, match="one chunk at most"):
         store.put(os.urandom(CHUNK_SIZE + 1))
     with pytest.raises(ProtocolError, match="must be http"):
         IpfsBlobStore("127.0.0.1:5001")
+    assert main(["verify", "--rpc", "x", "--contract", "y", "--blobs", "ipfs:5001"]) == 2
+    assert "must be http" in capsys.readouterr().err
 
 
 def test_verify_reads_blobs_from_ipfs(tmp_path: Path, fake_kubo: str, capsys) -> None:  # noqa: ANN001
