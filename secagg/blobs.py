@@ -1,19 +1,36 @@
 """Content-addressed blob store (SPEC.md §6.6): a directory of files named by the
-sha256 of their bytes. What the board holds is the hash; the bytes live here."""
+blob's IPFS CID (§6.6.1, secagg/unixfs.py). What the board holds is the CID's
+sha2-256 digest; the bytes live here."""
 
 from __future__ import annotations
 
-import hashlib
+import json
 import os
+import re
 import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
 from pathlib import Path
 
 from secagg.errors import ProtocolError
+from secagg.unixfs import CHUNK_SIZE, CODECS, blob_id, cid_text
+
+_LEGACY_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 def blob_digest(data: bytes) -> bytes:
-    """sha256 of the bytes: the blob's name."""
-    return hashlib.sha256(data).digest()
+    """The 32-byte sha2-256 digest of the blob's CID (SPEC.md §6.6.1): what a
+    ``MaskedInputPost`` or ``ResultPost`` carries. For a blob of at most 256 KiB it is
+    the sha256 of the bytes; for a larger one, that of its UnixFS root node."""
+    return blob_id(data)[1]
+
+
+def blob_cids(digest: bytes) -> tuple[str, ...]:
+    """The CID strings a board digest can stand for (raw, then dag-pb): which one
+    follows from the blob's size, which a ``ResultPost`` does not carry."""
+    return tuple(cid_text(codec, digest) for codec in CODECS)
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -45,10 +62,20 @@ def durable_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o64
     fsync_dir(target.parent)
 
 
+def _check(name: str, data: bytes, source: str) -> bytes:
+    """The blob's bytes if their CID is ``name``; a blob whose content does not
+    match its name is refused."""
+    if cid_text(*blob_id(data)) != name:
+        raise ProtocolError(f"blob {name} from {source} does not match its name (corrupted)")
+    return data
+
+
 class BlobStore:
-    """Directory of blobs. ``put`` is atomic and durable (write a temp file, fsync,
-    rename, fsync the directory), so a crash never leaves a half-written blob under a
-    valid name, and a blob ``put`` returned for is on disk (SPEC.md §6.14)."""
+    """Directory of blobs, each file named by its CID string. ``put`` is atomic and
+    durable (write a temp file, fsync, rename, fsync the directory), so a crash never
+    leaves a half-written blob under a valid name, and a blob ``put`` returned for is
+    on disk (SPEC.md §6.14). A directory of the layout before CIDs (files named by
+    the hex sha256) is not read: ``get`` says so (SPEC.md §6.6)."""
 
     def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         """``create=False`` opens a store read-only in spirit: nothing is created (a
@@ -57,8 +84,26 @@ class BlobStore:
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
 
+    def _find(self, digest: bytes) -> Path | None:
+        for name in blob_cids(digest):
+            if (self.root / name).exists():
+                return self.root / name
+        return None
+
     def path(self, digest: bytes) -> Path:
-        return self.root / digest.hex()
+        """The file of the blob with this digest (ProtocolError when none is here)."""
+        found = self._find(digest)
+        if found is None:
+            raise self._missing(digest)
+        return found
+
+    def _missing(self, digest: bytes) -> ProtocolError:
+        if (self.root / digest.hex()).exists():
+            return ProtocolError(
+                f"blob {digest.hex()} is named by its hex sha256 (the round-directory "
+                "layout before CIDs, SPEC.md §6.6), which this version does not read"
+            )
+        return ProtocolError(f"blob {blob_cids(digest)[0]} ({digest.hex()}) is missing")
 
     def put(self, data: bytes) -> bytes:
         digest, _ = self.put_new(data)
@@ -66,8 +111,8 @@ class BlobStore:
 
     def put_new(self, data: bytes) -> tuple[bytes, bool]:
         """``put``, also telling whether the blob was new (False: already stored)."""
-        digest = blob_digest(data)
-        target = self.path(digest)
+        codec, digest = blob_id(data)
+        target = self.root / cid_text(codec, digest)
         if target.exists():
             return digest, False
         durable_write(target, data)
@@ -75,18 +120,121 @@ class BlobStore:
 
     def discard(self, digest: bytes) -> None:
         """Remove a blob (one stored for a post the board then refused)."""
-        self.path(digest).unlink(missing_ok=True)
+        for name in blob_cids(digest):
+            (self.root / name).unlink(missing_ok=True)
 
     def get(self, digest: bytes) -> bytes:
-        """The blob's bytes, re-hashed: a blob whose content does not match its name is
-        refused."""
+        """The blob's bytes, their CID recomputed: a blob whose content does not match
+        its name is refused."""
         path = self.path(digest)
-        if not path.exists():
-            raise ProtocolError(f"blob {digest.hex()} is missing")
-        data = path.read_bytes()
-        if blob_digest(data) != digest:
-            raise ProtocolError(f"blob {digest.hex()} does not match its name (corrupted)")
-        return data
+        return _check(path.name, path.read_bytes(), str(self.root))
 
     def __contains__(self, digest: bytes) -> bool:
-        return self.path(digest).exists()
+        return self._find(digest) is not None
+
+
+class IpfsBlobStore(BlobStore):
+    """Blobs on an IPFS node, through kubo's HTTP RPC API (``--blobs ipfs:URL``, URL
+    e.g. ``http://127.0.0.1:5001``; SPEC.md §6.6.2). ``put`` adds the bytes with
+    ``cid-version=1, raw-leaves, chunker=size-262144`` and pins them, and refuses a
+    node that names them by another CID; ``get`` reads them back offline (only what
+    the node holds) and recomputes their CID, so a node serving other bytes is
+    caught."""
+
+    def __init__(self, url: str, *, timeout: float = 60.0) -> None:  # noqa: D107
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ProtocolError(f"--blobs ipfs:{url}: the RPC endpoint must be http(s)://HOST:PORT")
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def _rpc(self, command: str, args: dict[str, str], body: bytes | None = None) -> bytes:
+        """POST ``/api/v0/<command>`` (kubo takes only POST); ProtocolError on any
+        failure, with the node's message."""
+        url = f"{self.url}/api/v0/{command}?{urllib.parse.urlencode(args)}"
+        headers = {}
+        if body is not None:
+            boundary = uuid.uuid4().hex
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+            body = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                    f'filename="blob"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                ).encode()
+                + body
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+        request = urllib.request.Request(url, data=body or b"", headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:300].decode("utf-8", "replace")
+            try:
+                detail = json.loads(detail).get("Message", detail)
+            except (ValueError, AttributeError):
+                pass
+            raise ProtocolError(f"ipfs node {self.url}: {command}: {detail}") from exc
+        except (OSError, ValueError) as exc:
+            raise ProtocolError(f"ipfs node {self.url}: {command}: {exc}") from exc
+
+    def put_new(self, data: bytes) -> tuple[bytes, bool]:
+        codec, digest = blob_id(data)
+        name = cid_text(codec, digest)
+        new = digest not in self
+        args = {
+            "cid-version": "1",
+            "raw-leaves": "true",
+            "chunker": f"size-{CHUNK_SIZE}",
+            "hash": "sha2-256",
+            "trickle": "false",
+            "pin": "true",
+            "quieter": "true",
+        }
+        reply = self._rpc("add", args, bytes(data))
+        try:
+            got = json.loads(reply.decode().strip().splitlines()[-1])["Hash"]
+        except (ValueError, KeyError, IndexError, TypeError) as exc:
+            raise ProtocolError(f"ipfs node {self.url}: add: unreadable reply") from exc
+        if got != name:
+            raise ProtocolError(
+                f"ipfs node {self.url}: add named a blob {got}, its CID is {name} (the node "
+                "does not import with the settings of SPEC.md §6.6.1)"
+            )
+        return digest, new
+
+    def discard(self, digest: bytes) -> None:
+        """Unpin the blob (the node's garbage collector may then drop it)."""
+        for name in blob_cids(digest):
+            try:
+                self._rpc("pin/rm", {"arg": name})
+            except ProtocolError:
+                pass  # not pinned under this name
+
+    def _find_cid(self, digest: bytes) -> str | None:
+        for name in blob_cids(digest):
+            try:
+                self._rpc("block/stat", {"arg": name, "offline": "true"})
+            except ProtocolError:
+                continue
+            return name
+        return None
+
+    def path(self, digest: bytes) -> Path:
+        raise ProtocolError(f"ipfs node {self.url}: blobs there have no local path")
+
+    def get(self, digest: bytes) -> bytes:
+        name = self._find_cid(digest)
+        if name is None:
+            raise ProtocolError(f"blob {blob_cids(digest)[0]} is missing on ipfs node {self.url}")
+        return _check(name, self._rpc("cat", {"arg": name, "offline": "true"}), self.url)
+
+    def __contains__(self, digest: bytes) -> bool:
+        return self._find_cid(digest) is not None
+
+
+def open_blob_store(spec: str, *, create: bool = False) -> BlobStore:
+    """``ipfs:URL``: an :class:`IpfsBlobStore`; anything else: a directory."""
+    if spec.startswith("ipfs:"):
+        return IpfsBlobStore(spec.removeprefix("ipfs:"))
+    return BlobStore(Path(spec), create=create)

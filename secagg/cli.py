@@ -260,7 +260,7 @@ def run_verify(
     (SPEC.md §7.6): ``verify --rpc URL --contract ADDR [--blobs DIR]`` rebuilds the
     round from the contract's logs with the head read from the contract, and
     ``verify DIR --rpc URL --contract ADDR`` also checks DIR against that chain."""
-    from secagg.blobs import BlobStore
+    from secagg.blobs import open_blob_store
     from secagg.errors import PvssError
     from secagg.verifier import chain_transcript, compare_transcripts, load_round, verify_round
 
@@ -281,10 +281,14 @@ def run_verify(
             print(f"error: {round_dir}: {exc}", file=sys.stderr)
             return 2
     if blobs_dir is not None:
-        if not Path(blobs_dir).is_dir():
+        if not blobs_dir.startswith("ipfs:") and not Path(blobs_dir).is_dir():
             print(f"error: --blobs {blobs_dir}: not a directory", file=sys.stderr)
             return 2
-        blobs = BlobStore(Path(blobs_dir), create=False)
+        try:
+            blobs = open_blob_store(blobs_dir)
+        except PvssError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         expected = bytes.fromhex(head.removeprefix("0x")) if head else None
         if expected is not None and len(expected) != 32:
@@ -506,7 +510,8 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
     ver.add_argument(
         "--blobs",
         default=None,
-        help="directory of the masked vectors (blobs/) for a round read from the chain; "
+        help="where the masked vectors are, named by CID (SPEC.md §6.6): a directory "
+        "(blobs/), or ipfs:URL for a kubo node's RPC API (e.g. ipfs:http://127.0.0.1:5001); "
         "None: the round directory's, or the sum is not recomputed",
     )
     ver.add_argument("--json", action="store_true", help="print one JSON object")

@@ -129,8 +129,8 @@ class ElidedDealingsPost:
 @message(4, ("client", UInt(32)), ("digest", Bytes(32)), ("size", UInt(64)))
 @dataclass(frozen=True)
 class MaskedInputPost:
-    """sha256 and size of the client's packed masked vector (the blob itself goes to
-    the aggregator / blob store)."""
+    """CID digest (SPEC.md §6.6) and size of the client's packed masked vector (the
+    blob itself goes to the aggregator / blob store)."""
 
     client: int
     digest: bytes
@@ -168,8 +168,8 @@ class SharesPost:
 @message(6, ("digest", Bytes(32)), ("included", ListOf(UInt(32))), ("total_weight", UInt(64)))
 @dataclass(frozen=True)
 class ResultPost:
-    """The aggregator's result: sha256 of the packed integer sum (a blob), the included
-    set it used and the total weight (the sum's last coordinate)."""
+    """The aggregator's result: CID digest (SPEC.md §6.6) of the packed integer sum (a
+    blob), the included set it used and the total weight (the sum's last coordinate)."""
 
     digest: bytes
     included: tuple[int, ...]
