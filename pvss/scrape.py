@@ -740,7 +740,9 @@ class SharePost:
             raise InvalidEncoding("share_post.index: 0 is the recipient's, who never posts")
         off = SHARE_POST_HEADER_BYTES
         shares = tuple(
-            G1Point.from_bytes(data[off + 64 * i : off + 64 * i + 64], field=f"share_post.share[{i}]")
+            G1Point.from_bytes(
+                data[off + 64 * i : off + 64 * i + 64], field=f"share_post.share[{i}]"
+            )
             for i in range(count)
         )
         proof = DleqProof.from_bytes(data[off + 64 * count :], field="share_post.proof")
