@@ -499,8 +499,12 @@ library Pvss {
         for (uint256 i; i < n; ++i) {
             uint256 rho;
             if (i & 1 == 0) {
-                uint32 j = uint32(i >> 1);
-                h = uint256(keccak256(abi.encodePacked(seed, j)));
+                assembly ("memory-safe") {
+                    // keccak256(seed || uint32 j) in the scratch space (0x00..0x3f)
+                    mstore(0x00, seed)
+                    mstore(0x20, shl(224, shr(1, i)))
+                    h := keccak256(0x00, 36)
+                }
                 rho = h >> 128;
             } else {
                 rho = h & type(uint128).max;
