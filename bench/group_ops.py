@@ -4,7 +4,7 @@ Prints one JSON object per line (bench, params, ours_s, baseline, baseline_s,
 speedup = baseline_s / ours_s, ...) and appends the same lines to
 bench/results/group_ops.jsonl. Times are medians of ``--repeats`` runs.
 
-    .venv/bin/python bench/group_ops.py [--quick] [--repeats N]
+    .venv/bin/python bench/group_ops.py [--quick] [--repeats N] [--only share_post]
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ from pvss.scrape import (  # noqa: E402
     compute_rs_weights,
     deal,
     decrypt_share,
+    decrypt_share_post,
     is_valid_dealing_batch,
     is_valid_share_batch,
+    is_valid_share_post_batch,
+    share_post_claim,
     share_transcript,
     verify_dealing,
     verify_decrypted_share,
@@ -134,12 +137,64 @@ def record(
     )
 
 
+def share_post_rows(reps: int, sizes: tuple[int, ...] = (22, 220)) -> None:
+    """Aggregated share posts (one DLEQ per post, SPEC.md §4.5) against today's
+    commitment-form batch (one DLEQ per share, ``is_valid_share_batch``) on the same
+    shares, timed alternately: a committee of m = 10 (t = 4), each member posting its
+    shares of ``size`` dealings (22 and 220: n = 10 and n = 100 clients with 2 dealings
+    each on average). Rows per share: one post (the board's check of a post) and all
+    m posts at once (the aggregator's and the verifier's check)."""
+    m, t = 10, 4
+    keys = [KeyPair.generate() for _ in range(m)]
+    pks = [k.pk for k in keys]
+    recipient = KeyPair.generate().pk
+    items = []
+    for d in range(max(sizes)):
+        ctx = Context(31337, b"\x01" * 20, 1, d + 1, 1 if d % 2 else 0, d + 2 if d % 2 else 0)
+        items.append((deal(pks, t, ctx, recipient if d % 2 else None)[0], ctx))
+    for size in sizes:
+        its = items[:size]
+        posts = [
+            share_post_claim(decrypt_share_post(k, keys[k - 1], its), pks[k - 1], its)
+            for k in range(1, m + 1)
+        ]
+        olds = [
+            [ShareClaim(decrypt_share(d, k, keys[k - 1], c), d, pks[k - 1], c) for d, c in its]
+            for k in range(1, m + 1)
+        ]
+        flat = [c for per in olds for c in per]
+        assert is_valid_share_post_batch(posts) and is_valid_share_batch(flat)
+        for label, new, old, count in (
+            ("one post", posts[:1], olds[0], size),
+            ("all posts", posts, flat, size * m),
+        ):
+            ours, base = paired_medians(
+                lambda new=new: is_valid_share_post_batch(new),
+                lambda old=old: is_valid_share_batch(old),
+                reps,
+            )
+            record(
+                "verify_share_post_batched",
+                {"m": m, "post": size, "posts": len(new)},
+                ours / count,
+                base / count,
+                baseline="ours_share_batch",
+                target_speedup=2,
+                note=f"seconds per share, {label}; baseline: the same shares each with "
+                "its own DLEQ in one commitment-form batch",
+            )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repeats, m = 8 for PVSS")
     ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--only", choices=["share_post"], help="run only these rows")
     args = ap.parse_args()
     reps = args.repeats or (3 if args.quick else 7)
+    if args.only == "share_post":
+        share_post_rows(reps)
+        return
     rng = random.Random(1)
     p = G * rng.randrange(1, R)
     ks = [rng.randrange(R) for _ in range(8)]
@@ -225,6 +280,7 @@ def main() -> None:
         baseline="ours_one_by_one",
         note="seconds per share in the batch",
     )
+    share_post_rows(reps)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ from pvss.group import (
     h_table,
     msm,
     msm_signed,
+    msm_signed_many,
     mul_each,
     random_scalar,
     scalar_from_bytes,
@@ -41,7 +42,16 @@ from pvss.group import (
     tables_for,
 )
 from pvss.keys import KeyPair
-from pvss.transcript import DST_DEALING, DST_DECRYPTED_SHARE, DST_RS_DUAL, Context, Transcript
+from pvss.transcript import (
+    DST_DEALING,
+    DST_DECRYPTED_SHARE,
+    DST_RS_DUAL,
+    DST_SHARE_POST,
+    DST_SHARE_POST_PROOF,
+    Context,
+    Transcript,
+    keccak256,
+)
 
 R = int(ORDER)
 MAX_POINTS = 1024
@@ -50,6 +60,12 @@ DEALING_HEADER_BYTES = 5
 DECRYPTED_SHARE_BYTES = 2 + 64 + DLEQ_PROOF_BYTES
 #: bits of each random weight of the batch verifiers (soundness error 2^-128)
 BATCH_WEIGHT_BITS = 128
+#: bits of each Fiat–Shamir weight rho_i of an aggregated share post (SPEC.md §4.5)
+SHARE_POST_WEIGHT_BITS = 128
+#: uint16 k || uint16 N header of a share post's bytes, then N x S_i and one proof
+SHARE_POST_HEADER_BYTES = 4
+#: most shares one post may hold (uint16 N)
+MAX_POST_SHARES = 0xFFFF
 
 
 # ---------------------------------------------------------------------------
@@ -669,6 +685,251 @@ def _failures(claims: Sequence, check: Callable[[Any], None], what: str) -> list
     if not out:
         raise InvalidProof(f"batch: verification failed but every {what} verifies alone")
     return out
+
+
+# ---------------------------------------------------------------------------
+# One aggregated DLEQ per shares post (SPEC.md §4.5)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SharePost:
+    """Member ``index``'s decryptions S_i of N encrypted shares, proved all at once: one
+    DLEQ that log_H pk = log_{S*} s_hat* for the Fiat–Shamir combinations
+    S* = sum rho_i S_i and s_hat* = sum rho_i s_hat_i (``share_post_weights``)."""
+
+    index: int
+    shares: tuple[G1Point, ...]
+    proof: DleqProof = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.index, int) or not 1 <= self.index <= 0xFFFF:
+            raise InvalidEncoding(f"share_post.index: {self.index} outside 1..65535")
+        if not 1 <= len(self.shares) <= MAX_POST_SHARES:
+            raise InvalidEncoding(
+                f"share_post.count: {len(self.shares)} outside 1..{MAX_POST_SHARES}"
+            )
+        for i, pt in enumerate(self.shares):
+            if not isinstance(pt, G1Point):
+                raise InvalidEncoding(f"share_post.share[{i}]: not a point")
+
+    def to_bytes(self) -> bytes:
+        """uint16 k || uint16 N || N x S_i (64) || A1 || A2 || z: 164 + 64 N bytes."""
+        return (
+            self.index.to_bytes(2, "big")
+            + len(self.shares).to_bytes(2, "big")
+            + b"".join(pt.to_bytes() for pt in self.shares)
+            + self.proof.to_bytes()
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SharePost:
+        data = bytes(data)
+        if len(data) < SHARE_POST_HEADER_BYTES:
+            raise InvalidEncoding(f"share_post: {len(data)} bytes, shorter than its header")
+        index = int.from_bytes(data[0:2], "big")
+        count = int.from_bytes(data[2:4], "big")
+        want = SHARE_POST_HEADER_BYTES + 64 * count + DLEQ_PROOF_BYTES
+        if count == 0:
+            raise InvalidEncoding("share_post.count: a post holds at least one share")
+        if len(data) != want:
+            raise InvalidEncoding(
+                f"share_post: expected {want} bytes for {count} shares, got {len(data)}"
+            )
+        if index == 0:
+            raise InvalidEncoding("share_post.index: 0 is the recipient's, who never posts")
+        off = SHARE_POST_HEADER_BYTES
+        shares = tuple(
+            G1Point.from_bytes(
+                data[off + 64 * i : off + 64 * i + 64], field=f"share_post.share[{i}]"
+            )
+            for i in range(count)
+        )
+        proof = DleqProof.from_bytes(data[off + 64 * count :], field="share_post.proof")
+        return cls(index, shares, proof)
+
+
+@dataclass(frozen=True)
+class SharePostClaim:
+    """A share post with what it must verify against: the member's key and, per share
+    in post order, the context of the dealing it decrypts and that dealing's s_hat_k."""
+
+    post: SharePost
+    pk: G1Point
+    contexts: tuple[Context, ...]
+    s_hats: tuple[G1Point, ...]
+
+
+def share_post_seed(
+    index: int,
+    pk: G1Point,
+    contexts: Sequence[Context],
+    s_hats: Sequence[G1Point],
+    shares: Sequence[G1Point],
+) -> bytes:
+    """keccak256(DST_SHARE_POST || uint16 k || pk_k || uint16 N ||
+    N x (context_i || s_hat_i || S_i)): the 32 bytes every weight is drawn from."""
+    if not len(contexts) == len(s_hats) == len(shares):
+        raise InvalidParameters(
+            f"share_post: {len(contexts)} contexts, {len(s_hats)} s_hat, {len(shares)} shares"
+        )
+    tr = (
+        Transcript(DST_SHARE_POST)
+        .uint(index, 16, "share_post.index")
+        .point(pk)
+        .uint(len(shares), 16, "share_post.count")
+    )
+    for ctx, s_hat, sh in zip(contexts, s_hats, shares, strict=True):
+        tr.context(ctx).point(s_hat).point(sh)
+    return keccak256(tr.to_bytes())
+
+
+def share_post_weights(seed: bytes, count: int) -> list[int]:
+    """rho_0 .. rho_{count-1}, two per hash: h_j = keccak256(seed || uint32 j) gives
+    rho_{2j} = h_j >> 128 and rho_{2j+1} = h_j mod 2^128 (SPEC.md §4.5)."""
+    mask = (1 << SHARE_POST_WEIGHT_BITS) - 1
+    out: list[int] = []
+    for j in range((count + 1) // 2):
+        h = int.from_bytes(keccak256(seed + j.to_bytes(4, "big")), "big")
+        out += [h >> SHARE_POST_WEIGHT_BITS, h & mask]
+    return out[:count]
+
+
+def share_post_prefix(seed: bytes, s_star: G1Point, s_hat_star: G1Point) -> Transcript:
+    """DST_SHARE_POST_PROOF || seed || S* || s_hat* (the DLEQ appends A1 || A2)."""
+    return Transcript(DST_SHARE_POST_PROOF).raw(seed).point(s_star).point(s_hat_star)
+
+
+def decrypt_share_post(
+    index: int,
+    key: KeyPair,
+    items: Sequence[tuple[Dealing, Context]],
+    *,
+    nonce: int | None = None,
+) -> SharePost:
+    """Member ``index`` decrypts its share of every (dealing, context) and proves all
+    of them with one DLEQ over the Fiat–Shamir combination (SPEC.md §4.5)."""
+    if index < 1:
+        raise InvalidParameters(f"decrypt_share_post: committee indices start at 1, got {index}")
+    if not items:
+        raise InvalidParameters("decrypt_share_post: a post holds at least one share")
+    s_hats = [d.s_hat[d.position(index)] for d, _ in items]
+    contexts = [c for _, c in items]
+    inv = inv_mod_r(key.sk)
+    shares = [pt * inv for pt in s_hats]
+    seed = share_post_seed(index, key.pk, contexts, s_hats, shares)
+    rho = share_post_weights(seed, len(shares))
+    s_star, s_hat_star = msm_signed(shares, rho), msm_signed(s_hats, rho)
+    proof = prove_dleq(key.sk, H, s_star, share_post_prefix(seed, s_star, s_hat_star), nonce=nonce)
+    return SharePost(index, tuple(shares), proof)
+
+
+def share_post_claim(
+    post: SharePost, pk: G1Point, items: Sequence[tuple[Dealing, Context]]
+) -> SharePostClaim:
+    """The claim of ``post`` against (dealing, context) per share, s_hat_k cut from each
+    dealing at the post's index; ``InvalidProof`` naming the member if the counts differ
+    or a dealing has no point k."""
+    who = f"member {post.index}"
+    if len(items) != len(post.shares):
+        raise InvalidProof(f"{who}: {len(post.shares)} shares for {len(items)} dealings")
+    s_hats = []
+    for i, (d, _) in enumerate(items):
+        try:
+            s_hats.append(d.s_hat[d.position(post.index)])
+        except InvalidParameters as exc:
+            raise InvalidProof(f"{who}: share[{i}]: {exc}") from None
+    return SharePostClaim(post, pk, tuple(c for _, c in items), tuple(s_hats))
+
+
+def _post_seed(claim: SharePostClaim) -> bytes:
+    post = claim.post
+    who = f"member {post.index}"
+    if not len(claim.contexts) == len(claim.s_hats) == len(post.shares):
+        raise InvalidProof(
+            f"{who}: {len(post.shares)} shares for {len(claim.contexts)} contexts and "
+            f"{len(claim.s_hats)} encrypted shares"
+        )
+    return share_post_seed(post.index, claim.pk, claim.contexts, claim.s_hats, post.shares)
+
+
+def verify_share_post(claim: SharePostClaim) -> None:
+    """Raise ``InvalidProof`` naming the member unless its aggregated DLEQ verifies:
+    z*H + e*pk = A1 and z*S* + e*s_hat* = A2 (the reference; SPEC.md §4.5)."""
+    post = claim.post
+    seed = _post_seed(claim)
+    rho = share_post_weights(seed, len(post.shares))
+    s_star = msm_signed(list(post.shares), rho)
+    s_hat_star = msm_signed(list(claim.s_hats), rho)
+    verify_dleq(
+        post.proof,
+        H,
+        claim.pk,
+        s_star,
+        s_hat_star,
+        share_post_prefix(seed, s_star, s_hat_star),
+        what=f"member {post.index}: share post",
+        tables1=(h_table(), table_for(claim.pk)),
+    )
+
+
+def is_valid_share_post_batch(
+    claims: Sequence[SharePostClaim], *, rng: random.Random | None = None
+) -> bool:
+    """All share posts valid? S*_p, s_hat*_p of every post as short-weight MSMs (two
+    128-bit terms per share, all posts in one kernel call), then every post's two DLEQ
+    equations folded with random 128-bit weights gamma, gamma':
+
+      (sum gamma z) H + sum_pk (sum gamma e) pk - sum gamma A1
+    + sum gamma' (z S* + e s_hat* - A2)  ==  0.
+
+    A batch holding an invalid post passes with probability < 2^-127 over the verifier's
+    coins (plus the 2^-128 of each post's own weights rho, SPEC.md §4.5)."""
+    if not claims:
+        return True
+    seeds: list[bytes] = []
+    jobs: list[tuple[list[G1Point], list[int]]] = []
+    for claim in claims:
+        try:
+            seed = _post_seed(claim)
+        except InvalidProof:
+            return False
+        rho = share_post_weights(seed, len(claim.post.shares))
+        seeds.append(seed)
+        jobs += [(list(claim.post.shares), rho), (list(claim.s_hats), rho)]
+    stars = msm_signed_many(jobs)
+    h_coeff = 0
+    key_coeff: dict[G1Point, int] = {}
+    short_pts: list[G1Point] = []
+    short_ks: list[int] = []
+    full_pts: list[G1Point] = []
+    full_ks: list[int] = []
+    for p, claim in enumerate(claims):
+        s_star, s_hat_star = stars[2 * p], stars[2 * p + 1]
+        proof = claim.post.proof
+        e = proof.challenge(share_post_prefix(seeds[p], s_star, s_hat_star))
+        z = proof.response
+        gamma, gamma2 = _weight(rng), _weight(rng)
+        h_coeff += gamma * z
+        key_coeff[claim.pk] = key_coeff.get(claim.pk, 0) + gamma * e
+        short_pts += [proof.a1, proof.a2]
+        short_ks += [-gamma, -gamma2]
+        full_pts += [s_star, s_hat_star]
+        full_ks += [gamma2 * z % R, gamma2 * e % R]
+    keys = list(key_coeff)
+    total = msm_signed(short_pts, short_ks) + msm(full_pts, full_ks) + h_table().mul(h_coeff % R)
+    for pt in mul_each([table_for(k) for k in keys], [key_coeff[k] % R for k in keys]):
+        total = total + pt
+    return total.is_identity
+
+
+def invalid_share_posts(claims: Sequence[SharePostClaim]) -> list[tuple[int, str]]:
+    """(position, reason naming the member) of every post that fails: one batch check,
+    then — only if it fails — the reference verifier post by post. A failing post is
+    its member's fault as a whole: without per-share proofs no single share is named."""
+    if is_valid_share_post_batch(claims):
+        return []
+    return _failures(claims, verify_share_post, "share post")
 
 
 def reconstruct(shares: Sequence[DecryptedShare], threshold: int) -> G1Point:

@@ -26,6 +26,8 @@ DST_RS_DUAL = b"pvss-secagg/v1/rs-dual"
 DST_DECRYPTED_SHARE = b"pvss-secagg/v1/decrypted-share"
 DST_POP = b"pvss-secagg/v1/proof-of-possession"
 DST_SEED_REVEAL = b"pvss-secagg/v1/seed-reveal"
+DST_SHARE_POST = b"pvss-secagg/v1/share-post"
+DST_SHARE_POST_PROOF = b"pvss-secagg/v1/share-post-proof"
 
 CONTEXT_BYTES = 69
 

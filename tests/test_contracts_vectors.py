@@ -15,6 +15,7 @@ and reported by ``test_gas`` (run with ``-s`` to see the table).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import shutil
@@ -42,12 +43,17 @@ from pvss.keys import KeyPair, ProofOfPossession, prove_possession, verify_posse
 from pvss.scrape import (  # noqa: E402
     Dealing,
     DecryptedShare,
+    SharePost,
+    SharePostClaim,
     compute_dealing_challenge,
     deal,
     dealing_transcript,
     decrypt_share,
+    decrypt_share_post,
+    share_post_claim,
     verify_dealing,
     verify_decrypted_share,
+    verify_share_post,
 )
 from pvss.transcript import PURPOSE_OTHER, PURPOSE_PAIR, PURPOSE_SELF, Context  # noqa: E402
 
@@ -64,7 +70,7 @@ BOARD = bytes.fromhex("5fbdb2315678afecb367f032d93f642f64180aa3")
 FIELDS = (
     "Context Purpose Dealing HasRecipient NPoints Threshold CommitteeKeys CommitteeKey "
     "RecipientKey V SHat A1 A2 Z Share ShareIndex SharePoint PublicKey Proof Challenge Response "
-    "Gamma"
+    "Gamma SharePost"
 ).split()
 F = {name: i for i, name in enumerate(FIELDS)}
 
@@ -947,3 +953,134 @@ def test_gas(chain: Chain) -> None:
     for label, g in rows.items():
         if label.startswith("verifyDealing"):
             assert g.execution <= 30_000 * 5 + 60_000, label
+
+
+# ---------------------------------------------------------------------------
+# Share posts: one aggregated DLEQ per post (SPEC.md §4.5)
+# ---------------------------------------------------------------------------
+
+
+def _post_args(inp: dict[str, Any]) -> tuple[bytes, bytes, bytes, bytes]:
+    """(pk, contexts N x 69, s_hats N x 64, post) of a share_post vector."""
+    return (
+        h2b(inp["pk"]),
+        b"".join(h2b(c["bytes"]) for c in inp["contexts"]),
+        b"".join(h2b(h) for h in inp["s_hats"]),
+        h2b(inp["post"]),
+    )
+
+
+def check_post(chain: Chain, args: tuple, error: str | None, err_args: tuple | None = None):
+    f = chain.verifier.functions
+    if error is None:
+        index, count = call(f.verifySharePost(*args))
+        assert (index, count) == (int.from_bytes(args[3][:2], "big"), len(args[2]) // 64)
+        assert call(f.isValidSharePost(*args)) is True
+    else:
+        expect_revert(f.verifySharePost(*args), error, err_args)
+        assert call(f.isValidSharePost(*args)) is False
+
+
+@pytest.mark.parametrize("rel", vector_cases("share_post"))
+def test_share_post_vectors(chain: Chain, rel: str) -> None:
+    """The same files tests/test_vectors.py checks in Python: valid accepted, every
+    tampered field (each S_i, A1, A2, z, k, a context, the order) rejected naming the
+    member (SharePostFailed(k))."""
+    vec = vector(rel)
+    args = _post_args(vec["input"])
+    if vec["output"]["valid"]:
+        check_post(chain, args, None)
+    else:
+        check_post(chain, args, "SharePostFailed", (vec["input"]["index"],))
+
+
+def _post_case(count: int, index: int = 4) -> tuple[SharePost, SharePostClaim]:
+    pks = [k.pk for k in KEYS]
+    items = []
+    for d in range(count):
+        ctx = Context(31337, BOARD, 5, 2 + d, PURPOSE_PAIR, 40 + d)
+        items.append((deal(pks, 3, ctx, RECIPIENT.pk, rng=random.Random(100 + d))[0], ctx))
+    post = decrypt_share_post(index, KEYS[index - 1], items, nonce=4321 + count)
+    claim = share_post_claim(post, pks[index - 1], items)
+    verify_share_post(claim)
+    return post, claim
+
+
+def _claim_args(claim: SharePostClaim, post: bytes | None = None) -> tuple[bytes, ...]:
+    return (
+        claim.pk.to_bytes(),
+        b"".join(c.to_bytes() for c in claim.contexts),
+        b"".join(h.to_bytes() for h in claim.s_hats),
+        claim.post.to_bytes() if post is None else post,
+    )
+
+
+def test_share_posts_agree_with_python(chain: Chain) -> None:
+    """Posts built here (5 shares) verify in both; every decoding rule of
+    SharePost.from_bytes is a revert naming the field on the contract."""
+    post, claim = _post_case(5)
+    args = _claim_args(claim)
+    check_post(chain, args, None)
+    raw = post.to_bytes()
+    off = 4 + 64 * 5
+    y0 = int.from_bytes(raw[36:68], "big")
+    a1y = int.from_bytes(raw[off + 32 : off + 64], "big")
+    a2y = int.from_bytes(raw[off + 96 : off + 128], "big")
+    z = int.from_bytes(raw[off + 128 :], "big")
+    bad = {
+        "short": (raw[:-1], "InvalidLength", (F["SharePost"], len(raw) - 1)),
+        "count 0": (raw[:2] + b"\0\0" + raw[4:], "InvalidLength", (F["SharePost"], len(raw))),
+        "index 0": (b"\0\0" + raw[2:], "InvalidEncoding", (F["ShareIndex"], 0)),
+        "S_0 off curve": (
+            _patch(raw, 36, ((y0 + 1) % P).to_bytes(32, "big")),
+            "InvalidEncoding",
+            (F["SharePoint"], 0),
+        ),
+        "A1 off curve": (
+            _patch(raw, off + 32, ((a1y + 1) % P).to_bytes(32, "big")),
+            "InvalidEncoding",
+            (F["A1"], 4),
+        ),
+        "A2 off curve": (
+            _patch(raw, off + 96, ((a2y + 1) % P).to_bytes(32, "big")),
+            "InvalidEncoding",
+            (F["A2"], 4),
+        ),
+        "z >= r": (
+            _patch(raw, off + 128, (z + R).to_bytes(32, "big")),
+            "InvalidEncoding",
+            (F["Response"], 4),
+        ),
+    }
+    for name, (blob, error, err_args) in bad.items():
+        with pytest.raises(InvalidEncoding, match="share_post"):
+            SharePost.from_bytes(blob)
+        assert blob != raw, name
+        check_post(chain, _claim_args(claim, blob), error, err_args)
+    # the statement's lengths: one context or s_hat short
+    pk, ctxs, s_hats, blob = args
+    check_post(chain, (pk, ctxs[:-69], s_hats, blob), "InvalidLength", (F["Context"], 4 * 69))
+    check_post(chain, (pk, ctxs, s_hats[:-64], blob), "InvalidLength", (F["SHat"], 4 * 64))
+    # under another member's key: the whole post is rejected naming the poster
+    other = (KEYS[0].pk.to_bytes(), ctxs, s_hats, blob)
+    with pytest.raises(InvalidProof, match="member 4: share post"):
+        verify_share_post(dataclasses.replace(claim, pk=KEYS[0].pk))
+    check_post(chain, other, "SharePostFailed", (4,))
+
+
+def test_share_post_gas(chain: Chain) -> None:
+    """Execution gas of verifySharePost for N = 1 and N = 22 shares; the per-share
+    slope (2 ecMul + 2 ecAdd + hashing) must be <= 15 k gas (issue 14 item 3)."""
+    rows = {}
+    for count in (1, 22):
+        _, claim = _post_case(count)
+        rows[count] = _gas(chain, chain.verifier.functions.verifySharePost(*_claim_args(claim)))
+    per_share = (rows[22].execution - rows[1].execution) / 21
+    per_share_total = (rows[22].total - rows[1].total) / 21
+    print(
+        f"\nverifySharePost on {chain.name}: N=1 execution {rows[1].execution} "
+        f"(total {rows[1].total}), N=22 execution {rows[22].execution} "
+        f"(total {rows[22].total}); per share execution {per_share:.0f}, "
+        f"with calldata {per_share_total:.0f}"
+    )
+    assert per_share <= 15_000

@@ -20,17 +20,23 @@ from pvss.scrape import (
     DealingClaim,
     DecryptedShare,
     ShareClaim,
+    SharePost,
     deal,
     decrypt_share,
+    decrypt_share_post,
+    invalid_share_posts,
     invalid_shares,
     is_valid_dealing,
     is_valid_dealing_batch,
     is_valid_share_batch,
+    is_valid_share_post_batch,
     reconstruct,
     recover_as_recipient,
+    share_post_claim,
     verify_dealing,
     verify_dealings,
     verify_decrypted_share,
+    verify_share_post,
 )
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, Context
 
@@ -353,3 +359,79 @@ def test_deal_many_matches_deal_and_verifies() -> None:
     alone = deal(pks, 2, CTX, rng=random.Random(3))
     batched = deal_many([reqs[0]], rng=random.Random(3))[0]
     assert alone == batched
+
+
+# ---------------------------------------------------------------------------
+# Share posts: one aggregated DLEQ per post (SPEC.md §4.5)
+# ---------------------------------------------------------------------------
+
+
+def _share_post_items(count: int) -> list[tuple[Dealing, Context]]:
+    out = []
+    for d in range(count):
+        ctx = dataclasses.replace(CTX, dealer=d + 1, purpose=PURPOSE_SELF, partner=0)
+        out.append((deal([k.pk for k in SP_KEYS], 2, ctx, rng=random.Random(d))[0], ctx))
+    return out
+
+
+SP_KEYS = [KeyPair.generate(sk) for sk in (31, 32, 33, 34)]
+
+
+def test_share_post_roundtrip_and_reconstruction() -> None:
+    """Every member's post verifies (alone and batched), its shares are the S_k of
+    decrypt_share, and t+1 posts reconstruct each dealing's secret."""
+    pks = [k.pk for k in SP_KEYS]
+    secrets_, items = [], []
+    for d in range(3):
+        ctx = dataclasses.replace(CTX, dealer=d + 1, purpose=PURPOSE_SELF, partner=0)
+        dealing, secret = deal(pks, 2, ctx, rng=random.Random(40 + d))
+        items.append((dealing, ctx))
+        secrets_.append(secret)
+    posts = [decrypt_share_post(k, SP_KEYS[k - 1], items) for k in (1, 2, 3, 4)]
+    claims = [share_post_claim(p, pks[p.index - 1], items) for p in posts]
+    for c in claims:
+        verify_share_post(c)
+        assert SharePost.from_bytes(c.post.to_bytes()) == c.post
+        assert len(c.post.to_bytes()) == 164 + 64 * 3
+    assert is_valid_share_post_batch(claims)
+    assert invalid_share_posts(claims) == []
+    for d, (dealing, ctx) in enumerate(items):
+        assert posts[0].shares[d] == decrypt_share(dealing, 1, SP_KEYS[0], ctx).share
+        shares = [
+            DecryptedShare(p.index, p.shares[d], decrypt_share(dealing, 1, SP_KEYS[0], ctx).proof)
+            for p in posts[1:]
+        ]
+        assert reconstruct(shares, 2) == secrets_[d]
+
+
+def test_share_post_codec_names_the_field() -> None:
+    items = _share_post_items(2)
+    raw = decrypt_share_post(2, SP_KEYS[1], items).to_bytes()
+    y = int.from_bytes(raw[4 + 64 + 32 : 4 + 128], "big")
+    cases = {
+        "share_post:": raw[:-1],
+        "share_post.count": raw[:2] + b"\0\0" + raw[4:],
+        "share_post.index": b"\0\0" + raw[2:],
+        r"share_post.share\[1\]": raw[:100] + ((y + 1) % P).to_bytes(32, "big") + raw[132:],
+        "share_post.proof.response": raw[:-32] + (R + 1).to_bytes(32, "big"),
+    }
+    for field, blob in cases.items():
+        with pytest.raises(InvalidEncoding, match=field):
+            SharePost.from_bytes(blob)
+
+
+def test_share_post_claim_needs_one_dealing_per_share() -> None:
+    items = _share_post_items(2)
+    post = decrypt_share_post(3, SP_KEYS[2], items)
+    with pytest.raises(InvalidProof, match="member 3: 2 shares for 1 dealings"):
+        share_post_claim(post, SP_KEYS[2].pk, items[:1])
+    with pytest.raises(InvalidParameters):
+        decrypt_share_post(0, SP_KEYS[0], items)
+    with pytest.raises(InvalidParameters):
+        decrypt_share_post(1, SP_KEYS[0], [])
+    # a post whose statement lists another number of s_hat than shares fails, naming k
+    claim = share_post_claim(post, SP_KEYS[2].pk, items)
+    short = dataclasses.replace(claim, s_hats=claim.s_hats[:1])
+    with pytest.raises(InvalidProof, match="member 3"):
+        verify_share_post(short)
+    assert not is_valid_share_post_batch([short])

@@ -15,11 +15,15 @@ from pvss.scrape import (
     Dealing,
     DealingClaim,
     DecryptedShare,
+    SharePost,
+    SharePostClaim,
     compute_dealing_challenge,
     compute_rs_weights,
     is_valid_dealing_batch,
+    is_valid_share_post_batch,
     verify_dealing,
     verify_decrypted_share,
+    verify_share_post,
 )
 
 from .vector_gen import VECTOR_DIR, build, ctx_from_json, load_dealing_case, render
@@ -93,6 +97,34 @@ def test_decrypted_share_vectors(rel: str) -> None:
         with pytest.raises((InvalidProof, InvalidEncoding)):
             share = DecryptedShare.from_bytes(bytes.fromhex(inp["share"]))
             verify_decrypted_share(share, dealing, pk, ctx)
+
+
+def _share_post_claim(inp: dict) -> SharePostClaim:
+    index = inp["index"]
+    dealings = [Dealing.from_bytes(bytes.fromhex(d)) for d in inp["dealings"]]
+    s_hats = tuple(G1Point.from_bytes(bytes.fromhex(h)) for h in inp["s_hats"])
+    # the vector's s_hat_k are the dealings' own (the contract takes them cut out)
+    assert s_hats == tuple(d.s_hat[d.position(index)] for d in dealings)
+    return SharePostClaim(
+        SharePost.from_bytes(bytes.fromhex(inp["post"])),
+        G1Point.from_bytes(bytes.fromhex(inp["pk"])),
+        tuple(ctx_from_json(c) for c in inp["contexts"]),
+        s_hats,
+    )
+
+
+@pytest.mark.parametrize("rel", cases("share_post"))
+def test_share_post_vectors(rel: str) -> None:
+    vec = load(rel)
+    claim = _share_post_claim(vec["input"])
+    member = vec["input"]["index"]
+    if vec["output"]["valid"]:
+        verify_share_post(claim)
+        assert is_valid_share_post_batch([claim])
+    else:
+        with pytest.raises(InvalidProof, match=f"member {member}: share post"):
+            verify_share_post(claim)
+        assert not is_valid_share_post_batch([claim])
 
 
 @pytest.mark.parametrize("rel", cases("pop"))

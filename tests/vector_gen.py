@@ -28,6 +28,7 @@ from pvss.scrape import (
     deal,
     dealing_transcript,
     decrypt_share,
+    decrypt_share_post,
 )
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, Context
 
@@ -285,6 +286,78 @@ def build() -> dict[str, dict[str, Any]]:
     }.items():
         out[f"seed_reveal/invalid_{label}.json"] = {
             "input": {**sr_in, **change},
+            "output": {"valid": False},
+        }
+    out.update(_share_post_vectors(keys, board))
+    return out
+
+
+def _share_post_vectors(keys: list[KeyPair], board: bytes) -> dict[str, dict[str, Any]]:
+    """share_post/*.json (SPEC.md §4.5): member 2's post of its shares of three
+    dealings (a self dealing and two pair dealings), valid and with each field tampered.
+    Input: member index k, pk, per share the dealing, its context and s_hat_k (cut from
+    the dealing), and the post bytes uint16 k || uint16 N || N x S_i || A1 || A2 || z."""
+    rng = random.Random(20261202)  # its own stream: the older vectors stay as they are
+    pks = [k.pk for k in keys]
+    recipient = KeyPair.generate(rng.randrange(1, R))
+    items = []
+    for dealer, purpose, partner in (
+        (5, PURPOSE_SELF, 0),
+        (5, PURPOSE_PAIR, 6),
+        (7, PURPOSE_PAIR, 9),
+    ):
+        ctx = Context(31337, board, 1, dealer, purpose, partner)
+        rpk = recipient.pk if purpose == PURPOSE_PAIR else None
+        items.append((deal(pks, 1, ctx, rpk, rng=rng)[0], ctx))
+    k = 2
+    post = decrypt_share_post(k, keys[k - 1], items, nonce=rng.randrange(1, R))
+    base = {
+        "index": k,
+        "pk": _pt(pks[k - 1]),
+        "dealings": [d.to_bytes().hex() for d, _ in items],
+        "contexts": [ctx_json(c) for _, c in items],
+        "s_hats": [_pt(d.s_hat[d.position(k)]) for d, _ in items],
+        "post": post.to_bytes().hex(),
+    }
+    out = {"share_post/valid.json": {"input": base, "output": {"valid": True}}}
+    raw = post.to_bytes()
+    n = len(post.shares)
+    off = 4 + 64 * n  # A1 || A2 || z after the shares
+    variants: dict[str, dict[str, Any]] = {}
+    for i in range(n):
+        at = 4 + 64 * i
+        bad = raw[:at] + (post.shares[i] + G).to_bytes() + raw[at + 64 :]
+        variants[f"share{i}"] = {"post": bad.hex()}
+    variants["a1"] = {"post": (raw[:off] + (post.proof.a1 + G).to_bytes() + raw[off + 64 :]).hex()}
+    variants["a2"] = {
+        "post": (raw[: off + 64] + (post.proof.a2 + G).to_bytes() + raw[off + 128 :]).hex()
+    }
+    z = (post.proof.response + 1) % R
+    variants["response"] = {"post": (raw[: off + 128] + z.to_bytes(32, "big")).hex()}
+    # member 2's shares and proof posted as member 3's (member 3's key and s_hat_3)
+    variants["index"] = {
+        "index": 3,
+        "post": ((3).to_bytes(2, "big") + raw[2:]).hex(),
+        "pk": _pt(pks[2]),
+        "s_hats": [_pt(d.s_hat[d.position(3)]) for d, _ in items],
+    }
+    # the dealing reference: share 1 said to decrypt another round's dealing
+    other = dataclasses.replace(items[1][1], round_id=2)
+    variants["context"] = {
+        "contexts": [ctx_json(c) for _, c in items[:1]]
+        + [ctx_json(other)]
+        + [ctx_json(c) for _, c in items[2:]]
+    }
+    # the dealing reference: shares 1 and 2 swapped against their dealings
+    swap = [items[0], items[2], items[1]]
+    variants["order"] = {
+        "dealings": [d.to_bytes().hex() for d, _ in swap],
+        "contexts": [ctx_json(c) for _, c in swap],
+        "s_hats": [_pt(d.s_hat[d.position(k)]) for d, _ in swap],
+    }
+    for label, change in variants.items():
+        out[f"share_post/invalid_{label}.json"] = {
+            "input": {**base, **change},
             "output": {"valid": False},
         }
     return out

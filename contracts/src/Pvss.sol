@@ -28,7 +28,8 @@ enum Field {
     Proof, // a 64-byte (e, z) proof as a whole (length)
     Challenge, // e of a compact proof (proof of possession), must be < r
     Response, // z of a proof, must be < r
-    Gamma // a member's seed reveal Gamma (SPEC.md §6.10)
+    Gamma, // a member's seed reveal Gamma (SPEC.md §6.10)
+    SharePost // a share post as a whole (length, share count N >= 1; SPEC.md §4.5)
 }
 
 /// @notice bytes that do not have the length the layout requires
@@ -55,6 +56,9 @@ error RsCheckFailed();
 error NoSuchPoint(uint256 index);
 /// @notice the DLEQ proof of member `index`'s decrypted share does not verify
 error ShareProofFailed(uint256 index);
+/// @notice the aggregated DLEQ of member `member`'s share post does not verify: some
+/// S_i of the post is not its decryption, or the proof is bad (SPEC.md §4.5)
+error SharePostFailed(uint256 member);
 /// @notice the proof of possession of `party` does not verify
 error PopFailed(uint256 party);
 /// @notice the DLEQ proof of member `member`'s seed reveal does not verify (SPEC.md §6.10)
@@ -76,6 +80,15 @@ library Pvss {
     bytes32 private constant DST_DEALING_WORD = "pvss-secagg/v1/dealing"; // 22 bytes
     bytes32 private constant DST_RS_DUAL_WORD = "pvss-secagg/v1/rs-dual"; // 22 bytes
     bytes32 private constant DST_DECRYPTED_SHARE_WORD = "pvss-secagg/v1/decrypted-share"; // 30 bytes
+    bytes32 private constant DST_SHARE_POST_WORD = "pvss-secagg/v1/share-post"; // 25 bytes
+    bytes32 private constant DST_SHARE_POST_PROOF_WORD = "pvss-secagg/v1/share-post-proof"; // 31 bytes
+    /// @dev uint16 k || uint16 N, then N x S_i (64) and A1 || A2 || z (160)
+    uint256 internal constant SHARE_POST_HEADER_BYTES = 4;
+    uint256 internal constant DLEQ_PROOF_BYTES = 160;
+    /// @dev seed transcript: DST (25) || uint16 k || pk || uint16 N = 93 bytes, then per
+    /// share context (69) || s_hat_i || S_i = 197 bytes
+    uint256 private constant SP_HEADER = 93;
+    uint256 private constant SP_RECORD = 197;
 
     uint256 internal constant CONTEXT_BYTES = 69;
     uint256 internal constant PURPOSE_OTHER = 2;
@@ -419,6 +432,122 @@ library Pvss {
         if (cx != a1x || cy != a1y) revert ShareProofFailed(index);
         (cx, cy) = BN254.mulAdd(sx, sy, z, hx, hy, e);
         if (cx != a2x || cy != a2y) revert ShareProofFailed(index);
+    }
+
+    // ---------------------------------------------------------------- share posts
+
+    /// @notice The member index k and share count N of a share post
+    /// `uint16 k || uint16 N || N x S_i || A1 || A2 || z` (SPEC.md §4.5): checks the
+    /// length (164 + 64 N), N >= 1 and k >= 1.
+    function sharePostHeader(bytes memory post) internal pure returns (uint256 index, uint256 n) {
+        if (post.length < SHARE_POST_HEADER_BYTES) revert InvalidLength(Field.SharePost, post.length);
+        uint256 w = _word(post, 0);
+        index = w >> 240;
+        n = (w >> 224) & 0xffff;
+        if (n == 0 || post.length != SHARE_POST_HEADER_BYTES + 64 * n + DLEQ_PROOF_BYTES) {
+            revert InvalidLength(Field.SharePost, post.length);
+        }
+        if (index == 0) revert InvalidEncoding(Field.ShareIndex, 0);
+    }
+
+    /// @dev seed = keccak256(DST_SHARE_POST || uint16 k || pk || uint16 N ||
+    /// N x (context_i || s_hat_i || S_i)), every context, s_hat_i and S_i checked
+    /// (errors carry the share's position i in the post)
+    function _sharePostSeed(
+        uint256 index,
+        uint256 n,
+        uint256 px,
+        uint256 py,
+        bytes memory contexts,
+        bytes memory sHats,
+        bytes memory post
+    ) private pure returns (bytes32 seed) {
+        bytes memory tr = new bytes(SP_HEADER + SP_RECORD * n);
+        bytes32 dst = DST_SHARE_POST_WORD;
+        assembly ("memory-safe") {
+            let f := add(tr, 0x20)
+            mstore(f, dst)
+            mstore(add(f, 25), shl(240, index))
+            mstore(add(f, 27), px)
+            mstore(add(f, 59), py)
+            mstore(add(f, 91), shl(240, n))
+        }
+        for (uint256 i; i < n; ++i) {
+            if (uint8(contexts[CONTEXT_BYTES * i + 64]) > PURPOSE_OTHER) revert InvalidEncoding(Field.Purpose, i);
+            (uint256 hx, uint256 hy) = _checkedPoint(sHats, 64 * i, Field.SHat, i);
+            (uint256 sx, uint256 sy) = _checkedPoint(post, SHARE_POST_HEADER_BYTES + 64 * i, Field.SharePoint, i);
+            assembly ("memory-safe") {
+                let r := add(add(tr, 0x20), add(SP_HEADER, mul(SP_RECORD, i)))
+                mcopy(r, add(add(contexts, 0x20), mul(CONTEXT_BYTES, i)), CONTEXT_BYTES)
+                mstore(add(r, 69), hx)
+                mstore(add(r, 101), hy)
+                mstore(add(r, 133), sx)
+                mstore(add(r, 165), sy)
+            }
+        }
+        seed = keccak256(tr);
+    }
+
+    /// @dev S* = sum rho_i S_i and s_hat* = sum rho_i s_hat_i (2 ecMul + 2 ecAdd per
+    /// share), rho_{2j} || rho_{2j+1} = keccak256(seed || uint32 j)
+    function _sharePostStars(bytes32 seed, uint256 n, bytes memory sHats, bytes memory post)
+        private
+        view
+        returns (uint256 sx, uint256 sy, uint256 ux, uint256 uy)
+    {
+        uint256 h;
+        for (uint256 i; i < n; ++i) {
+            uint256 rho;
+            if (i & 1 == 0) {
+                assembly ("memory-safe") {
+                    // keccak256(seed || uint32 j) in the scratch space (0x00..0x3f)
+                    mstore(0x00, seed)
+                    mstore(0x20, shl(224, shr(1, i)))
+                    h := keccak256(0x00, 36)
+                }
+                rho = h >> 128;
+            } else {
+                rho = h & type(uint128).max;
+            }
+            (uint256 x, uint256 y) = _point(post, SHARE_POST_HEADER_BYTES + 64 * i);
+            (x, y) = BN254.mul(x, y, rho);
+            (sx, sy) = BN254.add(sx, sy, x, y);
+            (x, y) = _point(sHats, 64 * i);
+            (x, y) = BN254.mul(x, y, rho);
+            (ux, uy) = BN254.add(ux, uy, x, y);
+        }
+    }
+
+    /// @notice Verifies member k's share post `post` (SPEC.md §4.5): N decrypted shares
+    /// S_i of the encrypted shares `sHats` (N x 64, s_hat_k of each dealing, in post
+    /// order) under the contexts `contexts` (N x 69) and the member's key `pk`, with one
+    /// DLEQ for (H, pk, S*, s_hat*): seed as in _sharePostSeed, the weights rho_i,
+    /// e = keccak256(DST_SHARE_POST_PROOF || seed || S* || s_hat* || A1 || A2) mod r,
+    /// then z*H + e*pk == A1 and z*S* + e*s_hat* == A2. Returns k and N.
+    function verifySharePost(bytes memory pk, bytes memory contexts, bytes memory sHats, bytes memory post)
+        internal
+        view
+        returns (uint256 index, uint256 n)
+    {
+        (index, n) = sharePostHeader(post);
+        if (contexts.length != CONTEXT_BYTES * n) revert InvalidLength(Field.Context, contexts.length);
+        if (sHats.length != 64 * n) revert InvalidLength(Field.SHat, sHats.length);
+        if (pk.length != 64) revert InvalidLength(Field.PublicKey, pk.length);
+        (uint256 px, uint256 py) = _checkedPoint(pk, 0, Field.PublicKey, index);
+        uint256 off = SHARE_POST_HEADER_BYTES + 64 * n;
+        (uint256 a1x, uint256 a1y) = _checkedPoint(post, off, Field.A1, index);
+        (uint256 a2x, uint256 a2y) = _checkedPoint(post, off + 64, Field.A2, index);
+        uint256 z = _word(post, off + 128);
+        if (z >= BN254.R) revert InvalidEncoding(Field.Response, index);
+        bytes32 seed = _sharePostSeed(index, n, px, py, contexts, sHats, post);
+        (uint256 sx, uint256 sy, uint256 ux, uint256 uy) = _sharePostStars(seed, n, sHats, post);
+        uint256 e = uint256(
+            keccak256(abi.encodePacked(bytes31(DST_SHARE_POST_PROOF_WORD), seed, sx, sy, ux, uy, a1x, a1y, a2x, a2y))
+        ) % BN254.R;
+        (uint256 cx, uint256 cy) = BN254.mulAdd(BN254.H_X, BN254.H_Y, z, px, py, e);
+        if (cx != a1x || cy != a1y) revert SharePostFailed(index);
+        (cx, cy) = BN254.mulAdd(sx, sy, z, ux, uy, e);
+        if (cx != a2x || cy != a2y) revert SharePostFailed(index);
     }
 
     // ---------------------------------------------------------------- proof of possession

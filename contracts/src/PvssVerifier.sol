@@ -93,6 +93,32 @@ contract PvssVerifier {
         }
     }
 
+    /// @notice Reverts unless `post` (uint16 k || uint16 N || N x S_i || A1 || A2 || z) is
+    /// member k's valid share post (SPEC.md §4.5): one aggregated DLEQ for the decryptions
+    /// S_i of `sHats` (N x 64, in post order) under `contexts` (N x 69) and key `pk`.
+    /// Returns k and N.
+    function verifySharePost(bytes memory pk, bytes memory contexts, bytes memory sHats, bytes memory post)
+        public
+        view
+        returns (uint256 index, uint256 count)
+    {
+        return Pvss.verifySharePost(pk, contexts, sHats, post);
+    }
+
+    /// @notice verifySharePost as a bool.
+    function isValidSharePost(
+        bytes calldata pk,
+        bytes calldata contexts,
+        bytes calldata sHats,
+        bytes calldata post
+    ) external view returns (bool) {
+        try this.verifySharePost(pk, contexts, sHats, post) returns (uint256, uint256) {
+            return true;
+        } catch (bytes memory reason) {
+            return _rejected(reason);
+        }
+    }
+
     /// @notice Reverts unless `proof` is a valid proof of possession of `pk` for
     /// `party` in round `round` on (chainId, board) (SPEC.md §3.4).
     function verifyPop(uint256 chainId, address board, uint64 round, uint32 party, bytes memory pk, bytes memory proof)
