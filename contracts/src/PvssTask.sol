@@ -52,7 +52,7 @@ contract PvssTask {
     bytes internal constant DST_POST = "pvss-secagg/v1/post";
     /// @dev PvssRound.VERIFIER_CODEHASH (build.js refuses to build when either differs
     /// from PvssVerifier's deployed code)
-    bytes32 public constant VERIFIER_CODEHASH = 0xc7b9251488d4d60207279120df8022dcdea4e8f14d4ad09e8b402fd80e073fdf;
+    bytes32 public constant VERIFIER_CODEHASH = 0x98f6e43cdc26532406ca1d64ce59929b00e921b23b6e5f0c8e74c74344c04e62;
     uint256 internal constant SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
     struct Seat {
