@@ -155,3 +155,66 @@ def test_payouts_across_rounds_with_dropouts_faults_and_slashing(w3: Any) -> Non
     reps = {(r["role"], r["party"]): r for r in task.reputations(2)}
     assert reps[("client", 1)]["faults"] == 1 and reps[("client", 1)]["included"] is False
     assert reps[("member", 1)]["valid_shares"] == posted2[1]
+
+
+def _stub_task(w3: Any) -> tuple[Any, list[bytes], list[bytes]]:
+    from .task_rewards import open_stub
+
+    members = [identity().address for _ in range(2)]
+    clients = [identity().address for _ in range(3)]
+    task, _ = make_task(w3, members, clients)
+    task.set_rewards(50, 7)
+    task.fund(1000)
+    open_stub(task, members, [3, 0], clients, [True, False, True])
+    task.settle(1)
+    open_stub(task, members, [1, 1], clients, [True, True, True])  # not settled
+    return task, members, clients
+
+
+def test_cli_payouts_shows_credits_and_reputation(w3: Any, capsys: Any) -> None:
+    import json
+
+    from secagg.cli import run_payouts
+
+    task, members, clients = _stub_task(w3)
+    assert run_payouts(w3, task.address, None, True) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["pool"] == {"funded": 1000, "pool": 1000 - 121, "credited": 121, "balance": 1000}
+    r1, r2 = out["rounds"]
+    assert r1["payout"]["done"] is True and r2["payout"]["started"] is False
+    assert [(c["role"], c["party"], c["units"], c["amount"]) for c in r1["credits"]] == [
+        ("member", 1, 3, 21),
+        ("client", 1, 1, 50),
+        ("client", 3, 1, 50),
+    ]
+    assert r2["credits"] == []
+    rep = {(q["role"], q["party"]): q for q in r1["reputation"]}
+    assert rep[("member", 1)]["valid_shares"] == 3 and rep[("member", 2)]["valid_shares"] == 0
+    assert rep[("client", 2)]["included"] is False
+    # prose, one round
+    assert run_payouts(w3, task.address, 1, False) == 0
+    text = capsys.readouterr().out
+    assert "round 1" in text and "round 2" not in text and "settled" in text
+    assert f"credit client 3 {_checksum(clients[2])}: 50 wei" in text
+    # a round the task did not open: exit 2, named
+    assert run_payouts(w3, task.address, 3, False) == 2
+    assert "--round 3" in capsys.readouterr().err
+
+
+def test_cli_payouts_on_anvil(tmp_path: Any, capsys: Any) -> None:
+    import json
+
+    from secagg.boards.evm import ANVIL, start_anvil, stop_process
+    from secagg.cli import main
+
+    if not ANVIL.exists():
+        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
+    proc, url = start_anvil(tmp_path / "anvil.log")
+    try:
+        task, _, _ = _stub_task(connect(f"rpc:{url}")[0])
+        assert main(["payouts", "--rpc", url, "--task", task.address, "--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
+        assert out["pool"]["credited"] == 121
+        assert [c["amount"] for c in out["rounds"][0]["credits"]] == [21, 50, 50]
+    finally:
+        stop_process(proc)

@@ -239,6 +239,10 @@ class EvmTask:
 
     # -- reading -----------------------------------------------------------------------
     @property
+    def round_abi(self) -> list:
+        return _artifact("PvssRound")["abi"]
+
+    @property
     def raw_address(self) -> bytes:
         return bytes.fromhex(self.address[2:])
 
@@ -407,7 +411,7 @@ class EvmTask:
         addr = self.round_address(round_id)
         if int(addr, 16) == 0:
             raise ProtocolError(f"task: {self.address}: no round {round_id} opened")
-        rnd = self.w3.eth.contract(address=addr, abi=_artifact("PvssRound")["abi"])
+        rnd = self.w3.eth.contract(address=addr, abi=self.round_abi)
         f = rnd.functions
         out = []
         seats = [
