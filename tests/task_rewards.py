@@ -46,12 +46,11 @@ def open_stub(
     """Opens a RoundStub as the task's next round; returns (round id, stub)."""
     rid = task.last_round + 1
     stub = deploy(task, "RoundStub", rid, _checksum(task.owner.address))
-    task._send(
-        stub.functions.set(
-            [_checksum(a) for a in members], shares, [_checksum(a) for a in clients], included
-        ),
-        "stubSet",
-    )
+    f = stub.functions
+    task._send(f.setMembers([_checksum(a) for a in members], shares), "stubMembers")
+    for j in range(0, len(clients), 200):
+        part = [_checksum(a) for a in clients[j : j + 200]]
+        task._send(f.addClients(part, included[j : j + 200]), "stubClients")
     task._send(task.contract.functions.openRound(stub.address), "openRound")
     if posted:
         task._send(stub.functions.postResult(), "stubResult")

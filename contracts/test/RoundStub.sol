@@ -37,24 +37,26 @@ contract RoundStub {
         aggregator = aggregator_;
     }
 
-    /// @notice members[k-1] posted shares[k-1] valid shares; clients[i-1] is client i,
-    /// included if included[i-1]
-    function set(address[] calldata members, uint64[] calldata shares, address[] calldata clients_, bool[] calldata included)
-        external
-    {
+    /// @notice members[k-1] posted shares[k-1] valid shares
+    function setMembers(address[] calldata members, uint64[] calldata shares) external {
         committeeSize = uint16(members.length);
-        nClients = uint32(clients_.length);
         for (uint32 k; k < members.length; ++k) {
             memberIdentity[k + 1] = members[k];
             reputation[members[k]].validShares = shares[k];
         }
-        uint32 count;
-        for (uint32 i; i < clients_.length; ++i) {
-            clients[i + 1].identity = clients_[i];
-            isIncluded[i + 1] = included[i];
-            if (included[i]) count++;
+    }
+
+    /// @notice appends clients (the next seats), each included if included[j]
+    function addClients(address[] calldata clients_, bool[] calldata included) external {
+        uint32 i = nClients;
+        uint32 count = includedCount;
+        for (uint256 j; j < clients_.length; ++j) {
+            ++i;
+            clients[i].identity = clients_[j];
+            isIncluded[i] = included[j];
+            if (included[j]) count++;
         }
-        includedCount = count;
+        (nClients, includedCount) = (i, count);
     }
 
     function setFault(address identity, uint64 faults) external {
