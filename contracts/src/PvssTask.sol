@@ -286,7 +286,8 @@ contract PvssTask {
     /// role, or that has a fault in the round, gets nothing. Paged: each call does the
     /// next `count` seats (members 1..m, then clients 1..n). The first call reserves
     /// min(owed, pool); if the pool is short every credit is scaled by reserved / owed
-    /// (floor); the last call returns reserved - paid to the pool. Once per round.
+    /// (floor), and no credit takes the round's total past reserved; the last call
+    /// returns reserved - paid to the pool. Once per round.
     function settle(uint64 roundId, uint32 count) external {
         address r = rounds[roundId];
         if (r == address(0)) revert UnknownRound(roundId);
@@ -310,6 +311,8 @@ contract PvssTask {
         uint32 stop = end - pos < count ? end : pos + count;
         (uint256 owedAll, uint256 reservedAll) = (p.owed, p.reserved);
         uint256 paid;
+        // never more than reserved, whatever the round's getters return on a later page
+        uint256 left = reservedAll - p.paid;
         while (pos < stop) {
             ++pos;
             uint8 role;
@@ -334,6 +337,9 @@ contract PvssTask {
             }
             if (amount == 0) continue;
             if (reservedAll < owedAll) amount = amount * reservedAll / owedAll;
+            if (amount > left) amount = left;
+            if (amount == 0) continue;
+            left -= amount;
             credit[a] += amount;
             paid += amount;
             emit Credited(roundId, role, party, a, units, amount);

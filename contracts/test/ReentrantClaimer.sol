@@ -15,6 +15,8 @@ contract ReentrantClaimer {
     uint256 public payments;
     bool public reentryFailed;
     bool public reentrySucceeded;
+    /// @notice the selector the re-entrant withdraw() reverted with
+    bytes4 public reentryError;
 
     function setTask(IPvssTaskPull task_) external {
         task = task_;
@@ -30,8 +32,9 @@ contract ReentrantClaimer {
         if (payments == 1) {
             try task.withdraw() {
                 reentrySucceeded = true;
-            } catch {
+            } catch (bytes memory reason) {
                 reentryFailed = true;
+                if (reason.length >= 4) reentryError = bytes4(reason);
             }
         }
     }

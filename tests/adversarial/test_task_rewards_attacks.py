@@ -14,6 +14,8 @@ import pytest
 pytest.importorskip("web3")
 pytest.importorskip("eth_tester")
 
+from eth_utils import keccak  # noqa: E402
+
 from secagg.boards.evm import _checksum, connect  # noqa: E402
 from tests.evm_round import identity  # noqa: E402
 from tests.task_rewards import deploy, make_task, open_stub, reverts  # noqa: E402
@@ -51,6 +53,8 @@ def test_a_reentrant_receiver_is_paid_once(w3: Any) -> None:
     f = claimer.functions
     assert f.payments().call() == 1
     assert f.reentryFailed().call() is True and f.reentrySucceeded().call() is False
+    # it was the lock that refused it (the credit, zeroed first, would refuse it too)
+    assert bytes(f.reentryError().call()) == keccak(b"TaskReentrant()")[:4]
     assert f.received().call() == 10**15
     assert task.credit(claimer_raw) == 0
     assert w3.eth.get_balance(task.address) == before - 10**15
@@ -154,3 +158,29 @@ def test_paging_changes_no_credit(w3: Any) -> None:
     strip = [[(c["role"], c["party"], c["amount"]) for c in task.credits(r)] for r in (r1, r2)]
     assert strip[0] == strip[1] and len(strip[0]) == 3 + sum(inc)
     assert task.payout(r1)["paid"] == task.payout(r2)["paid"] == sum(inc) * 11 + 6 * 2
+
+
+def test_a_round_whose_getters_change_between_pages_gets_no_more_than_reserved(w3: Any) -> None:
+    """A round contract the owner opened may be anything (§7.8: its code is not checked
+    on chain): a stub that, after the first page, lists the task's client identities
+    again in new seats (a real PvssRound's seats and U are frozen by then) still gets
+    only what the first page reserved."""
+    members, clients = _ids(2), _ids(6)
+    task, _ = make_task(w3, members, clients)
+    task.set_rewards(10, 1)
+    task.fund(10**6)
+    rid, stub = open_stub(task, members, [0, 0], clients, [True] * 6)
+    f = task.contract.functions
+    task._send(f.settle(rid, 3), "settle")  # members 1, 2 (no shares), client 1
+    p = task.payout(rid)
+    assert (p["owed"], p["reserved"], p["paid"]) == (60, 60, 10)
+    # the "round" now has 12 client seats, every identity twice, all included: 11 more
+    # credits of 10 would be 110 on top of the 10 paid
+    task._send(stub.functions.addClients([_checksum(a) for a in clients], [True] * 6), "x")
+    assert stub.functions.nClients().call() == 12
+    task._send(f.settle(rid, 100), "settle")
+    p = task.payout(rid)
+    assert p["done"] and p["paid"] == 60 == p["reserved"]
+    st = task.pool_state()
+    assert st["credited"] == 60 and st["pool"] == 10**6 - 60
+    assert sum(task.credit(a) for a in members + clients) == 60
