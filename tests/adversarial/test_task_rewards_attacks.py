@@ -86,6 +86,18 @@ def test_settle_rules(w3: Any) -> None:
     open_stub(other, members, [2, 2], clients, [True, True, True])
     reverts("UnknownRound", task._send, f.settle(2, 10), "settle")
     assert task.pool_state()["credited"] == 26
+    # funding needs Ether; only the owner sets rewards
+    reverts("NothingToFund", task.fund, 0)
+    outsider = identity()
+    from secagg.boards.evm import fund_accounts
+    from secagg.boards.task import EvmTask
+
+    fund_accounts(w3, [outsider.address])
+    as_outsider = EvmTask.attach(w3, task.address, outsider)
+    exc = reverts("NotOwner", as_outsider.set_rewards, 10**18, 10**18)
+    assert exc.args_[0].lower() == "0x" + outsider.address.hex()
+    as_outsider.fund(5)  # anyone may fund
+    assert task.pool_state()["funded"] == 10**6 + 5
 
 
 def test_a_short_pool_pays_pro_rata_and_never_more_than_it_holds(w3: Any) -> None:
