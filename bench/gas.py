@@ -58,7 +58,22 @@ takes its seats' registrations itself (rounds_register_per_round = true: PvssRou
 not read keys from the task yet), so the ratio is above 1; it is what a task costs
 until then, measured, not projected.
 
+Task rewards (``--rewards N ...``; SPEC.md §7.9), m = 10, every client included and
+every member credited (the worst case: each credit writes a fresh slot):
+
+    {"op": "task_rewards", "n", "m", "fund", "settle", "settle_txs", "settle_page",
+     "settle_max_tx", "settle_per_seat", "withdraw", "measured", "provider"}
+
+``fund`` the first deposit into a task; ``settle`` all the transactions that settle one
+round (``settle_txs`` of ``settle_page`` seats each, the largest ``settle_max_tx``),
+``settle_per_seat`` = settle / (n + m); ``withdraw`` one identity's pull payment.
+``measured``: "round" — the round ran on the chain (n = 10: every seat's posts, a real
+PvssRound); "stub-round" — the round is contracts/test/RoundStub.sol (PvssRound's
+getters set by hand, for n where a whole round does not run on a small machine; at
+n = 10 the stub row is 4 % under the real round's, so read stub rows as that much low).
+
     .venv/bin/python bench/gas.py [--m 4 8 16 32] [--rounds 10 100 1000] [--task 10 100]
+        [--rewards 10 100 1000]
 """
 
 from __future__ import annotations
@@ -400,11 +415,70 @@ def task_amortised(n: int, m: int, rounds: int, provider: str) -> dict:
     }
 
 
+def task_rewards(n: int, m: int, provider: str, real: bool) -> dict:
+    """fund, settle (paged) and withdraw of one round on a task (module doc)."""
+    from secagg.boards.evm import _checksum, connect, fund_accounts
+    from secagg.boards.task import SETTLE_PAGE, EvmTask
+    from tests.evm_round import identity, round_config
+    from tests.task_rewards import make_task, open_stub
+
+    w3 = connect(provider)[0]
+    members = [identity() for _ in range(m)]
+    clients = [identity() for _ in range(n)]
+    task, owner = make_task(w3, [i.address for i in members], [i.address for i in clients])
+    task.set_rewards(10**12, 10**10)
+    task.fund(10**16)
+    if real:
+        from pvss.keys import KeyPair
+
+        cfg = round_config(n=n, m=m, t=(m - 1) // 2)[0]
+        rnd = ChainRound(task.open_round(cfg), owner, members, clients)
+        rnd.member_keys = [KeyPair.generate() for _ in members]
+        rnd.client_keys = [KeyPair.generate() for _ in clients]
+        rnd.register_all().reveal_all().deal_all().upload_all().confirm_all()
+        for k in range(1, m + 1):
+            rnd.post(ROLE_MEMBER, k, rnd.shares(k))
+        rnd.to("result")
+        rnd.post(ROLE_AGGREGATOR, 0, rnd.result())
+        rnd.board.close()
+    else:
+        open_stub(
+            task,
+            [i.address for i in members],
+            [n] * m,
+            [i.address for i in clients],
+            [True] * n,
+        )
+    before = len(task.gas)
+    txs = task.settle(1)
+    settle = [g for name, g in task.gas[before:] if name == "settle"]
+    who = clients[0]
+    fund_accounts(w3, [who.address])
+    claimer = EvmTask.attach(w3, task.address, who)
+    assert claimer.withdraw() == task.payout(1)["per_client"] and claimer.credit(who.address) == 0
+    assert _checksum(who.address) in {c["identity"] for c in task.credits(1)}
+    return {
+        "op": "task_rewards",
+        "n": n,
+        "m": m,
+        "fund": dict(task.gas)["fund"],
+        "settle": sum(settle),
+        "settle_txs": txs,
+        "settle_page": SETTLE_PAGE,
+        "settle_max_tx": max(settle),
+        "settle_per_seat": round(sum(settle) / (n + m)),
+        "withdraw": dict(claimer.gas)["withdraw"],
+        "measured": "round" if real else "stub-round",
+        "provider": provider,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--m", type=int, nargs="*", default=[4, 8, 16, 32])
     ap.add_argument("--rounds", type=int, nargs="*", default=[])
     ap.add_argument("--task", type=int, nargs="*", default=[], help="task_amortised rows at n")
+    ap.add_argument("--rewards", type=int, nargs="*", default=[], help="task_rewards rows at n")
     ap.add_argument("--provider", default="anvil")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
@@ -425,6 +499,10 @@ def main() -> None:
     for n in args.task:
         rows.append(task_amortised(n, 10, 10, args.provider))
         print(json.dumps(rows[-1]), flush=True)
+    for n in args.rewards:
+        for real in (True, False) if n <= 10 else (False,):
+            rows.append(task_rewards(n, 10, args.provider, real))
+            print(json.dumps(rows[-1]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w") as f:
         for r in rows:

@@ -377,6 +377,77 @@ def _chain_transcript(read: Any, url: str, contract: str, local: Any) -> tuple[A
     return read(url, contract, config)
 
 
+def run_payouts(rpc: str | Any, task_address: str, round_id: int | None, as_json: bool) -> int:
+    """``pvss-secagg payouts --rpc URL --task ADDR [--round R] [--json]`` (SPEC.md §7.9):
+    the task's pool, and per round its rewards, settlement, credits per identity (the
+    task's ``Credited`` logs) and every seat's reputation counters read from the round
+    contract. ``rpc`` may also be a Web3 object (tests)."""
+    from secagg.boards.task import EvmTask
+    from secagg.errors import PvssError
+
+    try:
+        if isinstance(rpc, str):
+            url = rpc if rpc.startswith(("rpc:", "http://", "https://")) else "rpc:" + rpc
+            from secagg.boards.evm import connect
+
+            provider: Any = connect(url)[0]
+        else:
+            provider = rpc
+        task = EvmTask.attach(provider, task_address)
+        last = task.last_round
+        if round_id is not None and not 1 <= round_id <= last:
+            print(f"error: --round {round_id}: the task opened rounds 1..{last}", file=sys.stderr)
+            return 2
+        ids = [round_id] if round_id is not None else list(range(1, last + 1))
+        rounds = []
+        for rid in ids:
+            address = task.round_address(rid)
+            fn = task.w3.eth.contract(address=address, abi=task.round_abi).functions
+            rounds.append(
+                {
+                    "round": rid,
+                    "address": address,
+                    "result_posted": bool(fn.resultPosted().call()),
+                    "payout": task.payout(rid),
+                    "credits": task.credits(rid),
+                    "reputation": task.reputations(rid),
+                }
+            )
+    except (PvssError, ValueError) as exc:
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 2
+    out = {"task": task.address, "pool": task.pool_state(), "rounds": rounds}
+    if as_json:
+        print(json.dumps(out))
+        return 0
+    p = out["pool"]
+    print(
+        f"task {task.address}: funded {p['funded']} wei, pool {p['pool']}, "
+        f"credited {p['credited']}, balance {p['balance']}"
+    )
+    for r in rounds:
+        pay = r["payout"]
+        state = "settled" if pay["done"] else ("settling" if pay["started"] else "not settled")
+        print(
+            f"round {r['round']} {r['address']}: result "
+            f"{'posted' if r['result_posted'] else 'not posted'}, {state}; rewards "
+            f"{pay['per_client']} per client, {pay['per_share']} per share; owed "
+            f"{pay['owed']}, reserved {pay['reserved']}, paid {pay['paid']}"
+        )
+        for c in r["credits"]:
+            print(
+                f"  credit {c['role']} {c['party']} {c['identity']}: {c['amount']} wei "
+                f"({c['units']} {'share(s)' if c['role'] == 'member' else 'included'})"
+            )
+        for q in r["reputation"]:
+            inc = "" if "included" not in q else f", included {q['included']}"
+            print(
+                f"  reputation {q['role']} {q['party']} {q['identity']}: dealings "
+                f"{q['valid_dealings']}, shares {q['valid_shares']}, faults {q['faults']}{inc}"
+            )
+    return 0
+
+
 # (name, help, add_arguments(parser), run(args) -> exit code): commands that layers above
 # secagg add (``fl.cli`` adds ``demo``), so imports keep pointing one way (SPEC.md §1.3)
 Command = tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[Any], int]]
@@ -527,6 +598,18 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
         "on-chain: re-check the rules and the sum, not the proofs (needs --head)",
     )
 
+    pay = sub.add_parser(
+        "payouts",
+        help="a task's reward pool, its rounds' credits and reputation counters (chain)",
+        formatter_class=fmt,
+    )
+    pay.add_argument("--rpc", required=True, help="JSON-RPC URL of the chain")
+    pay.add_argument("--task", required=True, help="the PvssTask contract's address")
+    pay.add_argument(
+        "--round", type=int, default=None, help="only this round id (None: every round)"
+    )
+    pay.add_argument("--json", action="store_true", help="print one JSON object")
+
     args: Any = ap.parse_args(argv)
     for name, _, _, run in commands:
         if args.command == name:
@@ -535,6 +618,8 @@ def main(argv: list[str] | None = None, *, commands: tuple[Command, ...] = ()) -
         return run_pvss_demo(args.members, args.threshold, args.drop, args.seed, args.json)
     if args.command == "simulate":
         return run_simulate(args)
+    if args.command == "payouts":
+        return run_payouts(args.rpc, args.task, args.round, args.json)
     if args.command == "verify":
         return run_verify(
             args.round_dir,

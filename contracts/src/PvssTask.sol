@@ -28,6 +28,22 @@ error WrongRoundId(uint64 expected, uint64 actual);
 error WrongAggregator(address aggregator);
 /// @notice the task's constructor arguments (0 committee size, 1 verifier code)
 error TaskBadConfig(uint256 code);
+/// @notice fund() without Ether
+error NothingToFund();
+/// @notice no round with this id was opened by this task
+error UnknownRound(uint64 roundId);
+/// @notice the round's result is not posted (yet, or ever: aborted): nothing to settle
+error ResultNotPosted(uint64 roundId, address round);
+/// @notice every payout of this round was credited already (settle is once per round)
+error AlreadySettled(uint64 roundId);
+/// @notice settle with a page of 0 seats
+error EmptyPage(uint64 roundId);
+/// @notice `account` has no task credit to withdraw
+error NoTaskCredit(address account);
+/// @notice withdraw() re-entered
+error TaskReentrant();
+/// @notice the Ether transfer to `account` failed
+error TaskTransferFailed(address account);
 
 /// @title PvssTask — the roster and the long-lived PVSS keys of one federation / FL task
 /// (SPEC.md §7.8).
@@ -65,6 +81,18 @@ contract PvssTask {
     event RosterSealedAt(uint32 members, uint32 clients, bytes32 rosterHash);
     event TaskRegistered(uint8 role, uint32 party, address identity, bytes pk, bytes pop, bytes sig);
     event RoundOpened(uint64 indexed roundId, address round, bytes32 configDigest);
+    /// @notice rewards (wei) for rounds opened from `fromRound` on
+    event RewardsSet(uint64 fromRound, uint256 perClient, uint256 perShare);
+    event Funded(address indexed from, uint256 amount);
+    /// @notice settlement of a round began: `owed` at the round's rewards, `reserved` =
+    /// min(owed, pool) set aside (credits are owed * reserved / owed pro rata)
+    event SettleStarted(uint64 indexed roundId, uint256 owed, uint256 reserved);
+    /// @notice seat (role, party) of the round earned `amount` for `units` (1 for an
+    /// included client, its valid shares for a member)
+    event Credited(uint64 indexed roundId, uint8 role, uint32 party, address indexed identity, uint64 units, uint256 amount);
+    /// @notice settlement done: `paid` credited, `refunded` = reserved - paid back to the pool
+    event Settled(uint64 indexed roundId, uint256 paid, uint256 refunded);
+    event Withdrawn(address indexed account, uint256 amount);
 
     address public immutable owner;
     uint16 public immutable committeeSize;
@@ -84,6 +112,33 @@ contract PvssTask {
     /// @notice the seat an identity holds, by role (0 = none)
     mapping(uint8 => mapping(address => uint32)) public seatOf;
     mapping(uint64 => address) public rounds;
+
+    /// @notice one round's payout: its rewards (fixed when it was opened) and progress
+    struct Payout {
+        uint128 perClient;
+        uint128 perShare;
+        uint32 cursor; // seats done: members 1..m are positions 1..m, client i is m + i
+        bool started;
+        bool done;
+        uint256 owed;
+        uint256 reserved;
+        uint256 paid;
+    }
+
+    /// @notice wei per included client and per valid share for rounds opened from now on
+    uint128 public rewardPerClient;
+    uint128 public rewardPerShare;
+    /// @notice wei ever sent to fund()
+    uint256 public funded;
+    /// @notice wei neither reserved for a settlement nor credited (what settle may use)
+    uint256 public pool;
+    /// @notice wei ever credited by settle (never more than funded)
+    uint256 public credited;
+    /// @notice wei each identity may withdraw()
+    mapping(address => uint256) public credit;
+    mapping(uint64 => Payout) public payouts;
+    /// @dev withdraw() is running (re-entrancy lock, transient storage)
+    bool transient internal withdrawing;
 
     /// @notice `owner_` is the aggregator identity; `committeeSize_` the m of every round;
     /// `verifier_` a PvssVerifier (its code hash must be the one PvssRound pins)
@@ -203,7 +258,124 @@ contract PvssTask {
         if (agg != owner) revert WrongAggregator(agg);
         lastRound = id;
         rounds[id] = address(round);
+        Payout storage p = payouts[id];
+        (p.perClient, p.perShare) = (rewardPerClient, rewardPerShare);
         emit RoundOpened(id, address(round), round.configDigest());
+    }
+
+    // ------------------------------------------------------------------ rewards
+
+    /// @notice Sets the rewards (wei per included client, per valid share) of the rounds
+    /// opened from now on; a round keeps the rewards it was opened with.
+    function setRewards(uint128 perClient, uint128 perShare) external onlyOwner {
+        (rewardPerClient, rewardPerShare) = (perClient, perShare);
+        emit RewardsSet(lastRound + 1, perClient, perShare);
+    }
+
+    /// @notice Adds msg.value to the pool (anyone may fund a task).
+    function fund() external payable {
+        if (msg.value == 0) revert NothingToFund();
+        funded += msg.value;
+        pool += msg.value;
+        emit Funded(msg.sender, msg.value);
+    }
+
+    /// @notice Credits the payouts of round `roundId` (anyone may call) once its result is
+    /// posted: each member identity perShare per valid share it posted in the round, each
+    /// included client identity perClient; an identity that is not the task's seat of that
+    /// role, or that has a fault in the round, gets nothing. Paged: each call does the
+    /// next `count` seats (members 1..m, then clients 1..n). The first call reserves
+    /// min(owed, pool); if the pool is short every credit is scaled by reserved / owed
+    /// (floor), and no credit takes the round's total past reserved; the last call
+    /// returns reserved - paid to the pool. Once per round.
+    function settle(uint64 roundId, uint32 count) external {
+        address r = rounds[roundId];
+        if (r == address(0)) revert UnknownRound(roundId);
+        Payout storage p = payouts[roundId];
+        if (p.done) revert AlreadySettled(roundId);
+        if (count == 0) revert EmptyPage(roundId);
+        PvssRound round = PvssRound(r);
+        if (!round.resultPosted()) revert ResultNotPosted(roundId, r);
+        uint32 m = round.committeeSize();
+        uint32 end = m + round.nClients();
+        if (!p.started) {
+            uint256 shares;
+            for (uint32 k = 1; k <= m; ++k) shares += _memberUnits(round, k, round.memberIdentity(k));
+            uint256 owed = uint256(round.includedCount()) * p.perClient + shares * p.perShare;
+            uint256 reserved = owed < pool ? owed : pool;
+            pool -= reserved;
+            (p.started, p.owed, p.reserved) = (true, owed, reserved);
+            emit SettleStarted(roundId, owed, reserved);
+        }
+        uint32 pos = p.cursor;
+        uint32 stop = end - pos < count ? end : pos + count;
+        (uint256 owedAll, uint256 reservedAll) = (p.owed, p.reserved);
+        uint256 paid;
+        // never more than reserved, whatever the round's getters return on a later page
+        uint256 left = reservedAll - p.paid;
+        while (pos < stop) {
+            ++pos;
+            uint8 role;
+            uint32 party;
+            address a;
+            uint64 units;
+            uint256 amount;
+            if (pos <= m) {
+                (role, party) = (ROLE_MEMBER, pos);
+                a = round.memberIdentity(party);
+                units = _memberUnits(round, party, a);
+                amount = uint256(units) * p.perShare;
+            } else {
+                (role, party) = (ROLE_CLIENT, pos - m);
+                if (!round.isIncluded(party)) continue;
+                (a,,,,,) = round.clients(party);
+                if (seatOf[ROLE_CLIENT][a] == 0) continue;
+                (,, uint64 faults) = round.reputation(a);
+                if (faults != 0) continue;
+                units = 1;
+                amount = p.perClient;
+            }
+            if (amount == 0) continue;
+            if (reservedAll < owedAll) amount = amount * reservedAll / owedAll;
+            if (amount > left) amount = left;
+            if (amount == 0) continue;
+            left -= amount;
+            credit[a] += amount;
+            paid += amount;
+            emit Credited(roundId, role, party, a, units, amount);
+        }
+        p.cursor = pos;
+        uint256 total = p.paid + paid;
+        p.paid = total;
+        credited += paid;
+        if (pos == end) {
+            p.done = true;
+            uint256 refund = reservedAll - total;
+            pool += refund;
+            emit Settled(roundId, total, refund);
+        }
+    }
+
+    /// @dev the valid shares member k posted in the round (0 if its identity holds no
+    /// member seat of this task or has a fault in the round)
+    function _memberUnits(PvssRound round, uint32 k, address a) internal view returns (uint64) {
+        if (seatOf[ROLE_MEMBER][a] != k) return 0;
+        (, uint64 shares, uint64 faults) = round.reputation(a);
+        return faults == 0 ? shares : 0;
+    }
+
+    /// @notice Pays msg.sender its credit (zeroed before the transfer; a transient lock
+    /// makes a re-entrant call revert).
+    function withdraw() external {
+        if (withdrawing) revert TaskReentrant();
+        withdrawing = true;
+        uint256 amount = credit[msg.sender];
+        if (amount == 0) revert NoTaskCredit(msg.sender);
+        credit[msg.sender] = 0;
+        (bool ok,) = msg.sender.call{value: amount}("");
+        if (!ok) revert TaskTransferFailed(msg.sender);
+        emit Withdrawn(msg.sender, amount);
+        withdrawing = false;
     }
 
     // ------------------------------------------------------------------ views

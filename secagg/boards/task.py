@@ -46,6 +46,7 @@ TASK_ARTIFACT = "PvssTask"
 TASK_ROUND = 0  # PvssTask.TASK_ROUND: the round id of the task's own context
 DST_POST = b"pvss-secagg/v1/post"
 ROSTER_BATCH = 200  # seats per addClients transaction (≈ 50 k gas a seat)
+SETTLE_PAGE = 200  # seats per settle transaction (≈ 48 k gas a seat: ≈ 10 M a page, under 15 M)
 
 
 def task_signing_digest(chain_id: int, task: bytes, role: int, party: int, digest: bytes) -> bytes:
@@ -186,15 +187,15 @@ class EvmTask:
         self.committee_size = f.committeeSize().call()
 
     # -- transactions ------------------------------------------------------------------
-    def _send(self, fn: Any, name: str) -> Any:
+    def _send(self, fn: Any, name: str, value: int = 0) -> Any:
         """Pre-flight (a revert raises ``ContractRevert`` with the custom error), then
-        send from this object's account; returns the receipt."""
+        send from this object's account (``value`` wei attached); returns the receipt."""
         if self._acct is None:
             raise ProtocolError(f"task: {getattr(self, 'address', '?')}: read-only (no account)")
         w3, acct = self.w3, self._acct
         base = w3.eth.get_block("latest").get("baseFeePerGas", 10**9)
         fees = {"maxFeePerGas": 2 * base + 10**9, "maxPriorityFeePerGas": 10**9}
-        tx = {"from": acct.address, "gas": TX_GAS, **fees}
+        tx = {"from": acct.address, "gas": TX_GAS, "value": value, **fees}
         try:
             w3.eth.call(fn.build_transaction(tx), "pending")
         except Exception as exc:  # noqa: BLE001 - providers raise different types
@@ -237,6 +238,10 @@ class EvmTask:
         self._send(fn, "register")
 
     # -- reading -----------------------------------------------------------------------
+    @property
+    def round_abi(self) -> list:
+        return _artifact("PvssRound")["abi"]
+
     @property
     def raw_address(self) -> bytes:
         return bytes.fromhex(self.address[2:])
@@ -325,3 +330,108 @@ class EvmTask:
         self._send(self.contract.functions.openRound(board.address), "openRound")
         self.boards[cfg.round_id] = board
         return board
+
+    # -- rewards (SPEC.md §7.9) ----------------------------------------------------------
+    def set_rewards(self, per_client: int, per_share: int) -> None:
+        """Wei per included client and per valid share for the rounds opened from now on
+        (the owner's transaction; a round keeps the rewards it was opened with)."""
+        self._send(self.contract.functions.setRewards(per_client, per_share), "setRewards")
+
+    def fund(self, amount: int) -> None:
+        """Adds ``amount`` wei to the task's pool (from this object's account)."""
+        self._send(self.contract.functions.fund(), "fund", amount)
+
+    def settle(self, round_id: int, page: int = SETTLE_PAGE) -> int:
+        """Credits round ``round_id``'s payouts, ``page`` seats per transaction (members
+        first, then clients) until done; returns the number of transactions."""
+        f = self.contract.functions
+        sent = 0
+        while True:
+            self._send(f.settle(round_id, page), "settle")
+            sent += 1
+            if self.payout(round_id)["done"]:
+                return sent
+
+    def withdraw(self) -> int:
+        """Pays this object's account its task credit; returns the amount."""
+        amount = self.credit(bytes.fromhex(self._acct.address[2:])) if self._acct else 0
+        self._send(self.contract.functions.withdraw(), "withdraw")
+        return amount
+
+    def credit(self, identity: bytes) -> int:
+        """Wei ``identity`` may withdraw from the task."""
+        return int(self.contract.functions.credit(_checksum(identity)).call())
+
+    def pool_state(self) -> dict[str, int]:
+        """funded (ever deposited), pool (unreserved), credited (ever), balance (wei)."""
+        f = self.contract.functions
+        return {
+            "funded": int(f.funded().call()),
+            "pool": int(f.pool().call()),
+            "credited": int(f.credited().call()),
+            "balance": int(self.w3.eth.get_balance(self.address)),
+        }
+
+    def payout(self, round_id: int) -> dict[str, Any]:
+        """Round ``round_id``'s payout record (rewards fixed at opening, progress)."""
+        per_client, per_share, cursor, started, done, owed, reserved, paid = (
+            self.contract.functions.payouts(round_id).call()
+        )
+        return {
+            "per_client": per_client,
+            "per_share": per_share,
+            "cursor": cursor,
+            "started": started,
+            "done": done,
+            "owed": owed,
+            "reserved": reserved,
+            "paid": paid,
+        }
+
+    def credits(self, round_id: int) -> list[dict[str, Any]]:
+        """Round ``round_id``'s credits from the task's ``Credited`` logs, in seat order:
+        role ("member" / "client"), party, identity (0x hex), units, amount (wei)."""
+        logs = self.contract.events.Credited().get_logs(
+            from_block=0, argument_filters={"roundId": round_id}
+        )
+        return [
+            {
+                "role": "member" if log["args"]["role"] == ROLE_MEMBER else "client",
+                "party": log["args"]["party"],
+                "identity": log["args"]["identity"],
+                "units": log["args"]["units"],
+                "amount": log["args"]["amount"],
+            }
+            for log in logs
+        ]
+
+    def reputations(self, round_id: int) -> list[dict[str, Any]]:
+        """Every seat's reputation counters (valid dealings, valid shares, faults) as
+        the round contract of ``round_id`` holds them, members then clients."""
+        addr = self.round_address(round_id)
+        if int(addr, 16) == 0:
+            raise ProtocolError(f"task: {self.address}: no round {round_id} opened")
+        rnd = self.w3.eth.contract(address=addr, abi=self.round_abi)
+        f = rnd.functions
+        out = []
+        seats = [
+            (ROLE_MEMBER, k, f.memberIdentity(k).call())
+            for k in range(1, f.committeeSize().call() + 1)
+        ]
+        seats += [
+            (ROLE_CLIENT, i, f.clients(i).call()[0]) for i in range(1, f.nClients().call() + 1)
+        ]
+        for role, party, ident in seats:
+            dealings, shares, faults = f.reputation(ident).call()
+            out.append(
+                {
+                    "role": "member" if role == ROLE_MEMBER else "client",
+                    "party": party,
+                    "identity": ident,
+                    "valid_dealings": dealings,
+                    "valid_shares": shares,
+                    "faults": faults,
+                    **({"included": f.isIncluded(party).call()} if role == ROLE_CLIENT else {}),
+                }
+            )
+        return out
