@@ -160,7 +160,7 @@ contract PvssRound {
     bytes internal constant DST_POST = "pvss-secagg/v1/post";
     /// @dev keccak256 of contracts/build/PvssVerifier.json deployedBytecode (build.js
     /// refuses to build when it differs)
-    bytes32 public constant VERIFIER_CODEHASH = 0xc7b9251488d4d60207279120df8022dcdea4e8f14d4ad09e8b402fd80e073fdf;
+    bytes32 public constant VERIFIER_CODEHASH = 0x40746285176605885f22c8e390dd895a86b67629c76c5ac49f859cb295ceb043;
     uint256 internal constant SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
     // client flags
