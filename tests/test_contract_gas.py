@@ -16,13 +16,13 @@ pytest.importorskip("eth_tester")
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from gas import whole_round  # noqa: E402
+from gas import close_gas, whole_round  # noqa: E402
 
 import secagg.boards.evm as evm  # noqa: E402
 from secagg.boards.evm import ANVIL, MAX_CHAIN_CLIENTS, TX_GAS_CAP, ContractRevert  # noqa: E402
 from secagg.errors import ConfigError  # noqa: E402
 from secagg.identity import verify  # noqa: E402
-from secagg.messages import ROLE_CLIENT, ROLE_MEMBER  # noqa: E402
+from secagg.messages import ROLE_CLIENT  # noqa: E402
 from secagg.posts import post_digest, signing_digest  # noqa: E402
 from tests.evm_round import ChainRound, round_config  # noqa: E402
 
@@ -168,69 +168,6 @@ def test_on_chain_graph_and_included_set_match_the_reference() -> None:
             assert allowed == len(want_u) + pairs, (n, k, kappa, trial)
 
 
-def _clients_slot(board) -> int:  # noqa: ANN001
-    """The storage slot of PvssRound's `clients` mapping, found from a registered client:
-    clients[1]'s first word is identity | flags << 160 (flags 1: registered)."""
-    from pvss.transcript import keccak256
-
-    w3, address = board.w3, board.contract.address
-    for p in range(128):
-        slot = keccak256((1).to_bytes(32, "big") + p.to_bytes(32, "big"))
-        word = int.from_bytes(w3.eth.get_storage_at(address, slot), "big")
-        if word >> 160 == 1 and word & ((1 << 160) - 1):
-            return p
-    raise AssertionError("clients mapping not found")
-
-
-def _close_gas(n: int, k: int, pattern: str) -> tuple[int, tuple, int, int]:
-    """close() on a real PvssRound at n clients (regular:k, open membership, m = 3) whose
-    client flags are written straight into its storage (anvil_setStorageAt) instead of
-    n registrations, dealings posts and uploads: the state close() reads is the one
-    those transactions leave (flags registered | dealt | uploaded, or registered |
-    dealt for the clients that did not upload), the seed the one the members' reveals
-    fixed. Returns (gasUsed, U, |U|, allowed dealings) from the IncludedSet event."""
-    from pvss.transcript import keccak256
-    from secagg.graph import _permutation
-
-    rnd = ChainRound.create(
-        "anvil",
-        n=n,
-        m=3,
-        t=1,
-        graph=f"regular:{k}",
-        bits=32,
-        open_membership=True,
-        register=12,
-        deal_blocks=12,
-        min_neighbours=k if pattern == "peel" else 0,
-    )
-    board = rnd.board
-    try:
-        rnd.post(ROLE_CLIENT, 1, rnd.registration(ROLE_CLIENT, 1))
-        for j in (1, 2, 3):
-            rnd.post(ROLE_MEMBER, j, rnd.registration(ROLE_MEMBER, j))
-        rnd.reveal_all()
-        p = _clients_slot(board)
-        seed = bytes(board.contract.functions.roundSeed().call())
-        perm = _permutation(n, seed)
-        # all: every client uploaded; peel: all but the client at position 0, and
-        # kappa = K (config min_neighbours) makes the peeling remove every client
-        uploaded = set(perm) if pattern == "all" else set(perm[1:])
-        w3, address = board.w3, board.contract.address
-        for i in range(1, n + 1):
-            slot = keccak256(i.to_bytes(32, "big") + p.to_bytes(32, "big"))
-            flags = 1 | 2 | (8 if i in uploaded else 0)
-            value = "0x" + (flags << 160).to_bytes(32, "big").hex()
-            w3.provider.make_request("anvil_setStorageAt", [address, "0x" + slot.hex(), value])
-        rnd.to("unmask")
-        receipt = board.transact("anyone", "close")
-        ev = board.contract.events.IncludedSet().process_receipt(receipt)[0]["args"]
-        u = tuple(ev["included"])
-        return int(receipt["gasUsed"]), u, len(u), int(ev["allowedDealings"])
-    finally:
-        board.close()
-
-
 @needs_anvil
 @pytest.mark.parametrize(
     ("n", "k", "pattern"),
@@ -238,15 +175,16 @@ def _close_gas(n: int, k: int, pattern: str) -> tuple[int, tuple, int, int]:
 )
 def test_close_fits_the_cap_at_n_1000_and_at_the_caps(n: int, k: int, pattern: str) -> None:
     """close() at n = 1000 (K = 20, the bench's K = 2⌈log2 n⌉) and at the contract's caps
-    (n = 1024, K = 64), real transaction on the real contract, with the state it reads
-    written directly (see _close_gas): every client uploaded (the largest U, log and
-    bitmap), or all but one with κ = K so that peeling removes every client (the most
-    peeling: each of the n positions visits its K neighbours). Under TX_GAS_CAP with a
-    margin (≤ 12 M), and the included set is the reference's."""
-    gas, included, count, allowed = _close_gas(n, k, pattern)
-    print(f"close() n={n} K={k} {pattern}: {gas} gas")
-    assert gas <= 12_000_000 < TX_GAS_CAP, (n, k, pattern, gas)
+    (n = 1024, K = 64), a real transaction on the real contract: every client uploaded
+    (the largest U, log and bitmap), or all but one with κ = K so that peeling removes
+    every client (the most peeling: each of the n positions visits its K neighbours).
+    The client flags close() reads are written into storage (bench/gas.py close_gas)
+    instead of n registrations, dealings posts and uploads. Under TX_GAS_CAP with a
+    margin (≤ 12 M), and the included set is the expected one."""
+    row = close_gas("anvil", n, k, pattern)
+    print(f"close() n={n} K={k} {pattern}: {row['gas']} gas")
+    assert row["gas"] <= 12_000_000 < TX_GAS_CAP, (n, k, pattern, row)
     if pattern == "all":
-        assert included == tuple(range(1, n + 1)) and allowed == n  # no boundary pairs
+        assert row["included"] == n and row["allowed"] == n, row  # no boundary pairs
     else:
-        assert count == 0 and allowed == 0  # everyone peeled: the round aborts
+        assert row["included"] == 0 and row["allowed"] == 0, row  # all peeled: abort
