@@ -137,6 +137,7 @@ def test_on_chain_graph_and_included_set_match_the_reference() -> None:
     cfg0, _, _, _ = round_config(n=4, m=3, t=1, open_membership=True, bits=32)
     rng = random.Random(13)
     cases = [(40, 6, 4), (41, 8, 1), (40, 7, 4), (64, 12, 7), (30, 0, 1), (12, 11, 6), (50, 4, 3)]
+    cases += [(20, 1, 1), (21, 2, 2), (300, 16, 9)]  # K = 1 (no window), K = 2, two bitmap words
     for n, k, kappa in cases:
         for trial in range(3):
             seed = rng.randbytes(32)
