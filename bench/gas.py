@@ -72,21 +72,42 @@ PvssRound); "stub-round" — the round is contracts/test/RoundStub.sol (PvssRoun
 getters set by hand, for n where a whole round does not run on a small machine; at
 n = 10 the stub row is 4 % under the real round's, so read stub rows as that much low).
 
+close() alone (``--close N,K ...``): one line per (n, K, pattern), on the real contract
+with the client flags it reads written into its storage (``anvil_setStorageAt``) instead
+of n registrations, dealings posts and uploads (members register and reveal for real, so
+the seed is the one they fix), against the contracts of git revision ``--baseline``
+(default 9773916, before the assembly PvssGraph) on the same state in the same run:
+
+    {"op": "close", "n", "k", "pattern", "gas", "baseline", "baseline_gas",
+     "included", "allowed", "measured": "close (flags in storage)"}
+
+``pattern`` all: every client registered, dealt and uploaded (the largest U and log);
+peel: all but the client at permutation position 0 uploaded and min_neighbours = K, so
+the peeling removes everyone (the most peeling work there is). ``gas`` is the
+transaction's gasUsed; ``baseline_gas`` eth_estimateGas on the pending block (equal to
+gasUsed where both were measured), since past 15 M it cannot be sent under TX_GAS_CAP;
+anvil runs with a 300 M block gas limit for it.
+
     .venv/bin/python bench/gas.py [--m 4 8 16 32] [--rounds 10 100 1000] [--task 10 100]
-        [--rewards 10 100 1000]
+        [--rewards 10 100 1000] [--close 100,14 1000,20 1024,64] [--baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.evm_round: every seat signs its own posts
 
+import secagg.boards.evm as evm  # noqa: E402
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
 from secagg.boards.evm import EvmBoard  # noqa: E402
 from secagg.messages import (  # noqa: E402
@@ -248,6 +269,10 @@ def whole_round(
         **extra,
     )
     board = rnd.board
+    if n > 100:  # the one relayer pays ~1.5e9 gas at n = 1000: more than FUND_WEI buys
+        w3 = board.w3
+        fund = {"from": w3.eth.accounts[0], "to": board.account(), "value": 10**21}
+        w3.eth.wait_for_transaction_receipt(w3.eth.send_transaction(fund))
     rnd.register_all().reveal_all()
     cache: dict[tuple[int, int], bytes] = {}
     for i in range(1, n + 1):
@@ -473,6 +498,118 @@ def task_rewards(n: int, m: int, provider: str, real: bool) -> dict:
     }
 
 
+@contextlib.contextmanager
+def _artifacts_at(rev: str | None) -> Iterator[None]:
+    """Deploy the contracts of git revision ``rev`` (None: this tree's) inside."""
+    if rev is None:
+        yield
+        return
+    cache: dict[str, dict] = {}
+
+    def load(name: str = evm.ARTIFACT) -> dict:
+        if name not in cache:
+            text = subprocess.run(
+                ["git", "show", f"{rev}:secagg/boards/artifacts/{name}.json"],  # noqa: S607
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            cache[name] = json.loads(text)
+        return cache[name]
+
+    saved = evm._artifact
+    evm._artifact = load
+    try:
+        yield
+    finally:
+        evm._artifact = saved
+
+
+def close_gas(provider: str, n: int, k: int, pattern: str, send: bool = True) -> dict:
+    """close() of a round of n clients (regular:k, open membership, m = 3) whose client
+    flags are written into the contract's storage (see the module docstring)."""
+    from pvss.transcript import keccak256
+    from secagg.graph import _permutation
+
+    rnd = ChainRound.create(
+        provider,
+        n=n,
+        m=3,
+        t=1,
+        graph=f"regular:{k}",
+        bits=32,
+        open_membership=True,
+        register=12,
+        deal_blocks=12,
+        min_neighbours=k if pattern == "peel" else 0,
+    )
+    board = rnd.board
+    try:
+        rnd.post(ROLE_CLIENT, 1, rnd.registration(ROLE_CLIENT, 1))
+        for j in (1, 2, 3):
+            rnd.post(ROLE_MEMBER, j, rnd.registration(ROLE_MEMBER, j))
+        rnd.reveal_all()
+        w3, address = board.w3, board.contract.address
+
+        def slot(i: int, p: int) -> bytes:
+            return keccak256(i.to_bytes(32, "big") + p.to_bytes(32, "big"))
+
+        # the `clients` mapping's slot: client 1's first word is identity | 1 << 160
+        p = next(
+            p
+            for p in range(128)
+            if int.from_bytes(w3.eth.get_storage_at(address, slot(1, p)), "big") >> 160 == 1
+        )
+        perm = _permutation(n, bytes(board.contract.functions.roundSeed().call()))
+        uploaded = set(perm) if pattern == "all" else set(perm[1:])
+        for i in range(1, n + 1):
+            flags = 1 | 2 | (8 if i in uploaded else 0)  # registered, dealt, uploaded
+            value = "0x" + (flags << 160).to_bytes(32, "big").hex()
+            w3.provider.make_request(
+                "anvil_setStorageAt", [address, "0x" + slot(i, p).hex(), value]
+            )
+        rnd.to("unmask")
+        fn = board.contract.functions.close()
+        gas = fn.estimate_gas({"from": board.account(), "gas": 290_000_000}, "pending")
+        out = {"gas": gas}
+        if send:
+            receipt = board.transact("anyone", "close")
+            ev = board.contract.events.IncludedSet().process_receipt(receipt)[0]["args"]
+            out = {
+                "gas": int(receipt["gasUsed"]),
+                "included": len(ev["included"]),
+                "allowed": int(ev["allowedDealings"]),
+            }
+        return out
+    finally:
+        board.close()
+
+
+def close_rows(sizes: list[tuple[int, int]], baseline: str) -> list[dict]:
+    port = evm.free_port()
+    cmd = [str(evm.find_anvil()), "--port", str(port), "--silent", "--gas-limit", "300000000"]
+    proc = subprocess.Popen(cmd)  # noqa: S603
+    rows = []
+    try:
+        time.sleep(2)
+        provider = f"rpc:http://127.0.0.1:{port}"
+        for n, k in sizes:
+            for pattern in ("all", "peel"):
+                ours = close_gas(provider, n, k, pattern)
+                with _artifacts_at(baseline):
+                    base = close_gas(provider, n, k, pattern, send=False)["gas"]
+                row = {"op": "close", "n": n, "k": k, "pattern": pattern, **ours}
+                row.update(
+                    baseline=baseline, baseline_gas=base, measured="close (flags in storage)"
+                )
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    finally:
+        evm.stop_process(proc)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--m", type=int, nargs="*", default=[4, 8, 16, 32])
@@ -480,9 +617,14 @@ def main() -> None:
     ap.add_argument("--task", type=int, nargs="*", default=[], help="task_amortised rows at n")
     ap.add_argument("--rewards", type=int, nargs="*", default=[], help="task_rewards rows at n")
     ap.add_argument("--provider", default="anvil")
+    ap.add_argument("--close", nargs="*", default=[], metavar="N,K")
+    ap.add_argument("--baseline", default="9773916")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     rows: list[dict] = []
+    if args.close:
+        sizes = [tuple(int(x) for x in s.split(",")) for s in args.close]
+        rows += close_rows(sizes, args.baseline)  # type: ignore[arg-type]
     for m in args.m:
         run(m, rows)
     for n in args.rounds:

@@ -169,7 +169,8 @@ class ChainRound:
 
     def masked(self, client: int) -> MaskedInputPost:
         size = packed_size(self.cfg.vector_length, self.cfg.bits)
-        return MaskedInputPost(client, hashlib.sha256(bytes([client])).digest(), size)
+        tag = bytes([client]) if client < 256 else client.to_bytes(4, "big")  # n > 255 rounds
+        return MaskedInputPost(client, hashlib.sha256(tag).digest(), size)
 
     def shares(self, member: int) -> SharesPost:
         st = self.board.state()

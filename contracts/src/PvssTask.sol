@@ -68,7 +68,7 @@ contract PvssTask {
     bytes internal constant DST_POST = "pvss-secagg/v1/post";
     /// @dev PvssRound.VERIFIER_CODEHASH (build.js refuses to build when either differs
     /// from PvssVerifier's deployed code)
-    bytes32 public constant VERIFIER_CODEHASH = 0x98f6e43cdc26532406ca1d64ce59929b00e921b23b6e5f0c8e74c74344c04e62;
+    bytes32 public constant VERIFIER_CODEHASH = 0xf2156195bfe81b29a9a6204523f612344aca75f55fab53d92881c512f76b9be5;
     uint256 internal constant SECP256K1_HALF_N = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
 
     struct Seat {
