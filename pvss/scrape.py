@@ -476,6 +476,47 @@ def _weight(rng: random.Random | None) -> int:
     return secrets.randbits(BATCH_WEIGHT_BITS) | 1
 
 
+class _HDleqFold:
+    """Commitment-form DLEQ proofs for bases (H, B), publics (pk, P), each with its
+    challenge e, folded with random 128-bit weights rho, rho' into one check:
+
+      (sum rho z) H + sum_pk (sum rho e) pk - sum rho A1
+    + sum [rho' z B + rho' e P - rho' A2]  ==  0.
+
+    Full-size coefficients sit on H, on each distinct key (tables) and on B, P; the
+    commitments take the short weights."""
+
+    def __init__(self, rng: random.Random | None) -> None:
+        self.rng = rng
+        self.h_coeff = 0
+        self.key_coeff: dict[G1Point, int] = {}
+        self.short_pts: list[G1Point] = []
+        self.short_ks: list[int] = []
+        self.full_pts: list[G1Point] = []
+        self.full_ks: list[int] = []
+
+    def add(self, pk: G1Point, base: G1Point, public: G1Point, proof: Any, e: int) -> None:
+        z = proof.response
+        rho, rho2 = _weight(self.rng), _weight(self.rng)
+        self.h_coeff += rho * z
+        self.key_coeff[pk] = self.key_coeff.get(pk, 0) + rho * e
+        self.short_pts += [proof.a1, proof.a2]
+        self.short_ks += [-rho, -rho2]
+        self.full_pts += [base, public]
+        self.full_ks += [rho2 * z % R, rho2 * e % R]
+
+    def holds(self) -> bool:
+        keys = list(self.key_coeff)
+        total = (
+            msm_signed(self.short_pts, self.short_ks)
+            + msm(self.full_pts, self.full_ks)
+            + h_table().mul(self.h_coeff % R)
+        )
+        for pt in mul_each([table_for(k) for k in keys], [self.key_coeff[k] % R for k in keys]):
+            total = total + pt
+        return total.is_identity
+
+
 def is_valid_dealing_batch(
     claims: Sequence[DealingClaim], *, rng: random.Random | None = None
 ) -> bool:
@@ -623,13 +664,8 @@ def is_valid_share_batch(claims: Sequence[ShareClaim], *, rng: random.Random | N
 
     Full-size coefficients sit on H, on each distinct key (tables) and on S, s_hat; the
     commitments take the short weights. A batch with an invalid share passes with
-    probability < 2^-127."""
-    h_coeff = 0
-    key_coeff: dict[G1Point, int] = {}
-    short_pts: list[G1Point] = []
-    short_ks: list[int] = []
-    full_pts: list[G1Point] = []
-    full_ks: list[int] = []
+    probability < 2^-127 (``_HDleqFold``: B = S, P = s_hat)."""
+    fold = _HDleqFold(rng)
     for claim in claims:
         sh = claim.share
         if sh.index < 1:
@@ -645,22 +681,8 @@ def is_valid_share_batch(claims: Sequence[ShareClaim], *, rng: random.Random | N
             .point(proof.a2)
             .challenge()
         )
-        z = proof.response
-        rho = _weight(rng)
-        rho2 = _weight(rng)
-        h_coeff += rho * z
-        key_coeff[claim.pk] = key_coeff.get(claim.pk, 0) + rho * e
-        short_pts += [proof.a1, proof.a2]
-        short_ks += [-rho, -rho2]
-        full_pts += [sh.share, s_hat]
-        full_ks += [rho2 * z % R, rho2 * e % R]
-    if not claims:
-        return True
-    keys = list(key_coeff)
-    total = msm_signed(short_pts, short_ks) + msm(full_pts, full_ks) + h_table().mul(h_coeff % R)
-    for pt in mul_each([table_for(k) for k in keys], [key_coeff[k] % R for k in keys]):
-        total = total + pt
-    return total.is_identity
+        fold.add(claim.pk, sh.share, s_hat, proof, e)
+    return True if not claims else fold.holds()
 
 
 def invalid_shares(claims: Sequence[ShareClaim]) -> list[tuple[int, str]]:
@@ -898,29 +920,13 @@ def is_valid_share_post_batch(
         seeds.append(seed)
         jobs += [(list(claim.post.shares), rho), (list(claim.s_hats), rho)]
     stars = msm_signed_many(jobs)
-    h_coeff = 0
-    key_coeff: dict[G1Point, int] = {}
-    short_pts: list[G1Point] = []
-    short_ks: list[int] = []
-    full_pts: list[G1Point] = []
-    full_ks: list[int] = []
+    fold = _HDleqFold(rng)  # B = S*, P = s_hat*
     for p, claim in enumerate(claims):
         s_star, s_hat_star = stars[2 * p], stars[2 * p + 1]
         proof = claim.post.proof
         e = proof.challenge(share_post_prefix(seeds[p], s_star, s_hat_star))
-        z = proof.response
-        gamma, gamma2 = _weight(rng), _weight(rng)
-        h_coeff += gamma * z
-        key_coeff[claim.pk] = key_coeff.get(claim.pk, 0) + gamma * e
-        short_pts += [proof.a1, proof.a2]
-        short_ks += [-gamma, -gamma2]
-        full_pts += [s_star, s_hat_star]
-        full_ks += [gamma2 * z % R, gamma2 * e % R]
-    keys = list(key_coeff)
-    total = msm_signed(short_pts, short_ks) + msm(full_pts, full_ks) + h_table().mul(h_coeff % R)
-    for pt in mul_each([table_for(k) for k in keys], [key_coeff[k] % R for k in keys]):
-        total = total + pt
-    return total.is_identity
+        fold.add(claim.pk, s_star, s_hat_star, proof, e)
+    return fold.holds()
 
 
 def invalid_share_posts(claims: Sequence[SharePostClaim]) -> list[tuple[int, str]]:
