@@ -434,6 +434,24 @@ class RoundHost:
             self._transcript_cache = (len(events), codec.encode(TranscriptFile(tuple(events))))
         return self._transcript_cache[1]
 
+    def _elided_body(
+        self, seq: int, keep: Callable[[DealingKey], bool]
+    ) -> tuple[tuple[tuple[int, int], ...], bytes]:
+        """The (purpose, partner) items ``keep`` selects of the dealings post at event
+        ``seq``, and that post as an ``ElidedDealingsPost`` with only those dealings whole
+        (cached per kept set)."""
+        post = self._dealing_posts[seq]
+        kept = tuple(
+            (it.purpose, it.partner)
+            for it in post.items
+            if keep((post.dealer, it.purpose, it.partner))
+        )
+        body = self._elided.get((seq, kept))
+        if body is None:
+            body = codec.encode(ElidedDealingsPost.of(post, keep))
+            self._elided[(seq, kept)] = body
+        return kept, body
+
     def relay_bytes(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
         """The events from sequence number ``since`` on as a node gets them, codec-encoded:
         every ``DealingsPost`` as an ``ElidedDealingsPost`` carrying only the dealings
@@ -441,17 +459,7 @@ class RoundHost:
         out = []
         for ev in self.board.events()[since:]:
             if ev.role == ROLE_CLIENT and ev.seq in self._dealing_posts:
-                post = self._dealing_posts[ev.seq]
-                kept = tuple(
-                    (it.purpose, it.partner)
-                    for it in post.items
-                    if keep((post.dealer, it.purpose, it.partner))
-                )
-                body = self._elided.get((ev.seq, kept))
-                if body is None:
-                    body = codec.encode(ElidedDealingsPost.of(post, keep))
-                    self._elided[(ev.seq, kept)] = body
-                ev = dataclasses.replace(ev, body=body)
+                ev = dataclasses.replace(ev, body=self._elided_body(ev.seq, keep)[1])
             out.append(ev)
         return codec.encode(TranscriptFile(tuple(out)))
 
@@ -461,23 +469,13 @@ class RoundHost:
         those dealings in full: codec-encoded ``TranscriptFile``, or b"" if none. The
         node swaps each for its pinned event only if every other field is the pinned
         one's and the body has the same post digest (SPEC.md §8.2)."""
+        events = self.board.events()
         out = []
-        for seq, post in self._dealing_posts.items():
-            if seq >= since:
-                continue
-            kept = tuple(
-                (it.purpose, it.partner)
-                for it in post.items
-                if keep((post.dealer, it.purpose, it.partner))
-            )
-            if not kept:
-                continue
-            body = self._elided.get((seq, kept))
-            if body is None:
-                body = codec.encode(ElidedDealingsPost.of(post, keep))
-                self._elided[(seq, kept)] = body
-            out.append(dataclasses.replace(self.board.events()[seq], body=body))
-        return codec.encode(TranscriptFile(tuple(sorted(out, key=lambda e: e.seq)))) if out else b""
+        for seq in sorted(q for q in self._dealing_posts if q < since):
+            kept, body = self._elided_body(seq, keep)
+            if kept:
+                out.append(dataclasses.replace(events[seq], body=body))
+        return codec.encode(TranscriptFile(tuple(out))) if out else b""
 
     def _needs(self, node: int, stage: str, client: int) -> Callable[[DealingKey], bool]:
         """The dealings a node relies on (SPEC.md §8.2), as far as the server knows at
