@@ -379,7 +379,8 @@ def _chain_transcript(read: Any, url: str, contract: str, local: Any) -> tuple[A
 
 def run_payouts(rpc: str | Any, task_address: str, round_id: int | None, as_json: bool) -> int:
     """``pvss-secagg payouts --rpc URL --task ADDR [--round R] [--json]`` (SPEC.md §7.9):
-    the task's pool, and per round its rewards, settlement, credits per identity (the
+    the task's pool, and per round its rewards, settlement, slashed stakes and forfeited
+    bonds (collected into the pool, still due), credits per identity (the
     task's ``Credited`` logs) and every seat's reputation counters read from the round
     contract. ``rpc`` may also be a Web3 object (tests)."""
     from secagg.boards.task import EvmTask
@@ -409,6 +410,7 @@ def run_payouts(rpc: str | Any, task_address: str, round_id: int | None, as_json
                     "address": address,
                     "result_posted": bool(fn.resultPosted().call()),
                     "payout": task.payout(rid),
+                    "forfeits": task.forfeits(rid),
                     "credits": task.credits(rid),
                     "reputation": task.reputations(rid),
                 }
@@ -422,7 +424,8 @@ def run_payouts(rpc: str | Any, task_address: str, round_id: int | None, as_json
         return 0
     p = out["pool"]
     print(
-        f"task {task.address}: funded {p['funded']} wei, pool {p['pool']}, "
+        f"task {task.address}: funded {p['funded']} wei, slashed {p['slashed']}, "
+        f"pool {p['pool']}, "
         f"credited {p['credited']}, balance {p['balance']}"
     )
     for r in rounds:
@@ -432,7 +435,8 @@ def run_payouts(rpc: str | Any, task_address: str, round_id: int | None, as_json
             f"round {r['round']} {r['address']}: result "
             f"{'posted' if r['result_posted'] else 'not posted'}, {state}; rewards "
             f"{pay['per_client']} per client, {pay['per_share']} per share; owed "
-            f"{pay['owed']}, reserved {pay['reserved']}, paid {pay['paid']}"
+            f"{pay['owed']}, reserved {pay['reserved']}, paid {pay['paid']}; forfeits "
+            f"collected {r['forfeits']['collected']}, due {r['forfeits']['due']}"
         )
         for c in r["credits"]:
             print(

@@ -152,6 +152,7 @@ def _normalise_dp(dp: object) -> DpConfig:
     ("challenge_blocks", UInt(32)),
     ("stake", UInt(256)),
     ("bond", UInt(256)),
+    ("forfeit_to", Bytes(20)),
     ("dp", DP_RECORD),
 )
 @dataclass(frozen=True)
@@ -170,8 +171,9 @@ class RoundConfig:
     ``min_included`` and ``min_neighbours`` bound the included set (§6.12; 0 = the
     documented default), ``confirm_quorum`` the member confirmations before anyone
     decrypts (§6.11; 0 = the smallest safe quorum). ``optimistic``,
-    ``challenge_blocks``, ``stake`` and ``bond`` are the round contract's mode (§7.3);
-    a memory board runs full mode only.
+    ``challenge_blocks``, ``stake``, ``bond`` and ``forfeit_to`` (where slashed stakes
+    and forfeited bonds go: a task contract, §7.9; zero: the round's own pool, §7.7) are
+    the round contract's mode (§7.3); a memory board runs full mode only.
 
     ``dp`` (SPEC.md §10.6): distributed differential privacy, or ``NO_DP`` (mechanism
     "none": the quantizer path, unchanged). With DP each client privatizes its update
@@ -211,6 +213,7 @@ class RoundConfig:
     challenge_blocks: int = 0
     stake: int = 0
     bond: int = 0
+    forfeit_to: bytes = bytes(20)
     dp: DpConfig = NO_DP
 
     def __post_init__(self) -> None:
@@ -323,8 +326,14 @@ class RoundConfig:
                 f"confirm_quorum: {self.confirm_quorum} must be in "
                 f"[ceil((m+t+1)/2)={confirm_quorum(m, t)}, m={m}]"
             )
-        if not self.optimistic and (self.challenge_blocks or self.stake or self.bond):
-            raise ConfigError("challenge_blocks, stake, bond: only an optimistic round has them")
+        if not isinstance(self.forfeit_to, bytes) or len(self.forfeit_to) != 20:
+            raise ConfigError("forfeit_to: expected a 20-byte address")
+        if not self.optimistic and (
+            self.challenge_blocks or self.stake or self.bond or any(self.forfeit_to)
+        ):
+            raise ConfigError(
+                "challenge_blocks, stake, bond, forfeit_to: only an optimistic round has them"
+            )
 
     def masking(self) -> MaskingConfig:
         """The masking parameters; refuses n*W*(2^q-1) >= 2^b. With DP the quantizer is

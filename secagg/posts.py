@@ -83,6 +83,7 @@ def config_packed(c: RoundConfig) -> bytes:
             _u(c.challenge_blocks, 32),
             _u(c.stake, 256),
             _u(c.bond, 256),
+            c.forfeit_to,
             keccak256(dp_record_bytes(c.dp)),
         ]
     )
@@ -155,6 +156,7 @@ def config_unpack(packed: bytes, dp: Any = None) -> RoundConfig:
     fields["challenge_blocks"] = r.uint(32, "challenge_blocks")
     fields["stake"] = r.uint(256, "stake")
     fields["bond"] = r.uint(256, "bond")
+    fields["forfeit_to"] = r.take(20, "forfeit_to")
     dp_hash = r.take(32, "dp")
     if r.pos != len(packed):
         raise InvalidEncoding(f"config: {len(packed) - r.pos} trailing bytes")

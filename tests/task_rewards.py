@@ -42,8 +42,10 @@ def open_stub(
     included: list[bool],
     *,
     posted: bool = True,
+    forfeit_to: str | None = None,
 ) -> tuple[int, Any]:
-    """Opens a RoundStub as the task's next round; returns (round id, stub)."""
+    """Opens a RoundStub as the task's next round; returns (round id, stub). With
+    ``forfeit_to`` the stub says it is an optimistic round forfeiting to that address."""
     rid = task.last_round + 1
     stub = deploy(task, "RoundStub", rid, _checksum(task.owner.address))
     f = stub.functions
@@ -51,6 +53,8 @@ def open_stub(
     for j in range(0, len(clients), 200):
         part = [_checksum(a) for a in clients[j : j + 200]]
         task._send(f.addClients(part, included[j : j + 200]), "stubClients")
+    if forfeit_to is not None:
+        task._send(f.setMode(True, forfeit_to), "stubMode")
     task._send(task.contract.functions.openRound(stub.address), "openRound")
     if posted:
         task._send(stub.functions.postResult(), "stubResult")

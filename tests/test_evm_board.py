@@ -92,6 +92,23 @@ def test_event0_is_the_enforced_config_signed_by_the_aggregator() -> None:
     with pytest.raises(ContractRevert) as info:
         EvmBoard(cfg, board.w3, aggregator=rnd.aggregator, verifier=board.address)
     assert info.value.name == "BadConfig" and info.value.args_ == (12,)
+    # the contract itself refuses a full-mode config that forfeits stakes anywhere
+    # (RoundConfig refuses it first; this bypasses it with a hand-made tuple)
+    from secagg.boards.evm import _artifact, _revert_data, config_signature, contract_config
+
+    fields = list(contract_config(cfg))
+    assert fields[-2] == "0x" + "00" * 20  # forfeitTo, before the dp digest
+    fields[-2] = "0x" + "11" * 20
+    art = _artifact()
+    factory = board.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    sig = config_signature(rnd.aggregator, cfg)
+    tx = factory.constructor(tuple(fields), sig, board.verifier).build_transaction(
+        {"from": board.w3.eth.accounts[0], "gas": 15_000_000}
+    )
+    with pytest.raises(Exception) as raw:
+        board.w3.eth.call(tx)
+    err = ContractRevert(_revert_data(raw.value), board._errors)
+    assert err.name == "BadConfig" and err.args_ == (11,)
 
 
 def test_the_chain_transcript_replays_under_memory_board_rules() -> None:

@@ -176,14 +176,10 @@ def test_a_roster_beyond_the_initcode_cap(w3: Any) -> None:
         cfg, n_clients=n, clients=tuple(clients), members=tuple(members), min_included=2, bits=24
     )
     art = _artifact()
+    (ctor,) = [e for e in art["abi"] if e["type"] == "constructor"]
+    fields = ",".join(c["type"] for c in ctor["inputs"][0]["components"])
     args = abi_encode(
-        [
-            "(uint64,uint32,uint16,uint16,uint32,uint32,uint8,uint8,bytes8,uint32,uint32,uint32,"
-            "uint32,uint32,bool,address,address[],address[],uint32,uint32,uint16,bool,uint32,"
-            "uint256,uint256,bytes32)",
-            "bytes",
-            "address",
-        ],
+        [f"({fields})", "bytes", "address"],
         [contract_config(big), bytes(65), "0x" + "11" * 20],
     )
     initcode = len(bytes.fromhex(art["bytecode"][2:])) + len(args)

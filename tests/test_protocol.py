@@ -1173,6 +1173,8 @@ def test_config_bounds_on_included_set_and_quorum() -> None:
         ({"confirm_quorum": 6}, "confirm_quorum"),
         ({"challenge_blocks": 5}, "only an optimistic round"),
         ({"stake": 1}, "only an optimistic round"),
+        ({"forfeit_to": b"\x01" * 20}, "only an optimistic round"),
+        ({"forfeit_to": b"\x01" * 19}, "forfeit_to: expected a 20-byte address"),
     ):
         with pytest.raises(ConfigError, match=match):
             make_config(seats, **kw)

@@ -3,8 +3,9 @@ chain: round 1 (full mode) has a client that drops before upload and a member th
 no shares; round 2 (optimistic) has a client whose bad pair dealing is challenged (its
 stake slashed, its identity faulted). After each result the task credits each included
 client and each member per valid share exactly the rewards the round was opened with;
-the dropout, the silent member and the faulted client get nothing; what the task
-credits never exceeds what was deposited (slashed stakes stay in the round, §7.7)."""
+the dropout, the silent member and the faulted client get nothing; the slashed stake
+(less the challenger's reward) and a false accuser's bond flow into the task's pool;
+what the task credits never exceeds what was deposited plus what was slashed."""
 
 from __future__ import annotations
 
@@ -101,12 +102,35 @@ def test_payouts_across_rounds_with_dropouts_faults_and_slashing(w3: Any) -> Non
     items[1] = DealingItem(PURPOSE_PAIR, 2, bad)
     r2.post(ROLE_CLIENT, 1, DealingsPost(1, tuple(items)))
     assert r2.board.challenge((1, PURPOSE_PAIR, 2)) is True
-    r2.deal_all([2, 3, 4]).upload_all([2, 3, 4]).confirm_all()
+    r2.deal_all([2, 3, 4])
+    # a false accusation: client 2's pair dealing to 3 is valid, the accuser's bond is
+    # forfeited to the task as well
+    assert r2.board.challenge((2, PURPOSE_PAIR, 3)) is False
+    r2.upload_all([2, 3, 4]).confirm_all()
     posted2 = _shares_and_result(r2, [1, 2, 3])
     assert r2.board.included() == (2, 3, 4)
     assert r2.board.reputation(clients[0].address)[2] == 1  # the fault, on the round
 
+    # the round credited the task, not its own pool (forfeitTo = the task, §7.9)
+    rfn = r2.board.contract.functions
+    stake, reward, bond = rfn.stake().call(), rfn.reward().call(), rfn.bond().call()
+    forfeited = stake - reward + bond
+    assert rfn.forfeitTo().call() == task.address
+    assert rfn.pool().call() == 0
+    assert rfn.credit(task.address).call() == forfeited
+    assert task.collect(1) == 0  # round 1 (full mode) owes nothing: nothing is sent
+    with pytest.raises(ContractRevert, match="NothingToCollect"):
+        task._send(task.contract.functions.collect(1), "collect")
+    # round 2 is settled before and after its forfeits arrive: the pool grows between
+    task.settle(1)
+    assert task.collect(2) == forfeited
+    assert task.collect(2) == 0
+    assert rfn.credit(task.address).call() == 0
     for rid in (1, 2):
+        if rid == 1:
+            with pytest.raises(ContractRevert, match="AlreadySettled"):
+                task.settle(rid)
+            continue
         task.settle(rid)
         with pytest.raises(ContractRevert, match="AlreadySettled"):
             task.settle(rid)
@@ -128,14 +152,12 @@ def test_payouts_across_rounds_with_dropouts_faults_and_slashing(w3: Any) -> Non
 
     st = task.pool_state()
     total = sum(want1.values()) + sum(want2.values())
-    assert st["credited"] == total <= st["funded"] == deposit
-    assert st["pool"] == deposit - total
+    assert st["slashed"] == forfeited
+    assert st["credited"] == total <= st["funded"] + st["slashed"] == deposit + forfeited
+    assert st["pool"] == deposit + forfeited - total
     every = [i.address for i in members + clients]
     assert sum(task.credit(a) for a in every) == total
-    # the slashed stake stayed in round 2 (its pool, for its honest clients, §7.7)
-    rfn = r2.board.contract.functions
-    assert rfn.pool().call() == rfn.stake().call() - rfn.reward().call()
-    assert w3.eth.get_balance(task.address) == deposit
+    assert w3.eth.get_balance(task.address) == deposit + forfeited
 
     # an identity withdraws its credit once (from its own account: identities are keys)
     from secagg.boards.evm import fund_accounts
@@ -147,7 +169,7 @@ def test_payouts_across_rounds_with_dropouts_faults_and_slashing(w3: Any) -> Non
     owed = task.credit(m1.address)
     assert as_m1.withdraw() == owed > 0
     assert task.credit(m1.address) == 0
-    assert w3.eth.get_balance(task.address) == deposit - owed
+    assert w3.eth.get_balance(task.address) == deposit + forfeited - owed
     with pytest.raises(ContractRevert, match="NoTaskCredit"):
         as_m1.withdraw()
 
@@ -179,7 +201,13 @@ def test_cli_payouts_shows_credits_and_reputation(w3: Any, capsys: Any) -> None:
     task, members, clients = _stub_task(w3)
     assert run_payouts(w3, task.address, None, True) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["pool"] == {"funded": 1000, "pool": 1000 - 121, "credited": 121, "balance": 1000}
+    assert out["pool"] == {
+        "funded": 1000,
+        "slashed": 0,
+        "pool": 1000 - 121,
+        "credited": 121,
+        "balance": 1000,
+    }
     r1, r2 = out["rounds"]
     assert r1["payout"]["done"] is True and r2["payout"]["started"] is False
     assert [(c["role"], c["party"], c["units"], c["amount"]) for c in r1["credits"]] == [

@@ -198,6 +198,7 @@ contract PvssRound {
         uint32 challengeBlocks; // optimistic: blocks a dealing post can be challenged
         uint256 stake; // optimistic: Ether locked per client registration
         uint256 bond; // optimistic: Ether a challenger locks
+        address forfeitTo; // optimistic: where slashed stakes and forfeited bonds go (0: pool)
         bytes32 dpDigest; // keccak256 of the dp record's msgpack bytes (SPEC.md §10.6)
     }
 
@@ -284,6 +285,10 @@ contract PvssRound {
     /// @notice optimistic mode: what a successful challenger earns from the dealer's
     /// stake, stake / REWARD_DIVISOR (SPEC.md §7.7); the rest goes to the pool
     uint256 public immutable reward;
+    /// @notice optimistic mode: the account credited every slashed stake (less the
+    /// reward) and forfeited bond — a task contract's pool (SPEC.md §7.9); 0: this
+    /// round's own `pool`, shared by its clients that were not excluded
+    address public immutable forfeitTo;
     address public immutable aggregator;
     uint32 public immutable minIncluded;
     uint32 public immutable minNeighbours;
@@ -335,8 +340,9 @@ contract PvssRound {
     mapping(address => Reputation) public reputation;
     /// @notice optimistic mode: Ether each account may withdraw() (pull payments)
     mapping(address => uint256) public credit;
-    /// @notice optimistic mode: slashed stakes (less rewards) and forfeited bonds, shared
-    /// by the clients that were not excluded when they claim their stake
+    /// @notice optimistic mode without forfeitTo: slashed stakes (less rewards) and
+    /// forfeited bonds, shared by the clients that were not excluded when they claim
+    /// their stake
     uint256 public pool;
     uint32 public registeredClients;
     uint32 public excludedClients;
@@ -348,7 +354,7 @@ contract PvssRound {
     /// BadConfig codes: 0 n < 2 or n > MAX_CHAIN_CLIENTS, 1 t, 2 m > 255, 3 degree
     /// (K >= n, K > MAX_CHAIN_DEGREE or n*K odd), 4 a phase
     /// length 0, 5 challengeBlocks, 6 members, 7 clients, 8 minIncluded,
-    /// 9 minNeighbours, 10 confirmQuorum, 11 stake/bond/challengeBlocks outside
+    /// 9 minNeighbours, 10 confirmQuorum, 11 stake/bond/challengeBlocks/forfeitTo outside
     /// optimistic mode, 12 `verifier_` is not PvssVerifier's code.
     constructor(Config memory cfg, bytes memory sig, PvssVerifier verifier_) {
         _checkConfig(cfg);
@@ -371,6 +377,7 @@ contract PvssRound {
         stake = cfg.stake;
         bond = cfg.bond;
         reward = cfg.stake / REWARD_DIVISOR;
+        forfeitTo = cfg.forfeitTo;
         aggregator = cfg.aggregator;
         minIncluded = cfg.minIncluded;
         minNeighbours = cfg.minNeighbours;
@@ -421,7 +428,9 @@ contract PvssRound {
         uint256 deg = cfg.degree == 0 ? n - 1 : cfg.degree;
         if (cfg.minNeighbours == 0 || cfg.minNeighbours > deg) revert BadConfig(9);
         if (cfg.confirmQuorum < (m + cfg.threshold + 2) / 2 || cfg.confirmQuorum > m) revert BadConfig(10);
-        if (!cfg.optimistic && (cfg.challengeBlocks != 0 || cfg.stake != 0 || cfg.bond != 0)) revert BadConfig(11);
+        if (!cfg.optimistic && (cfg.challengeBlocks != 0 || cfg.stake != 0 || cfg.bond != 0 || cfg.forfeitTo != address(0))) {
+            revert BadConfig(11);
+        }
     }
 
     /// @dev the roster: member seats, and client seats under closed membership;
@@ -453,7 +462,8 @@ contract PvssRound {
     /// uint8 q, uint8 b, clip (8), uint32 W, uint32 R, D, U, X, uint8 honestMajority,
     /// address aggregator, uint16 #members || members, uint32 #clients || clients,
     /// uint32 minIncluded, uint32 minNeighbours, uint16 confirmQuorum, uint8 optimistic,
-    /// uint32 challengeBlocks, uint256 stake, uint256 bond, dp record digest (32)
+    /// uint32 challengeBlocks, uint256 stake, uint256 bond, address forfeitTo,
+    /// dp record digest (32)
     function _configPacked(Config memory c) internal view returns (bytes memory out) {
         bytes memory graph = c.degree == 0 ? bytes("complete") : abi.encodePacked("regular:", _decimal(c.degree));
         out = abi.encodePacked(
@@ -465,7 +475,7 @@ contract PvssRound {
         out = abi.encodePacked(out, uint16(c.members.length), _packAddresses(c.members));
         out = abi.encodePacked(out, uint32(c.clients.length), _packAddresses(c.clients));
         out = abi.encodePacked(out, c.minIncluded, c.minNeighbours, c.confirmQuorum, c.optimistic ? uint8(1) : uint8(0));
-        out = abi.encodePacked(out, c.challengeBlocks, c.stake, c.bond, c.dpDigest);
+        out = abi.encodePacked(out, c.challengeBlocks, c.stake, c.bond, c.forfeitTo, c.dpDigest);
     }
 
     /// @dev 20 bytes per address (abi.encodePacked pads array elements to 32)
@@ -853,9 +863,9 @@ contract PvssRound {
     /// @notice Optimistic mode: dispute dealing (dealer, purpose, partner) within its
     /// window, giving its bytes (must hash to the stored value) and the committee keys,
     /// with `bond` Ether. Invalid: the dealer is excluded (all its dealings), an
-    /// Exclusion event enters the hash chain, its stake and the bond go to the
-    /// challenger, its identity's fault counter grows. Valid: the bond stays in the
-    /// contract and the challenger gets nothing.
+    /// Exclusion event enters the hash chain, the challenger is credited `reward` and
+    /// its bond back, the rest of the stake is forfeited (to forfeitTo, or the pool), its
+    /// identity's fault counter grows. Valid: the bond is forfeited the same way.
     function challenge(
         uint32 dealer,
         uint8 purpose,
@@ -879,7 +889,7 @@ contract PvssRound {
         try verifier.verifyDealing(context(dealer, purpose, partner), threshold, committeePks, rpk, dealing) returns (
             uint256
         ) {
-            pool += bond; // a false accusation forfeits the bond
+            _forfeit(bond); // a false accusation forfeits the bond
             emit ChallengeRejected(dealer, msg.sender, purpose, partner);
         } catch (bytes memory reason) {
             bytes4 sel = reason.length >= 4 ? bytes4(reason) : bytes4(0);
@@ -893,7 +903,7 @@ contract PvssRound {
             // the stake is never returned: the challenger earns the reward and its bond
             // back, the rest of the stake goes to the pool (SPEC.md §7.7)
             credit[msg.sender] += reward + bond;
-            pool += stake - reward;
+            _forfeit(stake - reward);
             Reputation storage rep = reputation[c.identity];
             rep.faults += 1;
             rep.validDealings = 0;
@@ -1118,6 +1128,13 @@ contract PvssRound {
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// @dev a slashed stake (less the reward) or a forfeited bond: to forfeitTo's credit
+    /// (a task pulls it with withdraw(), SPEC.md §7.9), or to this round's pool
+    function _forfeit(uint256 amount) internal {
+        if (forfeitTo == address(0)) pool += amount;
+        else credit[forfeitTo] += amount;
+    }
 
     function _send(address to, uint256 amount) internal {
         if (amount == 0) return;

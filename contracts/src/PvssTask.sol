@@ -44,6 +44,12 @@ error NoTaskCredit(address account);
 error TaskReentrant();
 /// @notice the Ether transfer to `account` failed
 error TaskTransferFailed(address account);
+/// @notice an optimistic round must forfeit its slashed stakes to this task (SPEC.md §7.9)
+error WrongForfeitTo(address forfeitTo);
+/// @notice round `roundId` owes this task nothing (no stake slashed or bond forfeited yet)
+error NothingToCollect(uint64 roundId);
+/// @notice Ether arrived other than from the round collect() is pulling from
+error UnexpectedPayment(address from);
 
 /// @title PvssTask — the roster and the long-lived PVSS keys of one federation / FL task
 /// (SPEC.md §7.8).
@@ -93,6 +99,9 @@ contract PvssTask {
     /// @notice settlement done: `paid` credited, `refunded` = reserved - paid back to the pool
     event Settled(uint64 indexed roundId, uint256 paid, uint256 refunded);
     event Withdrawn(address indexed account, uint256 amount);
+    /// @notice `amount` wei of round `roundId`'s slashed stakes and forfeited bonds
+    /// entered the pool
+    event Collected(uint64 indexed roundId, uint256 amount);
 
     address public immutable owner;
     uint16 public immutable committeeSize;
@@ -132,13 +141,17 @@ contract PvssTask {
     uint256 public funded;
     /// @notice wei neither reserved for a settlement nor credited (what settle may use)
     uint256 public pool;
-    /// @notice wei ever credited by settle (never more than funded)
+    /// @notice wei ever collected from rounds: slashed stakes and forfeited bonds
+    uint256 public slashed;
+    /// @notice wei ever credited by settle (never more than funded + slashed)
     uint256 public credited;
     /// @notice wei each identity may withdraw()
     mapping(address => uint256) public credit;
     mapping(uint64 => Payout) public payouts;
     /// @dev withdraw() is running (re-entrancy lock, transient storage)
     bool transient internal withdrawing;
+    /// @dev the round collect() is pulling from (the one sender receive() accepts)
+    address transient internal collecting;
 
     /// @notice `owner_` is the aggregator identity; `committeeSize_` the m of every round;
     /// `verifier_` a PvssVerifier (its code hash must be the one PvssRound pins)
@@ -256,6 +269,10 @@ contract PvssTask {
         if (got != id) revert WrongRoundId(id, got);
         address agg = round.aggregator();
         if (agg != owner) revert WrongAggregator(agg);
+        if (round.optimistic()) {
+            address to = round.forfeitTo();
+            if (to != address(this)) revert WrongForfeitTo(to);
+        }
         lastRound = id;
         rounds[id] = address(round);
         Payout storage p = payouts[id];
@@ -278,6 +295,29 @@ contract PvssTask {
         funded += msg.value;
         pool += msg.value;
         emit Funded(msg.sender, msg.value);
+    }
+
+    /// @notice Pulls round `roundId`'s slashed stakes (less the challengers' rewards) and
+    /// forfeited bonds, which the round credited to this task (its forfeitTo), into the
+    /// pool (anyone may call, at any time; the amount is what this task's balance grew).
+    function collect(uint64 roundId) external returns (uint256 got) {
+        address r = rounds[roundId];
+        if (r == address(0)) revert UnknownRound(roundId);
+        if (collecting != address(0)) revert TaskReentrant();
+        if (PvssRound(r).credit(address(this)) == 0) revert NothingToCollect(roundId);
+        collecting = r;
+        uint256 before = address(this).balance;
+        PvssRound(r).withdraw();
+        collecting = address(0);
+        got = address(this).balance - before;
+        slashed += got;
+        pool += got;
+        emit Collected(roundId, got);
+    }
+
+    /// @dev only the round collect() is pulling from may pay this contract outside fund()
+    receive() external payable {
+        if (msg.sender != collecting || collecting == address(0)) revert UnexpectedPayment(msg.sender);
     }
 
     /// @notice Credits the payouts of round `roundId` (anyone may call) once its result is

@@ -32,6 +32,15 @@ contract RoundStub {
     mapping(address => Reputation) public reputation;
     mapping(uint32 => bool) public isIncluded;
 
+    /// @notice what PvssTask.openRound checks of an optimistic round
+    bool public optimistic;
+    address public forfeitTo;
+    /// @notice wei the stub owes an account (a slashed stake it credited), paid by withdraw
+    mapping(address => uint256) public credit;
+    /// @notice withdraw() first calls collect(reenterRound) on the payee (a re-entry test)
+    bool public reenter;
+    uint64 public reenterRound;
+
     constructor(uint64 roundId_, address aggregator_) {
         roundId = roundId_;
         aggregator = aggregator_;
@@ -65,5 +74,34 @@ contract RoundStub {
 
     function postResult() external {
         resultPosted = true;
+    }
+
+    function setMode(bool optimistic_, address forfeitTo_) external {
+        (optimistic, forfeitTo) = (optimistic_, forfeitTo_);
+    }
+
+    /// @notice credits `to` msg.value (as a slashed stake would be)
+    function slash(address to) external payable {
+        credit[to] += msg.value;
+    }
+
+    function setReenter(bool on, uint64 roundId_) external {
+        (reenter, reenterRound) = (on, roundId_);
+    }
+
+    /// @notice pays msg.sender its credit (re-entering its collect() first when asked)
+    function withdraw() external {
+        uint256 amount = credit[msg.sender];
+        credit[msg.sender] = 0;
+        if (reenter) {
+            (bool ok, bytes memory err) = msg.sender.call(abi.encodeWithSignature("collect(uint64)", reenterRound));
+            if (!ok) {
+                assembly ("memory-safe") {
+                    revert(add(err, 0x20), mload(err))
+                }
+            }
+        }
+        (bool sent,) = msg.sender.call{value: amount}("");
+        require(sent, "payment refused");
     }
 }

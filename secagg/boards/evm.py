@@ -419,6 +419,7 @@ def contract_config(cfg: RoundConfig) -> tuple:
         cfg.challenge_blocks,
         cfg.stake,
         cfg.bond,
+        _checksum(cfg.forfeit_to),
         keccak(dp_record_bytes(cfg.dp)),
     )
 
@@ -445,7 +446,9 @@ class EvmBoard(Board):
     ``mode`` (legacy) "optimistic" turns a full-mode config into an optimistic one
     with ``challenge_blocks``, ``stake`` and ``bond``; by default the config's own mode
     fields are used. ``verifier`` is the address of a deployed ``PvssVerifier`` (one
-    per chain suffices; deployed by this board if None)."""
+    per chain suffices; deployed by this board if None). ``forfeit_to`` (optimistic
+    only) replaces the config's: the address credited every slashed stake and forfeited
+    bond, a task contract (SPEC.md §7.9)."""
 
     def __init__(
         self,
@@ -460,6 +463,7 @@ class EvmBoard(Board):
         bond: int = DEFAULT_BOND,
         verifier: str | None = None,
         account: Identity | None = None,
+        forfeit_to: bytes | None = None,
     ) -> None:
         if mode not in (None, "full", "optimistic"):
             raise ProtocolError(f"board: mode {mode!r} is neither full nor optimistic")
@@ -475,6 +479,8 @@ class EvmBoard(Board):
             )
         if mode == "full" and config.optimistic:
             raise ProtocolError("board: mode 'full' for an optimistic config")
+        if forfeit_to is not None:
+            config = replace(config, forfeit_to=forfeit_to)
         if aggregator is None and sign_config is None:
             raise ProtocolError("board: the aggregator identity (or sign_config) signs event 0")
         self._init_chain(provider, config)
@@ -665,6 +671,7 @@ class EvmBoard(Board):
             "challengeBlocks": cfg.challenge_blocks,
             "stake": cfg.stake,
             "bond": cfg.bond,
+            "forfeitTo": _checksum(cfg.forfeit_to),
             "aggregator": _checksum(cfg.aggregator),
             "configDigest": post_digest(cfg),
         }

@@ -326,6 +326,9 @@ class EvmTask:
             committee_size=len(members),
             aggregator=self.owner.address,
         )
+        if cfg.optimistic or board_kw.get("mode") == "optimistic":
+            # slashed stakes and forfeited bonds go to this task's pool (§7.9)
+            board_kw["forfeit_to"] = self.raw_address
         board = EvmBoard(cfg, self.w3, aggregator=self.owner, verifier=self.verifier, **board_kw)
         self._send(self.contract.functions.openRound(board.address), "openRound")
         self.boards[cfg.round_id] = board
@@ -352,6 +355,31 @@ class EvmTask:
             if self.payout(round_id)["done"]:
                 return sent
 
+    def collect(self, round_id: int) -> int:
+        """Pulls round ``round_id``'s slashed stakes and forfeited bonds (credited to
+        this task by the round) into the pool; returns the wei collected (0 when the
+        round owes nothing: no transaction is sent then)."""
+        rnd = self.w3.eth.contract(address=self.round_address(round_id), abi=self.round_abi)
+        if int(rnd.address, 16) == 0:
+            raise ProtocolError(f"task: {self.address}: no round {round_id} opened")
+        due = int(rnd.functions.credit(self.address).call())
+        if due == 0:
+            return 0
+        before = int(self.contract.functions.slashed().call())
+        self._send(self.contract.functions.collect(round_id), "collect")
+        return int(self.contract.functions.slashed().call()) - before
+
+    def forfeits(self, round_id: int) -> dict[str, int]:
+        """Round ``round_id``'s slashed stakes and forfeited bonds: ``collected`` into
+        the pool (the task's ``Collected`` logs) and ``due`` (credited to the task by the
+        round, not collected yet)."""
+        rnd = self.w3.eth.contract(address=self.round_address(round_id), abi=self.round_abi)
+        logs = self.contract.events.Collected().get_logs(
+            from_block=0, argument_filters={"roundId": round_id}
+        )
+        due = int(rnd.functions.credit(self.address).call())
+        return {"collected": sum(int(log["args"]["amount"]) for log in logs), "due": due}
+
     def withdraw(self) -> int:
         """Pays this object's account its task credit; returns the amount."""
         amount = self.credit(bytes.fromhex(self._acct.address[2:])) if self._acct else 0
@@ -363,10 +391,12 @@ class EvmTask:
         return int(self.contract.functions.credit(_checksum(identity)).call())
 
     def pool_state(self) -> dict[str, int]:
-        """funded (ever deposited), pool (unreserved), credited (ever), balance (wei)."""
+        """funded (ever deposited), slashed (ever collected from rounds), pool
+        (unreserved), credited (ever), balance (wei)."""
         f = self.contract.functions
         return {
             "funded": int(f.funded().call()),
+            "slashed": int(f.slashed().call()),
             "pool": int(f.pool().call()),
             "credited": int(f.credited().call()),
             "balance": int(self.w3.eth.get_balance(self.address)),

@@ -196,3 +196,64 @@ def test_a_round_whose_getters_change_between_pages_gets_no_more_than_reserved(w
     st = task.pool_state()
     assert st["credited"] == 60 and st["pool"] == 10**6 - 60
     assert sum(task.credit(a) for a in members + clients) == 60
+
+
+def _transfer(task: Any, value: int) -> None:
+    """A plain Ether transfer to the task from its owner's account (pre-flight only)."""
+    from secagg.boards.evm import ContractRevert, _revert_data
+
+    tx = {"from": _checksum(task.owner.address), "to": task.address, "value": value}
+    try:
+        task.w3.eth.call(tx, "pending")
+    except Exception as exc:  # noqa: BLE001 - providers raise different types
+        data = _revert_data(exc)
+        if data is None:
+            raise
+        raise ContractRevert(data, task._errors) from None
+    raise AssertionError("the transfer was accepted")
+
+
+def test_an_optimistic_round_must_forfeit_to_the_task(w3: Any) -> None:
+    """A round whose slashed stakes would go elsewhere (its own pool, or an account the
+    owner picked) is not opened: every optimistic round's forfeits reach the task."""
+    members, clients = _ids(2), _ids(2)
+    task, _ = make_task(w3, members, clients)
+    other = _checksum(identity().address)
+    for to in (other, "0x" + "00" * 20):
+        exc = reverts(
+            "WrongForfeitTo", open_stub, task, members, [0, 0], clients, [True, True], forfeit_to=to
+        )
+        assert exc.args_[0].lower() == to.lower()
+        assert task.last_round == 0
+    rid, _stub = open_stub(task, members, [0, 0], clients, [True, True], forfeit_to=task.address)
+    assert rid == task.last_round == 1
+
+
+def test_collect_counts_what_arrived_and_nothing_else(w3: Any) -> None:
+    """collect() moves exactly the round's credit into the pool; Ether sent to the task
+    any other way is refused; a round that re-enters collect() collects nothing; the
+    credits settle pays never exceed funded + slashed."""
+    members, clients = _ids(2), _ids(2)
+    task, _ = make_task(w3, members, clients)
+    task.set_rewards(400, 0)
+    task.fund(500)
+    rid, stub = open_stub(task, members, [0, 0], clients, [True, True], forfeit_to=task.address)
+    # nothing slashed yet: nothing to collect
+    reverts("NothingToCollect", task._send, task.contract.functions.collect(rid), "collect")
+    reverts("UnknownRound", task._send, task.contract.functions.collect(rid + 1), "collect")
+    task._send(stub.functions.slash(task.address), "slash", 300)
+    # a plain transfer to the task is not a deposit and not a forfeit
+    reverts("UnexpectedPayment", _transfer, task, 1)
+    # a round that re-enters collect() while paying: the whole collect reverts
+    task._send(stub.functions.setReenter(True, rid), "reenter")
+    reverts("TaskReentrant", task._send, task.contract.functions.collect(rid), "collect")
+    assert task.pool_state()["slashed"] == 0
+    task._send(stub.functions.setReenter(False, rid), "reenter")
+    assert task.collect(rid) == 300
+    st = task.pool_state()
+    assert (st["slashed"], st["pool"], st["balance"]) == (300, 800, 800)
+    assert task.forfeits(rid) == {"collected": 300, "due": 0}
+    task.settle(rid)  # owed 2 x 400 = 800: the slashed stake makes the pool whole
+    st = task.pool_state()
+    assert st["credited"] == 800 == st["funded"] + st["slashed"]
+    assert st["pool"] == 0
