@@ -62,11 +62,13 @@ Task rewards (``--rewards N ...``; SPEC.md §7.9), m = 10, every client included
 every member credited (the worst case: each credit writes a fresh slot):
 
     {"op": "task_rewards", "n", "m", "fund", "settle", "settle_txs", "settle_page",
-     "settle_max_tx", "settle_per_seat", "withdraw", "measured", "provider"}
+     "settle_max_tx", "settle_per_seat", "withdraw", "collect", "measured", "provider"}
 
 ``fund`` the first deposit into a task; ``settle`` all the transactions that settle one
 round (``settle_txs`` of ``settle_page`` seats each, the largest ``settle_max_tx``),
-``settle_per_seat`` = settle / (n + m); ``withdraw`` one identity's pull payment.
+``settle_per_seat`` = settle / (n + m); ``withdraw`` one identity's pull payment;
+``collect`` the task pulling one round's slashed stakes into its pool (from a RoundStub
+round that credited the task, in every row).
 ``measured``: "round" — the round ran on the chain (n = 10: every seat's posts, a real
 PvssRound); "stub-round" — the round is contracts/test/RoundStub.sol (PvssRound's
 getters set by hand, for n where a whole round does not run on a small machine; at
@@ -482,6 +484,18 @@ def task_rewards(n: int, m: int, provider: str, real: bool) -> dict:
     claimer = EvmTask.attach(w3, task.address, who)
     assert claimer.withdraw() == task.payout(1)["per_client"] and claimer.credit(who.address) == 0
     assert _checksum(who.address) in {c["identity"] for c in task.credits(1)}
+    # collect: a slashed stake credited to the task by an optimistic round (a RoundStub
+    # forfeiting to the task: the task side of the pull is what is measured)
+    rid, stub = open_stub(
+        task,
+        [i.address for i in members],
+        [0] * m,
+        [i.address for i in clients[:2]],
+        [True, True],
+        forfeit_to=task.address,
+    )
+    task._send(stub.functions.slash(task.address), "stubSlash", 10**15)
+    assert task.collect(rid) == 10**15
     return {
         "op": "task_rewards",
         "n": n,
@@ -493,6 +507,7 @@ def task_rewards(n: int, m: int, provider: str, real: bool) -> dict:
         "settle_max_tx": max(settle),
         "settle_per_seat": round(sum(settle) / (n + m)),
         "withdraw": dict(claimer.gas)["withdraw"],
+        "collect": dict(task.gas)["collect"],
         "measured": "round" if real else "stub-round",
         "provider": provider,
     }
