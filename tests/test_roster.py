@@ -60,6 +60,28 @@ def test_identity_signs_recovers_and_refuses_malleated_signatures() -> None:
     assert "private" not in repr(ident) and ident.address.hex() in repr(ident)
 
 
+def test_recover_agrees_with_eth_keys_and_names_an_r_without_a_point() -> None:
+    """``recover`` calls libsecp256k1 directly; eth-keys' own recovery is the reference
+    (and ecrecover's rule: r must be the x-coordinate of a curve point)."""
+    from eth_keys import keys
+
+    from secagg.identity import personal_hash
+
+    for j in range(20):
+        ident, digest = Identity.generate(), bytes([j]) * 32
+        sig = ident.sign(digest)
+        ref = keys.Signature(
+            vrs=(sig[64] - 27, int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"))
+        ).recover_public_key_from_msg_hash(personal_hash(digest))
+        assert recover(digest, sig) == ref.to_canonical_address() == ident.address
+        other = recover(b"\xee" * 32, sig)  # another digest: another (valid) signer
+        assert other != ident.address and len(other) == 20
+    # x = 5 is not the x-coordinate of a secp256k1 point: nothing recovers
+    no_point = (5).to_bytes(32, "big") + sig[32:]
+    with pytest.raises(InvalidSignature, match="does not recover"):
+        recover(digest, no_point, "client 3 post")
+
+
 def test_identity_and_roster_files(tmp_path) -> None:  # noqa: ANN001
     roster, paths = make_deployment(tmp_path, 5, 3, 1)
     assert stat.S_IMODE(os.stat(paths[0]).st_mode) == 0o600  # the node's own secret
