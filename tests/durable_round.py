@@ -3,7 +3,8 @@ board under ``<dir>/round`` and every node keeps its state in a ``NodeStateFile`
 ``<dir>/nodes`` — so the process can be killed with SIGKILL at any moment and started
 again with the same arguments, and it continues the round (SPEC.md §6.14).
 
-    python tests/durable_round.py DIR [--delay S] [--transit S] [--linger S] [--no-fsync]
+    python tests/durable_round.py DIR [--delay S] [--transit S] [--hold-result S]
+        [--no-fsync]
 
 The first start makes the deployment (``DIR/deployment``: identities, roster, the
 server's identity); later starts reuse it and resume the round if ``DIR/round`` holds an
@@ -70,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("dir", type=Path)
     ap.add_argument("--delay", type=float, default=0.0)
     ap.add_argument("--transit", type=float, default=0.0)
-    # seconds between the end of the round (result journaled, round verified) and
-    # result.json: a window in which a test can kill a server whose round is complete
-    ap.add_argument("--linger", type=float, default=0.0)
+    # seconds between the result being journaled and the round's verification (after
+    # which finish() removes roles.json: nothing left to resume): the window in which a
+    # test kills a server whose result is posted but whose round is not verified yet
+    ap.add_argument("--hold-result", type=float, default=0.0)
     ap.add_argument("--no-fsync", action="store_true")
     ap.add_argument("--no-journal", action="store_true")
     args = ap.parse_args(argv)
@@ -87,6 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     round_dir = base / "round"
     fsync = not args.no_fsync
     t0 = time.perf_counter()
+    if args.hold_result:
+        import fl.host  # noqa: PLC0415
+
+        verify = fl.host.verify_round
+
+        def held(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+            time.sleep(args.hold_result)
+            return verify(*a, **kw)
+
+        fl.host.verify_round = held
     if RoundHost.can_resume(round_dir):
         host = RoundHost.resume(round_dir, identity=server, fsync=fsync)
     else:
@@ -132,7 +144,6 @@ def main(argv: list[str] | None = None) -> int:
         return reply
 
     outcome = drive_round(host, lambda stage, reqs: LazyReplies(stage, reqs, answer))
-    time.sleep(args.linger)
     (base / "result.json").write_text(
         json.dumps(
             {

@@ -207,8 +207,10 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
     want = STAGE_MESSAGE[stage]
     journal = tmp_path / "round" / JOURNAL_FILE
     timing = ["--transit", "0.5"] if in_transit else ["--delay", "0.4"]
-    if stage == "result":  # the result is the round's last post: keep the process alive
-        timing += ["--linger", "5"]  # after it, or a loaded machine's poll can miss it
+    if stage == "result":  # the result is the round's last post: hold the process
+        # between it and the verification (which ends what can be resumed), or a loaded
+        # machine's poll can see it only once the round is complete
+        timing += ["--hold-result", "5"]
     proc = subprocess.Popen(
         [sys.executable, str(SCRIPT), str(tmp_path), *timing],
         env=_env(),
