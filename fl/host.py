@@ -40,6 +40,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -630,6 +631,16 @@ class RoundHost:
         pre(posts)
         self.board_seconds += time.perf_counter() - t0
 
+    def batch(self, replies: Mapping[int, object]) -> AbstractContextManager[None]:
+        """The block that accepts a stage's replies: one group commit of the board's
+        journal (``MemoryBoard.batch``: one fsync for the stage, before the next stage
+        is sent) when the replies are all in hand, as ``precheck`` requires; a transport
+        that yields them one by one keeps one fsync per accepted event."""
+        batch = getattr(self.board, "batch", None)
+        if batch is None or not isinstance(replies, dict):
+            return nullcontext()
+        return batch()
+
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
         """Submit a node's signed posts to the board; False (and the node dropped) if it
         did not answer, answered with an error, or the board refused any of its posts."""
@@ -823,7 +834,8 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
             )
             replies = send(stage, reqs) if reqs else {}
             host.precheck(stage, replies)
-            accepted = [node for node in reqs if host.accept(stage, node, replies.get(node))]
+            with host.batch(replies):
+                accepted = [node for node in reqs if host.accept(stage, node, replies.get(node))]
             log(
                 logging.INFO,
                 "round %d: [Stage %d %s] Accepted posts from %d of %d nodes.",

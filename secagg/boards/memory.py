@@ -4,7 +4,8 @@ tests, simulation, the FL server's board, and the replay every verifier runs.
 
 With a journal (SPEC.md §6.14) the board is durable: every accepted event and every
 height change is appended to ``journal.bin`` and fsync'ed before the board acknowledges
-it, and :meth:`MemoryBoard.open` rebuilds the board from that file after a crash."""
+it (inside :meth:`MemoryBoard.batch`, once at the end of the batch: a group commit), and
+:meth:`MemoryBoard.open` rebuilds the board from that file after a crash."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import hashlib
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +103,15 @@ class Journal:
     """An append-only record file (SPEC.md §6.14): ``JOURNAL_MAGIC``, then records
     ``uint32 length || sha256(payload) || payload`` with payload the msgpack array
     ``[kind, data]``. ``append`` returns only once the record is written and (with
-    ``fsync``) on disk."""
+    ``fsync``) on disk — or, while ``deferred``, written and flushed, with the fsync left
+    to ``commit``."""
 
     def __init__(self, path: Path, *, fsync: bool = True, _fh: Any = None) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self._fh = _fh
+        self.deferred = False  # group commit (MemoryBoard.batch): fsync in commit()
+        self._dirty = False
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, fsync: bool = True) -> Journal:
@@ -190,8 +195,16 @@ class Journal:
 
     def _sync(self) -> None:
         self._fh.flush()
-        if self.fsync:
+        if self.fsync and self.deferred:
+            self._dirty = True
+        elif self.fsync:
             os.fsync(self._fh.fileno())
+
+    def commit(self) -> None:
+        """fsync what was appended while ``deferred`` (nothing to do otherwise)."""
+        if self._dirty and self._fh is not None:
+            os.fsync(self._fh.fileno())
+        self._dirty = False
 
     def close(self) -> None:
         if self._fh is not None:
@@ -383,7 +396,27 @@ class MemoryBoard(Board):
     def close(self) -> None:
         """Close the journal (the board keeps answering reads)."""
         if self._journal is not None:
+            self._journal.commit()
             self._journal.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit (SPEC.md §6.14): inside the block every accepted event is
+        written to the journal and flushed as it is accepted, and fsync'ed once when the
+        block ends, normally or by an exception — so a caller that accepts a stage's
+        replies in one batch acknowledges them (sends the next stage) only after all of
+        them are on disk, with one fsync instead of one per event. Without a journal, or
+        nested in another batch, it does nothing."""
+        journal = self._journal
+        if journal is None or journal.deferred:
+            yield
+            return
+        journal.deferred = True
+        try:
+            yield
+        finally:
+            journal.deferred = False
+            journal.commit()
 
     # -- Board interface ---------------------------------------------------------
     def height(self) -> int:
