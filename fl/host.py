@@ -58,7 +58,7 @@ from fl.relay import (
     StageReply,
     StageRequest,
 )
-from pvss.transcript import PURPOSE_PAIR
+from pvss.transcript import PURPOSE_PAIR, keccak256
 from secagg import codec
 from secagg.aggregate import dp_rotation_seed
 from secagg.blobs import BlobStore, blob_digest, durable_write
@@ -358,6 +358,7 @@ class RoundHost:
         # every accepted DealingsPost by event seq, and its elided bodies (by kept items)
         self._dealing_posts: dict[int, DealingsPost] = {}
         self._elided: dict[tuple[int, tuple[tuple[int, int], ...]], bytes] = {}
+        self._dealing_hashes: dict[int, tuple[bytes, ...]] = {}  # per dealings post
 
     # -- resuming ----------------------------------------------------------------------
     @staticmethod
@@ -449,7 +450,11 @@ class RoundHost:
         )
         body = self._elided.get((seq, kept))
         if body is None:
-            body = codec.encode(ElidedDealingsPost.of(post, keep))
+            hashes = self._dealing_hashes.get(seq)
+            if hashes is None:
+                hashes = tuple(keccak256(it.dealing) for it in post.items)
+                self._dealing_hashes[seq] = hashes
+            body = codec.encode(ElidedDealingsPost.of(post, keep, hashes))
             self._elided[(seq, kept)] = body
         return kept, body
 
