@@ -40,6 +40,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,7 +58,7 @@ from fl.relay import (
     StageReply,
     StageRequest,
 )
-from pvss.transcript import PURPOSE_PAIR
+from pvss.transcript import PURPOSE_PAIR, keccak256
 from secagg import codec
 from secagg.aggregate import dp_rotation_seed
 from secagg.blobs import BlobStore, blob_digest, durable_write
@@ -357,6 +358,7 @@ class RoundHost:
         # every accepted DealingsPost by event seq, and its elided bodies (by kept items)
         self._dealing_posts: dict[int, DealingsPost] = {}
         self._elided: dict[tuple[int, tuple[tuple[int, int], ...]], bytes] = {}
+        self._dealing_hashes: dict[int, tuple[bytes, ...]] = {}  # per dealings post
 
     # -- resuming ----------------------------------------------------------------------
     @staticmethod
@@ -448,7 +450,11 @@ class RoundHost:
         )
         body = self._elided.get((seq, kept))
         if body is None:
-            body = codec.encode(ElidedDealingsPost.of(post, keep))
+            hashes = self._dealing_hashes.get(seq)
+            if hashes is None:
+                hashes = tuple(keccak256(it.dealing) for it in post.items)
+                self._dealing_hashes[seq] = hashes
+            body = codec.encode(ElidedDealingsPost.of(post, keep, hashes))
             self._elided[(seq, kept)] = body
         return kept, body
 
@@ -629,6 +635,16 @@ class RoundHost:
         t0 = time.perf_counter()
         pre(posts)
         self.board_seconds += time.perf_counter() - t0
+
+    def batch(self, replies: Mapping[int, object]) -> AbstractContextManager[None]:
+        """The block that accepts a stage's replies: one group commit of the board's
+        journal (``MemoryBoard.batch``: one fsync for the stage, before the next stage
+        is sent) when the replies are all in hand, as ``precheck`` requires; a transport
+        that yields them one by one keeps one fsync per accepted event."""
+        batch = getattr(self.board, "batch", None)
+        if batch is None or not isinstance(replies, dict):
+            return nullcontext()
+        return batch()
 
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
         """Submit a node's signed posts to the board; False (and the node dropped) if it
@@ -823,7 +839,8 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
             )
             replies = send(stage, reqs) if reqs else {}
             host.precheck(stage, replies)
-            accepted = [node for node in reqs if host.accept(stage, node, replies.get(node))]
+            with host.batch(replies):
+                accepted = [node for node in reqs if host.accept(stage, node, replies.get(node))]
             log(
                 logging.INFO,
                 "round %d: [Stage %d %s] Accepted posts from %d of %d nodes.",

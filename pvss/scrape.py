@@ -483,8 +483,8 @@ class _HDleqFold:
       (sum rho z) H + sum_pk (sum rho e) pk - sum rho A1
     + sum [rho' z B + rho' e P - rho' A2]  ==  0.
 
-    Full-size coefficients sit on H, on each distinct key (tables) and on B, P; the
-    commitments take the short weights."""
+    Full-size coefficients sit on H (its table), on each distinct key and on B, P (one
+    Pippenger); the commitments take the short weights."""
 
     def __init__(self, rng: random.Random | None) -> None:
         self.rng = rng
@@ -506,14 +506,11 @@ class _HDleqFold:
         self.full_ks += [rho2 * z % R, rho2 * e % R]
 
     def holds(self) -> bool:
-        keys = list(self.key_coeff)
         total = (
             msm_signed(self.short_pts, self.short_ks)
-            + msm(self.full_pts, self.full_ks)
+            + msm([*self.full_pts, *self.key_coeff], [*self.full_ks, *self.key_coeff.values()])
             + h_table().mul(self.h_coeff % R)
         )
-        for pt in mul_each([table_for(k) for k in keys], [self.key_coeff[k] % R for k in keys]):
-            total = total + pt
         return total.is_identity
 
 
@@ -529,9 +526,9 @@ def is_valid_dealing_batch(
     + (sum_d eps_d sum_k tau_dk z_dk) G + sum_pk (sum eps_d tau'_dk z_dk) pk
     - sum_d eps_d (sum_k tau_dk a1_dk + tau'_dk a2_dk)  ==  0.
 
-    The coefficients on v and s_hat are short (~128 bits); the full-size ones sit on G,
-    on each distinct key (fixed-base tables) and on the commitments a1, a2 (-eps*tau,
-    all in one Pippenger). A batch with an invalid dealing passes with probability
+    The coefficients on v and s_hat are short (~128 bits); the full-size ones sit on G
+    (its table), and on each distinct key and the commitments a1, a2 (-eps*tau), all in
+    one Pippenger. A batch with an invalid dealing passes with probability
     < 2^-127."""
     small_pts: list[G1Point] = []
     small_ks: list[int] = []
@@ -577,12 +574,12 @@ def is_valid_dealing_batch(
         g_coeff = (g_coeff + eps * tz) % R
     if not claims:
         return True
-    key_list = list(key_coeff)
-    full = mul_each([table_for(k) for k in key_list], [key_coeff[k] for k in key_list])
+    # each distinct key carries one full-size coefficient: it joins the one Pippenger
+    # (a fixed-base table costs ~20 multiplications to build and would be used once)
+    e_pts += key_coeff.keys()
+    e_ks += key_coeff.values()
     total = msm_signed(small_pts, small_ks)
     total = total + g_table().mul(g_coeff) + msm(e_pts, e_ks)
-    for pt in full:
-        total = total + pt
     return total.is_identity
 
 

@@ -4,7 +4,7 @@ board checks the rest (stage, membership, proofs)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from pvss.scrape import DECRYPTED_SHARE_BYTES
@@ -109,19 +109,26 @@ class ElidedDealingsPost:
 
     @classmethod
     def of(
-        cls, post: DealingsPost, keep: Callable[[tuple[int, int, int]], bool]
+        cls,
+        post: DealingsPost,
+        keep: Callable[[tuple[int, int, int]], bool],
+        hashes: Sequence[bytes] | None = None,
     ) -> ElidedDealingsPost:
-        """``post`` with the dealings whose key ``keep`` rejects elided."""
+        """``post`` with the dealings whose key ``keep`` rejects elided; ``hashes`` the
+        keccak256 of its dealings in item order (computed here if None), for a relay
+        that elides the same post for many nodes."""
+        if hashes is None:
+            hashes = [keccak256(it.dealing) for it in post.items]
         return cls(
             post.dealer,
             tuple(
                 RelayDealingItem(
                     it.purpose,
                     it.partner,
-                    keccak256(it.dealing),
+                    h,
                     it.dealing if keep((post.dealer, it.purpose, it.partner)) else b"",
                 )
-                for it in post.items
+                for it, h in zip(post.items, hashes, strict=True)
             ),
         )
 

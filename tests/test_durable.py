@@ -89,6 +89,42 @@ def test_open_rebuilds_the_board_exactly(journaled: Path, tmp_path: Path) -> Non
     board.close()
 
 
+def test_a_batch_is_one_group_commit(
+    journaled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside ``MemoryBoard.batch`` records are written and flushed at once (a killed
+    process loses none of them) and fsync'ed once when the block ends, also when it
+    ends by an exception; outside it every record is fsync'ed on its own."""
+    copy = tmp_path / JOURNAL_FILE
+    copy.write_bytes((journaled / JOURNAL_FILE).read_bytes())
+    board = MemoryBoard.open(copy)
+    start, records = board.height(), len(Journal.read(copy)[0])
+    calls: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (calls.append(fd), real(fd))[1])
+    board.advance(1)
+    assert len(calls) == 1
+    with board.batch():
+        for _ in range(3):
+            board.advance(1)
+        assert len(calls) == 1  # not yet on disk ...
+        assert len(Journal.read(copy)[0]) == records + 4  # ... but in the file
+        with board.batch():  # nested: the outer block commits
+            board.advance(1)
+        assert len(calls) == 1
+    assert len(calls) == 2
+    with pytest.raises(RuntimeError), board.batch():
+        board.advance(1)
+        raise RuntimeError("a stage fails half way")
+    assert len(calls) == 3
+    board.advance(1)
+    assert len(calls) == 4
+    board.close()
+    again = MemoryBoard.open(copy)
+    assert again.height() == start + 7
+    again.close()
+
+
 def test_torn_tail_is_discarded_and_the_round_resumes(journaled: Path, tmp_path: Path) -> None:
     data = (journaled / JOURNAL_FILE).read_bytes()
     records, good, torn = Journal.read(journaled / JOURNAL_FILE)

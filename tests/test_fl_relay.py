@@ -159,6 +159,51 @@ def test_round_with_dropouts_at_every_stage_is_the_weighted_mean(tmp_path: Path)
     assert set(out.seconds) >= {"client_mean", "committee_mean", "board", "aggregator", "verifier"}
 
 
+def test_a_node_authenticates_each_event_once(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """A node's replica re-applies every rule at every stage but recovers a seat's
+    signature only on the events it has not pinned yet (SPEC.md §8.2): over a round,
+    each node recovers each event's signer once, not once per stage (its own posts
+    twice: when it checks the post it makes against its replica, and when the post
+    comes back as an event)."""
+    import secagg.boards.memory as memory_module  # noqa: PLC0415
+
+    h = Harness(tmp_path, n=5, m=3)
+    recovered: dict[int, list[tuple[bytes, str]]] = {}
+    real = memory_module.recover
+    node_now: list[int] = []
+
+    def counting(digest: bytes, sig: bytes, where: str = "signature") -> bytes:
+        if node_now:
+            recovered.setdefault(node_now[0], []).append((digest, where))
+        return real(digest, sig, where)
+
+    monkeypatch.setattr(memory_module, "recover", counting)
+    send = h.send
+
+    def tracked(stage: str, requests):  # noqa: ANN001, ANN202
+        out = {}
+        for node, req in requests.items():
+            node_now[:] = [node]
+            out.update(send(stage, {node: req}))
+            node_now.clear()
+        return out
+
+    h.send = tracked
+    out = h.run()
+    assert out.verified
+    events = len(h.host.board.events())
+    assert set(recovered) == set(h.host.roles)
+    for node, seen in recovered.items():
+        r = h.host.roles[node]
+        own = {f"client {r.client}: signature", f"member {r.member}: signature"}
+        counts: dict[bytes, int] = {}
+        for digest, where in seen:
+            counts[digest] = counts.get(digest, 0) + 1
+            limit = 2 if where in own else 1
+            assert counts[digest] <= limit, f"node {node} recovered {where} {counts[digest]}x"
+        assert len(counts) <= events  # never the whole transcript per stage
+
+
 def test_a_member_that_never_registers_halts_the_round(tmp_path: Path) -> None:
     """By design (SPEC §6.9-§6.10): the roster fixes the committee, so the server cannot
     re-draw a missing member's seat; the round fails loudly naming the seat."""

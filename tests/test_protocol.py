@@ -1190,3 +1190,26 @@ def test_exclusions_exist_in_optimistic_rounds_only() -> None:
     )
     exc = _refused(rnd, "message", post)
     assert "optimistic" in str(exc)
+
+
+def test_replay_trusts_signatures_only_on_the_pinned_prefix() -> None:
+    """``replay(trusted=k)`` (a relay node over the transcript it pinned): a seat's
+    signature on events 0..k-1 is not recovered again — the event hash does not cover
+    the signature, and the node checked that same digest's signature before pinning —
+    while every event from k on is authenticated in full, and only a node replica
+    (``defer_proofs``) may trust a prefix."""
+    rnd = Round().register().deal()
+    events = list(rnd.board.transcript().events)
+    j = 2
+    bad = dataclasses.replace(events[j], sig=bytes(64) + b"\x1b")
+    forged = TranscriptFile((*events[:j], bad, *events[j + 1 :]))
+    assert event_hash(bad) == event_hash(events[j])
+    board = MemoryBoard.replay(forged, defer_proofs=True, trusted=j + 1)
+    assert board.head == rnd.board.head
+    who = f"{'client' if bad.role == ROLE_CLIENT else 'member'} {bad.sender}: signature"
+    with pytest.raises(RuleViolation, match=who):
+        MemoryBoard.replay(forged, defer_proofs=True, trusted=j)
+    with pytest.raises(RuleViolation, match=who):
+        MemoryBoard.replay(forged, defer_proofs=True)
+    with pytest.raises(ProtocolError, match="relay node's own pin"):
+        MemoryBoard.replay(forged, trusted=j + 1)

@@ -4,7 +4,8 @@ tests, simulation, the FL server's board, and the replay every verifier runs.
 
 With a journal (SPEC.md §6.14) the board is durable: every accepted event and every
 height change is appended to ``journal.bin`` and fsync'ed before the board acknowledges
-it, and :meth:`MemoryBoard.open` rebuilds the board from that file after a crash."""
+it (inside :meth:`MemoryBoard.batch`, once at the end of the batch: a group commit), and
+:meth:`MemoryBoard.open` rebuilds the board from that file after a crash."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import hashlib
 import logging
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,12 +103,15 @@ class Journal:
     """An append-only record file (SPEC.md §6.14): ``JOURNAL_MAGIC``, then records
     ``uint32 length || sha256(payload) || payload`` with payload the msgpack array
     ``[kind, data]``. ``append`` returns only once the record is written and (with
-    ``fsync``) on disk."""
+    ``fsync``) on disk — or, while ``deferred``, written and flushed, with the fsync left
+    to ``commit``."""
 
     def __init__(self, path: Path, *, fsync: bool = True, _fh: Any = None) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self._fh = _fh
+        self.deferred = False  # group commit (MemoryBoard.batch): fsync in commit()
+        self._dirty = False
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, fsync: bool = True) -> Journal:
@@ -190,8 +195,16 @@ class Journal:
 
     def _sync(self) -> None:
         self._fh.flush()
-        if self.fsync:
+        if self.fsync and self.deferred:
+            self._dirty = True
+        elif self.fsync:
             os.fsync(self._fh.fileno())
+
+    def commit(self) -> None:
+        """fsync what was appended while ``deferred`` (nothing to do otherwise)."""
+        if self._dirty and self._fh is not None:
+            os.fsync(self._fh.fileno())
+        self._dirty = False
 
     def close(self) -> None:
         if self._fh is not None:
@@ -266,7 +279,7 @@ class MemoryBoard(Board):
     Create one with :meth:`create` (the aggregator signs event 0, the config) or rebuild
     one from a transcript with :meth:`replay`."""
 
-    def __init__(self, config: RoundConfig, config_sig: bytes) -> None:
+    def __init__(self, config: RoundConfig, config_sig: bytes, *, _trusted: int = 0) -> None:
         self.config = config
         self._height = 0
         self._events: list[Event] = []
@@ -282,6 +295,9 @@ class MemoryBoard(Board):
         # replay only: False when the proofs were checked by a full-mode round contract
         # (the auditor read the events from that chain), see ``replay(proofs=...)``
         self._check_proofs = True
+        # replay(trusted=k) only: events 0..k-1 were checked by this same party before
+        # (its pin); their seats' signatures are not recovered again
+        self._trusted = _trusted
         self._journal: Journal | None = None  # set by create(journal=...) / open()
         # replay(defer_proofs=True) only: the proofs the replay accepted unchecked, for
         # ``verify_proofs`` to check the ones a relay node relies on (SPEC.md §8.2)
@@ -383,7 +399,27 @@ class MemoryBoard(Board):
     def close(self) -> None:
         """Close the journal (the board keeps answering reads)."""
         if self._journal is not None:
+            self._journal.commit()
             self._journal.close()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group commit (SPEC.md §6.14): inside the block every accepted event is
+        written to the journal and flushed as it is accepted, and fsync'ed once when the
+        block ends, normally or by an exception — so a caller that accepts a stage's
+        replies in one batch acknowledges them (sends the next stage) only after all of
+        them are on disk, with one fsync instead of one per event. Without a journal, or
+        nested in another batch, it does nothing."""
+        journal = self._journal
+        if journal is None or journal.deferred:
+            yield
+            return
+        journal.deferred = True
+        try:
+            yield
+        finally:
+            journal.deferred = False
+            journal.commit()
 
     # -- Board interface ---------------------------------------------------------
     def height(self) -> int:
@@ -432,6 +468,7 @@ class MemoryBoard(Board):
         *,
         proofs: bool = True,
         defer_proofs: bool = False,
+        trusted: int = 0,
     ) -> MemoryBoard:
         """Rebuild a board from its events, re-checking the hash chain and every rule.
 
@@ -455,7 +492,16 @@ class MemoryBoard(Board):
         ``defer_proofs=True`` (a relay node's replica, SPEC.md §8.2) checks every rule
         but no BN254 proof and keeps the proofs it accepted unchecked; the caller then
         checks the ones it relies on with :meth:`verify_proofs`. Such a board vouches
-        for nothing else: never use it to verify a round."""
+        for nothing else: never use it to verify a round.
+
+        ``trusted=k`` (with ``defer_proofs`` only: a relay node replaying over the
+        transcript it pinned, SPEC.md §8.2): events 0..k-1 are the ones this party
+        checked in full before and pinned — the caller has checked that event k-1's hash
+        is its pin — so a closed seat's signature on them is not recovered again; every
+        rule is still applied to them, the hash chain is checked throughout, and every
+        event from k on is checked in full."""
+        if trusted and not defer_proofs:
+            raise ProtocolError("transcript: trusted events are a relay node's own pin only")
         if not proofs and expected_head is None:
             raise ProtocolError(
                 "transcript: skipping the proof checks needs the expected head from the "
@@ -474,7 +520,7 @@ class MemoryBoard(Board):
                 raise ProtocolError(f"transcript: event {pos} goes back in time")
         if expected_head is not None and event_hash(events[-1]) != expected_head:
             raise ProtocolError("transcript: head does not match the expected head")
-        board = cls._from_first_event(events[0], "transcript")
+        board = cls._from_first_event(events[0], "transcript", trusted)
         board._check_proofs = proofs and not defer_proofs
         if defer_proofs:
             board._unchecked = _Unchecked()
@@ -485,11 +531,13 @@ class MemoryBoard(Board):
         if board._check_proofs and board._deferred:
             board._check_deferred()
         board._deferred = None
+        board._trusted = 0
         return board
 
     @classmethod
-    def _from_first_event(cls, first: Event, where: str) -> MemoryBoard:
-        """A board from event 0 (the signed round config), checked."""
+    def _from_first_event(cls, first: Event, where: str, trusted: int = 0) -> MemoryBoard:
+        """A board from event 0 (the signed round config), checked (its signature not
+        recovered again when ``trusted``: see ``replay``)."""
         if first.seq != 0 or first.prev != ZERO_HASH:
             raise ProtocolError(f"{where}: event 0 must be the round config")
         if first.role != ROLE_AGGREGATOR or first.sender != 0 or first.height != 0:
@@ -501,7 +549,7 @@ class MemoryBoard(Board):
         if first.digest != post_digest(config) or first.view != ZERO_HASH:
             raise ProtocolError(f"{where}: event 0's digest or view is wrong")
         try:
-            return cls(config, first.sig)
+            return cls(config, first.sig, _trusted=trusted)
         except RuleViolation as exc:
             raise ProtocolError(f"{where}: event 0: {exc}") from None
 
@@ -676,6 +724,8 @@ class MemoryBoard(Board):
         """The signer's address, for the post whose post digest is ``digest``;
         ``identity`` is the one the seat requires (None: a free seat under open
         membership, any identity)."""
+        if identity is not None and len(self._events) < self._trusted:
+            return identity  # this party checked it before pinning it (replay(trusted=))
         digest = signing_digest(self.config, post.role, post.sender, post.view, digest)
         try:
             signer = recover(digest, post.sig, f"{party_name(post.role, post.sender)}: signature")
