@@ -61,7 +61,7 @@ from fl.relay import (
 from pvss.transcript import PURPOSE_PAIR, keccak256
 from secagg import codec
 from secagg.aggregate import dp_rotation_seed
-from secagg.blobs import BlobStore, blob_digest, durable_write
+from secagg.blobs import BlobStore, durable_write
 from secagg.boards import JOURNAL_FILE, Board, Fault, MemoryBoard, Phase, RuleViolation, event_hash
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
@@ -83,6 +83,7 @@ from secagg.messages import (
 from secagg.packing import check_encoding
 from secagg.quantize import MaskingConfig
 from secagg.roles import Aggregator, Stage
+from secagg.unixfs import blob_id
 from secagg.verifier import BLOB_DIR, Finding, save_round, verify_round
 
 __all__ = [
@@ -673,7 +674,8 @@ class RoundHost:
                 return False
             stored: bytes | None = None  # the digest of a blob stored for this post
             if isinstance(msg, MaskedInputPost):
-                if blob_digest(reply.blob) != msg.digest or len(reply.blob) != msg.size:
+                cid = blob_id(reply.blob)
+                if cid[1] != msg.digest or len(reply.blob) != msg.size:
                     self._fault(
                         stage, node, f"client {seat}", "blob does not match its posted digest"
                     )
@@ -684,7 +686,7 @@ class RoundHost:
                     self._fault(stage, node, f"client {seat}", f"blob encoding: {exc}")
                     return False
                 # on disk before the board journals its digest (SPEC.md §6.14)
-                digest, new = self.blobs.put_new(reply.blob)
+                digest, new = self.blobs.put_new(reply.blob, cid)
                 stored = digest if new else None
             t0 = time.perf_counter()
             try:

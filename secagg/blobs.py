@@ -109,9 +109,12 @@ class BlobStore:
         digest, _ = self.put_new(data)
         return digest
 
-    def put_new(self, data: bytes) -> tuple[bytes, bool]:
-        """``put``, also telling whether the blob was new (False: already stored)."""
-        codec, digest = blob_id(data)
+    def put_new(self, data: bytes, cid: tuple[int, bytes] | None = None) -> tuple[bytes, bool]:
+        """``put``, also telling whether the blob was new (False: already stored).
+        ``cid``: the blob's ``blob_id(data)`` when the caller has just computed it from
+        these very bytes (a server checking an upload against its post), so the blob is
+        not hashed twice."""
+        codec, digest = blob_id(data) if cid is None else cid
         target = self.root / cid_text(codec, digest)
         if target.exists():
             return digest, False
@@ -178,8 +181,8 @@ class IpfsBlobStore(BlobStore):
         except (OSError, ValueError) as exc:
             raise ProtocolError(f"ipfs node {self.url}: {command}: {exc}") from exc
 
-    def put_new(self, data: bytes) -> tuple[bytes, bool]:
-        codec, digest = blob_id(data)
+    def put_new(self, data: bytes, cid: tuple[int, bytes] | None = None) -> tuple[bytes, bool]:
+        codec, digest = blob_id(data) if cid is None else cid
         name = cid_text(codec, digest)
         new = digest not in self
         args = {
