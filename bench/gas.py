@@ -117,7 +117,6 @@ from secagg.messages import (  # noqa: E402
     Confirmation,
     DealingItem,
     DealingsPost,
-    SharesPost,
 )
 from tests.evm_round import ChainRound  # noqa: E402
 
@@ -284,11 +283,11 @@ def whole_round(
     if full_round:
         for j in range(1, m + 1):
             rnd.post(ROLE_MEMBER, j, Confirmation(j, board.view()))
-        per = board.max_share_items() or 1
-        for j in range(1, m + 1):
-            post = rnd.shares(j)
-            for at in range(0, len(post.items), per):
-                rnd.post(ROLE_MEMBER, j, SharesPost(j, post.items[at : at + per]))
+        keys = board.allowed_shares()
+        per = board.max_share_items() or len(keys)
+        for j in range(1, m + 1):  # one share post per chunk, each with its own DLEQ
+            for at in range(0, len(keys), per):
+                rnd.post(ROLE_MEMBER, j, rnd.shares(j, keys[at : at + per]))
         rnd.to("result")
         rnd.post(ROLE_AGGREGATOR, 0, rnd.result())
     gas = [g for name, g in board.gas if name != "deployVerifier"]

@@ -89,14 +89,7 @@ def test_an_aborted_round_accepts_no_share_and_no_result() -> None:
     assert board.contract.functions.includedCount().call() == 0
     assert board.allowed_shares() == []
     # a share the member could make of a self dealing (computed off the board) reverts
-    from pvss.scrape import decrypt_share
-    from secagg.graph import dealing_context
-    from secagg.messages import ShareItem, SharesPost
-
-    key = (1, 0, 0)
-    s = decrypt_share(st.dealings[key], 1, rnd.member_keys[0], dealing_context(rnd.cfg, key))
-    _refused(rnd, ROLE_MEMBER, 1, SharesPost(1, (ShareItem(*key, s.to_bytes()),)), "aborted")
-    _refused(rnd, ROLE_MEMBER, 1, SharesPost(1, ()), "aborted")
+    _refused(rnd, ROLE_MEMBER, 1, rnd.shares(1, [(1, 0, 0)]), "aborted")
     rnd.to("result")
     _refused(rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (), 0), "aborted")
     _refused(rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (1, 2, 3), 3), "aborted")
