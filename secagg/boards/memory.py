@@ -454,7 +454,7 @@ class MemoryBoard(Board):
 
         ``proofs=False`` (SPEC.md §6.8, "chain" verification) skips the BN254 proofs a
         full-mode round contract executed on-chain — proofs of possession, seed
-        reveals, dealing proofs, decrypted-share proofs — and keeps every other rule
+        reveals, dealing proofs, share-post proofs — and keeps every other rule
         (signatures included: they are cheap). It needs ``expected_head`` read from
         that chain: without it, a forged file could carry proofs no chain ever
         checked.
