@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pvss.errors import InvalidProof
+from pvss.group import G1Point
 from pvss.scrape import (
     SharePostClaim,
     invalid_share_posts,
@@ -69,20 +70,27 @@ def recover_seeds(
     verified already (the public verifier has, while replaying the transcript)."""
     cfg = state.config
     t = cfg.threshold
-    origin: dict[tuple[DealingKey, int], int] = {}
+    # every S_k is read from the post that carries it (the post its proof covers), never
+    # from a separate table: origin[(key, k)] = (post position, S_k)
+    origin: dict[tuple[DealingKey, int], tuple[int, G1Point]] = {}
+    by_key: dict[DealingKey, set[int]] = {}
     for pos, posted in enumerate(state.share_posts):
-        for key in posted.keys:
-            origin[(key, posted.post.index)] = pos
+        k = posted.post.index
+        for key, pt in zip(posted.keys, posted.post.shares, strict=True):
+            origin.setdefault((key, k), (pos, pt))
+            by_key.setdefault(key, set()).add(k)
     bad: set[int] = set()
 
     def usable(key: DealingKey) -> list[int]:
-        members = sorted(state.shares.get(key, {}))
-        return [m for m in members if origin.get((key, m)) not in bad][: t + 1]
+        members = sorted(by_key.get(key, ()))
+        return [m for m in members if origin[(key, m)][0] not in bad][: t + 1]
 
     if verify:
         checked: set[int] = set()
         while True:
-            todo = sorted({origin[(rem.key, m)] for rem in plan for m in usable(rem.key)} - checked)
+            todo = sorted(
+                {origin[(rem.key, m)][0] for rem in plan for m in usable(rem.key)} - checked
+            )
             if not todo:
                 break
             claims: list[SharePostClaim] = []
@@ -111,8 +119,7 @@ def recover_seeds(
             raise ProtocolError(
                 f"dealing {rem.key}: only {len(members)} valid shares, need t+1 = {t + 1}"
             )
-        shares = state.shares[rem.key]
-        secret = reconstruct({m: shares[m] for m in members}, t)
+        secret = reconstruct({m: origin[(rem.key, m)][1] for m in members}, t)
         out.append((compute_mask_seed(ctx, secret), rem.sign))
     return out
 

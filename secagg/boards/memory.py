@@ -1009,10 +1009,6 @@ class MemoryBoard(Board):
                 "confirm",
                 f"{len(st.confirmations)} confirmations < quorum {cfg.confirm_quorum}",
             )
-        try:
-            share_post = msg.share_post()
-        except InvalidEncoding as exc:
-            raise self._fail(role, sender, "share-encoding", str(exc)) from None
         allowed = set(allowed_share_keys(st))
         keys = msg.keys
         seen: set[DealingKey] = set()
@@ -1024,6 +1020,10 @@ class MemoryBoard(Board):
             if key in seen or sender in st.shares.get(key, {}):
                 raise self._fail(role, sender, "share", f"{key}: share already posted")
             seen.add(key)
+        try:  # after the references, as the contract decodes in its verifier call
+            share_post = msg.share_post()
+        except InvalidEncoding as exc:
+            raise self._fail(role, sender, "share-encoding", str(exc)) from None
         if self._check_proofs:  # the whole post is one claim (SPEC.md §4.5)
             try:
                 claim = share_post_claim(

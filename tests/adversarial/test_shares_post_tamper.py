@@ -206,6 +206,11 @@ def test_the_aggregator_drops_a_bad_post_a_lying_board_shows_it() -> None:
     got = recover_seeds(st, plan, on_invalid=lambda member, why: named.append((member, why)))
     assert got == want  # from members 2 and 3 (t + 1 = 2)
     assert [m for m, _ in named] == [1] and "share post" in named[0][1]
+    # a lie in the S_k table alone (member 2's post untouched) is never read: every S_k
+    # comes from the post its proof covers
+    key2 = st.share_posts[1].keys[0]
+    st.shares[key2][2] = st.shares[key2][2] + G
+    assert recover_seeds(st, plan) == want
     # without member 1, member 2's post is not enough once it lies too
     p2 = st.share_posts[1]
     st.share_posts[1] = PostedShares(
