@@ -5,13 +5,20 @@ One JSON line per operation in bench/results/gas.jsonl:
 
     op         deploy | register_client | register_member | seed_reveal |
                dealing_full | dealing_optimistic | challenge_invalid | challenge_valid |
-               masked_input | close | confirm | share_first | share | result
+               masked_input | close | confirm | share_first | share | share_marginal |
+               result
     m          committee size
     recipient  whether the dealing has a recipient point (pair dealing), else null
     gas        gasUsed of the transaction (what the relayer pays)
     exec       gas minus the intrinsic cost (21000 + 16/4 per calldata byte): the
                contract's execution
     items      items in the transaction (per-item gas = gas / items where it applies)
+
+Shares (SPEC.md §4.5, §7.3: one share post per transaction, one DLEQ for all its
+shares): share_first / share are member 1's / member m's post of all 3 allowed shares,
+per share (the first writer of each dealing's share bit pays the fresh slot);
+share_marginal is member 2's post of 2 shares minus its post of 1 share: what one more
+share adds to a post (items = 1).
 
 Every post is signed by its seat's identity and carries its view (SPEC.md §6.9): each
 row includes the ecrecover (3 000), the signature and view calldata (97 bytes) and the
@@ -119,7 +126,6 @@ from secagg.messages import (  # noqa: E402
     Confirmation,
     DealingItem,
     DealingsPost,
-    SharesPost,
 )
 from tests.evm_round import ChainRound  # noqa: E402
 
@@ -201,7 +207,15 @@ def run(m: int, rows: list[dict]) -> None:
     for k in range(1, m + 1):
         rnd.post(ROLE_MEMBER, k, Confirmation(k, board.view()))
     row("confirm", meter.last())
+    keys = board.allowed_shares()
     for k in range(1, m + 1):
+        if k == 2:  # one share post of 1 share, one of the other 2: what a share adds
+            rnd.post(ROLE_MEMBER, k, rnd.shares(k, keys[:1]))
+            g1, e1 = meter.last()
+            rnd.post(ROLE_MEMBER, k, rnd.shares(k, keys[1:]))
+            g2, e2 = meter.last()
+            row("share_marginal", (g2 - g1, e2 - e1), None, len(keys) - 2)
+            continue
         post = rnd.shares(k)
         rnd.post(ROLE_MEMBER, k, post)
         items = len(post.items)
@@ -286,11 +300,11 @@ def whole_round(
     if full_round:
         for j in range(1, m + 1):
             rnd.post(ROLE_MEMBER, j, Confirmation(j, board.view()))
-        per = board.max_share_items() or 1
-        for j in range(1, m + 1):
-            post = rnd.shares(j)
-            for at in range(0, len(post.items), per):
-                rnd.post(ROLE_MEMBER, j, SharesPost(j, post.items[at : at + per]))
+        keys = board.allowed_shares()
+        per = board.max_share_items() or len(keys)
+        for j in range(1, m + 1):  # one share post per chunk, each with its own DLEQ
+            for at in range(0, len(keys), per):
+                rnd.post(ROLE_MEMBER, j, rnd.shares(j, keys[at : at + per]))
         rnd.to("result")
         rnd.post(ROLE_AGGREGATOR, 0, rnd.result())
     gas = [g for name, g in board.gas if name != "deployVerifier"]

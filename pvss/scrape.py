@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -935,13 +935,19 @@ def invalid_share_posts(claims: Sequence[SharePostClaim]) -> list[tuple[int, str
     return _failures(claims, verify_share_post, "share post")
 
 
-def reconstruct(shares: Sequence[DecryptedShare], threshold: int) -> G1Point:
-    """S = sum_k l_k * S_k over the first t+1 shares (Lagrange at 0 in the exponent).
+def reconstruct(
+    shares: Sequence[DecryptedShare] | Mapping[int, G1Point], threshold: int
+) -> G1Point:
+    """S = sum_k l_k * S_k over the t+1 smallest indices (Lagrange at 0 in the exponent).
 
-    The shares must already be verified (``verify_decrypted_share``)."""
+    ``shares``: decrypted shares, or S_k by member index k (from share posts). They
+    must already be verified (``verify_decrypted_share`` / ``verify_share_post``)."""
     chosen: dict[int, G1Point] = {}
-    for sh in shares:
-        chosen.setdefault(sh.index, sh.share)
+    if isinstance(shares, Mapping):
+        chosen.update(shares)
+    else:
+        for sh in shares:
+            chosen.setdefault(sh.index, sh.share)
     if len(chosen) < threshold + 1:
         raise InvalidParameters(
             f"reconstruct: {len(chosen)} distinct shares, need t+1 = {threshold + 1}"

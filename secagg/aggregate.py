@@ -10,12 +10,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from pvss.errors import InvalidProof
+from pvss.group import G1Point
 from pvss.scrape import (
-    DecryptedShare,
-    ShareClaim,
-    is_valid_share_batch,
+    SharePostClaim,
+    invalid_share_posts,
     reconstruct,
-    verify_decrypted_share,
+    share_post_claim,
 )
 from pvss.transcript import PURPOSE_SELF
 from secagg.boards import RoundState, allowed_share_keys
@@ -58,48 +58,68 @@ def recover_seeds(
     plan: list[Removal],
     *,
     verify: bool = True,
-    on_invalid: Callable[[DealingKey, int, str], None] | None = None,
+    on_invalid: Callable[[int, str], None] | None = None,
 ) -> list[tuple[bytes, int]]:
-    """For every removal: verify posted shares until t+1 are valid, reconstruct S and
-    derive the mask seed. The first t+1 shares of every removal are checked in one batch
-    (SPEC.md §4.5); only if that fails are shares checked one by one, skipping the bad.
-    Trusts nothing the board says about the shares' validity; ``on_invalid(key, member,
-    reason)`` is told about any share that fails. With
-    ``verify=False`` the caller vouches that every share was verified already (the
-    public verifier has, while replaying the transcript)."""
+    """For every removal: reconstruct S from t+1 shares of posts that verify, and derive
+    the mask seed. Shares come in share posts, each proved by one DLEQ (SPEC.md §4.5):
+    the posts holding the first t+1 shares of every removal are checked in one batch
+    (``invalid_share_posts``); a post that fails is dropped whole (its member is told to
+    ``on_invalid(member, reason)``) and the next members' posts are checked, until every
+    removal has t+1 shares from verified posts. Trusts nothing the board says about the
+    posts' validity. With ``verify=False`` the caller vouches that every post was
+    verified already (the public verifier has, while replaying the transcript)."""
     cfg = state.config
     t = cfg.threshold
+    # every S_k is read from the post that carries it (the post its proof covers), never
+    # from a separate table: origin[(key, k)] = (post position, S_k)
+    origin: dict[tuple[DealingKey, int], tuple[int, G1Point]] = {}
+    by_key: dict[DealingKey, set[int]] = {}
+    for pos, posted in enumerate(state.share_posts):
+        k = posted.post.index
+        for key, pt in zip(posted.keys, posted.post.shares, strict=True):
+            origin.setdefault((key, k), (pos, pt))
+            by_key.setdefault(key, set()).add(k)
+    bad: set[int] = set()
+
+    def usable(key: DealingKey) -> list[int]:
+        members = sorted(by_key.get(key, ()))
+        return [m for m in members if origin[(key, m)][0] not in bad][: t + 1]
+
     if verify:
-        # the common case in one batch: the first t+1 posted shares of every removal
-        claims = [
-            ShareClaim(share, state.dealings[rem.key], state.members[member], ctx)
-            for rem in plan
-            for ctx in (dealing_context(cfg, rem.key),)
-            for member, share in sorted(state.shares.get(rem.key, {}).items())[: t + 1]
-        ]
-        if len(claims) == len(plan) * (t + 1) and is_valid_share_batch(claims):
-            verify = False  # every share used below was just verified
+        checked: set[int] = set()
+        while True:
+            todo = sorted(
+                {origin[(rem.key, m)][0] for rem in plan for m in usable(rem.key)} - checked
+            )
+            if not todo:
+                break
+            claims: list[SharePostClaim] = []
+            where: list[int] = []
+            for pos in todo:
+                posted = state.share_posts[pos]
+                member = posted.post.index
+                items = [(state.dealings[k], dealing_context(cfg, k)) for k in posted.keys]
+                try:
+                    claims.append(share_post_claim(posted.post, state.members[member], items))
+                    where.append(pos)
+                except InvalidProof as exc:
+                    bad.add(pos)
+                    if on_invalid is not None:
+                        on_invalid(member, str(exc))
+            for at, why in invalid_share_posts(claims):
+                bad.add(where[at])
+                if on_invalid is not None:
+                    on_invalid(state.share_posts[where[at]].post.index, why)
+            checked.update(todo)
     out: list[tuple[bytes, int]] = []
     for rem in plan:
         ctx = dealing_context(cfg, rem.key)
-        dealing = state.dealings[rem.key]
-        good: list[DecryptedShare] = []
-        for member, share in sorted(state.shares.get(rem.key, {}).items()):
-            try:
-                if verify:  # the batch failed (or some removal lacks t+1): one by one
-                    verify_decrypted_share(share, dealing, state.members[member], ctx)
-            except InvalidProof as exc:
-                if on_invalid is not None:
-                    on_invalid(rem.key, member, str(exc))
-                continue
-            good.append(share)
-            if len(good) == t + 1:
-                break
-        if len(good) < t + 1:
+        members = usable(rem.key)
+        if len(members) < t + 1:
             raise ProtocolError(
-                f"dealing {rem.key}: only {len(good)} valid shares, need t+1 = {t + 1}"
+                f"dealing {rem.key}: only {len(members)} valid shares, need t+1 = {t + 1}"
             )
-        secret = reconstruct(good, t)
+        secret = reconstruct({m: origin[(rem.key, m)][1] for m in members}, t)
         out.append((compute_mask_seed(ctx, secret), rem.sign))
     return out
 

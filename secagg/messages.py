@@ -7,7 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from pvss.scrape import DECRYPTED_SHARE_BYTES
+from pvss.dleq import DLEQ_PROOF_BYTES
+from pvss.scrape import MAX_POST_SHARES, SharePost
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, keccak256
 from secagg.codec import Bytes, ListOf, UInt, message, record
 from secagg.errors import InvalidEncoding
@@ -146,12 +147,18 @@ class MaskedInputPost:
 
 @dataclass(frozen=True)
 class ShareItem:
-    """A decrypted share of dealing (dealer, purpose, partner)."""
+    """Member k's decryption S_i (64 bytes) of its encrypted share in dealing (dealer,
+    purpose, partner); no proof of its own: the post's one DLEQ proves every S_i
+    (SPEC.md §4.5 *Share post*)."""
 
     dealer: int
     purpose: int
     partner: int
     share: bytes
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.dealer, self.purpose, self.partner)
 
 
 SHARE_ITEM = record(
@@ -159,17 +166,60 @@ SHARE_ITEM = record(
     ("dealer", UInt(32)),
     ("purpose", UInt(8)),
     ("partner", UInt(32)),
-    ("share", Bytes(DECRYPTED_SHARE_BYTES)),
+    ("share", Bytes(64)),
 )
 
 
-@message(5, ("member", UInt(32)), ("items", ListOf(SHARE_ITEM, 1 << 20)))
+@message(
+    5,
+    ("member", UInt(32)),
+    ("items", ListOf(SHARE_ITEM, MAX_POST_SHARES)),
+    ("proof", Bytes(DLEQ_PROOF_BYTES)),
+)
 @dataclass(frozen=True)
 class SharesPost:
-    """A committee member's decrypted shares with their DLEQ proofs."""
+    """A committee member's decryptions of the shares U reveals, in one share post
+    (SPEC.md §4.5): per item the dealing reference and S_i, and one aggregated DLEQ
+    proof for the whole post."""
 
     member: int
     items: tuple[ShareItem, ...]
+    proof: bytes
+
+    def __post_init__(self) -> None:
+        if not self.items:
+            raise InvalidEncoding("shares_post.items: a post holds at least one share")
+        if not 1 <= self.member <= 0xFFFF:
+            raise InvalidEncoding(f"shares_post.member: {self.member} outside 1..65535")
+
+    @classmethod
+    def of(cls, keys: Sequence[tuple[int, int, int]], post: SharePost) -> SharesPost:
+        """The message for share post ``post`` of the dealings ``keys`` (post order)."""
+        if len(keys) != len(post.shares):
+            raise InvalidEncoding(
+                f"shares_post.items: {len(keys)} dealings for {len(post.shares)} shares"
+            )
+        items = tuple(ShareItem(*k, pt.to_bytes()) for k, pt in zip(keys, post.shares, strict=True))
+        return cls(post.index, items, post.proof.to_bytes())
+
+    @property
+    def keys(self) -> tuple[tuple[int, int, int], ...]:
+        return tuple(it.key for it in self.items)
+
+    def share_post_bytes(self) -> bytes:
+        """The share post (SPEC.md §4.5 bytes): uint16 k || uint16 N || N x S_i || proof."""
+        return (
+            self.member.to_bytes(2, "big")
+            + len(self.items).to_bytes(2, "big")
+            + b"".join(it.share for it in self.items)
+            + self.proof
+        )
+
+    def share_post(self) -> SharePost:
+        """The decoded share post; ``InvalidEncoding`` naming the field
+        (``share_post.share[3]``, ``share_post.proof``) for a point off the curve or a
+        response >= r."""
+        return SharePost.from_bytes(self.share_post_bytes())
 
 
 @message(6, ("digest", Bytes(32)), ("included", ListOf(UInt(32))), ("total_weight", UInt(64)))

@@ -191,11 +191,13 @@ def post_packed(msg: Any) -> bytes:
     if isinstance(msg, MaskedInputPost):
         return _u(4, 8) + _u(msg.client, 32) + msg.digest + _u(msg.size, 64)
     if isinstance(msg, SharesPost):
-        items = b"".join(
-            _u(it.dealer, 32) + _u(it.purpose, 8) + _u(it.partner, 32) + keccak256(it.share)
-            for it in msg.items
+        # the dealing references, then the share post's own bytes (SPEC.md §4.5): the
+        # round contract hashes its calldata `refs` and `post` as they come
+        refs = b"".join(
+            _u(it.dealer, 32) + _u(it.purpose, 8) + _u(it.partner, 32) for it in msg.items
         )
-        return _u(5, 8) + _u(msg.member, 32) + _u(len(msg.items), 32) + items
+        head = _u(5, 8) + _u(msg.member, 32) + _u(len(msg.items), 32)
+        return head + refs + msg.share_post_bytes()
     if isinstance(msg, ResultPost):
         included = b"".join(_u(i, 32) for i in msg.included)
         return (

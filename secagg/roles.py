@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from pvss.scrape import (
     DealingClaim,
     DealRequest,
     deal_many,
-    decrypt_share,
+    decrypt_share_post,
     recover_as_recipient,
     verify_dealings,
 )
@@ -35,11 +36,18 @@ from secagg.aggregate import (
     result_mean,
 )
 from secagg.blobs import BlobStore, blob_digest
-from secagg.boards import Board, Phase, compute_included, pop_party
+from secagg.boards import Board, Phase, RoundState, compute_included, pop_party
 from secagg.config import RoundConfig
 from secagg.dp import privatize, to_ring
 from secagg.errors import ProtocolError
-from secagg.graph import compute_mask_seed, dealing_context, pair_key, pair_sign, self_key
+from secagg.graph import (
+    DealingKey,
+    compute_mask_seed,
+    dealing_context,
+    pair_key,
+    pair_sign,
+    self_key,
+)
 from secagg.identity import Identity
 from secagg.masking import mask_and_pack
 from secagg.messages import (
@@ -53,7 +61,6 @@ from secagg.messages import (
     Registration,
     ResultPost,
     SeedReveal,
-    ShareItem,
     SharesPost,
 )
 from secagg.posts import sign_post
@@ -311,11 +318,13 @@ class CommitteeMember(_Role):
         self.confirmed_head = head
         self.stage = Stage.CONFIRMED
 
-    def make_shares(self, board: Board) -> SharesPost:
+    def make_shares(self, board: Board) -> tuple[SharesPost, ...]:
         """Decrypted shares for self dealings of included clients and for pair dealings
         with exactly one end included — recomputed here from the board's public data,
         never taken on the aggregator's word, and only once a quorum of members
-        confirmed the very head this member confirmed."""
+        confirmed the very head this member confirmed. One share post (one DLEQ,
+        SPEC.md §4.5) per chunk of at most ``board.max_share_items()`` dealings: under a
+        chain's gas cap every chunk proves itself."""
         st = board.state()
         if st.included is None or compute_included(st) != st.included or st.aborted:
             raise ProtocolError(f"member {self.party}: included set missing or inconsistent")
@@ -331,22 +340,35 @@ class CommitteeMember(_Role):
                 f"{self.config.confirm_quorum}: it does not decrypt"
             )
         key = self._key()
-        items = []
-        for dkey in board.allowed_shares():
-            share = decrypt_share(
-                st.dealings[dkey], self.party, key, dealing_context(self.config, dkey)
-            )
-            items.append(ShareItem(dkey[0], dkey[1], dkey[2], share.to_bytes()))
-        return SharesPost(self.party, tuple(items))
+        keys = board.allowed_shares()
+        per = board.max_share_items() or len(keys) or 1
+        posts = []
+        for at in range(0, len(keys), per):  # one post, or several under a cap
+            posts.append(shares_post(self.config, st, self.party, key, keys[at : at + per]))
+        return tuple(posts)
 
     def reveal(self, board: Board) -> None:
         self._expect(Stage.CONFIRMED, board, Phase.UNMASK)
-        post = self.make_shares(board)
-        per = board.max_share_items() or len(post.items) or 1
-        for at in range(0, max(1, len(post.items)), per):  # one post, or several under a cap
-            self._post(board, SharesPost(self.party, post.items[at : at + per]))
+        for post in self.make_shares(board):
+            self._post(board, post)
         self.stage = Stage.REVEALED
         self.key = None  # its round key is not needed again
+
+
+def shares_post(
+    config: RoundConfig,
+    state: RoundState,
+    member: int,
+    key: KeyPair,
+    keys: Sequence[DealingKey],
+    *,
+    nonce: int | None = None,
+) -> SharesPost:
+    """Member ``member``'s share post (SPEC.md §4.5) of the accepted dealings ``keys``,
+    in that order: S_i of each and one DLEQ for all. No rule is checked here (the role
+    checks them; tests use this to build posts a board must refuse)."""
+    items = [(state.dealings[k], dealing_context(config, k)) for k in keys]
+    return SharesPost.of(tuple(keys), decrypt_share_post(member, key, items, nonce=nonce))
 
 
 class Aggregator(_Role):

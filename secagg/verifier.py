@@ -81,7 +81,7 @@ def verify_round(
 
     ``trust_chain_proofs`` is "chain" verification (SPEC.md §6.8): the events were read
     from a full-mode round contract, which verified every proof of possession, dealing
-    and decrypted share when it accepted them; those proofs are not re-verified, every
+    and share post when it accepted them; those proofs are not re-verified, every
     other rule and the sum are. It requires ``expected_head`` from that chain.
 
     ``blobs`` None: everything but the sum (an auditor reading a round from the chain

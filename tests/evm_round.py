@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pvss.keys import KeyPair, prove_possession, prove_seed_reveal
-from pvss.scrape import deal, decrypt_share
+from pvss.scrape import deal
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, keccak256
 from secagg.boards import pop_party
 from secagg.boards.evm import EvmBoard
@@ -30,12 +30,12 @@ from secagg.messages import (
     Registration,
     ResultPost,
     SeedReveal,
-    ShareItem,
     SharesPost,
     SignedPost,
 )
 from secagg.packing import packed_size
 from secagg.posts import sign_post
+from secagg.roles import shares_post
 
 _KEYS = itertools.count(1)
 
@@ -172,18 +172,11 @@ class ChainRound:
         tag = bytes([client]) if client < 256 else client.to_bytes(4, "big")  # n > 255 rounds
         return MaskedInputPost(client, hashlib.sha256(tag).digest(), size)
 
-    def shares(self, member: int) -> SharesPost:
+    def shares(self, member: int, keys: list | None = None) -> SharesPost:
+        """Member ``member``'s share post of ``keys`` (default: every allowed dealing)."""
+        keys = self.board.allowed_shares() if keys is None else keys
         st = self.board.state()
-        items = []
-        for key in self.board.allowed_shares():
-            s = decrypt_share(
-                st.dealings[key],
-                member,
-                self.member_keys[member - 1],
-                dealing_context(self.cfg, key),
-            )
-            items.append(ShareItem(*key, s.to_bytes()))
-        return SharesPost(member, tuple(items))
+        return shares_post(self.cfg, st, member, self.member_keys[member - 1], keys)
 
     def result(self) -> ResultPost:
         u = self.board.included()

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pvss.scrape import DECRYPTED_SHARE_BYTES
+from pvss.group import G
 from secagg import codec
 from secagg.codec import CODEC_VERSION
 from secagg.config import RoundConfig
@@ -53,17 +53,13 @@ messages = st.one_of(
     st.builds(MaskedInputPost, u32, b32, st.integers(min_value=0, max_value=2**64 - 1)),
     st.builds(
         SharesPost,
-        u32,
+        st.integers(min_value=1, max_value=0xFFFF),
         st.lists(
-            st.builds(
-                ShareItem,
-                u32,
-                st.sampled_from([0, 1]),
-                u32,
-                st.binary(min_size=DECRYPTED_SHARE_BYTES, max_size=DECRYPTED_SHARE_BYTES),
-            ),
+            st.builds(ShareItem, u32, st.sampled_from([0, 1]), u32, b64),
+            min_size=1,
             max_size=3,
         ).map(tuple),
+        b160,
     ),
     st.builds(
         ResultPost,
@@ -211,6 +207,40 @@ def test_signed_post_and_event_round_trip_with_the_new_messages() -> None:
         codec.decode(msgpack.packb([CODEC_VERSION, 10, 1, 3, b"", b"\x08" * 32, b"\x09" * 64]))
     with pytest.raises(InvalidEncoding, match="expected 9 fields"):
         codec.decode(msgpack.packb([CODEC_VERSION, 7, [[0, 0, 0, 0, b"", b"\x00" * 32]]]))
+
+
+def test_shares_post_wire_layout_and_strictness() -> None:
+    """SPEC.md §6.2, §6.9: per item the dealing reference and S_i (64), one 160-byte
+    proof per post; the packed layout is the references then the share post's bytes."""
+    s = [G.to_bytes(), b"\x11" * 64, (G + G).to_bytes()]  # s[1] is no point
+    items = (ShareItem(3, 0, 0, s[0]), ShareItem(3, 1, 7, s[1]), ShareItem(9, 1, 12, s[2]))
+    post = SharesPost(2, items, b"\x05" * 160)
+    assert codec.decode(codec.encode(post), SharesPost) == post
+    refs = b"".join(
+        it.dealer.to_bytes(4, "big") + bytes([it.purpose]) + it.partner.to_bytes(4, "big")
+        for it in items
+    )
+    share_post = (2).to_bytes(2, "big") + (3).to_bytes(2, "big") + b"".join(s) + b"\x05" * 160
+    assert post.share_post_bytes() == share_post
+    assert post_packed(post) == bytes([5]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + (
+        refs + share_post
+    )
+    # the bytes one share adds on the wire (ids < 128: msgpack fixints): 70
+    more = SharesPost(2, items + (ShareItem(9, 1, 13, s[0]),), post.proof)
+    assert len(codec.encode(more)) - len(codec.encode(post)) == 70
+    bad = [CODEC_VERSION, 5, 2, [[3, 0, 0, s[0]]], b"\x05" * 160]
+    codec.decode(msgpack.packb(bad))  # the well-formed one decodes
+    with pytest.raises(InvalidEncoding, match="at least one share"):
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [], b"\x05" * 160]))
+    with pytest.raises(InvalidEncoding, match=r"items\[0\]\.share: expected 64 bytes"):
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, s[0] + b"\x00"]], post.proof]))
+    with pytest.raises(InvalidEncoding, match="proof: expected 160 bytes"):
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, s[0]]], b"\x05" * 226]))
+    with pytest.raises(InvalidEncoding, match="shares_post.member"):
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 0, [[3, 0, 0, s[0]]], post.proof]))
+    # the share post itself names the point that does not decode
+    with pytest.raises(InvalidEncoding, match=r"share_post\.share\[1\]"):
+        post.share_post()
 
 
 @given(st.binary(max_size=300))

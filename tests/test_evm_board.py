@@ -25,7 +25,7 @@ pytest.importorskip("eth_tester")
 
 from pvss.group import ORDER, G  # noqa: E402
 from pvss.keys import KeyPair  # noqa: E402
-from pvss.scrape import deal, decrypt_share  # noqa: E402
+from pvss.scrape import deal  # noqa: E402
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
 from secagg.boards import MemoryBoard, RuleViolation, compute_included  # noqa: E402
 from secagg.boards.evm import ANVIL, ContractRevert, EvmBoard, start_anvil, stop_process  # noqa: E402
@@ -40,7 +40,6 @@ from secagg.messages import (  # noqa: E402
     Exclusion,
     MaskedInputPost,
     ResultPost,
-    ShareItem,
     SharesPost,
 )
 from secagg.simulate import SimParams, simulate  # noqa: E402
@@ -225,53 +224,44 @@ def test_shares_only_from_members_and_only_what_u_allows() -> None:
     rnd.upload_all([1, 2, 3])  # client 4 drops before uploading
     _rejects(rnd, ROLE_CLIENT, 2, rnd.masked(2), "upload", "AlreadyUploaded")
     rnd.confirm_all()
-    board, cfg = rnd.board, rnd.cfg
+    board = rnd.board
     st = board.state()
     assert st.included == (1, 2, 3) == compute_included(st)
     allowed = board.allowed_shares()
     assert (4, PURPOSE_SELF, 0) not in allowed and (1, PURPOSE_PAIR, 4) in allowed
-    good = {(it.dealer, it.purpose, it.partner): it for it in rnd.shares(1).items}
-
-    def share_for(key: tuple[int, int, int], member: int = 1) -> ShareItem:
-        s = decrypt_share(
-            st.dealings[key], member, rnd.member_keys[member - 1], dealing_context(cfg, key)
-        )
-        return ShareItem(*key, s.to_bytes())
-
     # the self dealing of a client outside U, a pair dealing with both ends in U
     for key in [(4, PURPOSE_SELF, 0), (1, PURPOSE_PAIR, 2)]:
-        _rejects(
-            rnd,
-            ROLE_MEMBER,
-            1,
-            SharesPost(1, (share_for(key),)),
-            "share-not-allowed",
-            "ShareNotAllowed",
-        )
+        _rejects(rnd, ROLE_MEMBER, 1, rnd.shares(1, [key]), "share-not-allowed", "ShareNotAllowed")
     key = (1, PURPOSE_PAIR, 4)
-    _rejects(
-        rnd, ROLE_MEMBER, 1, SharesPost(1, (share_for(key, 2),)), "share", "ShareIndexMismatch"
-    )
-    raw = good[key].share
-    bad = raw[:-1] + bytes([raw[-1] ^ 1])
+    # member 2's share post re-labelled as member 1's: its proof is not member 1's
+    other = rnd.shares(2, [key])
     _rejects(
         rnd,
         ROLE_MEMBER,
         1,
-        SharesPost(1, (ShareItem(*key, bad),)),
+        SharesPost(1, other.items, other.proof),
         "share-proof",
-        "ShareProofFailed",
+        "SharePostFailed",
+    )
+    honest = rnd.shares(1, [key])
+    raw = honest.items[0].share
+    bad = raw[:-1] + bytes([raw[-1] ^ 1])  # S_i off the curve
+    _rejects(
+        rnd,
+        ROLE_MEMBER,
+        1,
+        SharesPost(1, (replace(honest.items[0], share=bad),), honest.proof),
+        "share-encoding",
+        "InvalidEncoding",
     )
     # a client's identity signing for member seat 1; member 2 signing for member 1
     for who in (rnd.clients[0], rnd.members[1]):
-        _rejects(
-            rnd, ROLE_MEMBER, 1, SharesPost(1, (good[key],)), "signature", "WrongSigner", by=who
-        )
+        _rejects(rnd, ROLE_MEMBER, 1, honest, "signature", "WrongSigner", by=who)
     # the honest post, then a duplicate
     rnd.post(ROLE_MEMBER, 1, rnd.shares(1))
     assert board.state().included == (1, 2, 3)
     assert board.reputation(rnd.members[0].address) == (0, len(allowed), 0)
-    _rejects(rnd, ROLE_MEMBER, 1, SharesPost(1, (good[key],)), "share", "ShareAlreadyPosted")
+    _rejects(rnd, ROLE_MEMBER, 1, honest, "share", "ShareAlreadyPosted")
     rnd.to("result")
     _rejects(
         rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (1, 2, 3), 3), "result", "NotEnoughShares"

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pvss.group import ORDER, G, g_table, mul_each, table_for
+from pvss.dleq import DleqProof
+from pvss.group import ORDER, G, G1Point, g_table, mul_each, table_for
 from pvss.keys import KeyPair, prove_possession, prove_seed_reveal
-from pvss.scrape import Dealing, DecryptedShare, dealing_transcript
-from pvss.transcript import PURPOSE_PAIR
+from pvss.scrape import Dealing, dealing_transcript
+from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF
 from secagg import codec
 from secagg.blobs import BlobStore
 from secagg.boards import (
@@ -54,12 +55,13 @@ from secagg.messages import (
     Registration,
     ResultPost,
     SeedReveal,
+    ShareItem,
     SharesPost,
     SignedPost,
     TranscriptFile,
 )
 from secagg.posts import NO_SIGNATURE, post_digest
-from secagg.roles import Aggregator, Client, CommitteeMember
+from secagg.roles import Aggregator, Client, CommitteeMember, shares_post
 from secagg.simulate import SimParams, simulate
 from secagg.verifier import BLOB_DIR, load_round, save_round, verify_round
 from tests.conftest import Seats, fresh_identity
@@ -361,13 +363,18 @@ def test_dealer_inconsistent_share_to_partner_is_rejected() -> None:
 
 def test_member_with_bad_share_is_rejected_and_named() -> None:
     rnd = Round().register().deal().upload().confirm()
-    post = rnd.members[1].make_shares(rnd.board)
-    sh = DecryptedShare.from_bytes(post.items[0].share)
-    bad = dataclasses.replace(sh, share=sh.share + G).to_bytes()
-    items = (dataclasses.replace(post.items[0], share=bad),) + post.items[1:]
-    with pytest.raises(RuleViolation, match="member 2: share-proof"):
-        rnd.post(ROLE_MEMBER, 2, SharesPost(2, items))
-    assert not rnd.board.state().shares
+    (post,) = rnd.members[1].make_shares(rnd.board)
+    assert len(post.items) > 1
+    # one wrong S_i among many: the whole post is refused, naming its member
+    sh = G1Point.from_bytes(post.items[1].share)
+    items = list(post.items)
+    items[1] = dataclasses.replace(items[1], share=(sh + G).to_bytes())
+    with pytest.raises(RuleViolation, match="member 2: share-proof: .*share post"):
+        rnd.post(ROLE_MEMBER, 2, dataclasses.replace(post, items=tuple(items)))
+    assert not rnd.board.state().shares and not rnd.board.state().share_posts
+    assert rnd.board.faults[-1].who == "member 2"
+    rnd.post(ROLE_MEMBER, 2, post)  # the honest post is still accepted after
+    assert rnd.board.state().share_posts[0].post.index == 2
 
 
 def test_member_revealing_what_u_forbids_is_rejected() -> None:
@@ -375,24 +382,16 @@ def test_member_revealing_what_u_forbids_is_rejected() -> None:
     st = rnd.board.state()
     forbidden = pair_key(1, 2)  # both ends included: must never be revealed
     assert forbidden not in allowed_share_keys(st)
-    from pvss.scrape import decrypt_share
-
     m = rnd.members[0]
-    share = decrypt_share(st.dealings[forbidden], 1, m.key, dealing_context(rnd.cfg, forbidden))
-    from secagg.messages import ShareItem
-
-    item = ShareItem(*forbidden, share.to_bytes())
+    post = shares_post(rnd.cfg, st, 1, m.key, [forbidden])
     with pytest.raises(RuleViolation, match="member 1: share-not-allowed"):
-        rnd.post(ROLE_MEMBER, 1, SharesPost(1, (item,)))
-    # the self dealing of the dropped client 6 must never be revealed either
-    item = ShareItem(
-        *self_key(6),
-        decrypt_share(
-            st.dealings[self_key(6)], 1, m.key, dealing_context(rnd.cfg, self_key(6))
-        ).to_bytes(),
-    )
+        rnd.post(ROLE_MEMBER, 1, post)
+    # the self dealing of the dropped client 6 must never be revealed either, not even
+    # among allowed ones
+    post = shares_post(rnd.cfg, st, 1, m.key, [self_key(1), self_key(6)])
     with pytest.raises(RuleViolation, match="share-not-allowed"):
-        rnd.post(ROLE_MEMBER, 1, SharesPost(1, (item,)))
+        rnd.post(ROLE_MEMBER, 1, post)
+    assert not rnd.board.state().shares
 
 
 def test_aggregator_posting_a_wrong_sum_is_named_by_the_verifier() -> None:
@@ -459,7 +458,8 @@ def test_impersonation_is_rejected() -> None:
         )
     rnd.board.advance(rnd.cfg.upload_blocks)
     with pytest.raises(RuleViolation, match="sender"):
-        rnd.post(ROLE_CLIENT, 1, SharesPost(1, ()))
+        item = ShareItem(*self_key(1), G.to_bytes())
+        rnd.post(ROLE_CLIENT, 1, SharesPost(1, (item,), bytes(160)))
     assert 1 not in rnd.board.state().masked
 
 
@@ -471,7 +471,12 @@ def _stage_messages(seats: Seats) -> list:
         (Phase.DEAL, ROLE_CLIENT, 1, DealingsPost(1, ())),
         (Phase.UPLOAD, ROLE_CLIENT, 1, MaskedInputPost(1, b"\x00" * 32, 1)),
         (Phase.UNMASK, ROLE_MEMBER, 1, Confirmation(1, b"\x00" * 32)),
-        (Phase.UNMASK, ROLE_MEMBER, 1, SharesPost(1, ())),
+        (
+            Phase.UNMASK,
+            ROLE_MEMBER,
+            1,
+            SharesPost(1, (ShareItem(1, PURPOSE_SELF, 0, G.to_bytes()),), bytes(160)),
+        ),
         (Phase.RESULT, ROLE_AGGREGATOR, 0, ResultPost(b"\x00" * 32, (), 0)),
     ]
 
@@ -774,14 +779,10 @@ def test_chain_verification_rechecks_rules_and_sum_not_proofs(tmp_path: Path, ca
     events = list(transcript.events)
     pos = next(i for i, ev in enumerate(events) if isinstance(codec.decode(ev.body), SharesPost))
     post = codec.decode(events[pos].body, SharesPost)
-    share = DecryptedShare.from_bytes(post.items[0].share)
-    bad = dataclasses.replace(
-        share,
-        proof=dataclasses.replace(share.proof, response=(share.proof.response + 1) % R),
-    )
-    items = (dataclasses.replace(post.items[0], share=bad.to_bytes()),) + post.items[1:]
+    proof = DleqProof.from_bytes(post.proof)
+    bad = dataclasses.replace(proof, response=(proof.response + 1) % R)
     events[pos] = dataclasses.replace(
-        events[pos], body=codec.encode(dataclasses.replace(post, items=items))
+        events[pos], body=codec.encode(dataclasses.replace(post, proof=bad.to_bytes()))
     )
     forged = _resigned(events, rnd)
     new_head = event_hash(forged.events[-1])
@@ -946,19 +947,10 @@ def test_one_seed_reveal_per_member() -> None:
 
 
 def _shares(rnd: Round, member: CommitteeMember) -> SharesPost:
-    """Member ``member``'s decrypted shares of every allowed dealing, computed directly
+    """Member ``member``'s share post of every allowed dealing, computed directly
     (the role itself refuses to decrypt before the quorum)."""
-    from pvss.scrape import decrypt_share
-    from secagg.messages import ShareItem
-
     st = rnd.board.state()
-    items = []
-    for key in rnd.board.allowed_shares():
-        sh = decrypt_share(
-            st.dealings[key], member.party, member.key, dealing_context(rnd.cfg, key)
-        )
-        items.append(ShareItem(*key, sh.to_bytes()))
-    return SharesPost(member.party, tuple(items))
+    return shares_post(rnd.cfg, st, member.party, member.key, rnd.board.allowed_shares())
 
 
 def test_no_shares_before_a_quorum_of_confirmations() -> None:
@@ -1013,12 +1005,8 @@ def test_an_aborted_round_reveals_nothing_and_posts_no_result() -> None:
         rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, Confirmation(1, rnd.board.view())),
     )
     # the self dealing of an uploader: a share an unaborted U would allow
-    from pvss.scrape import decrypt_share
-    from secagg.messages import ShareItem
-
-    sh = decrypt_share(st.dealings[self_key(1)], 1, key, dealing_context(rnd.cfg, self_key(1)))
-    for items in ((), (ShareItem(*self_key(1), sh.to_bytes()),)):
-        _refused(rnd, "aborted", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, SharesPost(1, items)))
+    post = shares_post(rnd.cfg, st, 1, key, [self_key(1)])
+    _refused(rnd, "aborted", rnd.seats.sign(rnd.board, ROLE_MEMBER, 1, post))
     rnd.board.advance(rnd.cfg.unmask_blocks)
     for res in (ResultPost(b"\x00" * 32, (), 0), ResultPost(b"\x00" * 32, (1, 2, 3), 3)):
         _refused(rnd, "aborted", rnd.seats.sign(rnd.board, ROLE_AGGREGATOR, 0, res))

@@ -65,6 +65,8 @@ error ShareAlreadyPosted(uint32 dealer, uint8 purpose, uint32 partner);
 error ShareIndexMismatch(uint256 index, uint32 member);
 /// @notice the dealing bytes given are not the ones accepted (keccak256 differs)
 error DealingMismatch(uint32 dealer, uint8 purpose, uint32 partner);
+/// @notice a shares post's `refs` are not 9 bytes for each of its `count` dealings (or it has none)
+error ShareRefsMismatch(uint256 length, uint256 count);
 /// @notice the result was already posted
 error ResultAlreadyPosted();
 /// @notice the result's included set is not U
@@ -144,6 +146,7 @@ contract PvssRound {
     uint8 internal constant TAG_DEALINGS = 3;
     uint8 internal constant TAG_MASKED = 4;
     uint8 internal constant TAG_SHARES = 5;
+    uint256 internal constant SHARE_REF_BYTES = 9; // uint32 dealer || uint8 purpose || uint32 partner
     uint8 internal constant TAG_RESULT = 6;
     uint8 internal constant TAG_SEED_REVEAL = 8;
     uint8 internal constant TAG_CONFIRMATION = 9;
@@ -233,14 +236,6 @@ contract PvssRound {
     }
 
     /// @notice one decrypted share, with the accepted dealing it decrypts
-    struct ShareIn {
-        uint32 dealer;
-        uint8 purpose;
-        uint32 partner;
-        bytes share;
-        bytes dealing;
-    }
-
     // ------------------------------------------------------------------ events
     /// @notice event 0: the packed config (secagg.posts.config_packed), its post digest
     /// and the aggregator's signature (view 0)
@@ -261,8 +256,7 @@ contract PvssRound {
     event MaskedInput(uint32 indexed client, bytes32 digest, uint64 size, bytes32 postView, bytes sig);
     event IncludedSet(uint32[] included, uint256 allowedDealings, bool aborted);
     event Confirmed(uint32 indexed member, bytes32 confirmedHead, bytes32 postView, bytes sig);
-    event Share(uint32 indexed member, uint32 dealer, uint8 purpose, uint32 partner, bytes share);
-    event SharesPosted(uint32 indexed member, uint256 items, bytes32 postView, bytes sig);
+    event SharesPosted(uint32 indexed member, bytes refs, bytes post, bytes32 postView, bytes sig);
     event ResultPosted(bytes32 digest, uint32[] included, uint64 totalWeight, bytes32 postView, bytes sig);
 
     // ------------------------------------------------------------------ configuration
@@ -1020,18 +1014,24 @@ contract PvssRound {
 
     // ------------------------------------------------------------------ shares
 
-    /// @notice Member `member`'s decrypted shares, each verified (DLEQ) against the
-    /// accepted dealing given alongside; only for dealings U allows (SPEC.md §6.5), only
-    /// once confirmQuorum members confirmed the U-fixing head.
-    function postShares(uint32 member, ShareIn[] calldata items, bytes32 postView, bytes calldata sig) external {
+    /// @notice Member `member`'s share post (SPEC.md §4.5, §7.3): `refs` = N x (uint32
+    /// dealer || uint8 purpose || uint32 partner), `post` = uint16 k || uint16 N ||
+    /// N x S_i || A1 || A2 || z (one aggregated DLEQ for all N), `dealings[i]` the
+    /// accepted dealing of ref i (s_hat_k is cut from it). Only for dealings U allows
+    /// (SPEC.md §6.5), only once confirmQuorum members confirmed the U-fixing head; the
+    /// whole post is refused if its proof fails (`SharePostFailed(member)`).
+    function postShares(
+        uint32 member,
+        bytes calldata refs,
+        bytes[] calldata dealings,
+        bytes calldata post,
+        bytes32 postView,
+        bytes calldata sig
+    ) external {
         address seat = _memberSeat(member);
+        uint256 n = dealings.length;
         {
-            bytes memory packed = abi.encodePacked(TAG_SHARES, member, uint32(items.length));
-            for (uint256 i; i < items.length; ++i) {
-                ShareIn calldata it = items[i];
-                packed = bytes.concat(packed, abi.encodePacked(it.dealer, it.purpose, it.partner, keccak256(it.share)));
-            }
-            bytes32 digest = keccak256(packed);
+            bytes32 digest = keccak256(abi.encodePacked(TAG_SHARES, member, uint32(n), refs, post));
             _signedBy(seat, ROLE_MEMBER, member, postView, digest, sig);
             _viewAndPhase(UNMASK, postView);
             _append(ROLE_MEMBER, member, postView, digest);
@@ -1040,31 +1040,38 @@ contract PvssRound {
         _needMember(member);
         if (aborted) revert RoundAborted();
         if (confirmations < confirmQuorum) revert NotConfirmed(confirmations, confirmQuorum);
-        bytes memory pk = abi.encodePacked(memberPk[member][0], memberPk[member][1]);
+        if (refs.length != SHARE_REF_BYTES * n || n == 0) revert ShareRefsMismatch(refs.length, n);
+        if (post.length < 4 || uint16(bytes2(post[0:2])) != member) {
+            revert ShareIndexMismatch(post.length < 2 ? 0 : uint16(bytes2(post[0:2])), member);
+        }
+        bytes memory contexts = new bytes(69 * n);
+        bytes memory sHats = new bytes(64 * n);
         uint256 need = uint256(threshold) + 1;
         uint32 completed;
-        for (uint256 i; i < items.length; ++i) {
-            ShareIn calldata it = items[i];
-            uint256 key = dealingKey(it.dealer, it.purpose, it.partner);
-            if (!_allowed(it.dealer, it.purpose, it.partner, key)) {
-                revert ShareNotAllowed(it.dealer, it.purpose, it.partner);
-            }
+        for (uint256 i; i < n; ++i) {
+            uint256 o = SHARE_REF_BYTES * i;
+            uint32 dealer = uint32(bytes4(refs[o:o + 4]));
+            uint8 purpose = uint8(refs[o + 4]);
+            uint32 partner = uint32(bytes4(refs[o + 5:o + 9]));
+            uint256 key = dealingKey(dealer, purpose, partner);
+            if (!_allowed(dealer, purpose, partner, key)) revert ShareNotAllowed(dealer, purpose, partner);
             uint256 bits = shareBits[key];
-            if ((bits >> member) & 1 != 0) revert ShareAlreadyPosted(it.dealer, it.purpose, it.partner);
-            if (keccak256(it.dealing) != dealingHash[key]) revert DealingMismatch(it.dealer, it.purpose, it.partner);
-            uint256 index = Pvss.shareIndex(it.share);
-            if (index != member) revert ShareIndexMismatch(index, member);
-            verifier.verifyDecryptedShare(
-                context(it.dealer, it.purpose, it.partner), pk, Pvss.shareEncryption(it.dealing, index), it.share
-            );
+            if ((bits >> member) & 1 != 0) revert ShareAlreadyPosted(dealer, purpose, partner);
+            if (keccak256(dealings[i]) != dealingHash[key]) revert DealingMismatch(dealer, purpose, partner);
+            bytes memory ctx = context(dealer, purpose, partner);
+            bytes memory sHat = Pvss.shareEncryption(dealings[i], member);
+            assembly ("memory-safe") {
+                mcopy(add(add(contexts, 0x20), mul(i, 69)), add(ctx, 0x20), 69)
+                mcopy(add(add(sHats, 0x20), mul(i, 64)), add(sHat, 0x20), 64)
+            }
             bits |= uint256(1) << member;
             shareBits[key] = bits;
             if (_popcountReaches(bits, need)) completed++;
-            emit Share(member, it.dealer, it.purpose, it.partner, it.share);
         }
+        verifier.verifySharePost(abi.encodePacked(memberPk[member][0], memberPk[member][1]), contexts, sHats, post);
         if (completed != 0) completeDealings += completed;
-        reputation[memberIdentity[member]].validShares += uint64(items.length);
-        emit SharesPosted(member, items.length, postView, sig);
+        reputation[memberIdentity[member]].validShares += uint64(n);
+        emit SharesPosted(member, refs, post, postView, sig);
     }
 
     /// @dev whether bits has exactly `need` bits set (the share that completes the dealing)

@@ -13,10 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from pvss.group import G1Point
-from pvss.scrape import (
-    Dealing,
-    DecryptedShare,
-)
+from pvss.scrape import Dealing, SharePost
 from pvss.transcript import PURPOSE_PAIR
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolError
@@ -75,6 +72,14 @@ class RuleViolation(ProtocolError):
         self.fault = fault
 
 
+@dataclass(frozen=True)
+class PostedShares:
+    """An accepted share post: member ``post.index``'s S_i of dealings ``keys``."""
+
+    keys: tuple[DealingKey, ...]
+    post: SharePost
+
+
 @dataclass
 class RoundState:
     """Everything the board has accepted (derived from the events alone)."""
@@ -96,7 +101,11 @@ class RoundState:
     included: tuple[int, ...] | None = None
     aborted: bool = False  # |U| < min_included: nothing is revealed (SPEC.md §6.12)
     confirmations: dict[int, bytes] = field(default_factory=dict)
-    shares: dict[DealingKey, dict[int, DecryptedShare]] = field(default_factory=dict)
+    # S_k per dealing and member, from the accepted share posts
+    shares: dict[DealingKey, dict[int, G1Point]] = field(default_factory=dict)
+    # every accepted share post with the dealings it decrypts, in post order (what the
+    # aggregator and a verifier re-check, SPEC.md §4.5)
+    share_posts: list[PostedShares] = field(default_factory=list)
     result: ResultPost | None = None
 
     @property
@@ -161,7 +170,8 @@ class Board(ABC):
     def max_share_items(self) -> int | None:
         """The most items one SharesPost should carry on this board (a chain's
         per-transaction gas cap); None: no limit. Members split their shares into
-        posts of at most this many items (each post signed on its own)."""
+        posts of at most this many items, each its own share post (own DLEQ, own
+        signature)."""
         return None
 
     def allowed_shares(self) -> list[DealingKey]:

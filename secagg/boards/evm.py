@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from pvss.group import G1Point
-from pvss.scrape import Dealing, DecryptedShare
+from pvss.scrape import Dealing
 from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.boards import (
@@ -59,6 +59,7 @@ from secagg.boards import (
     Board,
     Fault,
     Phase,
+    PostedShares,
     RoundState,
     RuleViolation,
     compute_included,
@@ -163,7 +164,8 @@ _RULES: dict[str, str] = {
     "ShareIndexMismatch": "share",
     "DealingMismatch": "share",
     "NoSuchPoint": "share",
-    "ShareProofFailed": "share-proof",
+    "SharePostFailed": "share-proof",
+    "ShareRefsMismatch": "share-encoding",
     "ResultAlreadyPosted": "result",
     "IncludedMismatch": "result",
     "NotEnoughShares": "result",
@@ -387,7 +389,6 @@ class _Pending:
     # per dealer: a split dealings post's items arrive over several transactions
     dealings: dict[int, list[tuple[DealingItem, bytes]]] = field(default_factory=dict)
     dealing_sigs: dict[int, bytes] = field(default_factory=dict)
-    shares: list[ShareItem] = field(default_factory=list)
 
 
 def contract_config(cfg: RoundConfig) -> tuple:
@@ -946,17 +947,14 @@ class EvmBoard(Board):
             if role != ROLE_MEMBER or msg.member != sender:
                 raise fail("sender", "shares from a non-member or for another member")
             self._sync()
-            items = [
-                (
-                    it.dealer,
-                    it.purpose,
-                    it.partner,
-                    it.share,
-                    self._raw_dealings.get((it.dealer, it.purpose, it.partner), b""),
-                )
+            refs = b"".join(
+                it.dealer.to_bytes(4, "big") + bytes([it.purpose]) + it.partner.to_bytes(4, "big")
                 for it in msg.items
-            ]
-            call, name = f.postShares(sender, items, v, sig), "postShares"
+            )
+            dealings = [self._raw_dealings.get(it.key, b"") for it in msg.items]
+            post_bytes = msg.share_post_bytes()
+            call = f.postShares(sender, refs, dealings, post_bytes, v, sig)
+            name = "postShares"
         elif isinstance(msg, ResultPost):
             if role != ROLE_AGGREGATOR or sender != 0:
                 raise fail("sender", "only the aggregator posts the result")
@@ -1037,11 +1035,14 @@ class EvmBoard(Board):
         return self._events[-1]
 
     def max_share_items(self) -> int | None:
-        """Share items per SharesPost so that one stays under TX_GAS_CAP (a share carries
-        its dealing's bytes: calldata at the floor, plus one DLEQ check, 4 ecMul)."""
+        """Share items per SharesPost so that one stays under TX_GAS_CAP: a share carries
+        its dealing's bytes (calldata at the floor) and its reference and S_i, and costs
+        its copy, hash and two ecMul + two ecAdd of the post's combination; the post's
+        one DLEQ (4 ecMul) and signature sit in the fixed part. Each chunk is its own
+        share post, proved by its own DLEQ (SPEC.md §4.5, §7.3)."""
         m = self.config.committee_size
-        per_item = 60 * (5 + 288 * (m + 1) + 226) + 80_000
-        return max(1, (DEALINGS_TX_BUDGET - 200_000) // per_item)
+        per_item = 60 * (5 + 288 * (m + 1) + 73) + 55_000
+        return max(1, (DEALINGS_TX_BUDGET - 250_000) // per_item)
 
     def _rule(self, fn: str, error: str, role: int) -> str:
         if error == "NotRegistered":
@@ -1197,22 +1198,35 @@ class EvmBoard(Board):
             msg = Confirmation(a["member"], bytes(a["confirmedHead"]))
             self._append(h, ROLE_MEMBER, msg.member, msg, bytes(a["postView"]), bytes(a["sig"]))
             st.confirmations[msg.member] = msg.head
-        elif name == "Share":
-            self._pending.shares.append(
-                ShareItem(a["dealer"], a["purpose"], a["partner"], bytes(a["share"]))
-            )
         elif name == "SharesPosted":
-            member, items = a["member"], tuple(self._pending.shares)
-            self._pending.shares = []
-            msg = SharesPost(member, items)
+            member = a["member"]
+            msg = _shares_post(member, bytes(a["refs"]), bytes(a["post"]))
             self._append(h, ROLE_MEMBER, member, msg, bytes(a["postView"]), bytes(a["sig"]))
-            for it in items:
-                key = (it.dealer, it.purpose, it.partner)
-                st.shares.setdefault(key, {})[member] = DecryptedShare.from_bytes(it.share)
+            post = msg.share_post()  # the contract verified it: points decode
+            for key, pt in zip(msg.keys, post.shares, strict=True):
+                st.shares.setdefault(key, {})[member] = pt
+            st.share_posts.append(PostedShares(msg.keys, post))
         elif name == "ResultPosted":
             msg = ResultPost(bytes(a["digest"]), tuple(a["included"]), a["totalWeight"])
             self._append(h, ROLE_AGGREGATOR, 0, msg, bytes(a["postView"]), bytes(a["sig"]))
             st.result = msg
+
+
+def _shares_post(member: int, refs: bytes, post: bytes) -> SharesPost:
+    """The SharesPost of a SharesPosted event: its 9-byte references and share post."""
+    count = len(refs) // 9
+    if len(refs) != 9 * count or len(post) != 4 + 64 * count + 160:
+        raise ProtocolError(f"chain: member {member}'s SharesPosted event has a bad layout")
+    items = tuple(
+        ShareItem(
+            int.from_bytes(refs[9 * i : 9 * i + 4], "big"),
+            refs[9 * i + 4],
+            int.from_bytes(refs[9 * i + 5 : 9 * i + 9], "big"),
+            post[4 + 64 * i : 68 + 64 * i],
+        )
+        for i in range(count)
+    )
+    return SharesPost(member, items, post[4 + 64 * count :])
 
 
 def _parse_address(text: str) -> bytes:

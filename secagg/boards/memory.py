@@ -29,10 +29,10 @@ from pvss.scrape import (
     SHARE_RECORD_BYTES,
     Dealing,
     DealingClaim,
-    DecryptedShare,
-    ShareClaim,
-    invalid_shares,
+    SharePostClaim,
+    invalid_share_posts,
     is_valid_dealing_batch,
+    share_post_claim,
     verify_dealing,
 )
 from pvss.transcript import PURPOSE_PAIR
@@ -42,6 +42,7 @@ from secagg.boards.base import (
     Board,
     Fault,
     Phase,
+    PostedShares,
     RoundState,
     RuleViolation,
     allowed_share_keys,
@@ -292,6 +293,8 @@ class MemoryBoard(Board):
         self.excluded: set[int] = set()  # dealers an Exclusion event removed
         # replay only: dealing claims whose proofs are checked in one batch at the end
         self._deferred: list[tuple[DealingKey, DealingClaim]] | None = None
+        # replay only: share-post claims, checked in one batch at the end (SPEC.md §4.5)
+        self._deferred_posts: list[tuple[int, SharePostClaim]] | None = None
         # replay only: False when the proofs were checked by a full-mode round contract
         # (the auditor read the events from that chain), see ``replay(proofs=...)``
         self._check_proofs = True
@@ -365,6 +368,7 @@ class MemoryBoard(Board):
         if board._events[0] != events[0]:
             raise JournalCorrupt(f"journal {path}: event 0 does not rebuild")
         board._deferred = []
+        board._deferred_posts = []
         for pos, (kind, rec) in enumerate(records[1:], 1):
             where = f"journal {path}: record {pos}"
             if kind == _REC_HEIGHT:
@@ -382,7 +386,10 @@ class MemoryBoard(Board):
             board._replay_event(rec)
         if board._deferred:
             board._check_deferred()
+        if board._deferred_posts:
+            board._check_deferred_posts()
         board._deferred = None
+        board._deferred_posts = None
         if torn:
             with open(path, "r+b") as fh:
                 fh.truncate(good)
@@ -484,7 +491,7 @@ class MemoryBoard(Board):
 
         ``proofs=False`` (SPEC.md §6.8, "chain" verification) skips the BN254 proofs a
         full-mode round contract executed on-chain — proofs of possession, seed
-        reveals, dealing proofs, decrypted-share proofs — and keeps every other rule
+        reveals, dealing proofs, share-post proofs — and keeps every other rule
         (signatures included: they are cheap). It needs ``expected_head`` read from
         that chain: without it, a forged file could carry proofs no chain ever
         checked.
@@ -525,12 +532,16 @@ class MemoryBoard(Board):
         if defer_proofs:
             board._unchecked = _Unchecked()
         board._deferred = []
+        board._deferred_posts = []
         for ev in events[1:]:
             board.advance(ev.height - board._height)
             board._replay_event(ev)
         if board._check_proofs and board._deferred:
             board._check_deferred()
+        if board._check_proofs and board._deferred_posts:
+            board._check_deferred_posts()
         board._deferred = None
+        board._deferred_posts = None
         board._trusted = 0
         return board
 
@@ -584,6 +595,17 @@ class MemoryBoard(Board):
                 self.faults.append(fault)
                 raise RuleViolation(fault) from None
         raise ProtocolError("transcript: batch and per-dealing checks disagree")  # pragma: no cover
+
+    def _check_deferred_posts(self) -> None:
+        """Every share post a replay accepted, in one batch; on failure the member of
+        the first failing post is named (``share-proof``)."""
+        assert self._deferred_posts is not None
+        bad = invalid_share_posts([claim for _, claim in self._deferred_posts])
+        if bad:
+            pos, why = bad[0]
+            fault = Fault(ROLE_MEMBER, self._deferred_posts[pos][0], "share-proof", why)
+            self.faults.append(fault)
+            raise RuleViolation(fault)
 
     def preverify_dealings(self, posts: Sequence[SignedPost]) -> int:
         """Check the proofs of many ``DealingsPost`` s (one deal stage's replies) in ONE
@@ -1038,11 +1060,9 @@ class MemoryBoard(Board):
                 f"{len(st.confirmations)} confirmations < quorum {cfg.confirm_quorum}",
             )
         allowed = set(allowed_share_keys(st))
-        pk = st.members[sender]
-        parsed: list[tuple[DealingKey, DecryptedShare]] = []
+        keys = msg.keys
         seen: set[DealingKey] = set()
-        for it in msg.items:
-            key = (it.dealer, it.purpose, it.partner)
+        for key in keys:
             if key not in allowed:
                 raise self._fail(
                     role, sender, "share-not-allowed", f"{key} is not revealed by the included set"
@@ -1050,28 +1070,30 @@ class MemoryBoard(Board):
             if key in seen or sender in st.shares.get(key, {}):
                 raise self._fail(role, sender, "share", f"{key}: share already posted")
             seen.add(key)
+        try:  # after the references, as the contract decodes in its verifier call
+            share_post = msg.share_post()
+        except InvalidEncoding as exc:
+            raise self._fail(role, sender, "share-encoding", str(exc)) from None
+        if self._check_proofs:  # the whole post is one claim (SPEC.md §4.5)
             try:
-                share = DecryptedShare.from_bytes(it.share)
-            except InvalidEncoding as exc:
-                raise self._fail(role, sender, "share-encoding", f"{key}: {exc}") from None
-            if share.index != sender:
-                raise self._fail(
-                    role, sender, "share", f"{key}: share index {share.index} is not the sender"
+                claim = share_post_claim(
+                    share_post,
+                    st.members[sender],
+                    [(st.dealings[k], dealing_context(cfg, k)) for k in keys],
                 )
-            parsed.append((key, share))
-        if self._check_proofs:  # one batch for the post; share by share only to name one
-            claims = [
-                ShareClaim(share, st.dealings[key], pk, dealing_context(cfg, key))
-                for key, share in parsed
-            ]
-            bad = invalid_shares(claims)
-            if bad:
-                pos, why = bad[0]
-                raise self._fail(role, sender, "share-proof", f"{parsed[pos][0]}: {why}")
+            except InvalidProof as exc:
+                raise self._fail(role, sender, "share-proof", str(exc)) from None
+            if self._deferred_posts is not None:  # a replay: one batch at the end
+                self._deferred_posts.append((sender, claim))
+            else:
+                bad = invalid_share_posts([claim])
+                if bad:
+                    raise self._fail(role, sender, "share-proof", bad[0][1])
 
         def apply() -> None:
-            for key, share in parsed:
-                st.shares.setdefault(key, {})[sender] = share
+            for key, pt in zip(keys, share_post.shares, strict=True):
+                st.shares.setdefault(key, {})[sender] = pt
+            st.share_posts.append(PostedShares(keys, share_post))
 
         return apply
 

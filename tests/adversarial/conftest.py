@@ -40,7 +40,7 @@ from fl.relay import (
 )
 from pvss.group import G1Point
 from pvss.keys import KeyPair, prove_possession, prove_seed_reveal
-from pvss.scrape import Dealing, DecryptedShare, decrypt_share, reconstruct, recover_as_recipient
+from pvss.scrape import Dealing, decrypt_share, reconstruct, recover_as_recipient
 from pvss.transcript import PURPOSE_PAIR
 from secagg import codec
 from secagg.boards import MemoryBoard, Phase, pop_party
@@ -53,12 +53,12 @@ from secagg.messages import (
     Confirmation,
     Registration,
     SeedReveal,
-    ShareItem,
     SharesPost,
     SignedPost,
 )
 from secagg.posts import sign_post
 from secagg.quantize import dequantize_sum
+from secagg.roles import shares_post
 from secagg.roster import Roster, make_deployment
 
 DIM = 8
@@ -151,16 +151,13 @@ class Colluder:
     def confirm(self, board: MemoryBoard) -> None:
         self._post(board, Confirmation(self.index, board.view()))
 
-    def decrypt(self, dealing: Dealing, key: DealingKey) -> DecryptedShare:
-        return decrypt_share(dealing, self.index, self.key, dealing_context(self.cfg, key))
+    def decrypt(self, dealing: Dealing, key: DealingKey) -> G1Point:
+        """S_k of ``dealing`` (a colluder needs no proof for itself)."""
+        return decrypt_share(dealing, self.index, self.key, dealing_context(self.cfg, key)).share
 
     def reveal(self, board: MemoryBoard) -> None:
         st = board.state()
-        items = tuple(
-            ShareItem(*k, self.decrypt(st.dealings[k], k).to_bytes())
-            for k in board.allowed_shares()
-        )
-        self._post(board, SharesPost(self.index, items))
+        self._post(board, shares_post(self.cfg, st, self.index, self.key, board.allowed_shares()))
 
 
 # -- what the attacker holds ----------------------------------------------------------
@@ -181,7 +178,7 @@ class Loot:
     """Everything the attacker collected from honest replies and from its colluders."""
 
     cfg: RoundConfig
-    shares: dict[DealingKey, dict[int, DecryptedShare]] = field(default_factory=dict)
+    shares: dict[DealingKey, dict[int, G1Point]] = field(default_factory=dict)
     dealings: dict[DealingKey, Dealing] = field(default_factory=dict)
     uploads: list[Upload] = field(default_factory=list)
     colluders: list[Colluder] = field(default_factory=list)
@@ -193,9 +190,8 @@ class Loot:
         self.dealings.update(board.state().dealings)
 
     def take_shares(self, member: int, post: SharesPost) -> None:
-        for it in post.items:
-            key = (it.dealer, it.purpose, it.partner)
-            self.shares.setdefault(key, {})[member] = DecryptedShare.from_bytes(it.share)
+        for key, pt in zip(post.keys, post.share_post().shares, strict=True):
+            self.shares.setdefault(key, {})[member] = pt
 
     def honest_share_count(self, key: DealingKey) -> int:
         return len(self.shares.get(key, {}))
@@ -216,7 +212,7 @@ class Loot:
             shares.setdefault(c.index, c.decrypt(dealing, key))
         if len(shares) < self.cfg.threshold + 1:
             return None
-        return reconstruct(list(shares.values()), self.cfg.threshold)
+        return reconstruct(shares, self.cfg.threshold)
 
     def recover(self, client: int) -> np.ndarray | None:
         """The individual (dequantized) input of ``client`` if any masked vector the

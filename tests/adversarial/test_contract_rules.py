@@ -1,8 +1,10 @@
 """The view, confirmation and minimum-included-set rules hold on the chain (issue 11,
 "one board for everyone" on the EVM board): a post signed on another view reverts,
 shares before a confirmation quorum revert, and an aborted round (|U| < min_included)
-accepts no confirmation, no share and no result. Each test fails if the contract
-accepted what MemoryBoard refuses."""
+accepts no confirmation, no share and no result; postShares calldata the board never
+builds (references cut short, none, another index, swapped dealings, a short share
+post) reverts with the named error. Each test fails if the contract accepted what
+MemoryBoard refuses."""
 
 from __future__ import annotations
 
@@ -89,14 +91,7 @@ def test_an_aborted_round_accepts_no_share_and_no_result() -> None:
     assert board.contract.functions.includedCount().call() == 0
     assert board.allowed_shares() == []
     # a share the member could make of a self dealing (computed off the board) reverts
-    from pvss.scrape import decrypt_share
-    from secagg.graph import dealing_context
-    from secagg.messages import ShareItem, SharesPost
-
-    key = (1, 0, 0)
-    s = decrypt_share(st.dealings[key], 1, rnd.member_keys[0], dealing_context(rnd.cfg, key))
-    _refused(rnd, ROLE_MEMBER, 1, SharesPost(1, (ShareItem(*key, s.to_bytes()),)), "aborted")
-    _refused(rnd, ROLE_MEMBER, 1, SharesPost(1, ()), "aborted")
+    _refused(rnd, ROLE_MEMBER, 1, rnd.shares(1, [(1, 0, 0)]), "aborted")
     rnd.to("result")
     _refused(rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (), 0), "aborted")
     _refused(rnd, ROLE_AGGREGATOR, 0, ResultPost(bytes(32), (1, 2, 3), 3), "aborted")
@@ -116,3 +111,46 @@ def test_the_k_core_on_chain_is_pythons() -> None:
     assert st.included == compute_included(st)
     on_chain = [i for i in range(1, 9) if rnd.board.contract.functions.isIncluded(i).call()]
     assert tuple(on_chain) == st.included
+
+
+def _raw_shares(rnd: ChainRound, member: int, refs: bytes, dealings: list, post: bytes) -> None:
+    """postShares with calldata the EvmBoard would never build, signed by the member
+    over exactly that calldata (so only the contract's own checks stand in the way)."""
+    from pvss.transcript import keccak256
+    from secagg.posts import signing_digest
+
+    digest = keccak256(
+        bytes([5]) + member.to_bytes(4, "big") + len(dealings).to_bytes(4, "big") + refs + post
+    )
+    view = rnd.board.view()
+    sig = rnd.members[member - 1].sign(signing_digest(rnd.cfg, ROLE_MEMBER, member, view, digest))
+    rnd.board.transact("anyone", "postShares", member, refs, dealings, post, view, sig)
+
+
+def test_share_post_calldata_the_board_never_builds_reverts_by_name() -> None:
+    from secagg.boards.evm import ContractRevert
+
+    rnd = ChainRound.create(n=4).register_all().reveal_all().deal_all().upload_all()
+    rnd.confirm_all()
+    board = rnd.board
+    keys = board.allowed_shares()[:2]
+    msg = rnd.shares(1, keys)
+    refs = b"".join(
+        it.dealer.to_bytes(4, "big") + bytes([it.purpose]) + it.partner.to_bytes(4, "big")
+        for it in msg.items
+    )
+    dealings = [board._raw_dealings[k] for k in keys]
+    post = msg.share_post_bytes()
+    cases = {
+        "ShareRefsMismatch": (refs[:-1], dealings, post),  # a reference cut short
+        "ShareRefsMismatch(0, 0)": (b"", [], post),  # no share at all
+        "ShareIndexMismatch(2, 1)": (refs, dealings, (2).to_bytes(2, "big") + post[2:]),
+        "DealingMismatch": (refs, [dealings[1], dealings[0]], post),  # dealings swapped
+        "InvalidLength": (refs, dealings, post[:-1]),  # the share post cut short
+    }
+    for error, (r, d, p) in cases.items():
+        with pytest.raises(ContractRevert, match=error.replace("(", r"\(").replace(")", r"\)")):
+            _raw_shares(rnd, 1, r, d, p)
+    assert not board.state().shares
+    _raw_shares(rnd, 1, refs, dealings, post)  # the same calldata, untampered, is accepted
+    assert {k for k, by in board.state().shares.items() if 1 in by} == set(keys)
