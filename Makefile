@@ -39,6 +39,7 @@ test: install
 ROUND_REPEATS ?= 1
 bench: install
 	$(BIN)/python bench/group_ops.py
+	$(BIN)/python bench/batch_keys.py
 	$(BIN)/python bench/masking.py
 	$(BIN)/python bench/round.py --repeats $(ROUND_REPEATS) --target-repeats 3
 	$(BIN)/python bench/deployed.py --ns 30,100 --ds 1e5,1e6 --repeats 3
