@@ -234,9 +234,11 @@ def ndarrays_to_vector(arrays: Sequence[np.ndarray]) -> tuple[np.ndarray, FlatSp
             carried.append(name)
             continue
         entries.append(TensorSpec(name, tuple(a.shape), a.dtype.name, offset, a.size))
-        parts.append(a.reshape(-1).astype(np.float64))
+        parts.append(a)
         offset += a.size
-    vec = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float64)
+    vec = np.empty(offset, dtype=np.float64)  # one pass per array: cast into place
+    for e, a in zip(entries, parts, strict=True):
+        vec[e.offset : e.offset + e.numel] = a.reshape(-1)
     return vec, FlatSpec(tuple(entries), tuple(carried), tuple(str(i) for i in range(len(arrays))))
 
 
