@@ -32,8 +32,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import gmpy2
-from Crypto.Hash import keccak
 from gmpy2 import mpz
+from sha3 import keccak_256
 
 from pvss.errors import InvalidEncoding
 
@@ -1098,7 +1098,7 @@ def point_sum(points: Iterable[G1Point]) -> G1Point:
 
 
 def _keccak(data: bytes) -> bytes:
-    return keccak.new(digest_bits=256, data=data).digest()
+    return keccak_256(data).digest()
 
 
 def compute_h_generator(tag: bytes = H_TAG) -> tuple[G1Point, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from Crypto.Hash import keccak
+from sha3 import keccak_256  # safe-pysha3: the C Keccak, ~4x pycryptodome's per call
 
 from pvss.errors import InvalidEncoding
 from pvss.group import ORDER, G1Point
@@ -39,7 +39,7 @@ PURPOSE_OTHER = 2
 
 def keccak256(data: bytes) -> bytes:
     """The EVM's keccak256 (original Keccak padding, not NIST SHA3)."""
-    return keccak.new(digest_bits=256, data=data).digest()
+    return keccak_256(data).digest()
 
 
 def hash_to_scalar(data: bytes) -> int:
