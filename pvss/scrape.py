@@ -41,7 +41,7 @@ from pvss.group import (
     table_for,
     tables_for,
 )
-from pvss.keys import KeyPair
+from pvss.keys import H_SEED, KeyPair, seed_reveal_transcript, verify_seed_reveal
 from pvss.transcript import (
     DST_DEALING,
     DST_DECRYPTED_SHARE,
@@ -924,6 +924,49 @@ def is_valid_share_post_batch(
         e = proof.challenge(share_post_prefix(seeds[p], s_star, s_hat_star))
         fold.add(claim.pk, s_star, s_hat_star, proof, e)
     return fold.holds()
+
+
+@dataclass(frozen=True)
+class SeedRevealClaim:
+    """Member ``member``'s seed reveal Gamma = sk * H_SEED with its DLEQ proof, and what
+    it verifies against (SPEC.md §6.10)."""
+
+    pk: G1Point
+    gamma: G1Point
+    proof: DleqProof
+    chain_id: int
+    board: bytes
+    round_id: int
+    member: int
+
+    def verify(self) -> None:
+        verify_seed_reveal(
+            self.pk, self.gamma, self.proof, self.chain_id, self.board, self.round_id, self.member
+        )
+
+
+def is_valid_seed_reveal_batch(
+    claims: Sequence[SeedRevealClaim], *, rng: random.Random | None = None
+) -> bool:
+    """All seed reveals valid? Their DLEQ proofs (bases H, H_SEED; publics pk, Gamma)
+    folded into one check with random 128-bit weights (``_HDleqFold``: B = H_SEED,
+    P = Gamma), as the share batches are: a batch with an invalid reveal passes with
+    probability < 2^-127. A node checks the m reveals once per round (SPEC.md §8.2)."""
+    fold = _HDleqFold(rng)
+    for c in claims:
+        if c.pk.is_identity or c.gamma.is_identity:
+            return False
+        prefix = seed_reveal_transcript(c.chain_id, c.board, c.round_id, c.member, c.pk, c.gamma)
+        fold.add(c.pk, H_SEED, c.gamma, c.proof, c.proof.challenge(prefix))
+    return True if not claims else fold.holds()
+
+
+def invalid_seed_reveals(claims: Sequence[SeedRevealClaim]) -> list[tuple[int, str]]:
+    """(position, reason naming the member) of every reveal that fails: one batch, then
+    — only if it fails — the reference verifier reveal by reveal."""
+    if is_valid_seed_reveal_batch(claims):
+        return []
+    return _failures(claims, SeedRevealClaim.verify, "seed reveal")
 
 
 def invalid_share_posts(claims: Sequence[SharePostClaim]) -> list[tuple[int, str]]:

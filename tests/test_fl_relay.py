@@ -461,14 +461,14 @@ def test_a_node_checks_each_seed_reveal_once(tmp_path: Path, monkeypatch) -> Non
     h = Harness(tmp_path, n=4, m=3)
     calls = {"node": 0}
     counting = {"on": False}
-    real = memory.verify_seed_reveal
+    real = memory.invalid_seed_reveals  # one batch of the reveals a node checks
 
-    def counted(*args, **kw):  # noqa: ANN002, ANN003, ANN202
+    def counted(claims):  # noqa: ANN001, ANN202
         if counting["on"]:
-            calls["node"] += 1
-        return real(*args, **kw)
+            calls["node"] += len(claims)
+        return real(claims)
 
-    monkeypatch.setattr(memory, "verify_seed_reveal", counted)
+    monkeypatch.setattr(memory, "invalid_seed_reveals", counted)
     plain_send = h.send
 
     def send(stage, requests):  # noqa: ANN001, ANN202

@@ -435,3 +435,45 @@ def test_share_post_claim_needs_one_dealing_per_share() -> None:
     with pytest.raises(InvalidProof, match="member 3"):
         verify_share_post(short)
     assert not is_valid_share_post_batch([short])
+
+
+def test_seed_reveal_batch_and_a_tamper_of_each_field() -> None:
+    """``is_valid_seed_reveal_batch`` accepts m honest reveals and refuses any batch in
+    which one field of one reveal changed; ``invalid_seed_reveals`` names that member."""
+    from pvss.group import H  # noqa: PLC0415
+    from pvss.keys import prove_seed_reveal  # noqa: PLC0415
+    from pvss.scrape import (  # noqa: PLC0415
+        SeedRevealClaim,
+        invalid_seed_reveals,
+        is_valid_seed_reveal_batch,
+    )
+
+    chain, board, rid = 31337, b"\x42" * 20, 7
+    keys = [KeyPair.generate() for _ in range(5)]
+    claims = []
+    for k, kp in enumerate(keys, 1):
+        gamma, proof = prove_seed_reveal(kp, chain, board, rid, k)
+        claims.append(SeedRevealClaim(kp.pk, gamma, proof, chain, board, rid, k))
+    assert is_valid_seed_reveal_batch(claims) and invalid_seed_reveals(claims) == []
+    c = claims[2]
+    other = claims[3]
+    tampered = {
+        "pk": dataclasses.replace(c, pk=other.pk),
+        "gamma": dataclasses.replace(c, gamma=c.gamma + H),
+        "a1": dataclasses.replace(c, proof=dataclasses.replace(c.proof, a1=c.proof.a1 + H)),
+        "a2": dataclasses.replace(c, proof=dataclasses.replace(c.proof, a2=c.proof.a2 + H)),
+        "z": dataclasses.replace(
+            c, proof=dataclasses.replace(c.proof, response=int((c.proof.response + 1) % ORDER))
+        ),
+        "member": dataclasses.replace(c, member=9),
+        "round": dataclasses.replace(c, round_id=rid + 1),
+        "board": dataclasses.replace(c, board=b"\x43" * 20),
+        "chain": dataclasses.replace(c, chain_id=1),
+        "swapped proofs": dataclasses.replace(c, proof=other.proof),
+    }
+    for name, bad in tampered.items():
+        batch = [*claims[:2], bad, *claims[3:]]
+        assert not is_valid_seed_reveal_batch(batch), name
+        found = invalid_seed_reveals(batch)
+        assert [pos for pos, _ in found] == [2], name
+        assert f"member {bad.member}" in found[0][1], name

@@ -29,7 +29,9 @@ from pvss.scrape import (
     SHARE_RECORD_BYTES,
     Dealing,
     DealingClaim,
+    SeedRevealClaim,
     SharePostClaim,
+    invalid_seed_reveals,
     invalid_share_posts,
     is_valid_dealing_batch,
     share_post_claim,
@@ -663,17 +665,16 @@ class MemoryBoard(Board):
             except InvalidProof as exc:
                 raise self._fail(role, party, "proof-of-possession", str(exc)) from None
             done += 1
-        for member in reveals:
-            if member not in u.reveals:
-                continue
-            gamma, proof = u.reveals[member]
-            try:
-                verify_seed_reveal(
-                    st.members[member], gamma, proof, cfg.chain_id, cfg.board, cfg.round_id, member
-                )
-            except InvalidProof as exc:
-                raise self._fail(ROLE_MEMBER, member, "seed", str(exc)) from None
-            done += 1
+        claims = [
+            SeedRevealClaim(st.members[k], *u.reveals[k], cfg.chain_id, cfg.board, cfg.round_id, k)
+            for k in reveals
+            if k in u.reveals
+        ]
+        bad = invalid_seed_reveals(claims)  # one batch; one by one only to name the first
+        if bad:
+            pos, why = bad[0]
+            raise self._fail(ROLE_MEMBER, claims[pos].member, "seed", why)
+        done += len(claims)
         keys = [k for k in dealings if k in u.dealings and k in st.dealings]
         for key in keys:
             lazy = u.dealings[key].dealing
