@@ -402,13 +402,12 @@ def run_payouts(rpc: str | Any, task_address: str, round_id: int | None, as_json
         ids = [round_id] if round_id is not None else list(range(1, last + 1))
         rounds = []
         for rid in ids:
-            address = task.round_address(rid)
-            fn = task.w3.eth.contract(address=address, abi=task.round_abi).functions
+            rnd = task.round_contract(rid)
             rounds.append(
                 {
                     "round": rid,
-                    "address": address,
-                    "result_posted": bool(fn.resultPosted().call()),
+                    "address": rnd.address,
+                    "result_posted": bool(rnd.functions.resultPosted().call()),
                     "payout": task.payout(rid),
                     "forfeits": task.forfeits(rid),
                     "credits": task.credits(rid),

@@ -306,6 +306,13 @@ class EvmTask:
     def round_address(self, round_id: int) -> str:
         return self.contract.functions.rounds(round_id).call()
 
+    def round_contract(self, round_id: int) -> Any:
+        """The round contract the task opened as ``round_id`` (``ProtocolError`` if none)."""
+        addr = self.round_address(round_id)
+        if int(addr, 16) == 0:
+            raise ProtocolError(f"task: {self.address}: no round {round_id} opened")
+        return self.w3.eth.contract(address=addr, abi=self.round_abi)
+
     # -- rounds ------------------------------------------------------------------------
     def open_round(self, config: RoundConfig, **board_kw: Any) -> EvmBoard:
         """Deploys round ``last_round + 1`` for ``config`` (its round id, aggregator and
@@ -359,10 +366,7 @@ class EvmTask:
         """Pulls round ``round_id``'s slashed stakes and forfeited bonds (credited to
         this task by the round) into the pool; returns the wei collected (0 when the
         round owes nothing: no transaction is sent then)."""
-        rnd = self.w3.eth.contract(address=self.round_address(round_id), abi=self.round_abi)
-        if int(rnd.address, 16) == 0:
-            raise ProtocolError(f"task: {self.address}: no round {round_id} opened")
-        due = int(rnd.functions.credit(self.address).call())
+        due = int(self.round_contract(round_id).functions.credit(self.address).call())
         if due == 0:
             return 0
         before = int(self.contract.functions.slashed().call())
@@ -373,11 +377,10 @@ class EvmTask:
         """Round ``round_id``'s slashed stakes and forfeited bonds: ``collected`` into
         the pool (the task's ``Collected`` logs) and ``due`` (credited to the task by the
         round, not collected yet)."""
-        rnd = self.w3.eth.contract(address=self.round_address(round_id), abi=self.round_abi)
+        due = int(self.round_contract(round_id).functions.credit(self.address).call())
         logs = self.contract.events.Collected().get_logs(
             from_block=0, argument_filters={"roundId": round_id}
         )
-        due = int(rnd.functions.credit(self.address).call())
         return {"collected": sum(int(log["args"]["amount"]) for log in logs), "due": due}
 
     def withdraw(self) -> int:
@@ -438,11 +441,7 @@ class EvmTask:
     def reputations(self, round_id: int) -> list[dict[str, Any]]:
         """Every seat's reputation counters (valid dealings, valid shares, faults) as
         the round contract of ``round_id`` holds them, members then clients."""
-        addr = self.round_address(round_id)
-        if int(addr, 16) == 0:
-            raise ProtocolError(f"task: {self.address}: no round {round_id} opened")
-        rnd = self.w3.eth.contract(address=addr, abi=self.round_abi)
-        f = rnd.functions
+        f = self.round_contract(round_id).functions
         out = []
         seats = [
             (ROLE_MEMBER, k, f.memberIdentity(k).call())
