@@ -1097,7 +1097,9 @@ def point_sum(points: Iterable[G1Point]) -> G1Point:
 # ---------------------------------------------------------------------------
 
 
-def _keccak(data: bytes) -> bytes:
+def keccak256(data: bytes) -> bytes:
+    """The EVM's keccak256 (original Keccak padding, not NIST SHA3); defined here, below
+    every other module of ``pvss``, and re-exported by ``pvss.transcript``."""
     return keccak_256(data).digest()
 
 
@@ -1110,7 +1112,7 @@ def compute_h_generator(tag: bytes = H_TAG) -> tuple[G1Point, int]:
     because x comes out of a hash. Returns (h, ctr)."""
     ctr = 0
     while True:
-        x = mpz(int.from_bytes(_keccak(tag + ctr.to_bytes(4, "big")), "big")) % _P
+        x = mpz(int.from_bytes(keccak256(tag + ctr.to_bytes(4, "big")), "big")) % _P
         rhs = (x * x * x + CURVE_B) % _P
         y = gmpy2.powmod(rhs, _SQRT_EXP, _P)
         if y * y % _P == rhs:

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sha3 import keccak_256  # safe-pysha3: the C Keccak, ~4x pycryptodome's per call
-
 from pvss.errors import InvalidEncoding
-from pvss.group import ORDER, G1Point
+from pvss.group import ORDER, G1Point, keccak256  # keccak256: safe-pysha3's C Keccak
 
 # Domain-separation tags (SPEC.md §3.1)
 DST_DEALING = b"pvss-secagg/v1/dealing"
@@ -35,11 +33,6 @@ CONTEXT_BYTES = 69
 PURPOSE_SELF = 0
 PURPOSE_PAIR = 1
 PURPOSE_OTHER = 2
-
-
-def keccak256(data: bytes) -> bytes:
-    """The EVM's keccak256 (original Keccak padding, not NIST SHA3)."""
-    return keccak_256(data).digest()
 
 
 def hash_to_scalar(data: bytes) -> int:
