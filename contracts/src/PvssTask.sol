@@ -317,7 +317,7 @@ contract PvssTask {
 
     /// @dev only the round collect() is pulling from may pay this contract outside fund()
     receive() external payable {
-        if (msg.sender != collecting || collecting == address(0)) revert UnexpectedPayment(msg.sender);
+        if (msg.sender != collecting) revert UnexpectedPayment(msg.sender); // 0 outside collect(): no sender
     }
 
     /// @notice Credits the payouts of round `roundId` (anyone may call) once its result is
