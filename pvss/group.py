@@ -45,6 +45,8 @@ FIELD_MODULUS = mpz(0x30644E72E131A029B85045B68181585D97816A916871CA8D3C208C16D8
 ORDER = mpz(0x30644E72E131A029B85045B68181585D2833E84879B9709143E1F593F0000001)
 CURVE_B = mpz(3)
 POINT_BYTES = 64
+#: a point on the wire in compressed form (SPEC.md §2.1, §6.2): x, the flags in its top bits
+COMPRESSED_POINT_BYTES = 32
 SCALAR_BYTES = 32
 H_TAG = b"pvss-secagg/v1/generator-h"
 #: cube root of unity in F_p: (x, y) -> (GLV_BETA * x, y) is multiplication by GLV_LAMBDA
@@ -55,6 +57,9 @@ _P = FIELD_MODULUS
 _R = ORDER
 _invert = gmpy2.invert
 _SQRT_EXP = (_P + 1) // 4  # p = 3 mod 4
+_FLAG_ODD = 0x80  # compressed form: y is odd
+_FLAG_IDENTITY = 0x40  # compressed form: the identity (every other bit zero)
+_X_MASK = (1 << 254) - 1  # p < 2^254: the top two bits of x are the flags
 
 Affine = tuple[Any, Any] | None
 Jacobian = tuple[Any, Any, Any]
@@ -1043,6 +1048,43 @@ class G1Point:
         if (x or y) and not _is_on_curve(mpz(x), mpz(y)):
             raise InvalidEncoding(f"{field}: not on the curve y^2 = x^3 + 3")
         return cls._from_affine((mpz(x), mpz(y)) if (x or y) else None)
+
+    def to_compressed(self) -> bytes:
+        """32 bytes (SPEC.md §2.1 *Compressed points*): x big-endian, its top bit set
+        when y is odd; the identity is 0x40 followed by 31 zero bytes."""
+        if self.is_identity:
+            return bytes([_FLAG_IDENTITY]) + bytes(31)
+        out = int(self.x).to_bytes(32, "big")
+        return bytes([out[0] | _FLAG_ODD]) + out[1:] if self.y & 1 else out
+
+    @classmethod
+    def from_compressed(cls, data: bytes, *, field: str = "point") -> G1Point:
+        """Decode the compressed form, validating length, flags, x < p and that x is on
+        the curve (y = the square root of x^3 + 3 with the flagged parity; p = 3 mod 4,
+        so one exponentiation). Every 32-byte string decodes to at most one point and
+        every point has exactly one compressed form."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidEncoding(f"{field}: expected bytes, got {type(data).__name__}")
+        data = bytes(data)
+        if len(data) != COMPRESSED_POINT_BYTES:
+            raise InvalidEncoding(
+                f"{field}: expected {COMPRESSED_POINT_BYTES} bytes (compressed), got {len(data)}"
+            )
+        flags = data[0] & (_FLAG_ODD | _FLAG_IDENTITY)
+        x = mpz(int.from_bytes(data, "big") & _X_MASK)
+        if flags & _FLAG_IDENTITY:
+            if flags != _FLAG_IDENTITY or x:
+                raise InvalidEncoding(f"{field}: the identity flag with other bits set")
+            return cls.identity()
+        if x >= _P:
+            raise InvalidEncoding(f"{field}: x >= field modulus p")
+        rhs = (x * x * x + CURVE_B) % _P
+        y = gmpy2.powmod(rhs, _SQRT_EXP, _P)
+        if y * y % _P != rhs:
+            raise InvalidEncoding(f"{field}: no point of the curve y^2 = x^3 + 3 has this x")
+        if (y & 1) != (1 if flags else 0):  # y != 0: G1 has prime order, no 2-torsion
+            y = _P - y
+        return cls._from_affine((x, y))
 
     # -- group law -----------------------------------------------------------
     def __add__(self, other: G1Point) -> G1Point:

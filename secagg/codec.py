@@ -16,9 +16,11 @@ from typing import Any, TypeVar
 
 import msgpack
 
+from pvss.group import G1Point
 from secagg.errors import InvalidEncoding
 
-CODEC_VERSION = 1
+#: 2 since S_i travels compressed (SPEC.md §6.2); version 1 is refused by name
+CODEC_VERSION = 2
 MAX_MESSAGE_BYTES = 1 << 30
 
 T = TypeVar("T")
@@ -107,6 +109,22 @@ class Bytes(Kind):
         if self.size is not None and len(value) != self.size:
             raise InvalidEncoding(f"{where}: expected {self.size} bytes, got {len(value)}")
         return value
+
+
+@dataclasses.dataclass(frozen=True)
+class CompressedPoint(Kind):
+    """A G1 point, held in the message as its 64-byte EVM layout (what digests, the
+    chain and the §4.5 bytes use) and written on the wire as its 32-byte compressed
+    form (SPEC.md §2.1): decoding decompresses and so validates it; a value that is
+    not a point cannot be encoded at all."""
+
+    def check(self, value: Any, where: str) -> bytes:
+        if not isinstance(value, bytes):
+            raise InvalidEncoding(f"{where}: expected bytes, got {type(value).__name__}")
+        return G1Point.from_compressed(value, field=where).to_bytes()
+
+    def dump(self, value: Any) -> Any:
+        return G1Point.from_bytes(value, field="compressed point (to encode)").to_compressed()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +223,11 @@ def decode(data: bytes, expect: type[T] | None = None) -> T:
     if not isinstance(obj, list) or len(obj) < 2:
         raise InvalidEncoding("codec: expected [version, tag, ...]")
     version, tag = obj[0], obj[1]
+    if version == 1 and not isinstance(version, bool):
+        raise InvalidEncoding(
+            "codec: version 1 (S_i uncompressed, before SPEC.md §6.2 version 2) is not read "
+            "by this version"
+        )
     if version != CODEC_VERSION or isinstance(version, bool):
         raise InvalidEncoding(f"codec: unsupported version {version!r}")
     if isinstance(tag, bool) or not isinstance(tag, int) or tag not in _BY_TAG:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pvss.dleq import DLEQ_PROOF_BYTES
 from pvss.scrape import MAX_POST_SHARES, SharePost
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF, keccak256
-from secagg.codec import Bytes, ListOf, UInt, message, record
+from secagg.codec import Bytes, CompressedPoint, ListOf, UInt, message, record
 from secagg.errors import InvalidEncoding
 
 ROLE_CLIENT = 0
@@ -147,9 +147,9 @@ class MaskedInputPost:
 
 @dataclass(frozen=True)
 class ShareItem:
-    """Member k's decryption S_i (64 bytes) of its encrypted share in dealing (dealer,
-    purpose, partner); no proof of its own: the post's one DLEQ proves every S_i
-    (SPEC.md §4.5 *Share post*)."""
+    """Member k's decryption S_i (64 bytes here, 32 compressed on the wire: SPEC.md
+    §6.2) of its encrypted share in dealing (dealer, purpose, partner); no proof of its
+    own: the post's one DLEQ proves every S_i (SPEC.md §4.5 *Share post*)."""
 
     dealer: int
     purpose: int
@@ -166,7 +166,7 @@ SHARE_ITEM = record(
     ("dealer", UInt(32)),
     ("purpose", UInt(8)),
     ("partner", UInt(32)),
-    ("share", Bytes(64)),
+    ("share", CompressedPoint()),
 )
 
 

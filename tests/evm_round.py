@@ -34,7 +34,7 @@ from secagg.messages import (
     SignedPost,
 )
 from secagg.packing import packed_size
-from secagg.posts import sign_post
+from secagg.posts import post_digest, sign_post, signing_digest
 from secagg.roles import shares_post
 
 _KEYS = itertools.count(1)
@@ -137,6 +137,17 @@ class ChainRound:
 
     def post(self, role: int, sender: int, msg: Any, **kw: Any) -> Event:
         return self.board.submit(self.sign(role, sender, msg, **kw))
+
+    def post_calldata(self, role: int, sender: int, msg: Any) -> Event:
+        """``msg`` straight to the contract, signed, never wire-encoded: calldata the
+        wire cannot carry (a 64-byte S_i off the curve), as a party with its own account
+        can send it."""
+        view = self.board.view()
+        digest = post_digest(msg)
+        sig = self.identity(role, sender).sign(
+            signing_digest(self.cfg, role, sender, view, digest)
+        )
+        return self.board.submit_message(role, sender, msg, view, sig)
 
     # -- messages ----------------------------------------------------------------------
     def registration(self, role: int, party: int, key: KeyPair | None = None) -> Registration:

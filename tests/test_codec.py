@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pvss.group import G
+from pvss.group import FIELD_MODULUS, G
 from secagg import codec
 from secagg.codec import CODEC_VERSION
 from secagg.config import RoundConfig
@@ -31,11 +31,14 @@ from secagg.messages import (
 )
 from secagg.posts import post_digest, post_packed
 
+P = int(FIELD_MODULUS)
 u32 = st.integers(min_value=1, max_value=2**32 - 1)
 b32 = st.binary(min_size=32, max_size=32)
 b64 = st.binary(min_size=64, max_size=64)
 b65 = st.binary(min_size=65, max_size=65)
 b160 = st.binary(min_size=160, max_size=160)
+#: S_i: a point (64-byte layout in the message, 32 compressed on the wire)
+points = st.sampled_from([(G * k).to_bytes() for k in (1, 2, 3, 5, 1 << 200)] + [bytes(64)])
 
 messages = st.one_of(
     st.builds(Registration, st.sampled_from([0, 1]), u32, b64, b64),
@@ -55,7 +58,7 @@ messages = st.one_of(
         SharesPost,
         st.integers(min_value=1, max_value=0xFFFF),
         st.lists(
-            st.builds(ShareItem, u32, st.sampled_from([0, 1]), u32, b64),
+            st.builds(ShareItem, u32, st.sampled_from([0, 1]), u32, points),
             min_size=1,
             max_size=3,
         ).map(tuple),
@@ -210,12 +213,16 @@ def test_signed_post_and_event_round_trip_with_the_new_messages() -> None:
 
 
 def test_shares_post_wire_layout_and_strictness() -> None:
-    """SPEC.md §6.2, §6.9: per item the dealing reference and S_i (64), one 160-byte
-    proof per post; the packed layout is the references then the share post's bytes."""
-    s = [G.to_bytes(), b"\x11" * 64, (G + G).to_bytes()]  # s[1] is no point
+    """SPEC.md §6.2, §6.9: per item the dealing reference and S_i (compressed, 32 bytes
+    on the wire), one 160-byte proof per post; the packed layout (what is hashed and
+    what the chain's calldata carries) is the references then the share post's bytes,
+    with S_i in its 64-byte form."""
+    s = [G.to_bytes(), (G * 7).to_bytes(), (G + G).to_bytes()]
     items = (ShareItem(3, 0, 0, s[0]), ShareItem(3, 1, 7, s[1]), ShareItem(9, 1, 12, s[2]))
     post = SharesPost(2, items, b"\x05" * 160)
     assert codec.decode(codec.encode(post), SharesPost) == post
+    wire = msgpack.unpackb(codec.encode(post))
+    assert wire[3][1] == [3, 1, 7, (G * 7).to_compressed()]
     refs = b"".join(
         it.dealer.to_bytes(4, "big") + bytes([it.purpose]) + it.partner.to_bytes(4, "big")
         for it in items
@@ -225,22 +232,40 @@ def test_shares_post_wire_layout_and_strictness() -> None:
     assert post_packed(post) == bytes([5]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big") + (
         refs + share_post
     )
-    # the bytes one share adds on the wire (ids < 128: msgpack fixints): 70
+    # the bytes one share adds on the wire: 38 with ids < 128 (msgpack fixints), 42 with
+    # ids below 2^16 — the issue's target is <= 66
     more = SharesPost(2, items + (ShareItem(9, 1, 13, s[0]),), post.proof)
-    assert len(codec.encode(more)) - len(codec.encode(post)) == 70
-    bad = [CODEC_VERSION, 5, 2, [[3, 0, 0, s[0]]], b"\x05" * 160]
+    assert len(codec.encode(more)) - len(codec.encode(post)) == 38
+    wide = SharesPost(2, items + (ShareItem(900, 1, 1300, s[0]),), post.proof)
+    assert len(codec.encode(wide)) - len(codec.encode(post)) == 42
+    c0 = G.to_compressed()
+    bad = [CODEC_VERSION, 5, 2, [[3, 0, 0, c0]], b"\x05" * 160]
     codec.decode(msgpack.packb(bad))  # the well-formed one decodes
     with pytest.raises(InvalidEncoding, match="at least one share"):
         codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [], b"\x05" * 160]))
-    with pytest.raises(InvalidEncoding, match=r"items\[0\]\.share: expected 64 bytes"):
-        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, s[0] + b"\x00"]], post.proof]))
+    with pytest.raises(InvalidEncoding, match=r"items\[0\]\.share: expected 32 bytes"):
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, s[0]]], post.proof]))
+    no_point = next(
+        x.to_bytes(32, "big") for x in range(1, 40) if pow(x**3 + 3, (P - 1) // 2, P) != 1
+    )
+    with pytest.raises(InvalidEncoding, match=r"items\[0\]\.share: no point"):
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, no_point]], post.proof]))
+    with pytest.raises(InvalidEncoding, match=r"items\[0\]\.share: the identity flag"):
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, b"\xc0" + c0[1:]]], post.proof]))
     with pytest.raises(InvalidEncoding, match="proof: expected 160 bytes"):
-        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, s[0]]], b"\x05" * 226]))
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, c0]], b"\x05" * 226]))
     with pytest.raises(InvalidEncoding, match="shares_post.member"):
-        codec.decode(msgpack.packb([CODEC_VERSION, 5, 0, [[3, 0, 0, s[0]]], post.proof]))
-    # the share post itself names the point that does not decode
-    with pytest.raises(InvalidEncoding, match=r"share_post\.share\[1\]"):
-        post.share_post()
+        codec.decode(msgpack.packb([CODEC_VERSION, 5, 0, [[3, 0, 0, c0]], post.proof]))
+    # a value that is no point has no wire form: the codec refuses to encode it
+    off = SharesPost(2, (ShareItem(3, 0, 0, b"\x11" * 64),), post.proof)
+    with pytest.raises(InvalidEncoding, match="to encode"):
+        codec.encode(off)
+    # the share post itself (the chain's calldata, 64-byte S_i) names the bad point
+    with pytest.raises(InvalidEncoding, match=r"share_post\.share\[0\]"):
+        off.share_post()
+    # version 1 (S_i uncompressed) is refused by name, not misread
+    with pytest.raises(InvalidEncoding, match="version 1"):
+        codec.decode(msgpack.packb([1, 5, 2, [[3, 0, 0, s[0]]], post.proof]))
 
 
 @given(st.binary(max_size=300))
@@ -283,7 +308,7 @@ def test_strictness() -> None:
         codec.decode(msgpack.packb([CODEC_VERSION, 4, 2**32, b"\x01" * 32, 100]))
     # 3 as a uint32 (0xce) instead of a positive fixint: same value, not canonical
     noncanon = (
-        bytes([0x95, 0x01, 0x04, 0xCE, 0, 0, 0, 3])
+        bytes([0x95, CODEC_VERSION, 0x04, 0xCE, 0, 0, 0, 3])
         + msgpack.packb(b"\x01" * 32)
         + msgpack.packb(100)
     )

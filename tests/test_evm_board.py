@@ -51,10 +51,22 @@ R = int(ORDER)
 
 
 def _rejects(
-    rnd: ChainRound, role: int, sender: int, msg: object, rule: str, error: str, **kw: object
+    rnd: ChainRound,
+    role: int,
+    sender: int,
+    msg: object,
+    rule: str,
+    error: str,
+    *,
+    calldata: bool = False,
+    **kw: object,
 ) -> None:
+    """``calldata``: sent to the contract as it is, not wire-encoded (SPEC.md §6.2)."""
     with pytest.raises(RuleViolation) as info:
-        rnd.post(role, sender, msg, **kw)
+        if calldata:
+            rnd.post_calldata(role, sender, msg)
+        else:
+            rnd.post(role, sender, msg, **kw)
     assert info.value.fault.rule == rule, info.value
     assert info.value.fault.party == sender
     assert error in str(info.value), info.value
@@ -245,7 +257,7 @@ def test_shares_only_from_members_and_only_what_u_allows() -> None:
     )
     honest = rnd.shares(1, [key])
     raw = honest.items[0].share
-    bad = raw[:-1] + bytes([raw[-1] ^ 1])  # S_i off the curve
+    bad = raw[:-1] + bytes([raw[-1] ^ 1])  # S_i off the curve: no wire form carries it
     _rejects(
         rnd,
         ROLE_MEMBER,
@@ -253,6 +265,7 @@ def test_shares_only_from_members_and_only_what_u_allows() -> None:
         SharesPost(1, (replace(honest.items[0], share=bad),), honest.proof),
         "share-encoding",
         "InvalidEncoding",
+        calldata=True,
     )
     # a client's identity signing for member seat 1; member 2 signing for member 1
     for who in (rnd.clients[0], rnd.members[1]):

@@ -256,6 +256,62 @@ def test_off_curve_rejected(x: int, y: int) -> None:
             G1Point.from_bytes(data)
 
 
+# -- compressed form (SPEC.md §2.1: S_i on the wire, §6.2) --------------------------------
+
+
+@given(scalars)
+def test_compressed_round_trip_and_parity_flag(k: int) -> None:
+    k = k or 1  # the identity: test_compressed_identity
+    pt = H * k
+    data = pt.to_compressed()
+    assert len(data) == 32
+    assert G1Point.from_compressed(data) == pt
+    assert int.from_bytes(data, "big") & ((1 << 254) - 1) == int(pt.x)
+    assert bool(data[0] & 0x80) == bool(pt.y & 1) and not data[0] & 0x40
+    neg = (-pt).to_compressed()  # -P: the same x, the other parity
+    assert neg[1:] == data[1:] and neg[0] ^ data[0] == 0x80
+    # the y that decompression finds is py-ecc's
+    ref = pe.normalize(pe.multiply((pe.FQ(int(H.x)), pe.FQ(int(H.y)), pe.FQ.one()), k))
+    got = G1Point.from_compressed(data)
+    assert (int(got.x), int(got.y)) == (int(ref[0]), int(ref[1]))
+
+
+def test_compressed_identity() -> None:
+    assert G1Point.identity().to_compressed() == b"\x40" + bytes(31)
+    assert G1Point.from_compressed(b"\x40" + bytes(31)).is_identity
+
+
+def test_compressed_form_is_strict() -> None:
+    good = (G * 424242).to_compressed()
+    for length in (0, 31, 33, 64):
+        with pytest.raises(InvalidEncoding, match="expected 32 bytes"):
+            G1Point.from_compressed(b"\x01" * length)
+    with pytest.raises(InvalidEncoding, match="identity flag"):
+        G1Point.from_compressed(bytes([good[0] | 0x40]) + good[1:])  # identity flag and x
+    with pytest.raises(InvalidEncoding, match="identity flag"):
+        G1Point.from_compressed(b"\xc0" + bytes(31))  # both flags
+    with pytest.raises(InvalidEncoding, match="field modulus"):
+        G1Point.from_compressed(P.to_bytes(32, "big"))  # x = p, not below it
+    with pytest.raises(InvalidEncoding, match="field modulus"):
+        G1Point.from_compressed((P + 1 | 1 << 255).to_bytes(32, "big"))
+    none = [x for x in range(1, 40) if pow(x**3 + 3, (P - 1) // 2, P) != 1]
+    assert none, "some small x has no point"
+    for x in none:
+        with pytest.raises(InvalidEncoding, match="no point"):
+            G1Point.from_compressed(x.to_bytes(32, "big"))
+
+
+@given(st.binary(min_size=32, max_size=32))
+def test_compressed_decoding_is_canonical(data: bytes) -> None:
+    """Any 32 bytes decode to at most one point, and then re-encode to themselves."""
+    try:
+        pt = G1Point.from_compressed(data)
+    except InvalidEncoding:
+        return
+    assert pt.to_compressed() == data
+    assert G1Point.from_bytes(pt.to_bytes()) == pt
+
+
 def test_scalar_codec() -> None:
     assert scalar_from_bytes(scalar_to_bytes(R - 1)) == R - 1
     with pytest.raises(InvalidEncoding, match="group order"):

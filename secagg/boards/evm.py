@@ -914,11 +914,20 @@ class EvmBoard(Board):
             msg: Any = codec.decode(post.body)
         except InvalidEncoding as exc:
             raise fail("encoding", str(exc)) from None
-        if len(post.view) != 32 or len(post.sig) != 65:
+        return self.submit_message(role, sender, msg, post.view, post.sig)
+
+    def submit_message(self, role: int, sender: int, msg: Any, view: bytes, sig: bytes) -> Event:
+        """Post a decoded message with its view and signature. ``submit`` decodes a
+        wire post first; this is the contract call as any party with its own account can
+        make it, with calldata the wire cannot carry (a 64-byte S_i off the curve: the
+        wire's compressed form has no such value, SPEC.md §6.2) — the contract's own
+        checks refuse it (tests/adversarial/test_shares_post_tamper.py)."""
+        fail = lambda rule, detail: RuleViolation(Fault(role, sender, rule, detail))  # noqa: E731
+        if len(view) != 32 or len(sig) != 65:
             raise fail("signature", "view is 32 bytes, a signature 65")
         f = self.contract.functions
         value = 0
-        v, sig = post.view, post.sig
+        v = view
         if isinstance(msg, Registration):
             if msg.role != role or msg.party != sender:
                 raise fail("sender", "registration for another party")
@@ -933,7 +942,7 @@ class EvmBoard(Board):
         elif isinstance(msg, DealingsPost):
             if role != ROLE_CLIENT or msg.dealer != sender:
                 raise fail("sender", "dealings for another client")
-            return self._submit_dealings(post, msg, fail)
+            return self._submit_dealings(role, sender, msg, view, sig, fail)
         elif isinstance(msg, MaskedInputPost):
             if role != ROLE_CLIENT or msg.client != sender:
                 raise fail("sender", "masked input for another client")
@@ -1002,12 +1011,14 @@ class EvmBoard(Board):
             end += 1
         return end
 
-    def _submit_dealings(self, post: SignedPost, msg: DealingsPost, fail: Any) -> Event:
+    def _submit_dealings(
+        self, role: int, sender: int, msg: DealingsPost, view: bytes, sig: bytes, fail: Any
+    ) -> Event:
         """A dealings post in as many transactions as the cap needs (SPEC.md §7.3 "Split
         posts"): postDealings with every item's signed head and the first items' bytes,
         then continueDealings with the rest, each under TX_GAS_CAP."""
-        sender, n = post.sender, self.config.n_clients
-        if post.role != ROLE_CLIENT or msg.dealer != sender:
+        n = self.config.n_clients
+        if role != ROLE_CLIENT or msg.dealer != sender:
             raise fail("sender", "dealings for another client")
         if not 1 <= sender <= n:
             raise fail("sender", f"id outside 1..{n}")
@@ -1018,7 +1029,7 @@ class EvmBoard(Board):
         first = self._take(items, 0, budget - 150_000 - 300 * n - 30_000 * len(items), 0)
         f, relayer = self.contract.functions, self._sender()
         try:
-            call = f.postDealings(sender, heads, items[:first], committee, post.view, post.sig)
+            call = f.postDealings(sender, heads, items[:first], committee, view, sig)
             self._send(relayer, call, "postDealings")
             pos = first
             while pos < len(items):

@@ -13,15 +13,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+import msgpack
 import pytest
 
 pytest.importorskip("web3")
 pytest.importorskip("eth_tester")
 
 from pvss.dleq import DleqProof  # noqa: E402
+from pvss.errors import InvalidEncoding  # noqa: E402
 from pvss.group import ORDER, G, G1Point  # noqa: E402
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
 from secagg.aggregate import recover_seeds, removal_plan  # noqa: E402
+from secagg import codec  # noqa: E402
 from secagg.boards import MemoryBoard, PostedShares, RuleViolation  # noqa: E402
 from secagg.errors import ProtocolError  # noqa: E402
 from secagg.messages import ROLE_MEMBER, SharesPost  # noqa: E402
@@ -67,8 +70,6 @@ def _tampers(rnd: ChainRound, post: SharesPost) -> dict[str, tuple[SharesPost, s
     for i, it in enumerate(post.items):
         moved = (_point(it.share) + G).to_bytes()
         out[f"share[{i}] moved"] = (_with_item(post, i, share=moved), "share-proof")
-        off = it.share[:-1] + bytes([it.share[-1] ^ 1])  # no point any more
-        out[f"share[{i}] off the curve"] = (_with_item(post, i, share=off), "share-encoding")
     a, b = post.items[0], post.items[1]
     swapped = dataclasses.replace(post, items=(b, a) + post.items[2:])
     out["references swapped with their shares"] = (swapped, "share-proof")
@@ -163,6 +164,42 @@ def test_every_field_of_a_shares_post_is_bound_on_both_boards(rounds) -> None:  
         assert all(
             st.shares[k][1] == _point(it.share) for k, it in zip(keys, honest.items, strict=True)
         )
+
+
+def _no_point_x() -> bytes:
+    """A compressed S_i whose x is no point's (x^3 + 3 is not a square mod p)."""
+    for x in range(1, 100):
+        try:
+            G1Point.from_compressed(x.to_bytes(32, "big"))
+        except InvalidEncoding:
+            return x.to_bytes(32, "big")
+    raise AssertionError("every small x is on the curve")
+
+
+def test_a_share_that_is_no_point_is_refused_on_both_wires(rounds) -> None:  # noqa: ANN001
+    """S_i is 64 bytes in calldata and 32 compressed on the memory board's wire (SPEC.md
+    §6.2). On the chain a 64-byte S_i off the curve is refused as share-encoding. On
+    the wire no such S_i can even be written (the codec refuses to encode a non-point),
+    and the one undecodable thing a sender can write, an x with no point, is refused as
+    encoding, naming the member (member 4, whom the other tests leave alone); nothing of the post enters either state."""
+    rnd, mem = rounds
+    keys = [k for k in rnd.board.allowed_shares() if k[1] == PURPOSE_SELF][:2]
+    honest = rnd.shares(4, keys)
+    for i, it in enumerate(honest.items):
+        off = it.share[:-1] + bytes([it.share[-1] ^ 1])  # no point any more
+        bad = _with_item(honest, i, share=off)
+        _refused(
+            lambda p=bad: rnd.post_calldata(ROLE_MEMBER, 4, p), rnd.board, 4, "share-encoding", "chain"
+        )
+        with pytest.raises(InvalidEncoding, match="to encode"):
+            codec.encode(bad)
+        signed = rnd.sign(ROLE_MEMBER, 4, honest)
+        wire = msgpack.unpackb(signed.body)
+        assert wire[3][i][3] == G1Point.from_bytes(it.share).to_compressed()
+        wire[3][i][3] = _no_point_x()
+        forged = dataclasses.replace(signed, body=msgpack.packb(wire))
+        _refused(lambda f=forged: mem.submit(f), mem, 4, "encoding", "memory: no point")
+        assert f"items[{i}].share: no point" in str(mem.faults[-1]), mem.faults[-1]
 
 
 def test_one_bad_share_refuses_the_whole_post_naming_the_member(rounds) -> None:  # noqa: ANN001
