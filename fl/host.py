@@ -40,6 +40,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,7 +62,7 @@ from fl.relay import (
 from pvss.transcript import PURPOSE_PAIR, keccak256
 from secagg import codec
 from secagg.aggregate import dp_rotation_seed
-from secagg.blobs import BlobStore, durable_write
+from secagg.blobs import BlobStore, StagedBlob, durable_write
 from secagg.boards import JOURNAL_FILE, Board, Fault, MemoryBoard, Phase, RuleViolation, event_hash
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
@@ -80,7 +81,7 @@ from secagg.messages import (
     SignedPost,
     TranscriptFile,
 )
-from secagg.packing import check_encoding
+from secagg.packing import check_encoding, packed_size
 from secagg.quantize import MaskingConfig
 from secagg.roles import Aggregator, Stage
 from secagg.unixfs import blob_id
@@ -114,6 +115,9 @@ def log(level: int, msg: str, *args: object) -> None:
 
 BOARD_KINDS = ("memory", "evm", "anvil", "rpc:URL")
 DEFAULT_CHAIN_ID = 31337
+# how many bytes of accepted uploads a server keeps in memory for its aggregation and
+# self-check (RoundHost ``hold_blob_bytes``; past it, blobs are re-read from disk)
+HOLD_BLOB_BYTES = 2 << 30
 
 
 class RoundFailed(ProtocolError):
@@ -292,6 +296,9 @@ class RoundHost:
         Memory board only: journal the board under ``round_dir`` (SPEC.md §6.14) so
         that :meth:`resume` can finish the round after a crash; ``fsync`` False skips
         the fsyncs (tests, benchmarks: a crash may then lose acknowledged events).
+    hold_blob_bytes : int (default 2 GiB)
+        How many bytes of accepted masked vectors stay in memory for the aggregation
+        and the self-check (each is on disk first); the rest are re-read from disk.
     """
 
     def __init__(
@@ -306,6 +313,7 @@ class RoundHost:
         journal: bool = True,
         fsync: bool = True,
         chain_native: bool = False,
+        hold_blob_bytes: int = HOLD_BLOB_BYTES,
         _board: Board | None = None,
     ) -> None:
         clients = sorted(r.client for r in roles if r.client)
@@ -340,7 +348,14 @@ class RoundHost:
         else:
             self.board = make_board(board, config, identity, own_account=chain_native)
         self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
-        self.blobs = BlobStore(self.round_dir / BLOB_DIR)
+        # the accepted uploads stay in memory for the aggregator and the self-check
+        # (SPEC.md §6.6): each is read right after the last stage, where SecAgg+'s
+        # server holds every masked vector in memory too
+        self.blobs = BlobStore(self.round_dir / BLOB_DIR, hold_bytes=hold_blob_bytes)
+        # upload stage: each reply's blob hashed and written to a temp file on a worker
+        # thread while the replies before it are checked and accepted (precheck)
+        self._staged: dict[int, Future[StagedBlob]] = {}
+        self._pool: ThreadPoolExecutor | None = None
         self.backend = backend
         self.faults: list[str] = []
         self.dropped: dict[str, list[int]] = {s: [] for s in STAGES}
@@ -413,6 +428,12 @@ class RoundHost:
             len(st.confirmations),
         )
         return host
+
+    @property
+    def board_checks_proofs(self) -> bool:
+        """True if the board is this server's own memory board checking every proof as
+        it accepts a post (not a chain, not a replay that defers them)."""
+        return isinstance(self.board, MemoryBoard) and self.board.checks_proofs
 
     # -- phases ------------------------------------------------------------------------
     def phase_start(self, phase: Phase) -> int:
@@ -584,7 +605,13 @@ class RoundHost:
 
     # -- replies -----------------------------------------------------------------------
     def close(self) -> None:
-        """Release the board (an EVM board may own a node process)."""
+        """Release the board (an EVM board may own a node process) and the upload
+        workers (any blob still staged is removed)."""
+        for node in list(self._staged):
+            self._unstage(node)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         close = getattr(self.board, "close", None)
         if close is not None:
             close()
@@ -623,6 +650,8 @@ class RoundHost:
         # only replies already in hand (Flower's grid returns them together); a
         # transport that yields them one by one keeps each accepted (journaled) as it
         # comes, so nothing is held back in memory for the batch
+        if stage == STAGE_UPLOAD and isinstance(replies, dict) and not self.chain_native:
+            self._stage_uploads(replies)
         if stage != STAGE_DEAL or pre is None or not isinstance(replies, dict):
             return
         posts = []
@@ -637,6 +666,45 @@ class RoundHost:
         pre(posts)
         self.board_seconds += time.perf_counter() - t0
 
+    def _stage_uploads(self, replies: Mapping[int, object]) -> None:
+        """Upload stage, replies in hand: every blob of the expected size is hashed for
+        its CID and written (fsync'ed) to a temp file by two worker threads (hashlib and
+        file I/O release the GIL) while ``accept`` checks the replies in order; accept
+        then only renames the file of a blob whose post the board takes, before the
+        board journals its digest, and removes any other (SPEC.md §6.14)."""
+        want = packed_size(self.config.vector_length, self.config.bits)
+        for node, reply in replies.items():
+            blob = reply.blob if isinstance(reply, StageReply) else None
+            if type(blob) is not bytes or len(blob) != want:
+                continue  # accept() reports it, or it has no blob
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(4, thread_name_prefix="pvss-blobs")
+            self._staged[node] = self._pool.submit(self.blobs.stage, blob)
+
+    def _take_staged(self, node: int, blob: bytes) -> StagedBlob | None:
+        """The staged upload of ``node`` if it is of these very bytes (None: none, or
+        staging failed; the caller then hashes and writes the blob itself)."""
+        job = self._staged.pop(node, None)
+        if job is None:
+            return None
+        try:
+            staged = job.result()
+        except OSError:
+            return None  # put_new() below raises it again, in order
+        if staged.data is not blob:
+            self.blobs.abort(staged)
+            return None
+        return staged
+
+    def _unstage(self, node: int) -> None:
+        """Drop what was staged for ``node`` (its reply was not accepted)."""
+        job = self._staged.pop(node, None)
+        if job is not None:
+            try:
+                self.blobs.abort(job.result())
+            except OSError:
+                pass
+
     def batch(self, replies: Mapping[int, object]) -> AbstractContextManager[None]:
         """The block that accepts a stage's replies: one group commit of the board's
         journal (``MemoryBoard.batch``: one fsync for the stage, before the next stage
@@ -650,6 +718,12 @@ class RoundHost:
     def accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
         """Submit a node's signed posts to the board; False (and the node dropped) if it
         did not answer, answered with an error, or the board refused any of its posts."""
+        try:
+            return self._accept(stage, node, reply)
+        finally:
+            self._unstage(node)  # a staged blob not taken by an accepted post
+
+    def _accept(self, stage: str, node: int, reply: StageReply | BaseException | None) -> bool:
         if reply is None or isinstance(reply, BaseException):
             self.drop(stage, node, "no reply" if reply is None else f"error: {reply}")
             return False
@@ -674,8 +748,11 @@ class RoundHost:
                 return False
             stored: bytes | None = None  # the digest of a blob stored for this post
             if isinstance(msg, MaskedInputPost):
-                cid = blob_id(reply.blob)
+                staged = self._take_staged(node, reply.blob)
+                cid = staged.cid if staged is not None else blob_id(reply.blob)
                 if cid[1] != msg.digest or len(reply.blob) != msg.size:
+                    if staged is not None:
+                        self.blobs.abort(staged)
                     self._fault(
                         stage, node, f"client {seat}", "blob does not match its posted digest"
                     )
@@ -683,10 +760,15 @@ class RoundHost:
                 try:  # length and zero padding: a malformed blob is its client's fault
                     check_encoding(reply.blob, self.config.vector_length, self.config.bits)
                 except InvalidEncoding as exc:
+                    if staged is not None:
+                        self.blobs.abort(staged)
                     self._fault(stage, node, f"client {seat}", f"blob encoding: {exc}")
                     return False
                 # on disk before the board journals its digest (SPEC.md §6.14)
-                digest, new = self.blobs.put_new(reply.blob, cid)
+                if staged is not None:
+                    digest, new = self.blobs.commit(staged)
+                else:
+                    digest, new = self.blobs.put_new(reply.blob, cid)
                 stored = digest if new else None
             t0 = time.perf_counter()
             try:
@@ -741,7 +823,11 @@ class RoundHost:
             if self.board.state().result is not None:  # resumed after the result post
                 total = self._posted_total(aggregator)
             else:
-                total = aggregator.aggregate(self.board, self.blobs)
+                # its own memory board checked every share post's proof on accepting
+                # it (SPEC.md §8.3); any other board's are checked here
+                total = aggregator.aggregate(
+                    self.board, self.blobs, shares_verified=self.board_checks_proofs
+                )
         except ProtocolError as exc:
             save_round(self.round_dir, TranscriptFile(tuple(self.board.events())))
             if isinstance(exc, RoundFailed):
@@ -757,7 +843,7 @@ class RoundHost:
         own = isinstance(self.board, MemoryBoard)
         report = verify_round(
             transcript,
-            BlobStore(self.round_dir / BLOB_DIR),
+            self.blobs,  # the accepted bytes (held, or re-read and re-hashed from disk)
             event_hash(transcript.events[-1]) if own else None,
             trust_chain_proofs=own,
         )

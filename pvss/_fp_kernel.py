@@ -59,7 +59,7 @@ _P0, _P1, _P2, _P3, _P4, _P5, _P6, _P7 = (np.uint64(v) for v in P_LIMBS)
 # ---------------------------------------------------------------------------
 
 
-@njit(types.void(_F, _I, _F, _I, _F, _I), cache=True)
+@njit(types.void(_F, _I, _F, _I, _F, _I), cache=True, nogil=True)
 def mont_mul(A, ia, B, ib, O, io):
     """O[io] = A[ia] * B[ib] / 2^256 mod p: CIOS, the limb loops unrolled into locals
     (t0..t8 the running total, t9 a carry). Inputs below p give an output below p; O may alias."""
@@ -141,7 +141,7 @@ def mont_mul(A, ia, B, ib, O, io):
     O[io, 7] = t7
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def fadd(A: np.ndarray, ia: int, B: np.ndarray, ib: int, O: np.ndarray, io: int) -> None:
     """O[io] = A[ia] + B[ib] mod p (no carry out: both are below p < 2^254)."""
     c = _ZERO
@@ -162,7 +162,7 @@ def fadd(A: np.ndarray, ia: int, B: np.ndarray, ib: int, O: np.ndarray, io: int)
             borrow = _ONE - (d >> _S32)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def fsub(A: np.ndarray, ia: int, B: np.ndarray, ib: int, O: np.ndarray, io: int) -> None:
     """O[io] = A[ia] - B[ib] mod p."""
     borrow = _ZERO
@@ -178,7 +178,7 @@ def fsub(A: np.ndarray, ia: int, B: np.ndarray, ib: int, O: np.ndarray, io: int)
             c = s >> _S32
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def fneg(A: np.ndarray, ia: int, O: np.ndarray, io: int) -> None:
     """O[io] = -A[ia] mod p (0 stays 0)."""
     nz = False
@@ -197,13 +197,13 @@ def fneg(A: np.ndarray, ia: int, O: np.ndarray, io: int) -> None:
         borrow = _ONE - (d >> _S32)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def fcopy(A: np.ndarray, ia: int, O: np.ndarray, io: int) -> None:
     for j in range(N_LIMBS):
         O[io, j] = A[ia, j]
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def feq(A: np.ndarray, ia: int, B: np.ndarray, ib: int) -> bool:
     for j in range(N_LIMBS):
         if A[ia, j] != B[ib, j]:
@@ -211,7 +211,7 @@ def feq(A: np.ndarray, ia: int, B: np.ndarray, ib: int) -> bool:
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def fis_zero(A: np.ndarray, ia: int) -> bool:
     for j in range(N_LIMBS):
         if A[ia, j] != _ZERO:
@@ -219,7 +219,7 @@ def fis_zero(A: np.ndarray, ia: int) -> bool:
     return True
 
 
-@njit(types.void(_F, _I, _F, _I), cache=True)
+@njit(types.void(_F, _I, _F, _I), cache=True, nogil=True)
 def finv(A: np.ndarray, ia: int, O: np.ndarray, io: int) -> None:
     """O[io] = A[ia]^(p-2) = A[ia]^-1 (Montgomery form in and out); 0 maps to 0."""
     acc = np.empty((2, N_LIMBS), dtype=np.uint64)
@@ -233,7 +233,7 @@ def finv(A: np.ndarray, ia: int, O: np.ndarray, io: int) -> None:
     fcopy(acc, 0, O, io)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def to_mont(plain: np.ndarray) -> np.ndarray:
     """Rows of plain limbs (each below p) -> Montgomery form."""
     n = plain.shape[0]
@@ -244,7 +244,7 @@ def to_mont(plain: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def from_mont(mont: np.ndarray) -> np.ndarray:
     """Rows in Montgomery form -> plain limbs."""
     n = mont.shape[0]
@@ -291,7 +291,7 @@ _K_ADD = 3  # distinct x: chord
 _K_DBL = 4  # P + P: tangent
 
 
-@njit(types.void(_F, _F, _B, _IV, _IV, _F, _F, _B), cache=True)
+@njit(types.void(_F, _F, _B, _IV, _IV, _F, _F, _B), cache=True, nogil=True)
 def _sum_groups_inplace(ax, ay, ainf, starts, counts, bx, by, binf) -> None:
     """Reduce every group [starts[g], starts[g] + counts[g]) of (ax, ay, ainf) to its
     sum, pairwise, level by level; each level is one batch with one inversion.
@@ -406,7 +406,7 @@ def _sum_groups_inplace(ax, ay, ainf, starts, counts, bx, by, binf) -> None:
 CHUNK_POINTS = 8192
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _sum_groups_chunked(ax, ay, ainf, starts, counts, bx, by, binf) -> None:
     """``_sum_groups_inplace`` over consecutive chunks of groups of about CHUNK_POINTS
     points each (every chunk has its own inversions; the sums are the same)."""
@@ -425,7 +425,7 @@ def _sum_groups_chunked(ax, ay, ainf, starts, counts, bx, by, binf) -> None:
         g0 = g1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sum_groups(xs, ys, inf, starts):
     """Sum of each group of affine points (Montgomery form). Group g is rows
     starts[g] .. starts[g+1]-1 (the caller has already ordered the points by group and
@@ -460,7 +460,7 @@ def sum_groups(xs, ys, inf, starts):
 # ---------------------------------------------------------------------------
 
 
-@njit(types.void(_F, _I, _I, _I, _F), cache=True)
+@njit(types.void(_F, _I, _I, _I, _F), cache=True, nogil=True)
 def _jac_dbl(J, jx, jy, jz, W) -> None:
     """J[jx, jy, jz] *= 2 in place (dbl-2009-l)."""
     if fis_zero(J, jz) or fis_zero(J, jy):
@@ -491,7 +491,7 @@ def _jac_dbl(J, jx, jy, jz, W) -> None:
     fsub(W, 3, W, 2, J, jy)
 
 
-@njit(types.void(_F, _I, _I, _I, _F, _F, _I, _F), cache=True)
+@njit(types.void(_F, _I, _I, _I, _F, _F, _I, _F), cache=True, nogil=True)
 def _jac_add_affine(J, jx, jy, jz, AX, AY, ia, W) -> None:
     """J += (AX[ia], AY[ia]) in place (madd-2007-bl), exact for every input."""
     if fis_zero(J, jz):
@@ -538,7 +538,7 @@ def _jac_add_affine(J, jx, jy, jz, AX, AY, ia, W) -> None:
     fcopy(W, 9, J, jx)
 
 
-@njit(types.void(_F, _I, _I, _I, _F, _I, _I, _I, _F), cache=True)
+@njit(types.void(_F, _I, _I, _I, _F, _I, _I, _I, _F), cache=True, nogil=True)
 def _jac_add(J, jx, jy, jz, K, kx, ky, kz, W) -> None:
     """J += K in place (add-2007-bl), exact for every input; K is not modified."""
     if fis_zero(K, kz):
@@ -590,7 +590,7 @@ def _jac_add(J, jx, jy, jz, K, kx, ky, kz, W) -> None:
     fcopy(W, 9, J, jx)
 
 
-@njit(types.void(_F, _I, _I, _I, _F, _F, _B, _I, _F), cache=True)
+@njit(types.void(_F, _I, _I, _I, _F, _F, _B, _I, _F), cache=True, nogil=True)
 def _jac_to_affine(J, jx, jy, jz, OX, OY, OINF, o, W) -> None:
     if fis_zero(J, jz):
         OINF[o] = 1
@@ -608,7 +608,7 @@ def _jac_to_affine(J, jx, jy, jz, OX, OY, OINF, o, W) -> None:
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def signed_digits(scal, c, count):
     """Radix-2^c signed digits in [-2^(c-1), 2^(c-1)] of every row of ``scal``
     (little-endian 32-bit limbs in uint64), least significant first: the recoding of
@@ -657,7 +657,7 @@ def signed_digits(scal, c, count):
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _window_totals_affine(bx, by, binf, starts, counts, n_mw, half):
     """sum_b (b + 1) * bucket[q * half + b] for every q < n_mw, by running sums in lock
     step across all q: each step is two batched affine additions (pairs summed by
@@ -712,7 +712,7 @@ def _window_totals_affine(bx, by, binf, starts, counts, n_mw, half):
     return tx, ty, tinf
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def msm_many(xs, ys, scal, mstarts, c, count, affine_sums):
     """For every m, sum_{i in [mstarts[m], mstarts[m+1])} k_i * P_i.
 
@@ -807,7 +807,7 @@ def msm_many(xs, ys, scal, mstarts, c, count, affine_sums):
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fixed_gather(tx, ty, scal, c, count):
     """The table entries (with signs applied) whose sum is k_i * P for every scalar
     row of ``scal``: entry (w, j) of the table of P is row w * 2^(c-1) + j - 1 of
@@ -845,7 +845,7 @@ def fixed_gather(tx, ty, scal, c, count):
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fixed_tables(px, py, c, count):
     """The signed-window tables of n base points (affine, Montgomery form, none the
     identity; every point of G1 has prime order r, so no multiple below is the identity

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import random
 import secrets
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -581,6 +583,39 @@ def is_valid_dealing_batch(
     total = msm_signed(small_pts, small_ks)
     total = total + g_table().mul(g_coeff) + msm(e_pts, e_ks)
     return total.is_identity
+
+
+# ``is_valid_dealing_batch_split``: a batch is split across threads only from this many
+# dealings a part on (below, a part's fixed costs outweigh the overlap)
+MIN_DEALINGS_PER_PART = 64
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _batch_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool  # noqa: PLW0603 - one process-wide pool, created on first use
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < workers:  # noqa: SLF001
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="pvss-batch")
+        return _pool
+
+
+def is_valid_dealing_batch_split(claims: Sequence[DealingClaim], parts: int = 2) -> bool:
+    """``is_valid_dealing_batch`` on ``parts`` contiguous parts of ``claims`` at once, one
+    thread each (the Pippenger kernels release the GIL, so the parts' multi-scalar
+    multiplications run on separate cores): True iff every part passes. Each part is
+    its own randomized check with fresh weights, so a batch holding an invalid dealing
+    passes with probability < parts * 2^-127 (SPEC.md §4.4). Below
+    MIN_DEALINGS_PER_PART dealings a part, or with ``parts`` <= 1, one batch."""
+    parts = max(1, min(int(parts), len(claims) // MIN_DEALINGS_PER_PART))
+    if parts <= 1:
+        return is_valid_dealing_batch(claims)
+    size = -(-len(claims) // parts)
+    chunks = [claims[i : i + size] for i in range(0, len(claims), size)]
+    pool = _batch_pool(len(chunks) - 1)
+    others = [pool.submit(is_valid_dealing_batch, chunk) for chunk in chunks[1:]]
+    mine = is_valid_dealing_batch(chunks[0])
+    return all([mine, *(job.result() for job in others)])
 
 
 def verify_dealings(claims: Sequence[DealingClaim], *, rng: random.Random | None = None) -> None:

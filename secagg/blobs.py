@@ -5,14 +5,17 @@ sha2-256 digest; the bytes live here."""
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import tempfile
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import NamedTuple
 
 from secagg.errors import ProtocolError
 from secagg.unixfs import CHUNK_SIZE, CODECS, blob_id, cid_text
@@ -42,6 +45,73 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+# from this size on a file's bytes go to disk with O_DIRECT where the platform and the
+# file system allow it (Linux): no copy into the page cache, which costs several times
+# the disk write itself on the virtual machines measured (SPEC.md §6.14)
+DIRECT_IO_MIN_BYTES = 1 << 20
+_DIRECT_ALIGN = 4096  # buffer address, offset and length alignment O_DIRECT needs
+_DIRECT_CHUNK = 4 << 20
+_direct_buffers = threading.local()
+
+
+def _direct_buffer() -> mmap.mmap:
+    buf = getattr(_direct_buffers, "buf", None)
+    if buf is None:  # anonymous mmap: page-aligned, one per thread
+        buf = _direct_buffers.buf = mmap.mmap(-1, _DIRECT_CHUNK)
+    return buf
+
+
+def _write_direct(fd: int, data: bytes) -> bool:
+    """Write ``data`` from offset 0 of the empty file ``fd`` with O_DIRECT, through an
+    aligned buffer (the last block zero-padded, then the file truncated to
+    ``len(data)``). False, with the file left empty and its flags as they were, where
+    O_DIRECT is unavailable or refused (the caller then writes it buffered)."""
+    flag = getattr(os, "O_DIRECT", 0)
+    if not flag or len(data) < DIRECT_IO_MIN_BYTES:
+        return False
+    try:
+        import fcntl  # noqa: PLC0415 - POSIX only
+
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags | flag)
+    except (OSError, ImportError):
+        return False
+    try:
+        buf = _direct_buffer()
+        view = memoryview(data)
+        out = memoryview(buf)
+        try:
+            for at in range(0, len(view), _DIRECT_CHUNK):
+                part = view[at : at + _DIRECT_CHUNK]
+                size = -(-len(part) // _DIRECT_ALIGN) * _DIRECT_ALIGN
+                out[: len(part)] = part
+                if size > len(part):
+                    out[len(part) : size] = bytes(size - len(part))
+                done = 0
+                while done < size:
+                    done += os.pwrite(fd, out[done:size], at + done)
+        finally:
+            out.release()
+        os.ftruncate(fd, len(data))
+        return True
+    except OSError:
+        os.ftruncate(fd, 0)
+        return False
+    finally:
+        fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+
+
+def write_synced(fd: int, data: bytes) -> None:
+    """Write ``data`` into the new, empty file ``fd`` and fsync it (O_DIRECT for a
+    large blob where possible, else buffered); the caller closes ``fd``."""
+    if not _write_direct(fd, data):
+        view = memoryview(data)
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
+    os.fsync(fd)
+
+
 def durable_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
     """Write ``path`` atomically and durably (SPEC.md §6.14): the bytes go to a temp
     file in the same directory (created with ``mode``), are fsync'ed, renamed over
@@ -50,16 +120,25 @@ def durable_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o64
     target = Path(path)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
     try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            os.fchmod(fd, mode)
+            write_synced(fd, data)
+        finally:
+            os.close(fd)
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(target.parent)
+
+
+class StagedBlob(NamedTuple):
+    """A blob written and fsync'ed to a temp file of its store, not yet under its name
+    (``BlobStore.stage``): ``commit`` renames it, ``abort`` removes it."""
+
+    data: bytes
+    cid: tuple[str, bytes]
+    tmp: Path
 
 
 def _check(name: str, data: bytes, source: str) -> bytes:
@@ -77,12 +156,40 @@ class BlobStore:
     on disk (SPEC.md §6.14). A directory of the layout before CIDs (files named by
     the hex sha256) is not read: ``get`` says so (SPEC.md §6.6)."""
 
-    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], *, create: bool = True, hold_bytes: int = 0
+    ) -> None:
         """``create=False`` opens a store read-only in spirit: nothing is created (a
-        verifier writes nothing into the directory it verifies)."""
+        verifier writes nothing into the directory it verifies).
+
+        ``hold_bytes``: keep up to that many bytes of the blobs ``put`` here in memory
+        (a server: the aggregator and its own re-verification read each blob right
+        after accepting it). A held blob is the very ``bytes`` object whose CID ``put``
+        computed or was given from it, so ``get`` returns it without reading the file
+        or hashing it again; past the cap, blobs are read back from disk (and
+        re-hashed) as usual. 0 (the default) holds nothing."""
         self.root = Path(root)
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
+        if hold_bytes < 0:
+            raise ValueError(f"blob store: hold_bytes must be >= 0, got {hold_bytes}")
+        self.hold_bytes = hold_bytes
+        self._held: dict[bytes, bytes] = {}
+        self._held_size = 0
+
+    def _hold(self, digest: bytes, data: bytes) -> None:
+        if (
+            type(data) is bytes  # immutable: what was hashed is what get() returns
+            and digest not in self._held
+            and self._held_size + len(data) <= self.hold_bytes
+        ):
+            self._held[digest] = data
+            self._held_size += len(data)
+
+    @property
+    def held_bytes(self) -> int:
+        """How many bytes of blobs are held in memory now."""
+        return self._held_size
 
     def _find(self, digest: bytes) -> Path | None:
         for name in blob_cids(digest):
@@ -116,19 +223,66 @@ class BlobStore:
         not hashed twice."""
         codec, digest = blob_id(data) if cid is None else cid
         target = self.root / cid_text(codec, digest)
-        if target.exists():
-            return digest, False
-        durable_write(target, data)
-        return digest, True
+        new = not target.exists()
+        if new:
+            durable_write(target, data)
+        if self.hold_bytes:
+            self._hold(digest, data)
+        return digest, new
+
+    def stage(self, data: bytes, cid: tuple[str, bytes] | None = None) -> StagedBlob:
+        """The first half of ``put``, safe to run on a worker thread while the caller
+        checks the post the blob belongs to: its CID computed (or ``cid``, if the
+        caller computed it from these very bytes) and the bytes written and fsync'ed
+        to a temp file in the store. Nothing is under a blob's name until ``commit``."""
+        cid = blob_id(data) if cid is None else cid
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        try:
+            try:
+                os.fchmod(fd, 0o644)
+                write_synced(fd, data)
+            finally:
+                os.close(fd)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return StagedBlob(data, cid, Path(tmp))
+
+    def commit(self, staged: StagedBlob) -> tuple[bytes, bool]:
+        """The second half of ``put``: the staged file renamed to the blob's name and the
+        directory fsync'ed (on disk under its name when this returns; SPEC.md §6.14);
+        ``(digest, new)`` as ``put_new``."""
+        codec, digest = staged.cid
+        target = self.root / cid_text(codec, digest)
+        new = not target.exists()
+        if new:
+            os.replace(staged.tmp, target)
+            fsync_dir(self.root)
+        else:
+            staged.tmp.unlink(missing_ok=True)
+        if self.hold_bytes:
+            self._hold(digest, staged.data)
+        return digest, new
+
+    def abort(self, staged: StagedBlob) -> None:
+        """Drop a staged blob (its post was refused): the temp file is removed."""
+        staged.tmp.unlink(missing_ok=True)
 
     def discard(self, digest: bytes) -> None:
         """Remove a blob (one stored for a post the board then refused)."""
+        held = self._held.pop(digest, None)
+        if held is not None:
+            self._held_size -= len(held)
         for name in blob_cids(digest):
             (self.root / name).unlink(missing_ok=True)
 
     def get(self, digest: bytes) -> bytes:
         """The blob's bytes, their CID recomputed: a blob whose content does not match
-        its name is refused."""
+        its name is refused. A held blob (``hold_bytes``) comes from memory: its CID
+        was computed from these bytes when it was put."""
+        held = self._held.get(digest)
+        if held is not None:
+            return held
         path = self.path(digest)
         return _check(path.name, path.read_bytes(), str(self.root))
 
@@ -150,6 +304,7 @@ class IpfsBlobStore(BlobStore):
             raise ProtocolError(f"--blobs ipfs:{url}: the RPC endpoint must be http(s)://HOST:PORT")
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.hold_bytes, self._held, self._held_size = 0, {}, 0  # holds nothing
 
     def _rpc(self, command: str, args: dict[str, str], body: bytes | None = None) -> bytes:
         """POST ``/api/v0/<command>`` (kubo takes only POST); ProtocolError on any

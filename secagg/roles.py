@@ -387,10 +387,17 @@ class Aggregator(_Role):
         self.total: np.ndarray | None = None
         self.rotation_seed: bytes | None = None  # with DP: the round's (public)
 
-    def aggregate(self, board: Board, blobs: BlobStore) -> np.ndarray:
+    def aggregate(
+        self, board: Board, blobs: BlobStore, *, shares_verified: bool = False
+    ) -> np.ndarray:
         """The integer weighted sum (``vector_length`` values, last = total weight; with
         DP the noisy sum mod 2^b, last = |U|); posts it. With DP, refuses (ProtocolError)
-        an included set below dp.min_clients."""
+        an included set below dp.min_clients.
+
+        ``shares_verified``: the caller vouches that ``board`` checked every share
+        post's proof when it accepted it (the server's own memory board, SPEC.md §8.3),
+        so they are not checked again; otherwise the aggregator trusts nothing the
+        board says about them (``recover_seeds``)."""
         if self.stage != Stage.NEW:
             raise ProtocolError(f"aggregator: already aggregated (stage {self.stage.value})")
         if board.phase() != Phase.RESULT:
@@ -401,7 +408,7 @@ class Aggregator(_Role):
         if self.config.has_dp:
             self.rotation_seed = dp_rotation_seed(st)
         inputs = [blobs.get(st.masked[i][0]) for i in included]  # re-hashed by the store
-        seeds = recover_seeds(st, removal_plan(st))
+        seeds = recover_seeds(st, removal_plan(st), verify=not shares_verified)
         total = compute_sum(st, inputs, seeds, backend=self.backend)
         blob = result_blob(total, self.config.bits)
         digest = blobs.put(blob)

@@ -115,6 +115,74 @@ def test_store_names_blobs_by_cid_and_refuses_tampering(tmp_path: Path) -> None:
         store.get(blob_digest(large))
 
 
+def test_a_held_blob_is_served_from_memory_within_the_cap(tmp_path: Path) -> None:
+    """``hold_bytes`` (SPEC.md §6.6): what ``put`` hashed stays in memory up to the cap
+    and ``get`` returns those bytes; past the cap, or after ``discard``, blobs come
+    from disk and are re-hashed (a tampered file is caught)."""
+    a, b = os.urandom(3000), os.urandom(3000)
+    store = BlobStore(tmp_path, hold_bytes=4000)
+    da, db = store.put(a), store.put(b)
+    assert store.held_bytes == 3000  # b did not fit
+    store.path(da).write_bytes(b"x" * 3000)  # the disk copy of a changes: not read
+    assert store.get(da) is a
+    store.path(db).write_bytes(b[:-1] + bytes([b[-1] ^ 1]))
+    with pytest.raises(ProtocolError, match="does not match its name"):
+        store.get(db)  # not held: from disk, re-hashed
+    store.discard(da)
+    assert store.held_bytes == 0 and da not in store
+    with pytest.raises(ProtocolError, match="missing"):
+        store.get(da)
+    store.put(bytearray(a))  # a mutable buffer is never held
+    assert store.held_bytes == 0
+    with pytest.raises(ValueError, match="hold_bytes"):
+        BlobStore(tmp_path, hold_bytes=-1)
+
+
+def test_staged_blobs_commit_under_their_name_or_leave_nothing(tmp_path: Path) -> None:
+    """``stage`` writes and fsyncs a temp file (off the board's thread), ``commit`` puts
+    it under its CID, ``abort`` removes it: no temp file is left either way."""
+    store = BlobStore(tmp_path, hold_bytes=1 << 30)
+    data, other = os.urandom(CHUNK_SIZE * 5 + 7), os.urandom(100)
+    staged = store.stage(data)
+    assert staged.cid == blob_id(data) and staged.tmp.read_bytes() == data
+    assert blob_digest(data) not in store  # nothing under its name yet
+    assert store.commit(staged) == (blob_digest(data), True)
+    assert store.get(blob_digest(data)) is data
+    again = store.stage(data)
+    assert store.commit(again) == (blob_digest(data), False)  # already stored
+    dropped = store.stage(other)
+    store.abort(dropped)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [blob_cid(data)]
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_durable_writes_round_trip_at_every_alignment(tmp_path: Path, monkeypatch, direct) -> None:
+    """Large blobs go to disk with O_DIRECT where available (SPEC.md §6.14), through an
+    aligned buffer and a final truncate; every size around the block and chunk
+    boundaries reads back exactly, and without O_DIRECT the buffered path does too."""
+    import secagg.blobs as blobs  # noqa: PLC0415
+
+    if not direct:
+        monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    monkeypatch.setattr(blobs, "DIRECT_IO_MIN_BYTES", 4096)
+    chunk = blobs._DIRECT_CHUNK  # noqa: SLF001
+    for size in (0, 1, 4095, 4096, 4097, chunk - 1, chunk, chunk + 1, 2 * chunk + 4096 + 3):
+        data = os.urandom(size)
+        blobs.durable_write(tmp_path / "f", data)
+        assert (tmp_path / "f").read_bytes() == data, size
+    assert [p.name for p in tmp_path.iterdir()] == ["f"]
+    fd = os.open(tmp_path / "g", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:  # which path ran: O_DIRECT where the platform has it (unless the file system
+        # refuses it, as some tmpfs do), never without it
+        used = blobs._write_direct(fd, os.urandom(8192))  # noqa: SLF001
+    finally:
+        os.close(fd)
+    if not direct:
+        assert not used  # no O_DIRECT flag: always the buffered path
+    if not used:
+        assert os.path.getsize(tmp_path / "g") == 0  # refused: the file is left empty
+
+
 def test_store_refuses_a_large_blob_under_a_raw_name(tmp_path: Path) -> None:
     """A name is canonical: a > 256 KiB blob saved as one raw block (its sha256) is
     not what the board's digest names, and is not read as such."""

@@ -336,7 +336,7 @@ def test_a_node_never_signs_for_a_seat_of_another_identity(tmp_path: Path) -> No
 class CheatingAggregator(Aggregator):
     """Posts a sum with one coordinate nudged."""
 
-    def aggregate(self, board, blobs):  # noqa: ANN001, ANN201
+    def aggregate(self, board, blobs, **_):  # noqa: ANN001, ANN003, ANN201
         st = board.state()
         included = board.included()
         inputs = [blobs.get(st.masked[i][0]) for i in included]

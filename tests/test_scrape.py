@@ -28,6 +28,7 @@ from pvss.scrape import (
     invalid_shares,
     is_valid_dealing,
     is_valid_dealing_batch,
+    is_valid_dealing_batch_split,
     is_valid_share_batch,
     is_valid_share_post_batch,
     reconstruct,
@@ -477,3 +478,30 @@ def test_seed_reveal_batch_and_a_tamper_of_each_field() -> None:
         found = invalid_seed_reveals(batch)
         assert [pos for pos, _ in found] == [2], name
         assert f"member {bad.member}" in found[0][1], name
+
+
+def test_a_split_batch_catches_a_bad_dealing_in_any_part(monkeypatch) -> None:
+    """``is_valid_dealing_batch_split`` (SPEC.md §4.4): the parts run on threads; a bad
+    dealing in the first, the last or a middle part fails the whole batch, and below
+    the per-part minimum it is one batch (same answer)."""
+    import pvss.scrape as scrape  # noqa: PLC0415
+
+    monkeypatch.setattr(scrape, "MIN_DEALINGS_PER_PART", 2)
+    keys = committee(4, seed=11)
+    pks = tuple(k.pk for k in keys)
+    claims = []
+    for i in range(7):
+        ctx = dataclasses.replace(CTX, dealer=i)
+        d, _ = deal(pks, 1, ctx)
+        claims.append(DealingClaim(d, pks, ctx))
+    for parts in (1, 2, 3):
+        assert is_valid_dealing_batch_split(claims, parts)
+    cheat = dataclasses.replace(claims[0].dealing, z=(claims[0].dealing.z[0] + 1, *claims[0].dealing.z[1:]))
+    for pos in (0, 3, 6):  # first, middle, last part of a 3-way split
+        bad = list(claims)
+        bad[pos] = dataclasses.replace(claims[pos], dealing=cheat)
+        for parts in (1, 2, 3):
+            assert not is_valid_dealing_batch_split(bad, parts), (pos, parts)
+    monkeypatch.setattr(scrape, "MIN_DEALINGS_PER_PART", 64)  # 7 dealings: one batch
+    assert is_valid_dealing_batch_split(claims, 4)
+    assert not is_valid_dealing_batch_split(bad, 4)

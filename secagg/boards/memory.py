@@ -34,6 +34,7 @@ from pvss.scrape import (
     invalid_seed_reveals,
     invalid_share_posts,
     is_valid_dealing_batch,
+    is_valid_dealing_batch_split,
     share_post_claim,
     verify_dealing,
 )
@@ -94,6 +95,9 @@ _REC_EVENT = 0  # payload: one accepted event (a one-event TranscriptFile)
 _REC_HEIGHT = 1  # payload: the board's new height
 _REC_HEADER = struct.Struct(">I32s")  # payload length, sha256(payload)
 MAX_JOURNAL_RECORD = 1 << 30
+# a large batch of dealing proofs is checked in this many parts at once, one thread each
+# (pvss.scrape.is_valid_dealing_batch_split; SPEC.md §4.4)
+BATCH_PARTS = max(1, min(4, os.cpu_count() or 1))
 
 
 class JournalCorrupt(ProtocolError):
@@ -449,6 +453,12 @@ class MemoryBoard(Board):
         return list(self._events)
 
     @property
+    def checks_proofs(self) -> bool:
+        """True if every post this board holds had its BN254 proofs checked when it was
+        accepted (not a ``replay(proofs=False)`` nor a relay node's deferred replica)."""
+        return self._check_proofs and self._unchecked is None
+
+    @property
     def head(self) -> bytes:
         return event_hash(self._events[-1])
 
@@ -585,7 +595,7 @@ class MemoryBoard(Board):
     def _check_deferred(self) -> None:
         assert self._deferred is not None
         claims = [claim for _, claim in self._deferred]
-        if is_valid_dealing_batch(claims):
+        if is_valid_dealing_batch_split(claims, BATCH_PARTS):
             return
         for key, claim in self._deferred:  # name the first bad dealing's dealer
             try:
@@ -632,7 +642,9 @@ class MemoryBoard(Board):
             claims = self._collect
         finally:
             self._collect = None
-        if not claims or not is_valid_dealing_batch(claims):
+        # one check per core (SPEC.md §4.4): a deal stage's batch is the server's
+        # largest single piece of work, and the nodes wait for it
+        if not claims or not is_valid_dealing_batch_split(claims, BATCH_PARTS):
             return 0
         self._preverified.update(digests)
         return len(digests)
@@ -687,7 +699,7 @@ class MemoryBoard(Board):
                 raise self._fail(ROLE_CLIENT, key[0], "dealing-encoding", f"{key}: {exc}") from None
         if keys:
             claims = [u.dealings[k] for k in keys]
-            if not is_valid_dealing_batch(claims):
+            if not is_valid_dealing_batch_split(claims, BATCH_PARTS):
                 for key, claim in zip(keys, claims, strict=True):
                     try:
                         verify_dealing(
