@@ -280,6 +280,10 @@ def test_a_reply_the_board_refuses_is_a_fault_attributed_to_its_party(tmp_path: 
     assert any(f.startswith("client 2 (node 101) at upload: blob") for f in out.faults)
     # a relayed post whose signature was altered: the board names the seat, rule signature
     assert any(f.startswith("client 4 (node 103) at deal: signature") for f in out.faults)
+    # the refused blob was staged (hashed, written to a temp file) like every upload and
+    # then removed: the store holds the three accepted uploads and the result, nothing else
+    names = sorted(p.name for p in (out.round_dir / "blobs").iterdir())
+    assert len(names) == 4 and not [x for x in names if x.startswith(".")], names
 
 
 def test_nodes_refuse_a_tampered_relay(tmp_path: Path) -> None:
