@@ -1,7 +1,9 @@
 """Gas of every PvssRound operation (contracts/src/PvssRound.sol) on the embedded py-evm
 chain (Prague rules; EIP-1108 precompile prices, EIP-7623 calldata floor).
 
-One JSON line per operation in bench/results/gas.jsonl:
+One JSON line per operation in bench/results/gas.jsonl (``--out`` elsewhere; the
+committed whole-round rows are bench/results/gas_rounds.jsonl, the task rows
+gas_task*.jsonl, close() rows gas_close.jsonl):
 
     op         deploy | register_client | register_member | seed_reveal |
                dealing_full | dealing_optimistic | challenge_invalid | challenge_valid |

@@ -115,7 +115,7 @@ from fl.relay import (
     StageRequest,
 )
 from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
-from secagg.blobs import durable_write
+from secagg.blobs import durable_write_many
 from secagg.boards import JOURNAL_FILE
 from secagg.config import RoundConfig
 from secagg.dp import DpConfig, DpSpec, dp_report, overflow_bits
@@ -817,6 +817,7 @@ class PvssSecAggWorkflow:
                     )
                 )
             replies: dict[int, Any] = {}
+            fit_files: list[tuple[Path, bytes]] = []
             for reply in grid.send_and_receive(out, timeout=self.timeout):
                 node = reply.metadata.src_node_id
                 if node not in requests:
@@ -835,7 +836,9 @@ class PvssSecAggWorkflow:
                 if stage == STAGE_UPLOAD:
                     fit_replies[node] = reply.content
                     # kept before the host journals the upload: a resumed round has it
-                    durable_write(round_path / f"fit-{node}.msgpack", _fitres_extra(reply.content))
+                    fit_files.append(
+                        (round_path / f"fit-{node}.msgpack", _fitres_extra(reply.content))
+                    )
                     examples = compat.recorddict_to_fitres(
                         reply.content, keep_input=True
                     ).num_examples
@@ -850,6 +853,7 @@ class PvssSecAggWorkflow:
                             self.max_weight,
                             self.max_weight,
                         )
+            durable_write_many(fit_files)  # on disk before the host sees a reply (§6.14)
             return replies
 
         try:

@@ -74,6 +74,7 @@ from secagg.messages import (
     Confirmation,
     DealingsPost,
     ElidedDealingsPost,
+    Event,
     MaskedInputPost,
     Registration,
     SeedReveal,
@@ -355,6 +356,7 @@ class RoundHost:
         # upload stage: each reply's blob hashed and written to a temp file on a worker
         # thread while the replies before it are checked and accepted (precheck)
         self._staged: dict[int, Future[StagedBlob]] = {}
+        self._packed: dict[tuple[int, tuple | None], bytes] = {}  # relay_bytes' events
         self._pool: ThreadPoolExecutor | None = None
         self.backend = backend
         self.faults: list[str] = []
@@ -480,6 +482,15 @@ class RoundHost:
             self._elided[(seq, kept)] = body
         return kept, body
 
+    def _packed_event(self, ev: Event, kept: tuple | None = None) -> bytes:
+        """One relayed event packed as a ``TranscriptFile`` element, cached per event and
+        kept set (``codec.encode_list_parts``: every node's request repeats most)."""
+        key = (ev.seq, kept)
+        packed = self._packed.get(key)
+        if packed is None:
+            packed = self._packed[key] = codec.pack_item(TranscriptFile, ev)
+        return packed
+
     def relay_bytes(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
         """The events from sequence number ``since`` on as a node gets them, codec-encoded:
         every ``DealingsPost`` as an ``ElidedDealingsPost`` carrying only the dealings
@@ -487,9 +498,11 @@ class RoundHost:
         out = []
         for ev in self.board.events()[since:]:
             if ev.role == ROLE_CLIENT and ev.seq in self._dealing_posts:
-                ev = dataclasses.replace(ev, body=self._elided_body(ev.seq, keep)[1])
-            out.append(ev)
-        return codec.encode(TranscriptFile(tuple(out)))
+                kept, body = self._elided_body(ev.seq, keep)
+                out.append(self._packed_event(dataclasses.replace(ev, body=body), kept))
+            else:
+                out.append(self._packed_event(ev))
+        return codec.encode_list_parts(TranscriptFile, out)
 
     def relay_fill(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
         """The dealings posts *before* ``since`` (events the node already pinned, with
@@ -643,16 +656,25 @@ class RoundHost:
         self.drop(stage, node, "fault", fault=True)
 
     def precheck(self, stage: str, replies: Mapping[int, object]) -> None:
-        """Before a deal stage's replies are accepted one by one: their dealing proofs in
-        one batch (``MemoryBoard.preverify_dealings``; same outcome, one multi-scalar
-        multiplication instead of one per client)."""
-        pre = getattr(self.board, "preverify_dealings", None)
+        """Before a deal (unmask) stage's replies are accepted one by one: their dealing
+        (share-post) proofs in one batch (``MemoryBoard.preverify_dealings`` /
+        ``preverify_share_posts``; same outcome, one multi-scalar multiplication instead
+        of one per post). At the upload stage: the blobs staged (``_stage_uploads``)."""
         # only replies already in hand (Flower's grid returns them together); a
         # transport that yields them one by one keeps each accepted (journaled) as it
         # comes, so nothing is held back in memory for the batch
-        if stage == STAGE_UPLOAD and isinstance(replies, dict) and not self.chain_native:
+        if not isinstance(replies, dict) or self.chain_native:
+            return
+        if stage == STAGE_UPLOAD:
             self._stage_uploads(replies)
-        if stage != STAGE_DEAL or pre is None or not isinstance(replies, dict):
+        pre = getattr(
+            self.board,
+            {STAGE_DEAL: "preverify_dealings", STAGE_UNMASK: "preverify_share_posts"}.get(
+                stage, ""
+            ),
+            None,
+        )
+        if pre is None:
             return
         posts = []
         for reply in replies.values():

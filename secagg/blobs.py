@@ -14,6 +14,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import NamedTuple
 
@@ -139,6 +141,41 @@ class StagedBlob(NamedTuple):
     data: bytes
     cid: tuple[str, bytes]
     tmp: Path
+
+
+def durable_write_many(
+    items: Sequence[tuple[str | os.PathLike[str], bytes]], *, workers: int = 4
+) -> None:
+    """``durable_write`` of many files at once: each written to a temp file, fsync'ed and
+    renamed on one of ``workers`` threads, then each directory involved fsync'ed once.
+    When it returns every file is on disk under its name; if any write fails, the error
+    is raised after the others finished (those files may or may not be in place)."""
+    items = [(Path(path), data) for path, data in items]
+    if not items:
+        return
+
+    def one(path: Path, data: bytes) -> None:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            try:
+                os.fchmod(fd, 0o644)
+                write_synced(fd, data)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    with ThreadPoolExecutor(max(1, min(workers, len(items)))) as pool:
+        jobs = [pool.submit(one, path, data) for path, data in items]
+        errors = [job.exception() for job in jobs]
+    written = {path.parent for (path, _), exc in zip(items, errors, strict=True) if exc is None}
+    for parent in sorted(written):
+        fsync_dir(parent)
+    for exc in errors:
+        if exc is not None:
+            raise exc
 
 
 def _check(name: str, data: bytes, source: str) -> bytes:

@@ -11,7 +11,7 @@ message and the field.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import msgpack
@@ -207,6 +207,28 @@ def encode(msg: Any) -> bytes:
     except KeyError:
         raise InvalidEncoding(f"codec: {type(msg).__name__} is not a registered message") from None
     return msgpack.packb([CODEC_VERSION, tag, *rec.dump(msg)], use_bin_type=True)
+
+
+def encode_list_parts(cls: type, parts: Sequence[bytes]) -> bytes:
+    """``encode(cls(items))`` for a registered message ``cls`` whose one field is a
+    list, from ``parts[i]`` = ``pack_item(cls, items[i])``: a msgpack array is its
+    header followed by its elements, so a caller that sends many lists sharing
+    elements (a server relaying transcript suffixes) packs each element once. The
+    bytes are exactly ``encode``'s."""
+    tag, rec = _BY_CLASS[cls]
+    (name, kind), = rec.fields
+    if not isinstance(kind, ListOf):
+        raise InvalidEncoding(f"codec: {cls.__name__}.{name} is not a list")
+    packer = msgpack.Packer(use_bin_type=True)
+    head = packer.pack_array_header(3) + packer.pack(CODEC_VERSION) + packer.pack(tag)
+    return b"".join((head, packer.pack_array_header(len(parts)), *parts))
+
+
+def pack_item(cls: type, item: Any) -> bytes:
+    """One element of ``cls``'s list field, packed (see ``encode_list_parts``)."""
+    _, rec = _BY_CLASS[cls]
+    (_, kind), = rec.fields
+    return msgpack.packb(kind.item.dump(item), use_bin_type=True)
 
 
 def decode(data: bytes, expect: type[T] | None = None) -> T:

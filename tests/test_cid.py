@@ -183,6 +183,22 @@ def test_durable_writes_round_trip_at_every_alignment(tmp_path: Path, monkeypatc
         assert os.path.getsize(tmp_path / "g") == 0  # refused: the file is left empty
 
 
+def test_many_durable_writes_land_whole_and_report_a_failure(tmp_path: Path) -> None:
+    """``durable_write_many`` (the Flower server's per-upload resume files, SPEC.md
+    §8.4): every file in place with its bytes and no temp file left; a write that fails
+    (its directory is missing) is raised after the others landed."""
+    from secagg.blobs import durable_write_many  # noqa: PLC0415
+
+    items = [(tmp_path / f"fit-{i}.msgpack", os.urandom(i * 37)) for i in range(12)]
+    durable_write_many(items)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p, _ in items)
+    assert all(path.read_bytes() == data for path, data in items)
+    durable_write_many([])  # nothing to do
+    with pytest.raises(FileNotFoundError):
+        durable_write_many([(tmp_path / "a", b"1"), (tmp_path / "missing" / "b", b"2")])
+    assert (tmp_path / "a").read_bytes() == b"1"
+
+
 def test_store_refuses_a_large_blob_under_a_raw_name(tmp_path: Path) -> None:
     """A name is canonical: a > 256 KiB blob saved as one raw block (its sha256) is
     not what the board's digest names, and is not read as such."""

@@ -496,7 +496,8 @@ def test_a_split_batch_catches_a_bad_dealing_in_any_part(monkeypatch) -> None:
         claims.append(DealingClaim(d, pks, ctx))
     for parts in (1, 2, 3):
         assert is_valid_dealing_batch_split(claims, parts)
-    cheat = dataclasses.replace(claims[0].dealing, z=(claims[0].dealing.z[0] + 1, *claims[0].dealing.z[1:]))
+    z = claims[0].dealing.z
+    cheat = dataclasses.replace(claims[0].dealing, z=(z[0] + 1, *z[1:]))
     for pos in (0, 3, 6):  # first, middle, last part of a 3-way split
         bad = list(claims)
         bad[pos] = dataclasses.replace(claims[pos], dealing=cheat)

@@ -311,10 +311,19 @@ class MemoryBoard(Board):
         # replay(defer_proofs=True) only: the proofs the replay accepted unchecked, for
         # ``verify_proofs`` to check the ones a relay node relies on (SPEC.md §8.2)
         self._unchecked: _Unchecked | None = None
+        # replay(proofs=False) of a full-mode round: whoever checked the proofs decoded
+        # every dealing; the replay validates each one's header and decodes its points
+        # only if something reads them (_LazyDealing)
+        self._lazy_dealings = False
         # preverify_dealings: digests of DealingsPosts whose proofs one batch verified;
         # _collect gathers their claims while it dry-runs the rules
         self._preverified: set[bytes] = set()
         self._collect: list[DealingClaim] | None = None
+        # preverify_share_posts: the same for one unmask stage's share posts
+        self._preverified_posts: set[bytes] = set()
+        self._collect_posts: list[tuple[bytes, SharePostClaim]] | None = None
+        # what a preverify dry run decoded, by post body: its submit decodes no again
+        self._decoded: dict[bytes, Any] = {}
         self._current_digest = b""
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
         digest = post_digest(config)
@@ -506,7 +515,9 @@ class MemoryBoard(Board):
         reveals, dealing proofs, share-post proofs — and keeps every other rule
         (signatures included: they are cheap). It needs ``expected_head`` read from
         that chain: without it, a forged file could carry proofs no chain ever
-        checked.
+        checked. Outside optimistic mode it also leaves each dealing's points
+        undecoded until something reads them (its header is validated): the party
+        that checked its proof decoded them.
 
         ``defer_proofs=True`` (a relay node's replica, SPEC.md §8.2) checks every rule
         but no BN254 proof and keeps the proofs it accepted unchecked; the caller then
@@ -541,6 +552,7 @@ class MemoryBoard(Board):
             raise ProtocolError("transcript: head does not match the expected head")
         board = cls._from_first_event(events[0], "transcript", trusted)
         board._check_proofs = proofs and not defer_proofs
+        board._lazy_dealings = not proofs and not board.config.optimistic
         if defer_proofs:
             board._unchecked = _Unchecked()
         board._deferred = []
@@ -555,6 +567,7 @@ class MemoryBoard(Board):
         board._deferred = None
         board._deferred_posts = None
         board._trusted = 0
+        board._lazy_dealings = False  # what is submitted from now on is decoded at once
         return board
 
     @classmethod
@@ -630,6 +643,7 @@ class MemoryBoard(Board):
         if self._unchecked is not None or not self._check_proofs or self._deferred is not None:
             return 0
         digests: list[bytes] = []
+        self._decoded.clear()  # what an earlier dry run decoded and nobody submitted
         self._collect = []
         try:
             for post in posts:
@@ -648,6 +662,32 @@ class MemoryBoard(Board):
             return 0
         self._preverified.update(digests)
         return len(digests)
+
+    def preverify_share_posts(self, posts: Sequence[SignedPost]) -> int:
+        """``preverify_dealings`` for one unmask stage's ``SharesPost`` s: each dry-run
+        through every rule, their proofs checked in one batch (``invalid_share_posts``),
+        and each post that verified marked so that its ``submit`` skips the proof check
+        it would repeat; a post that failed is not marked, so its own ``submit`` checks
+        it and names its member. Returns how many passed; nothing else changes."""
+        if self._unchecked is not None or not self._check_proofs or self._deferred is not None:
+            return 0
+        self._decoded.clear()  # what an earlier dry run decoded and nobody submitted
+        self._collect_posts = []
+        try:
+            for post in posts:
+                try:
+                    self._check_post(post)
+                except RuleViolation:
+                    continue
+            collected = self._collect_posts
+        finally:
+            self._collect_posts = None
+        if not collected:
+            return 0
+        bad = {pos for pos, _ in invalid_share_posts([claim for _, claim in collected])}
+        good = [digest for pos, (digest, _) in enumerate(collected) if pos not in bad]
+        self._preverified_posts.update(good)
+        return len(good)
 
     def verify_proofs(
         self,
@@ -777,10 +817,14 @@ class MemoryBoard(Board):
 
     def _check_post(self, post: SignedPost):  # noqa: ANN202 - (msg, digest, thunk)
         role, sender = post.role, post.sender
-        try:
-            msg: Any = codec.decode(post.body)
-        except InvalidEncoding as exc:
-            raise self._fail(role, sender, "encoding", str(exc)) from None
+        msg: Any = self._decoded.pop(post.body, None)
+        if msg is None:
+            try:
+                msg = codec.decode(post.body)
+            except InvalidEncoding as exc:
+                raise self._fail(role, sender, "encoding", str(exc)) from None
+            if self._collect is not None or self._collect_posts is not None:
+                self._decoded[post.body] = msg  # a dry run: for the submit that follows
         if isinstance(msg, RoundConfig):
             raise self._fail(role, sender, "message", "the config is event 0 only")
         if isinstance(msg, ElidedDealingsPost) and self._unchecked is None:
@@ -928,10 +972,14 @@ class MemoryBoard(Board):
             try:  # a relay replica decodes a dealing's points only when it uses it
                 if isinstance(it, RelayDealingItem) and not it.dealing:
                     dealing: Any = _ElidedDealing(key)  # the relay sent its hash only
-                elif self._unchecked is not None:
+                elif self._unchecked is not None or self._lazy_dealings:
                     dealing = _LazyDealing(it.dealing)
                 else:
-                    dealing = Dealing.from_bytes(it.dealing)
+                    dealing = self._decoded.pop(it.dealing, None)
+                    if dealing is None:
+                        dealing = Dealing.from_bytes(it.dealing)
+                        if self._collect is not None:  # a dry run: for its submit
+                            self._decoded[it.dealing] = dealing
             except InvalidEncoding as exc:
                 if cfg.optimistic and self._deferred is not None:
                     malformed.append((key, str(exc)))  # accepted on a header check
@@ -1098,6 +1146,10 @@ class MemoryBoard(Board):
                 raise self._fail(role, sender, "share-proof", str(exc)) from None
             if self._deferred_posts is not None:  # a replay: one batch at the end
                 self._deferred_posts.append((sender, claim))
+            elif self._collect_posts is not None:  # preverify_share_posts' dry run
+                self._collect_posts.append((self._current_digest, claim))
+            elif self._current_digest in self._preverified_posts:
+                self._preverified_posts.discard(self._current_digest)  # batch-checked
             else:
                 bad = invalid_share_posts([claim])
                 if bad:

@@ -255,3 +255,23 @@ def test_the_aggregator_drops_a_bad_post_a_lying_board_shows_it() -> None:
     )
     with pytest.raises(ProtocolError, match=r"valid shares, need t\+1 = 2"):
         recover_seeds(st, plan)
+
+
+def test_a_batch_checked_shares_post_that_fails_is_named_by_its_own_submit(rounds) -> None:  # noqa: ANN001
+    """The server checks an unmask stage's share posts in one batch before submitting
+    them (``MemoryBoard.preverify_share_posts``, SPEC.md §8.3): a post that fails the
+    batch is not marked, so its own submit checks it and names its member (3, whom the
+    other tests leave alone); the honest post beside it (member 2) is accepted; a post
+    the batch never saw is checked in full as before."""
+    rnd, mem = rounds
+    keys = [k for k in rnd.board.allowed_shares() if k[1] == PURPOSE_PAIR][:2]
+    good = rnd.sign(ROLE_MEMBER, 2, rnd.shares(2, keys))
+    honest = rnd.shares(3, keys)
+    proof = DleqProof.from_bytes(honest.proof)
+    bad = rnd.sign(ROLE_MEMBER, 3, _with_proof(honest, response=(proof.response + 1) % R))
+    assert mem.preverify_share_posts([good, bad]) == 1
+    _refused(lambda: mem.submit(bad), mem, 3, "share-proof", "after a failed batch")
+    mem.submit(good)
+    assert [p.post.index for p in mem.state().share_posts][-1] == 2
+    # a forged post submitted without a batch: refused the same way
+    _refused(lambda: mem.submit(bad), mem, 3, "share-proof", "without a batch")
