@@ -482,26 +482,30 @@ class RoundHost:
             self._elided[(seq, kept)] = body
         return kept, body
 
-    def _packed_event(self, ev: Event, kept: tuple | None = None) -> bytes:
-        """One relayed event packed as a ``TranscriptFile`` element, cached per event and
-        kept set (``codec.encode_list_parts``: every node's request repeats most)."""
-        key = (ev.seq, kept)
-        packed = self._packed.get(key)
+    def _packed_event(self, ev: Event, keep: Callable[[DealingKey], bool]) -> bytes:
+        """One event as a node gets it (a dealings post elided to what ``keep`` selects),
+        packed as a ``TranscriptFile`` element: cached per event and kept set, since
+        every node's request repeats most of them (``codec.encode_list_parts``)."""
+        post = self._dealing_posts.get(ev.seq) if ev.role == ROLE_CLIENT else None
+        kept = None
+        if post is not None:
+            kept = tuple(
+                (it.purpose, it.partner)
+                for it in post.items
+                if keep((post.dealer, it.purpose, it.partner))
+            )
+        packed = self._packed.get((ev.seq, kept))
         if packed is None:
-            packed = self._packed[key] = codec.pack_item(TranscriptFile, ev)
+            if post is not None:
+                ev = dataclasses.replace(ev, body=self._elided_body(ev.seq, keep)[1])
+            packed = self._packed[(ev.seq, kept)] = codec.pack_item(TranscriptFile, ev)
         return packed
 
     def relay_bytes(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
         """The events from sequence number ``since`` on as a node gets them, codec-encoded:
         every ``DealingsPost`` as an ``ElidedDealingsPost`` carrying only the dealings
         ``keep`` selects (the others by hash; SPEC.md §8.2)."""
-        out = []
-        for ev in self.board.events()[since:]:
-            if ev.role == ROLE_CLIENT and ev.seq in self._dealing_posts:
-                kept, body = self._elided_body(ev.seq, keep)
-                out.append(self._packed_event(dataclasses.replace(ev, body=body), kept))
-            else:
-                out.append(self._packed_event(ev))
+        out = [self._packed_event(ev, keep) for ev in self.board.events()[since:]]
         return codec.encode_list_parts(TranscriptFile, out)
 
     def relay_fill(self, since: int, keep: Callable[[DealingKey], bool]) -> bytes:
