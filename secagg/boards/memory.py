@@ -322,8 +322,10 @@ class MemoryBoard(Board):
         # preverify_share_posts: the same for one unmask stage's share posts
         self._preverified_posts: set[bytes] = set()
         self._collect_posts: list[tuple[bytes, SharePostClaim]] | None = None
-        # what a preverify dry run decoded, by post body: its submit decodes no again
+        # what a preverify dry run decoded (post bodies; dealings, by their bytes) for the
+        # submit that follows it; two maps, so that no bytes can stand for the other kind
         self._decoded: dict[bytes, Any] = {}
+        self._decoded_dealings: dict[bytes, Dealing] = {}
         self._current_digest = b""
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
         digest = post_digest(config)
@@ -644,6 +646,7 @@ class MemoryBoard(Board):
             return 0
         digests: list[bytes] = []
         self._decoded.clear()  # what an earlier dry run decoded and nobody submitted
+        self._decoded_dealings.clear()
         self._collect = []
         try:
             for post in posts:
@@ -672,6 +675,7 @@ class MemoryBoard(Board):
         if self._unchecked is not None or not self._check_proofs or self._deferred is not None:
             return 0
         self._decoded.clear()  # what an earlier dry run decoded and nobody submitted
+        self._decoded_dealings.clear()
         self._collect_posts = []
         try:
             for post in posts:
@@ -975,11 +979,11 @@ class MemoryBoard(Board):
                 elif self._unchecked is not None or self._lazy_dealings:
                     dealing = _LazyDealing(it.dealing)
                 else:
-                    dealing = self._decoded.pop(it.dealing, None)
+                    dealing = self._decoded_dealings.pop(it.dealing, None)
                     if dealing is None:
                         dealing = Dealing.from_bytes(it.dealing)
                         if self._collect is not None:  # a dry run: for its submit
-                            self._decoded[it.dealing] = dealing
+                            self._decoded_dealings[it.dealing] = dealing
             except InvalidEncoding as exc:
                 if cfg.optimistic and self._deferred is not None:
                     malformed.append((key, str(exc)))  # accepted on a header check
