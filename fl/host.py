@@ -698,9 +698,10 @@ class RoundHost:
     def _stage_uploads(self, replies: Mapping[int, object]) -> None:
         """Upload stage, replies in hand: every blob of the expected size is hashed for
         its CID and written (fsync'ed) to a temp file by UPLOAD_WORKERS threads (hashlib
-        and file I/O release the GIL; the writes wait on the disk) while ``accept`` checks the replies in order; accept
-        then only renames the file of a blob whose post the board takes, before the
-        board journals its digest, and removes any other (SPEC.md §6.14)."""
+        and file I/O release the GIL; the writes wait on the disk) while ``accept``
+        checks the replies in order; accept then only renames the file of a blob whose
+        post the board takes, before the board journals its digest, and removes any
+        other (SPEC.md §6.14)."""
         want = packed_size(self.config.vector_length, self.config.bits)
         for node, reply in replies.items():
             blob = reply.blob if isinstance(reply, StageReply) else None

@@ -216,7 +216,7 @@ def encode_list_parts(cls: type, parts: Sequence[bytes]) -> bytes:
     elements (a server relaying transcript suffixes) packs each element once. The
     bytes are exactly ``encode``'s."""
     tag, rec = _BY_CLASS[cls]
-    (name, kind), = rec.fields
+    ((name, kind),) = rec.fields
     if not isinstance(kind, ListOf):
         raise InvalidEncoding(f"codec: {cls.__name__}.{name} is not a list")
     packer = msgpack.Packer(use_bin_type=True)
@@ -227,7 +227,7 @@ def encode_list_parts(cls: type, parts: Sequence[bytes]) -> bytes:
 def pack_item(cls: type, item: Any) -> bytes:
     """One element of ``cls``'s list field, packed (see ``encode_list_parts``)."""
     _, rec = _BY_CLASS[cls]
-    (_, kind), = rec.fields
+    ((_, kind),) = rec.fields
     return msgpack.packb(kind.item.dump(item), use_bin_type=True)
 
 

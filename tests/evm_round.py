@@ -144,9 +144,7 @@ class ChainRound:
         can send it."""
         view = self.board.view()
         digest = post_digest(msg)
-        sig = self.identity(role, sender).sign(
-            signing_digest(self.cfg, role, sender, view, digest)
-        )
+        sig = self.identity(role, sender).sign(signing_digest(self.cfg, role, sender, view, digest))
         return self.board.submit_message(role, sender, msg, view, sig)
 
     # -- messages ----------------------------------------------------------------------

@@ -251,7 +251,9 @@ def test_shares_post_wire_layout_and_strictness() -> None:
     with pytest.raises(InvalidEncoding, match=r"items\[0\]\.share: no point"):
         codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, no_point]], post.proof]))
     with pytest.raises(InvalidEncoding, match=r"items\[0\]\.share: the identity flag"):
-        codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, b"\xc0" + c0[1:]]], post.proof]))
+        codec.decode(
+            msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, b"\xc0" + c0[1:]]], post.proof])
+        )
     with pytest.raises(InvalidEncoding, match="proof: expected 160 bytes"):
         codec.decode(msgpack.packb([CODEC_VERSION, 5, 2, [[3, 0, 0, c0]], b"\x05" * 226]))
     with pytest.raises(InvalidEncoding, match="shares_post.member"):

@@ -23,8 +23,8 @@ from pvss.dleq import DleqProof  # noqa: E402
 from pvss.errors import InvalidEncoding  # noqa: E402
 from pvss.group import ORDER, G, G1Point  # noqa: E402
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
-from secagg.aggregate import recover_seeds, removal_plan  # noqa: E402
 from secagg import codec  # noqa: E402
+from secagg.aggregate import recover_seeds, removal_plan  # noqa: E402
 from secagg.boards import MemoryBoard, PostedShares, RuleViolation  # noqa: E402
 from secagg.errors import ProtocolError  # noqa: E402
 from secagg.messages import ROLE_MEMBER, SharesPost  # noqa: E402
@@ -181,7 +181,8 @@ def test_a_share_that_is_no_point_is_refused_on_both_wires(rounds) -> None:  # n
     §6.2). On the chain a 64-byte S_i off the curve is refused as share-encoding. On
     the wire no such S_i can even be written (the codec refuses to encode a non-point),
     and the one undecodable thing a sender can write, an x with no point, is refused as
-    encoding, naming the member (member 4, whom the other tests leave alone); nothing of the post enters either state."""
+    encoding, naming the member (member 4, whom the other tests leave alone); nothing of
+    the post enters either state."""
     rnd, mem = rounds
     keys = [k for k in rnd.board.allowed_shares() if k[1] == PURPOSE_SELF][:2]
     honest = rnd.shares(4, keys)
@@ -189,7 +190,11 @@ def test_a_share_that_is_no_point_is_refused_on_both_wires(rounds) -> None:  # n
         off = it.share[:-1] + bytes([it.share[-1] ^ 1])  # no point any more
         bad = _with_item(honest, i, share=off)
         _refused(
-            lambda p=bad: rnd.post_calldata(ROLE_MEMBER, 4, p), rnd.board, 4, "share-encoding", "chain"
+            lambda p=bad: rnd.post_calldata(ROLE_MEMBER, 4, p),
+            rnd.board,
+            4,
+            "share-encoding",
+            "chain",
         )
         with pytest.raises(InvalidEncoding, match="to encode"):
             codec.encode(bad)
