@@ -28,7 +28,7 @@ from secagg.aggregate import compute_sum, recover_seeds, removal_plan, result_bl
 from secagg.boards import MemoryBoard, RuleViolation
 from secagg.errors import ConfigError, ProtocolError, PvssError
 from secagg.identity import Identity
-from secagg.messages import ResultPost, TranscriptFile
+from secagg.messages import MaskedInputPost, ResultPost, TranscriptFile
 from secagg.roles import Aggregator, Stage
 from secagg.roster import Roster, make_deployment
 from secagg.verifier import load_round, verify_round
@@ -284,6 +284,36 @@ def test_a_reply_the_board_refuses_is_a_fault_attributed_to_its_party(tmp_path: 
     # then removed: the store holds the three accepted uploads and the result, nothing else
     names = sorted(p.name for p in (out.round_dir / "blobs").iterdir())
     assert len(names) == 4 and not [x for x in names if x.startswith(".")], names
+
+
+def test_a_server_that_fails_mid_upload_leaves_no_staged_blob(tmp_path: Path, monkeypatch) -> None:
+    """Every upload of a stage is staged (hashed, written to a temp file) before the
+    replies are accepted one by one (SPEC.md §6.14): when accepting stops half-way —
+    here the board raises on the second upload — ``drive_round`` closes the host, which
+    removes every blob still staged and stops its workers; the accepted upload's blob is
+    in the store under its name, nothing else is."""
+    h = Harness(tmp_path, n=5, m=3, committee=[0, 2, 4])
+    board = h.host.board  # the server's board only: the nodes' replicas are left alone
+    real = board.submit
+    seen: list[int] = []
+
+    def submit(post):  # noqa: ANN001, ANN202
+        if isinstance(codec.decode(post.body), MaskedInputPost):
+            seen.append(post.sender)
+            if len(seen) == 2:
+                raise RuntimeError("the server process is going down")
+        return real(post)
+
+    monkeypatch.setattr(board, "submit", submit)
+    with pytest.raises(RuntimeError, match="going down"):
+        h.run()
+    assert seen == [1, 2] and list(board.state().masked) == [1]
+    names = sorted(p.name for p in (h.host.round_dir / "blobs").iterdir())
+    # client 1's blob (accepted) and client 2's (renamed into place just before its
+    # submit failed: content-addressed, harmless); the other three staged temp files
+    # are gone
+    assert len(names) == 2 and not [x for x in names if x.startswith(".")], names
+    assert h.host._pool is None and not h.host._staged  # noqa: SLF001
 
 
 def test_nodes_refuse_a_tampered_relay(tmp_path: Path) -> None:
