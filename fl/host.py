@@ -463,6 +463,15 @@ class RoundHost:
             self._transcript_cache = (len(events), codec.encode(TranscriptFile(tuple(events))))
         return self._transcript_cache[1]
 
+    @staticmethod
+    def _kept(post: DealingsPost, keep: Callable[[DealingKey], bool]) -> tuple:
+        """The (purpose, partner) items of a dealings post that ``keep`` selects."""
+        return tuple(
+            (it.purpose, it.partner)
+            for it in post.items
+            if keep((post.dealer, it.purpose, it.partner))
+        )
+
     def _elided_body(
         self, seq: int, keep: Callable[[DealingKey], bool]
     ) -> tuple[tuple[tuple[int, int], ...], bytes]:
@@ -470,11 +479,7 @@ class RoundHost:
         ``seq``, and that post as an ``ElidedDealingsPost`` with only those dealings whole
         (cached per kept set)."""
         post = self._dealing_posts[seq]
-        kept = tuple(
-            (it.purpose, it.partner)
-            for it in post.items
-            if keep((post.dealer, it.purpose, it.partner))
-        )
+        kept = self._kept(post, keep)
         body = self._elided.get((seq, kept))
         if body is None:
             hashes = self._dealing_hashes.get(seq)
@@ -490,13 +495,7 @@ class RoundHost:
         packed as a ``TranscriptFile`` element: cached per event and kept set, since
         every node's request repeats most of them (``codec.encode_list_parts``)."""
         post = self._dealing_posts.get(ev.seq) if ev.role == ROLE_CLIENT else None
-        kept = None
-        if post is not None:
-            kept = tuple(
-                (it.purpose, it.partner)
-                for it in post.items
-                if keep((post.dealer, it.purpose, it.partner))
-            )
+        kept = None if post is None else self._kept(post, keep)
         packed = self._packed.get((ev.seq, kept))
         if packed is None:
             if post is not None:
@@ -674,13 +673,8 @@ class RoundHost:
             return
         if stage == STAGE_UPLOAD:
             self._stage_uploads(replies)
-        pre = getattr(
-            self.board,
-            {STAGE_DEAL: "preverify_dealings", STAGE_UNMASK: "preverify_share_posts"}.get(
-                stage, ""
-            ),
-            None,
-        )
+        name = {STAGE_DEAL: "preverify_dealings", STAGE_UNMASK: "preverify_share_posts"}.get(stage)
+        pre = getattr(self.board, name, None) if name else None
         if pre is None:
             return
         posts = []

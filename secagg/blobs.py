@@ -114,23 +114,40 @@ def write_synced(fd: int, data: bytes) -> None:
     os.fsync(fd)
 
 
-def durable_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``path`` atomically and durably (SPEC.md §6.14): the bytes go to a temp
-    file in the same directory (created with ``mode``), are fsync'ed, renamed over
-    ``path``, and the directory is fsync'ed. After a crash ``path`` holds either the
-    old content or all of ``data``, never a mix."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+def _write_temp(directory: Path, data: bytes, mode: int = 0o644) -> Path:
+    """A new temp file in ``directory`` (created with ``mode``) holding ``data``,
+    fsync'ed; nothing is left behind if writing fails."""
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
     try:
         try:
             os.fchmod(fd, mode)
             write_synced(fd, data)
         finally:
             os.close(fd)
-        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return Path(tmp)
+
+
+def _replace_synced(target: Path, data: bytes, mode: int = 0o644) -> None:
+    """``data`` fsync'ed in a temp file beside ``target``, then renamed over it (the
+    directory is not fsync'ed: the caller does, once for all it renamed)."""
+    tmp = _write_temp(target.parent, data, mode)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def durable_write(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o644) -> None:
+    """Write ``path`` atomically and durably (SPEC.md §6.14): the bytes go to a temp
+    file in the same directory (created with ``mode``), are fsync'ed, renamed over
+    ``path``, and the directory is fsync'ed. After a crash ``path`` holds either the
+    old content or all of ``data``, never a mix."""
+    target = Path(path)
+    _replace_synced(target, data, mode)
     fsync_dir(target.parent)
 
 
@@ -153,22 +170,8 @@ def durable_write_many(
     items = [(Path(path), data) for path, data in items]
     if not items:
         return
-
-    def one(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            try:
-                os.fchmod(fd, 0o644)
-                write_synced(fd, data)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-
     with ThreadPoolExecutor(max(1, min(workers, len(items)))) as pool:
-        jobs = [pool.submit(one, path, data) for path, data in items]
+        jobs = [pool.submit(_replace_synced, path, data) for path, data in items]
         errors = [job.exception() for job in jobs]
     written = {path.parent for (path, _), exc in zip(items, errors, strict=True) if exc is None}
     for parent in sorted(written):
@@ -273,17 +276,7 @@ class BlobStore:
         caller computed it from these very bytes) and the bytes written and fsync'ed
         to a temp file in the store. Nothing is under a blob's name until ``commit``."""
         cid = blob_id(data) if cid is None else cid
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
-        try:
-            try:
-                os.fchmod(fd, 0o644)
-                write_synced(fd, data)
-            finally:
-                os.close(fd)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return StagedBlob(data, cid, Path(tmp))
+        return StagedBlob(data, cid, _write_temp(self.root, data))
 
     def commit(self, staged: StagedBlob) -> tuple[bytes, bool]:
         """The second half of ``put``: the staged file renamed to the blob's name and the

@@ -634,6 +634,27 @@ class MemoryBoard(Board):
             self.faults.append(fault)
             raise RuleViolation(fault)
 
+    @property
+    def _can_preverify(self) -> bool:
+        """A board that checks each post's proofs itself, as it accepts it (not a relay
+        replica, a chain-verification replay, or a replay collecting its batch)."""
+        return self._unchecked is None and self._check_proofs and self._deferred is None
+
+    def _dry_run(self, posts: Sequence[SignedPost]) -> list[tuple[Any, bytes]]:
+        """(message, digest) of each post the rules would accept now, nothing applied;
+        a post a rule refuses is left out (its own ``submit`` reports it). The caller's
+        collector (``_collect`` / ``_collect_posts``) gathers the proof claims."""
+        self._decoded.clear()  # what an earlier dry run decoded and nobody submitted
+        self._decoded_dealings.clear()
+        out = []
+        for post in posts:
+            try:
+                msg, digest, _ = self._check_post(post)
+            except RuleViolation:
+                continue
+            out.append((msg, digest))
+        return out
+
     def preverify_dealings(self, posts: Sequence[SignedPost]) -> int:
         """Check the proofs of many ``DealingsPost`` s (one deal stage's replies) in ONE
         batch before they are submitted one by one; returns how many passed. Nothing
@@ -642,20 +663,11 @@ class MemoryBoard(Board):
         verifies, its ``submit`` skips the proof check it would repeat. If the batch
         fails, nothing is marked and every ``submit`` checks its own post (naming the
         bad dealer) — so the result is exactly that of submitting them one by one."""
-        if self._unchecked is not None or not self._check_proofs or self._deferred is not None:
+        if not self._can_preverify:
             return 0
-        digests: list[bytes] = []
-        self._decoded.clear()  # what an earlier dry run decoded and nobody submitted
-        self._decoded_dealings.clear()
         self._collect = []
         try:
-            for post in posts:
-                try:
-                    msg, digest, _ = self._check_post(post)
-                except RuleViolation:
-                    continue
-                if isinstance(msg, DealingsPost):
-                    digests.append(digest)
+            digests = [d for msg, d in self._dry_run(posts) if isinstance(msg, DealingsPost)]
             claims = self._collect
         finally:
             self._collect = None
@@ -672,17 +684,11 @@ class MemoryBoard(Board):
         and each post that verified marked so that its ``submit`` skips the proof check
         it would repeat; a post that failed is not marked, so its own ``submit`` checks
         it and names its member. Returns how many passed; nothing else changes."""
-        if self._unchecked is not None or not self._check_proofs or self._deferred is not None:
+        if not self._can_preverify:
             return 0
-        self._decoded.clear()  # what an earlier dry run decoded and nobody submitted
-        self._decoded_dealings.clear()
         self._collect_posts = []
         try:
-            for post in posts:
-                try:
-                    self._check_post(post)
-                except RuleViolation:
-                    continue
+            self._dry_run(posts)
             collected = self._collect_posts
         finally:
             self._collect_posts = None
