@@ -286,6 +286,43 @@ def test_a_reply_the_board_refuses_is_a_fault_attributed_to_its_party(tmp_path: 
     assert len(names) == 4 and not [x for x in names if x.startswith(".")], names
 
 
+def test_a_member_that_signs_a_bad_shares_post_is_named_through_the_host(tmp_path: Path) -> None:
+    """The host checks an unmask stage's share posts in one batch before submitting them
+    (``MemoryBoard.preverify_share_posts``, SPEC.md §8.3). A member that signs a shares
+    post with a broken proof (its own identity, its own seat) fails the batch: the host
+    names it (rule share-proof), accepts the honest members' posts, and the round still
+    verifies from the t + 1 = 2 honest shares of every dealing."""
+    from pvss.dleq import DleqProof  # noqa: PLC0415
+    from pvss.group import ORDER  # noqa: PLC0415
+    from secagg.messages import SharesPost, SignedPost  # noqa: PLC0415
+    from secagg.posts import sign_post  # noqa: PLC0415
+
+    holder: dict[str, Harness] = {}
+
+    def tamper(stage: str, node: int, reply: StageReply) -> StageReply:
+        if stage != "unmask" or node != 104:  # member 3 (committee nodes 100, 102, 104)
+            return reply
+        h = holder["h"]
+        posts = []
+        for raw in reply.posts:
+            post = codec.decode(raw, SignedPost)
+            msg = codec.decode(post.body, SharesPost)
+            proof = DleqProof.from_bytes(msg.proof)
+            bad = dataclasses.replace(proof, response=int((proof.response + 1) % ORDER))
+            msg = dataclasses.replace(msg, proof=bad.to_bytes())
+            signed = sign_post(h.deployment.nodes[4], h.cfg, post.role, post.sender, msg, post.view)
+            posts.append(codec.encode(signed))
+        return dataclasses.replace(reply, posts=tuple(posts))
+
+    h = holder["h"] = Harness(tmp_path, n=5, m=3, committee=[0, 2, 4], tamper=tamper)
+    out = h.run()
+    assert out.verified and set(out.included_nodes) == {100, 101, 102, 103, 104}
+    assert any(f.startswith("member 3 (node 104) at unmask: share-proof") for f in out.faults)
+    shares = h.host.board.state().shares
+    assert shares and all(3 not in by_member for by_member in shares.values())
+    np.testing.assert_allclose(out.mean, h.plain_mean(out.included_nodes), atol=1e-3)
+
+
 def test_a_server_that_fails_mid_upload_leaves_no_staged_blob(tmp_path: Path, monkeypatch) -> None:
     """Every upload of a stage is staged (hashed, written to a temp file) before the
     replies are accepted one by one (SPEC.md §6.14): when accepting stops half-way —
