@@ -248,6 +248,7 @@ def test_artifacts_are_reproducible(tmp_path: Path) -> None:
     packaged = ROOT / "secagg" / "boards" / "artifacts"
     assert sorted(p.name for p in packaged.glob("*.json")) == [
         "PvssRound.json",
+        "PvssRoundInit.json",
         "PvssTask.json",
         "PvssVerifier.json",
     ]

@@ -92,11 +92,11 @@ def test_event0_is_the_enforced_config_signed_by_the_aggregator() -> None:
     assert ev0.role == ROLE_AGGREGATOR and ev0.view == bytes(32)
     assert board.contract.functions.configDigest().call() == ev0.digest
     assert _chain_head(board) == board.head
-    # a config signed by someone else is refused by the constructor
+    # a config signed by someone else is refused by the clone's initializer
     wrong = identity()
     with pytest.raises(ContractRevert) as info:
         EvmBoard(
-            cfg, board.w3, sign_config=lambda c: wrong.sign(b"\0" * 32), verifier=board.verifier
+            cfg, board.w3, sign_config=lambda c: wrong.sign(b"\0" * 32), round_init=board.round_init
         )
     assert info.value.name == "WrongSigner"
     # a verifier with other code is refused
@@ -105,17 +105,23 @@ def test_event0_is_the_enforced_config_signed_by_the_aggregator() -> None:
     assert info.value.name == "BadConfig" and info.value.args_ == (12,)
     # the contract itself refuses a full-mode config that forfeits stakes anywhere
     # (RoundConfig refuses it first; this bypasses it with a hand-made tuple)
-    from secagg.boards.evm import _artifact, _revert_data, config_signature, contract_config
+    from secagg.boards.evm import (
+        INIT_ARTIFACT,
+        _artifact,
+        _revert_data,
+        clone_initcode,
+        config_signature,
+        contract_config,
+    )
 
     fields = list(contract_config(cfg))
     assert fields[-2] == "0x" + "00" * 20  # forfeitTo, before the dp digest
     fields[-2] = "0x" + "11" * 20
-    art = _artifact()
-    factory = board.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    init = board.w3.eth.contract(address=board.round_init, abi=_artifact(INIT_ARTIFACT)["abi"])
     sig = config_signature(rnd.aggregator, cfg)
-    tx = factory.constructor(tuple(fields), sig, board.verifier).build_transaction(
-        {"from": board.w3.eth.accounts[0], "gas": 15_000_000}
-    )
+    call = init.encode_abi("init", args=[tuple(fields), sig])
+    data = clone_initcode(bytes.fromhex(board.round_init[2:])) + bytes.fromhex(call[2:])
+    tx = {"from": board.w3.eth.accounts[0], "gas": 15_000_000, "data": "0x" + data.hex()}
     with pytest.raises(Exception) as raw:
         board.w3.eth.call(tx)
     err = ContractRevert(_revert_data(raw.value), board._errors)

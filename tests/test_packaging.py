@@ -21,7 +21,7 @@ from secagg.errors import ConfigError, ProtocolError
 
 from .conftest import README_CHECKOUT_PLACEHOLDER, ROOT, readme_app_dependencies
 
-PACKAGED = ("PvssRound.json", "PvssTask.json", "PvssVerifier.json")
+PACKAGED = ("PvssRound.json", "PvssRoundInit.json", "PvssTask.json", "PvssVerifier.json")
 
 
 def test_wheel_contents(wheel: Path) -> None:

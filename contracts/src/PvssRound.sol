@@ -93,44 +93,10 @@ error TooManyDealings(uint32 dealer, uint256 left);
 /// @notice round parameters the contract cannot work with (code: see the constructor)
 error BadConfig(uint256 code);
 
-/// @title PvssRound — one secure-aggregation round on-chain (SPEC.md §6.4, §6.9–§6.12).
-/// @notice One contract per round: its address is the `board` of every context (SPEC.md
-/// §3.2), proof of possession and post signature, so nothing replays into another
-/// round or contract. Phases follow block height h = block.number - startBlock.
-///
-/// Trust rules (the same as secagg.boards.memory.MemoryBoard):
-/// - The roster is fixed at creation: the aggregator's identity, member seat k's
-///   identity, and client seat i's identity (closed membership) or none (open
-///   membership: any identity takes one free seat, recorded at its registration). The
-///   config the contract enforces is event 0 of the transcript: the constructor packs
-///   it exactly as secagg.posts.config_packed and checks the aggregator's signature.
-/// - Every post is signed by its seat's identity over (DST_POST, chain, this contract,
-///   round, role, sender, view, post digest) (EIP-191, low s; ecrecover). msg.sender
-///   is only a relayer: it needs no key of any party, and reputation counts identities.
-/// - view = the head when the post's phase began (recorded on the first post or
-///   close() of a phase); a post with another view reverts (WrongView).
-/// - The contract keeps the event hash chain of SPEC.md §6.9 for every post: `head()`
-///   is the transcript head at all times (an on-chain anchor for auditors).
-/// - Members reveal Gamma = sk*H_SEED with a DLEQ proof in DEAL; the round seed is
-///   keccak256(DST_ROUND_SEED || registration head || Gamma_1..m), fixed by the m-th
-///   reveal; no dealing before.
-/// - close() fixes U = the minNeighbours-core of the uploaded clients; if
-///   |U| < minIncluded the round aborts (no confirmation, share or result accepted).
-/// - Members confirm the U-fixing head in UNMASK; shares need confirmQuorum of them.
-///
-/// Where the contract differs from MemoryBoard:
-/// - The graph is computed on-chain (Fisher–Yates over keccak, O(n) per dealings post).
-/// - Dealings must come in canonical order (self, then partners increasing).
-/// - Shares carry the accepted dealing's bytes (checked against its stored keccak256).
-/// - A revert rolls everything back: on-chain fault counters only count what a
-///   challenge proves; rejected posts are named by the revert, not recorded.
-/// - Optimistic mode: dealings must be posted while their whole challenge window still
-///   fits in the deal phase; a successful challenge appends an Exclusion event
-///   (secagg.messages.Exclusion: role 2, sender 0, view = the current phase head,
-///   digest = keccak256(uint8 11 || uint32 dealer || uint8 purpose || uint32 partner),
-///   no signature) to the hash chain.
-/// Gas: close() is O(n*K) (regular:K) or O(n^2) (complete); dealings posts O(n + K*m).
-contract PvssRound {
+/// @title PvssRoundBase — what a round's implementation (`PvssRound`) and its
+/// initializer (`PvssRoundInit`) share: constants, structs, events, the config (read
+/// from the clone's immutable arguments) and the storage layout (SPEC.md §7.3 "Clones").
+abstract contract PvssRoundBase {
     uint8 internal constant ROLE_CLIENT = 0;
     uint8 internal constant ROLE_MEMBER = 1;
     uint8 internal constant ROLE_AGGREGATOR = 2;
@@ -260,38 +226,96 @@ contract PvssRound {
     event ResultPosted(bytes32 digest, uint32[] included, uint64 totalWeight, bytes32 postView, bytes sig);
 
     // ------------------------------------------------------------------ configuration
-    uint64 public immutable roundId;
-    uint32 public immutable nClients;
-    uint16 public immutable committeeSize;
-    uint16 public immutable threshold;
-    uint32 public immutable degree;
-    uint256 public immutable startBlock;
-    uint256 public immutable dealStart;
-    uint256 public immutable uploadStart;
-    uint256 public immutable unmaskStart;
-    uint256 public immutable resultStart;
-    uint64 public immutable maskedSize;
-    bool public immutable optimistic;
-    bool public immutable openMembership;
-    uint32 public immutable challengeBlocks;
-    uint256 public immutable stake;
-    uint256 public immutable bond;
+    /// @dev a round is a clone (SPEC.md §7.3): its code is a proxy followed by
+    /// ARGS_BYTES of configuration, which it appends to the calldata of every call it
+    /// delegates to PvssRound, so the config is the last ARGS_BYTES of calldata:
+    /// uint64 roundId, uint32 nClients, uint16 committeeSize, uint16 threshold, uint32 degree,
+    /// uint64 dealStart, uint64 uploadStart, uint64 unmaskStart, uint64 resultStart, uint64
+    /// maskedSize, bool optimistic, bool openMembership, uint32 challengeBlocks, uint32
+    /// minIncluded, uint32 minNeighbours, uint16 confirmQuorum, address aggregator, address
+    /// forfeitTo, uint256 stake, uint256 bond, bytes32 configDigest, uint256 startBlock (packed,
+    /// big-endian)
+    uint256 internal constant ARGS_BYTES = 244;
+
+    /// @dev `bits` bits of the config at byte `off`
+    function _arg(uint256 off, uint256 bits) internal pure returns (uint256 v) {
+        assembly ("memory-safe") {
+            v := shr(sub(256, bits), calldataload(add(sub(calldatasize(), ARGS_BYTES), off)))
+        }
+    }
+
+    function roundId() public pure returns (uint64) {
+        return uint64(_arg(0, 64));
+    }
+    function nClients() public pure returns (uint32) {
+        return uint32(_arg(8, 32));
+    }
+    function committeeSize() public pure returns (uint16) {
+        return uint16(_arg(12, 16));
+    }
+    function threshold() public pure returns (uint16) {
+        return uint16(_arg(14, 16));
+    }
+    function degree() public pure returns (uint32) {
+        return uint32(_arg(16, 32));
+    }
+    function dealStart() public pure returns (uint64) {
+        return uint64(_arg(20, 64));
+    }
+    function uploadStart() public pure returns (uint64) {
+        return uint64(_arg(28, 64));
+    }
+    function unmaskStart() public pure returns (uint64) {
+        return uint64(_arg(36, 64));
+    }
+    function resultStart() public pure returns (uint64) {
+        return uint64(_arg(44, 64));
+    }
+    function maskedSize() public pure returns (uint64) {
+        return uint64(_arg(52, 64));
+    }
+    function optimistic() public pure returns (bool) {
+        return _arg(60, 8) != 0;
+    }
+    function openMembership() public pure returns (bool) {
+        return _arg(61, 8) != 0;
+    }
+    function challengeBlocks() public pure returns (uint32) {
+        return uint32(_arg(62, 32));
+    }
+    function minIncluded() public pure returns (uint32) {
+        return uint32(_arg(66, 32));
+    }
+    function minNeighbours() public pure returns (uint32) {
+        return uint32(_arg(70, 32));
+    }
+    function confirmQuorum() public pure returns (uint16) {
+        return uint16(_arg(74, 16));
+    }
+    function aggregator() public pure returns (address) {
+        return address(uint160(_arg(76, 160)));
+    }
+    function forfeitTo() public pure returns (address) {
+        return address(uint160(_arg(96, 160)));
+    }
+    function stake() public pure returns (uint256) {
+        return _arg(116, 256);
+    }
+    function bond() public pure returns (uint256) {
+        return _arg(148, 256);
+    }
+    function configDigest() public pure returns (bytes32) {
+        return bytes32(_arg(180, 256));
+    }
+    function startBlock() public pure returns (uint256) {
+        return _arg(212, 256);
+    }
+
     /// @notice optimistic mode: what a successful challenger earns from the dealer's
     /// stake, stake / REWARD_DIVISOR (SPEC.md §7.7); the rest goes to the pool
-    uint256 public immutable reward;
-    /// @notice optimistic mode: the account credited every slashed stake (less the
-    /// reward) and forfeited bond — a task contract's pool (SPEC.md §7.9); 0: this
-    /// round's own `pool`, shared by its clients that were not excluded
-    address public immutable forfeitTo;
-    address public immutable aggregator;
-    uint32 public immutable minIncluded;
-    uint32 public immutable minNeighbours;
-    uint16 public immutable confirmQuorum;
-    /// @notice post digest of event 0 (the config)
-    bytes32 public immutable configDigest;
-    /// @notice the proof checks (a PvssVerifier, shared by every round on a chain: the
-    /// constructor checks its code hash, so it is that contract's code and no other)
-    PvssVerifier public immutable verifier;
+    function reward() public pure returns (uint256) {
+        return stake() / REWARD_DIVISOR;
+    }
 
     // ------------------------------------------------------------------ state
     /// @notice SPEC §6.9 event hash chain: the head of the transcript
@@ -343,172 +367,92 @@ contract PvssRound {
     /// @dev withdraw() is running (re-entrancy lock, transient storage)
     bool transient internal withdrawing;
 
-    /// @notice `cfg` is the round's whole configuration; `sig` the aggregator's
-    /// signature of event 0 (role 2, sender 0, view 0, digest = config post digest).
-    /// BadConfig codes: 0 n < 2 or n > MAX_CHAIN_CLIENTS, 1 t, 2 m > 255, 3 degree
-    /// (K >= n, K > MAX_CHAIN_DEGREE or n*K odd), 4 a phase
-    /// length 0, 5 challengeBlocks, 6 members, 7 clients, 8 minIncluded,
-    /// 9 minNeighbours, 10 confirmQuorum, 11 stake/bond/challengeBlocks/forfeitTo outside
-    /// optimistic mode, 12 `verifier_` is not PvssVerifier's code.
-    constructor(Config memory cfg, bytes memory sig, PvssVerifier verifier_) {
-        _checkConfig(cfg);
+    /// @dev the signer of a post (SPEC.md §6.9): EIP-191 hash of keccak256(DST_POST ||
+    /// uint256 chainId || address board || uint64 round || uint8 role || uint32 sender ||
+    /// view || digest), signature r || s || v with v in {27, 28} and low s
+    function _recover(uint64 round, uint8 role, uint32 sender, bytes32 postView, bytes32 digest, bytes memory sig)
+        internal
+        view
+        returns (address signer)
+    {
+        if (sig.length != 65) revert BadSignature(role, sender);
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := mload(add(sig, 0x20))
+            s := mload(add(sig, 0x40))
+            v := byte(0, mload(add(sig, 0x60)))
+        }
+        if ((v != 27 && v != 28) || uint256(s) == 0 || uint256(s) > SECP256K1_HALF_N) revert BadSignature(role, sender);
+        bytes32 sd = keccak256(abi.encodePacked(DST_POST, block.chainid, address(this), round, role, sender, postView, digest));
+        signer = ecrecover(keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", sd)), v, r, s);
+        if (signer == address(0)) revert BadSignature(role, sender);
+    }
+}
+
+/// @title PvssRound — one secure-aggregation round on-chain (SPEC.md §6.4, §6.9–§6.12).
+/// @notice One clone per round (SPEC.md §7.3 "Clones"): its address is the `board` of
+/// every context (SPEC.md §3.2), proof of possession and post signature, so nothing replays into another
+/// round or contract. Phases follow block height h = block.number - startBlock.
+///
+/// Trust rules (the same as secagg.boards.memory.MemoryBoard):
+/// - The roster is fixed at creation: the aggregator's identity, member seat k's
+///   identity, and client seat i's identity (closed membership) or none (open
+///   membership: any identity takes one free seat, recorded at its registration). The
+///   config the contract enforces is event 0 of the transcript: the constructor packs
+///   it exactly as secagg.posts.config_packed and checks the aggregator's signature.
+/// - Every post is signed by its seat's identity over (DST_POST, chain, this contract,
+///   round, role, sender, view, post digest) (EIP-191, low s; ecrecover). msg.sender
+///   is only a relayer: it needs no key of any party, and reputation counts identities.
+/// - view = the head when the post's phase began (recorded on the first post or
+///   close() of a phase); a post with another view reverts (WrongView).
+/// - The contract keeps the event hash chain of SPEC.md §6.9 for every post: `head()`
+///   is the transcript head at all times (an on-chain anchor for auditors).
+/// - Members reveal Gamma = sk*H_SEED with a DLEQ proof in DEAL; the round seed is
+///   keccak256(DST_ROUND_SEED || registration head || Gamma_1..m), fixed by the m-th
+///   reveal; no dealing before.
+/// - close() fixes U = the minNeighbours-core of the uploaded clients; if
+///   |U| < minIncluded the round aborts (no confirmation, share or result accepted).
+/// - Members confirm the U-fixing head in UNMASK; shares need confirmQuorum of them.
+///
+/// Where the contract differs from MemoryBoard:
+/// - The graph is computed on-chain (Fisher–Yates over keccak, O(n) per dealings post).
+/// - Dealings must come in canonical order (self, then partners increasing).
+/// - Shares carry the accepted dealing's bytes (checked against its stored keccak256).
+/// - A revert rolls everything back: on-chain fault counters only count what a
+///   challenge proves; rejected posts are named by the revert, not recorded.
+/// - Optimistic mode: dealings must be posted while their whole challenge window still
+///   fits in the deal phase; a successful challenge appends an Exclusion event
+///   (secagg.messages.Exclusion: role 2, sender 0, view = the current phase head,
+///   digest = keccak256(uint8 11 || uint32 dealer || uint8 purpose || uint32 partner),
+///   no signature) to the hash chain.
+/// Gas: close() is O(n*K) (regular:K) or O(n^2) (complete); dealings posts O(n + K*m).
+contract PvssRound is PvssRoundBase {
+    /// @notice the proof checks (a PvssVerifier, shared by every round on a chain: the
+    /// constructor checks its code hash, so it is that contract's code and no other)
+    PvssVerifier public immutable verifier;
+
+    /// @notice BadConfig(12): `verifier_` is not PvssVerifier's code
+    constructor(PvssVerifier verifier_) {
         if (address(verifier_).codehash != VERIFIER_CODEHASH) revert BadConfig(12);
         verifier = verifier_;
-        roundId = cfg.roundId;
-        nClients = cfg.nClients;
-        committeeSize = cfg.committeeSize;
-        threshold = cfg.threshold;
-        degree = cfg.degree;
-        startBlock = block.number;
-        dealStart = cfg.registerBlocks;
-        uploadStart = uint256(cfg.registerBlocks) + cfg.dealBlocks;
-        unmaskStart = uint256(cfg.registerBlocks) + cfg.dealBlocks + cfg.uploadBlocks;
-        resultStart = uint256(cfg.registerBlocks) + cfg.dealBlocks + cfg.uploadBlocks + cfg.unmaskBlocks;
-        maskedSize = uint64((_vectorLength(cfg.dim, cfg.dpDigest) * cfg.bits + 7) / 8);
-        optimistic = cfg.optimistic;
-        openMembership = cfg.clients.length == 0;
-        challengeBlocks = cfg.challengeBlocks;
-        stake = cfg.stake;
-        bond = cfg.bond;
-        reward = cfg.stake / REWARD_DIVISOR;
-        forfeitTo = cfg.forfeitTo;
-        aggregator = cfg.aggregator;
-        minIncluded = cfg.minIncluded;
-        minNeighbours = cfg.minNeighbours;
-        confirmQuorum = cfg.confirmQuorum;
-        _seat(cfg);
-        bytes memory packed = _configPacked(cfg);
-        bytes32 digest = keccak256(packed);
-        configDigest = digest;
-        address signer = _recover(cfg.roundId, ROLE_AGGREGATOR, 0, bytes32(0), digest, sig);
-        if (signer != cfg.aggregator) revert WrongSigner(ROLE_AGGREGATOR, 0, signer);
-        // event 0: (prev 0, seq 0, height 0, role aggregator, sender 0, view 0, digest)
-        bytes32 h0 = keccak256(abi.encodePacked(bytes32(0), uint64(0), uint64(0), ROLE_AGGREGATOR, uint32(0), bytes32(0), digest));
-        head = h0;
-        phaseHeads[REGISTER] = h0;
-        headsRecorded = 1;
-        eventCount = 1;
-        emit RoundCreated(packed, digest, sig, block.number);
-    }
-
-    /// @dev keccak256 of the "no DP" record (secagg.config.dp_record_bytes(NO_DP))
-    bytes32 internal constant NO_DP_DIGEST = 0x525041d309e650b9e4c66e3446d28b909f0e416c6d8a5f1ca5afca89bc4cfd4a;
-
-    /// @dev coordinates of a masked vector (secagg RoundConfig.vector_length): dim + 1, or
-    /// with DP the rotation's padded dimension (next power of two >= dim) + 1 (SPEC §10.6)
-    function _vectorLength(uint32 dim, bytes32 dpDigest) internal pure returns (uint256) {
-        if (dpDigest == NO_DP_DIGEST) return uint256(dim) + 1;
-        uint256 p = 1;
-        while (p < dim) p <<= 1;
-        return p + 1;
-    }
-
-    function _checkConfig(Config memory cfg) internal pure {
-        uint256 n = cfg.nClients;
-        uint256 m = cfg.committeeSize;
-        if (n < 2 || n > MAX_CHAIN_CLIENTS) revert BadConfig(0);
-        if (cfg.threshold == 0 || cfg.threshold >= m || (cfg.honestMajority && 2 * uint256(cfg.threshold) >= m)) {
-            revert BadConfig(1);
-        }
-        if (m > 255) revert BadConfig(2); // share and member bitmaps
-        if (cfg.degree >= n || cfg.degree > MAX_CHAIN_DEGREE || (uint256(cfg.degree) * n) % 2 != 0) revert BadConfig(3);
-        if (cfg.registerBlocks == 0 || cfg.dealBlocks == 0 || cfg.uploadBlocks == 0 || cfg.unmaskBlocks == 0) {
-            revert BadConfig(4);
-        }
-        if (cfg.optimistic && cfg.challengeBlocks >= cfg.dealBlocks) revert BadConfig(5);
-        if (cfg.members.length != m) revert BadConfig(6);
-        if (cfg.clients.length != 0 && cfg.clients.length != n) revert BadConfig(7);
-        if (cfg.minIncluded < 2 || cfg.minIncluded > n) revert BadConfig(8);
-        uint256 deg = cfg.degree == 0 ? n - 1 : cfg.degree;
-        if (cfg.minNeighbours == 0 || cfg.minNeighbours > deg) revert BadConfig(9);
-        if (cfg.confirmQuorum < (m + cfg.threshold + 2) / 2 || cfg.confirmQuorum > m) revert BadConfig(10);
-        if (!cfg.optimistic && (cfg.challengeBlocks != 0 || cfg.stake != 0 || cfg.bond != 0 || cfg.forfeitTo != address(0))) {
-            revert BadConfig(11);
-        }
-    }
-
-    /// @dev the roster: member seats, and client seats under closed membership;
-    /// identities distinct and non-zero within each list (transient storage marks)
-    function _seat(Config memory cfg) internal {
-        for (uint256 k; k < cfg.members.length; ++k) {
-            address a = cfg.members[k];
-            if (a == address(0) || _marked(a, 0)) revert BadConfig(6);
-            memberIdentity[uint32(k + 1)] = a;
-        }
-        for (uint256 i; i < cfg.clients.length; ++i) {
-            address a = cfg.clients[i];
-            if (a == address(0) || _marked(a, 1)) revert BadConfig(7);
-            clients[uint32(i + 1)].identity = a;
-        }
-    }
-
-    /// @dev whether (a, list) was marked in this transaction; marks it
-    function _marked(address a, uint256 list) internal returns (bool seen) {
-        uint256 key = (list << 160) | uint160(a);
-        assembly ("memory-safe") {
-            seen := tload(key)
-            tstore(key, 1)
-        }
-    }
-
-    /// @dev secagg.posts.config_packed: tag 1, uint256 chainId, address board,
-    /// uint64 round, uint32 n, uint16 m, uint16 t, uint8 len || graph, uint32 dim,
-    /// uint8 q, uint8 b, clip (8), uint32 W, uint32 R, D, U, X, uint8 honestMajority,
-    /// address aggregator, uint16 #members || members, uint32 #clients || clients,
-    /// uint32 minIncluded, uint32 minNeighbours, uint16 confirmQuorum, uint8 optimistic,
-    /// uint32 challengeBlocks, uint256 stake, uint256 bond, address forfeitTo,
-    /// dp record digest (32)
-    function _configPacked(Config memory c) internal view returns (bytes memory out) {
-        bytes memory graph = c.degree == 0 ? bytes("complete") : abi.encodePacked("regular:", _decimal(c.degree));
-        out = abi.encodePacked(
-            TAG_CONFIG, block.chainid, address(this), c.roundId, c.nClients, c.committeeSize, c.threshold
-        );
-        out = abi.encodePacked(out, uint8(graph.length), graph, c.dim, c.quantBits, c.bits, c.clip, c.maxWeight);
-        out = abi.encodePacked(out, c.registerBlocks, c.dealBlocks, c.uploadBlocks, c.unmaskBlocks);
-        out = abi.encodePacked(out, c.honestMajority ? uint8(1) : uint8(0), c.aggregator);
-        out = abi.encodePacked(out, uint16(c.members.length), _packAddresses(c.members));
-        out = abi.encodePacked(out, uint32(c.clients.length), _packAddresses(c.clients));
-        out = abi.encodePacked(out, c.minIncluded, c.minNeighbours, c.confirmQuorum, c.optimistic ? uint8(1) : uint8(0));
-        out = abi.encodePacked(out, c.challengeBlocks, c.stake, c.bond, c.forfeitTo, c.dpDigest);
-    }
-
-    /// @dev 20 bytes per address (abi.encodePacked pads array elements to 32)
-    function _packAddresses(address[] memory a) internal pure returns (bytes memory out) {
-        out = new bytes(a.length * 20 + 12); // 12 bytes of slack for the last mstore
-        assembly ("memory-safe") {
-            let dst := add(out, 0x20)
-            let src := add(a, 0x20)
-            for { let i := 0 } lt(i, mload(a)) { i := add(i, 1) } {
-                mstore(add(dst, mul(i, 20)), shl(96, mload(add(src, mul(i, 0x20)))))
-            }
-            mstore(out, mul(mload(a), 20))
-        }
-    }
-
-    function _decimal(uint256 v) internal pure returns (bytes memory out) {
-        uint256 len = 1;
-        for (uint256 x = v; x >= 10; x /= 10) len++;
-        out = new bytes(len);
-        for (uint256 i = len; i > 0; --i) {
-            out[i - 1] = bytes1(uint8(48 + (v % 10)));
-            v /= 10;
-        }
     }
 
     // ------------------------------------------------------------------ views
 
     /// @notice h = block.number - startBlock
     function height() public view returns (uint256) {
-        return block.number - startBlock;
+        return block.number - startBlock();
     }
 
     /// @notice the phase at the current height (SPEC.md §6.4 phase_at)
     function phase() public view returns (uint8) {
         uint256 h = height();
-        if (h < dealStart) return REGISTER;
-        if (h < uploadStart) return DEAL;
-        if (h < unmaskStart) return UPLOAD;
-        if (h < resultStart) return UNMASK;
+        if (h < dealStart()) return REGISTER;
+        if (h < uploadStart()) return DEAL;
+        if (h < unmaskStart()) return UPLOAD;
+        if (h < resultStart()) return UNMASK;
         return RESULT;
     }
 
@@ -537,7 +481,7 @@ contract PvssRound {
 
     /// @notice the 69-byte context of a dealing of this round (SPEC.md §3.2)
     function context(uint32 dealer, uint8 purpose, uint32 partner) public view returns (bytes memory) {
-        return abi.encodePacked(block.chainid, address(this), roundId, dealer, purpose, partner);
+        return abi.encodePacked(block.chainid, address(this), roundId(), dealer, purpose, partner);
     }
 
     // ------------------------------------------------------------------ posts: common
@@ -564,35 +508,12 @@ contract PvssRound {
         if (now_ != p) revert WrongPhase(p, now_, height());
     }
 
-    /// @dev the signer of a post (SPEC.md §6.9): EIP-191 hash of keccak256(DST_POST ||
-    /// uint256 chainId || address board || uint64 round || uint8 role || uint32 sender ||
-    /// view || digest), signature r || s || v with v in {27, 28} and low s
-    function _recover(uint64 round, uint8 role, uint32 sender, bytes32 postView, bytes32 digest, bytes memory sig)
-        internal
-        view
-        returns (address signer)
-    {
-        if (sig.length != 65) revert BadSignature(role, sender);
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        assembly ("memory-safe") {
-            r := mload(add(sig, 0x20))
-            s := mload(add(sig, 0x40))
-            v := byte(0, mload(add(sig, 0x60)))
-        }
-        if ((v != 27 && v != 28) || uint256(s) == 0 || uint256(s) > SECP256K1_HALF_N) revert BadSignature(role, sender);
-        bytes32 sd = keccak256(abi.encodePacked(DST_POST, block.chainid, address(this), round, role, sender, postView, digest));
-        signer = ecrecover(keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", sd)), v, r, s);
-        if (signer == address(0)) revert BadSignature(role, sender);
-    }
-
     /// @dev the post must be signed by `identity` (the seat's)
     function _signedBy(address identity, uint8 role, uint32 sender, bytes32 postView, bytes32 digest, bytes calldata sig)
         internal
         view
     {
-        address signer = _recover(roundId, role, sender, postView, digest, sig);
+        address signer = _recover(roundId(), role, sender, postView, digest, sig);
         if (signer != identity) revert WrongSigner(role, sender, signer);
     }
 
@@ -605,7 +526,7 @@ contract PvssRound {
     }
 
     function _memberSeat(uint32 member) internal view returns (address) {
-        if (member == 0 || member > committeeSize) revert IdOutOfRange(ROLE_MEMBER, member, committeeSize);
+        if (member == 0 || member > committeeSize()) revert IdOutOfRange(ROLE_MEMBER, member, committeeSize());
         return memberIdentity[member];
     }
 
@@ -616,7 +537,7 @@ contract PvssRound {
     /// @dev client seat `client` (in range; under open membership, registered: a free
     /// seat has no identity to sign for it)
     function _clientSeat(uint32 client) internal view returns (Client storage c) {
-        if (client == 0 || client > nClients) revert IdOutOfRange(ROLE_CLIENT, client, nClients);
+        if (client == 0 || client > nClients()) revert IdOutOfRange(ROLE_CLIENT, client, nClients());
         c = clients[client];
         if (c.identity == address(0)) revert NotRegistered(ROLE_CLIENT, client);
     }
@@ -641,10 +562,10 @@ contract PvssRound {
         bytes calldata sig
     ) external payable {
         if (role > ROLE_MEMBER) revert InvalidRole(role);
-        uint32 limit = role == ROLE_CLIENT ? nClients : committeeSize;
+        uint32 limit = role == ROLE_CLIENT ? nClients() : committeeSize();
         if (party == 0 || party > limit) revert IdOutOfRange(role, party, limit);
         bytes32 digest = keccak256(abi.encodePacked(TAG_REGISTRATION, role, party, pk, pop));
-        address signer = _recover(roundId, role, party, postView, digest, sig);
+        address signer = _recover(roundId(), role, party, postView, digest, sig);
         Client storage c = clients[party];
         address seat = role == ROLE_CLIENT ? c.identity : memberIdentity[party];
         if (seat != address(0) && seat != signer) revert WrongSigner(role, party, signer);
@@ -652,18 +573,18 @@ contract PvssRound {
         uint256 want;
         if (role == ROLE_CLIENT) {
             if (c.flags & F_REGISTERED != 0) revert AlreadyRegistered(role, party);
-            if (openMembership) {
+            if (openMembership()) {
                 uint32 held = clientSeat[signer];
                 if (held != 0) revert IdentitySeated(signer, held);
                 clientSeat[signer] = party;
                 c.identity = signer;
             }
-            want = optimistic ? stake : 0;
+            want = optimistic() ? stake() : 0;
         } else if ((memberBits >> party) & 1 != 0) {
             revert AlreadyRegistered(role, party);
         }
         if (msg.value != want) revert WrongValue(want, msg.value);
-        verifier.verifyPop(block.chainid, address(this), roundId, (uint32(role) << 24) | party, pk, pop);
+        verifier.verifyPop(block.chainid, address(this), roundId(), (uint32(role) << 24) | party, pk, pop);
         uint256 x = uint256(bytes32(pk[0:32]));
         uint256 y = uint256(bytes32(pk[32:64]));
         if (role == ROLE_CLIENT) {
@@ -693,12 +614,12 @@ contract PvssRound {
         _viewAndPhase(DEAL, postView);
         _needMember(member);
         if ((revealedBits >> member) & 1 != 0) revert AlreadyRevealed(member);
-        uint32 m = committeeSize;
+        uint32 m = committeeSize();
         if (registeredMembers != m) revert CommitteeIncomplete(registeredMembers, m);
         verifier.verifySeedReveal(
             block.chainid,
             address(this),
-            roundId,
+            roundId(),
             member,
             abi.encodePacked(memberPk[member][0], memberPk[member][1]),
             gamma,
@@ -755,8 +676,8 @@ contract PvssRound {
         }
         _needClient(c, dealer);
         if (c.flags & F_DEALT != 0 || c.dealItems != 0) revert AlreadyDealt(dealer);
-        if (roundSeed == 0) revert SeedNotFixed(reveals, committeeSize);
-        uint32[] memory partners = verifier.graphNeighbours(roundSeed, nClients, degree, dealer);
+        if (roundSeed == 0) revert SeedNotFixed(reveals, committeeSize());
+        uint32[] memory partners = verifier.graphNeighbours(roundSeed, nClients(), degree(), dealer);
         uint256 want = 1;
         for (uint256 i; i < partners.length; ++i) {
             if (partners[i] > dealer && clients[partners[i]].flags & F_REGISTERED != 0) partners[want++ - 1] = partners[i];
@@ -780,7 +701,7 @@ contract PvssRound {
     function continueDealings(uint32 dealer, DealingIn[] calldata items, bytes calldata committeePks) external {
         uint8 p = phase();
         if (p != DEAL) revert WrongPhase(DEAL, p, height());
-        if (dealer == 0 || dealer > nClients) revert IdOutOfRange(ROLE_CLIENT, dealer, nClients);
+        if (dealer == 0 || dealer > nClients()) revert IdOutOfRange(ROLE_CLIENT, dealer, nClients());
         Client storage c = clients[dealer];
         if (c.dealItems == 0 || c.flags & F_DEALT != 0) revert NoOpenDealings(dealer);
         _checkItems(c, dealer, items, committeePks);
@@ -806,12 +727,12 @@ contract PvssRound {
                 revert WrongDealingSet(dealer, done + i, total);
             }
             last = order;
-            if (optimistic) {
+            if (optimistic()) {
                 _checkHeader(it.dealing, it.purpose == PURPOSE_PAIR);
             } else {
                 bytes memory rpk;
                 if (it.purpose == PURPOSE_PAIR) rpk = abi.encodePacked(clientPk[it.partner][0], clientPk[it.partner][1]);
-                verifier.verifyDealing(context(dealer, it.purpose, it.partner), threshold, committeePks, rpk, it.dealing);
+                verifier.verifyDealing(context(dealer, it.purpose, it.partner), threshold(), committeePks, rpk, it.dealing);
             }
             emit Dealing(dealer, it.purpose, it.partner, hsh, it.dealing);
         }
@@ -820,8 +741,8 @@ contract PvssRound {
         c.dealLast = last;
         if (done != total) return;
         uint256 h = height();
-        if (optimistic && h + challengeBlocks >= uploadStart) {
-            revert DealingWindowClosed(uploadStart - challengeBlocks - 1);
+        if (optimistic() && h + challengeBlocks() >= uploadStart()) {
+            revert DealingWindowClosed(uploadStart() - challengeBlocks() - 1);
         }
         bytes32 digest = openDigest[dealer];
         delete openDigest[dealer];
@@ -829,23 +750,23 @@ contract PvssRound {
         c.flags |= F_DEALT;
         c.dealtAt = uint64(h);
         reputation[c.identity].validDealings += uint64(total);
-        emit DealingsPosted(dealer, total, !optimistic, phaseHeads[DEAL]);
+        emit DealingsPosted(dealer, total, !optimistic(), phaseHeads[DEAL]);
     }
 
     /// @dev optimistic mode: the header must fit the round (t, N, recipient flag)
-    function _checkHeader(bytes calldata dealing, bool pair) internal view {
+    function _checkHeader(bytes calldata dealing, bool pair) internal pure {
         (uint256 t, bool hasRecipient, uint256 n) = Pvss.dealingHeader(dealing);
-        if (t != threshold) revert ThresholdMismatch(threshold, t);
+        if (t != threshold()) revert ThresholdMismatch(threshold(), t);
         if (hasRecipient != pair) revert RecipientMismatch(hasRecipient);
         uint256 m = hasRecipient ? n - 1 : n;
-        if (m != committeeSize) revert KeyCountMismatch(committeeSize, m);
+        if (m != committeeSize()) revert KeyCountMismatch(committeeSize(), m);
     }
 
     function _checkCommittee(bytes calldata committeePks) internal {
         bytes32 want = committeeKeysHash;
         if (want == 0) {
             bytes memory packed;
-            for (uint32 k = 1; k <= committeeSize; ++k) {
+            for (uint32 k = 1; k <= committeeSize(); ++k) {
                 packed = abi.encodePacked(packed, memberPk[k][0], memberPk[k][1]);
             }
             want = keccak256(packed);
@@ -867,23 +788,23 @@ contract PvssRound {
         bytes calldata dealing,
         bytes calldata committeePks
     ) external payable {
-        if (!optimistic) revert NotOptimistic();
-        if (msg.value != bond) revert WrongValue(bond, msg.value);
+        if (!optimistic()) revert NotOptimistic();
+        if (msg.value != bond()) revert WrongValue(bond(), msg.value);
         Client storage c = clients[dealer];
         uint256 key = dealingKey(dealer, purpose, partner);
         if (c.flags & (F_DEALT | F_EXCLUDED) != F_DEALT || dealingHash[key] == 0) {
             revert NothingToChallenge(dealer, purpose, partner);
         }
-        uint256 last = uint256(c.dealtAt) + challengeBlocks;
+        uint256 last = uint256(c.dealtAt) + challengeBlocks();
         if (height() > last) revert ChallengeWindowClosed(last);
         if (keccak256(dealing) != dealingHash[key]) revert DealingMismatch(dealer, purpose, partner);
         _checkCommittee(committeePks);
         bytes memory rpk;
         if (purpose == PURPOSE_PAIR) rpk = abi.encodePacked(clientPk[partner][0], clientPk[partner][1]);
-        try verifier.verifyDealing(context(dealer, purpose, partner), threshold, committeePks, rpk, dealing) returns (
+        try verifier.verifyDealing(context(dealer, purpose, partner), threshold(), committeePks, rpk, dealing) returns (
             uint256
         ) {
-            _forfeit(bond); // a false accusation forfeits the bond
+            _forfeit(bond()); // a false accusation forfeits the bond
             emit ChallengeRejected(dealer, msg.sender, purpose, partner);
         } catch (bytes memory reason) {
             bytes4 sel = reason.length >= 4 ? bytes4(reason) : bytes4(0);
@@ -896,8 +817,8 @@ contract PvssRound {
             excludedClients += 1;
             // the stake is never returned: the challenger earns the reward and its bond
             // back, the rest of the stake goes to the pool (SPEC.md §7.7)
-            credit[msg.sender] += reward + bond;
-            _forfeit(stake - reward);
+            credit[msg.sender] += reward() + bond();
+            _forfeit(stake() - reward());
             Reputation storage rep = reputation[c.identity];
             rep.faults += 1;
             rep.validDealings = 0;
@@ -916,9 +837,9 @@ contract PvssRound {
         if (phase() != RESULT) revert WrongPhase(RESULT, phase(), height());
         Client storage c = _clientSeat(client);
         _needClient(c, client);
-        if (stake == 0 || c.flags & (F_EXCLUDED | F_WITHDRAWN) != 0) revert NothingToWithdraw();
+        if (stake() == 0 || c.flags & (F_EXCLUDED | F_WITHDRAWN) != 0) revert NothingToWithdraw();
         c.flags |= F_WITHDRAWN;
-        credit[c.identity] += stake + pool / (registeredClients - excludedClients);
+        credit[c.identity] += stake() + pool / (registeredClients - excludedClients);
     }
 
     /// @notice Pays msg.sender its credit (checks-effects-interactions and a transient
@@ -947,7 +868,7 @@ contract PvssRound {
         uint8 flags = c.flags;
         if (flags & F_DEALT == 0 || flags & F_EXCLUDED != 0) revert NoAcceptedDealings(client);
         if (flags & F_UPLOADED != 0) revert AlreadyUploaded(client);
-        if (size != maskedSize) revert WrongSize(maskedSize, size);
+        if (size != maskedSize()) revert WrongSize(maskedSize(), size);
         c.flags = flags | F_UPLOADED;
         maskedDigest[client] = digest;
         _append(ROLE_CLIENT, client, postView, pd);
@@ -964,14 +885,14 @@ contract PvssRound {
         uint8 p = phase();
         if (p < UNMASK) revert WrongPhase(UNMASK, p, height());
         _enter(p);
-        uint32 n = nClients;
+        uint32 n = nClients();
         bytes memory flags = new bytes(n + 1);
         for (uint32 i = 1; i <= n; ++i) {
             flags[i] = bytes1(clients[i].flags);
         }
         (uint256[] memory inU, uint32 count, uint32 allowed) =
-            verifier.includedSet(roundSeed, n, degree, minNeighbours, flags);
-        bool abort = count < minIncluded;
+            verifier.includedSet(roundSeed, n, degree(), minNeighbours(), flags);
+        bool abort = count < minIncluded();
         if (abort) (count, allowed) = (0, 0);
         uint32[] memory list = new uint32[](count);
         if (!abort) {
@@ -1039,14 +960,14 @@ contract PvssRound {
         close();
         _needMember(member);
         if (aborted) revert RoundAborted();
-        if (confirmations < confirmQuorum) revert NotConfirmed(confirmations, confirmQuorum);
+        if (confirmations < confirmQuorum()) revert NotConfirmed(confirmations, confirmQuorum());
         if (refs.length != SHARE_REF_BYTES * n || n == 0) revert ShareRefsMismatch(refs.length, n);
         if (post.length < 4 || uint16(bytes2(post[0:2])) != member) {
             revert ShareIndexMismatch(post.length < 2 ? 0 : uint16(bytes2(post[0:2])), member);
         }
         bytes memory contexts = new bytes(69 * n);
         bytes memory sHats = new bytes(64 * n);
-        uint256 need = uint256(threshold) + 1;
+        uint256 need = uint256(threshold()) + 1;
         uint32 completed;
         for (uint256 i; i < n; ++i) {
             uint256 o = SHARE_REF_BYTES * i;
@@ -1103,7 +1024,7 @@ contract PvssRound {
         bytes32 pd = keccak256(
             abi.encodePacked(TAG_RESULT, digest, uint32(included.length), _packU32(included), totalWeight)
         );
-        _signedBy(aggregator, ROLE_AGGREGATOR, 0, postView, pd, sig);
+        _signedBy(aggregator(), ROLE_AGGREGATOR, 0, postView, pd, sig);
         _viewAndPhase(RESULT, postView);
         close();
         if (resultPosted) revert ResultAlreadyPosted();
@@ -1139,8 +1060,8 @@ contract PvssRound {
     /// @dev a slashed stake (less the reward) or a forfeited bond: to forfeitTo's credit
     /// (a task pulls it with withdraw(), SPEC.md §7.9), or to this round's pool
     function _forfeit(uint256 amount) internal {
-        if (forfeitTo == address(0)) pool += amount;
-        else credit[forfeitTo] += amount;
+        if (forfeitTo() == address(0)) pool += amount;
+        else credit[forfeitTo()] += amount;
     }
 
     function _send(address to, uint256 amount) internal {

@@ -110,6 +110,15 @@ except ModuleNotFoundError as _exc:  # pragma: no cover - exercised in a subproc
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (only for node_modules/)
 ARTIFACT = "PvssRound"
 VERIFIER_ARTIFACT = "PvssVerifier"
+INIT_ARTIFACT = "PvssRoundInit"
+# a round is a clone of PvssRound (SPEC.md §7.3 "Clones"): its runtime code is
+# PROXY_HEAD || implementation (20 bytes) || PROXY_TAIL || the config (ARGS_BYTES),
+# written by PvssRoundInit.init; its creation code is clone_initcode(init) || the init call
+PROXY_HEAD = bytes.fromhex("365f5f3760f4603636395f5f60f436015f73")
+PROXY_TAIL = bytes.fromhex("5af43d5f5f3e6032573d5ffd5b3d5ff3")
+ARGS_BYTES = 244  # PvssRoundBase.ARGS_BYTES
+_INIT_HEAD = bytes.fromhex("603238038060325f395f5f825f73")
+_INIT_TAIL = bytes.fromhex("5af43d5f5f3e602e573d5ffd5b3d5ff3")
 ANVIL = ROOT / "node_modules" / ".bin" / "anvil"  # `make install` (npm ci) puts it here
 ANVIL_ENV = "PVSS_SECAGG_ANVIL"
 ANVIL_HINT = (
@@ -172,6 +181,18 @@ _RULES: dict[str, str] = {
     "PopFailed": "proof-of-possession",
 }
 _ENCODING_ERRORS = ("InvalidLength", "InvalidEncoding", "IdentityKey")
+
+
+def clone_initcode(round_init: bytes) -> bytes:
+    """The creation code of a round (50 bytes, followed by the ABI call of
+    ``PvssRoundInit.init``): copy that call into memory, DELEGATECALL ``round_init``
+    with it (the round's storage is initialised in the new contract's own context),
+    and deploy the runtime code it returns, or revert with its revert data."""
+    if len(round_init) != 20:
+        raise ValueError("clone_initcode: round_init must be a 20-byte address")
+    code = _INIT_HEAD + round_init + _INIT_TAIL
+    assert len(code) == 0x32  # PUSH1 0x32 (its own length) at offsets 0 and 5
+    return code
 
 
 def _artifact(name: str = ARTIFACT) -> dict[str, Any]:
@@ -446,8 +467,11 @@ class EvmBoard(Board):
     callable that returns that signature for the final config (a remote signer).
     ``mode`` (legacy) "optimistic" turns a full-mode config into an optimistic one
     with ``challenge_blocks``, ``stake`` and ``bond``; by default the config's own mode
-    fields are used. ``verifier`` is the address of a deployed ``PvssVerifier`` (one
-    per chain suffices; deployed by this board if None). ``forfeit_to`` (optimistic
+    fields are used. The round is a clone (SPEC.md §7.3 "Clones"): ``round_init`` is
+    the address of a deployed ``PvssRoundInit`` (one per chain suffices: read
+    ``board.round_init`` of an earlier board); None deploys one, with its ``PvssRound``
+    implementation and, unless ``verifier`` (a deployed ``PvssVerifier``) is given, a
+    verifier. ``forfeit_to`` (optimistic
     only) replaces the config's: the address credited every slashed stake and forfeited
     bond, a task contract (SPEC.md §7.9)."""
 
@@ -465,6 +489,7 @@ class EvmBoard(Board):
         verifier: str | None = None,
         account: Identity | None = None,
         forfeit_to: bytes | None = None,
+        round_init: str | None = None,
     ) -> None:
         if mode not in (None, "full", "optimistic"):
             raise ProtocolError(f"board: mode {mode!r} is neither full nor optimistic")
@@ -485,17 +510,21 @@ class EvmBoard(Board):
         if aggregator is None and sign_config is None:
             raise ProtocolError("board: the aggregator identity (or sign_config) signs event 0")
         self._init_chain(provider, config)
-        art = _artifact()
-        w3 = self.w3
         self._set_own(account)
         relayer = self._sender()
-        if verifier is None:
-            vart = _artifact(VERIFIER_ARTIFACT)
-            factory = w3.eth.contract(abi=vart["abi"], bytecode=vart["bytecode"])
-            verifier = self._send(relayer, factory.constructor(), "deployVerifier")[
-                "contractAddress"
-            ]
-        self.verifier = verifier
+        if round_init is None:
+            round_init = self._deploy_round_init(relayer, verifier)
+        self.round_init = round_init
+        init = self.w3.eth.contract(address=round_init, abi=_artifact(INIT_ARTIFACT)["abi"])
+        self.implementation = init.functions.implementation().call()
+        self.verifier = self.w3.eth.contract(
+            address=self.implementation, abi=self._abi
+        ).functions.verifier().call()
+        if verifier is not None and verifier != self.verifier:
+            raise ProtocolError(
+                f"board: round_init {round_init} makes rounds checked by {self.verifier}, "
+                f"not the verifier given ({verifier})"
+            )
         address = _create_address(relayer.address, self._nonces[relayer.address])
         self.config = replace(config, chain_id=self._chain_id, board=address)
         cfg = self.config
@@ -503,14 +532,37 @@ class EvmBoard(Board):
             raise ProtocolError("board: the aggregator identity is not the config's aggregator")
         sig = sign_config(cfg) if sign_config is not None else config_signature(aggregator, cfg)  # type: ignore[arg-type]
         self._config_packed = config_packed(cfg)
-        factory = w3.eth.contract(abi=self._abi, bytecode=art["bytecode"])
-        receipt = self._send(
-            relayer, factory.constructor(contract_config(cfg), sig, verifier), "deploy"
+        call = bytes.fromhex(
+            init.encode_abi("init", args=[contract_config(cfg), sig]).removeprefix("0x")
         )
+        initcode = clone_initcode(bytes.fromhex(round_init[2:])) + call
+        receipt = self._send_create(relayer, initcode, "deploy")
         if bytes.fromhex(receipt["contractAddress"][2:]) != address:
             raise ProtocolError("board: contract deployed at an unexpected address")
         self._bind(receipt["contractAddress"])
         self._reset_log()
+
+    def _deploy_round_init(self, relayer: Any, verifier: str | None) -> str:
+        """Deploys what every round on this chain shares (SPEC.md §7.3 "Clones"): the
+        ``PvssVerifier`` (unless ``verifier`` is given), the ``PvssRound``
+        implementation checked by it and the ``PvssRoundInit`` that clones it; returns
+        the latter's address (pass it as ``round_init=`` to the next board)."""
+        w3 = self.w3
+        if verifier is None:
+            vart = _artifact(VERIFIER_ARTIFACT)
+            factory = w3.eth.contract(abi=vart["abi"], bytecode=vart["bytecode"])
+            verifier = self._send(relayer, factory.constructor(), "deployVerifier")[
+                "contractAddress"
+            ]
+        factory = w3.eth.contract(abi=self._abi, bytecode=_artifact()["bytecode"])
+        impl = self._send(relayer, factory.constructor(verifier), "deployImplementation")[
+            "contractAddress"
+        ]
+        iart = _artifact(INIT_ARTIFACT)
+        factory = w3.eth.contract(abi=iart["abi"], bytecode=iart["bytecode"])
+        return self._send(relayer, factory.constructor(impl), "deployRoundInit")[
+            "contractAddress"
+        ]
 
     def _init_chain(self, provider: str | Any, config: RoundConfig | None) -> None:
         """Connect, load the ABI and error table, set up the funding account (shared by
@@ -529,6 +581,7 @@ class EvmBoard(Board):
         self._abi = _artifact()["abi"]
         self._errors = _error_table(self._abi)
         self._errors.update(_error_table(_artifact(VERIFIER_ARTIFACT)["abi"]))
+        self._errors.update(_error_table(_artifact(INIT_ARTIFACT)["abi"]))
         self._chain_id = self.w3.eth.chain_id
         self._funder: str | None = None
         key = os.environ.get("PVSS_SECAGG_EVM_KEY")
@@ -639,19 +692,34 @@ class EvmBoard(Board):
         return self
 
     def _check_code(self, address: str) -> None:
-        """The runtime code at ``address`` is the PvssRound artifact's, byte for byte
-        outside the 32-byte immutable placeholders (PUSH32 of zeros in the artifact)."""
+        """The runtime code at ``address`` is a round's clone (SPEC.md §7.3 "Clones"):
+        ``PROXY_HEAD || implementation || PROXY_TAIL`` and ``ARGS_BYTES`` of config
+        (checked against event 0 by ``_check_immutables``), and the implementation's
+        code is the PvssRound artifact's, byte for byte outside its immutable
+        placeholders (PUSH32 of zeros in the artifact: the verifier's address)."""
         code = bytes(self.w3.eth.get_code(address))
-        want = bytes.fromhex(_artifact()["deployedBytecode"].removeprefix("0x"))
-        if not _code_matches(code, want):
+        head, tail = len(PROXY_HEAD), len(PROXY_HEAD) + 20
+        if (
+            len(code) != tail + len(PROXY_TAIL) + ARGS_BYTES
+            or code[:head] != PROXY_HEAD
+            or code[tail : tail + len(PROXY_TAIL)] != PROXY_TAIL
+        ):
             raise ProtocolError(
                 f"board: {address} does not run the PvssRound contract "
-                f"({'no code' if not code else 'other code'})"
+                f"({'no code' if not code else 'not a round clone'})"
             )
+        impl = _checksum(code[head:tail])
+        want = bytes.fromhex(_artifact()["deployedBytecode"].removeprefix("0x"))
+        if not _code_matches(bytes(self.w3.eth.get_code(impl)), want):
+            raise ProtocolError(
+                f"board: {address} does not run the PvssRound contract (its implementation "
+                f"{impl} runs other code)"
+            )
+        self.implementation = impl
 
     def _check_immutables(self) -> None:
         """The contract's configuration getters agree with its event 0's config (a
-        contract deployed by other init code could hold other immutables)."""
+        clone made by other creation code could hold another config)."""
         cfg, f = self.config, self.contract.functions
         k = parse_graph(cfg.graph, cfg.n_clients)
         ends = [cfg.register_blocks]
@@ -675,6 +743,10 @@ class EvmBoard(Board):
             "forfeitTo": _checksum(cfg.forfeit_to),
             "aggregator": _checksum(cfg.aggregator),
             "configDigest": post_digest(cfg),
+            "minIncluded": cfg.min_included,
+            "minNeighbours": cfg.min_neighbours,
+            "confirmQuorum": cfg.confirm_quorum,
+            "maskedSize": (cfg.vector_length * cfg.bits + 7) // 8,
         }
         for name, value in want.items():
             got = getattr(f, name)().call()
@@ -733,6 +805,22 @@ class EvmBoard(Board):
             raise ContractRevert(data, self._errors) from None
         tx = fn.build_transaction({**base, **self._fees(), "nonce": self._nonces[acct.address]})
         receipt = self._send_raw(acct, {k: v for k, v in tx.items() if k != "nonce"})
+        if receipt["status"] != 1:
+            raise ProtocolError(f"board: {name} transaction failed after a successful pre-flight")
+        self.gas.append((name, int(receipt["gasUsed"])))
+        return receipt
+
+    def _send_create(self, acct: Any, data: bytes, name: str) -> Any:
+        """``_send`` for a contract-creation transaction of raw ``data``."""
+        base = {"from": acct.address, "value": 0, "gas": TX_GAS, "data": "0x" + data.hex()}
+        try:
+            self.w3.eth.call({**base, **self._fees()}, "pending")
+        except Exception as exc:  # noqa: BLE001 - providers raise different types
+            rd = _revert_data(exc)
+            if rd is None:
+                raise
+            raise ContractRevert(rd, self._errors) from None
+        receipt = self._send_raw(acct, {k: v for k, v in base.items() if k != "from"})
         if receipt["status"] != 1:
             raise ProtocolError(f"board: {name} transaction failed after a successful pre-flight")
         self.gas.append((name, int(receipt["gasUsed"])))

@@ -107,12 +107,16 @@ class EvmTask:
         committee_size: int,
         *,
         verifier: str | None = None,
+        round_init: str | None = None,
     ) -> EvmTask:
         """Deploys a task owned by ``owner`` (the aggregator identity, which pays: its
         account must be funded) for committees of ``committee_size`` members, using the
-        PvssVerifier at ``verifier`` (deployed here if None)."""
+        PvssVerifier at ``verifier`` (deployed here if None). Its rounds are clones
+        made by the ``PvssRoundInit`` at ``round_init`` (SPEC.md §7.3 "Clones"; None:
+        the first ``open_round`` deploys one, and the later ones reuse it)."""
         self = cls._new(provider, owner)
         self.owner = owner
+        self.round_init = round_init
         if verifier is None:
             vart = _artifact(VERIFIER_ARTIFACT)
             factory = self.w3.eth.contract(abi=vart["abi"], bytecode=vart["bytecode"])
@@ -127,13 +131,20 @@ class EvmTask:
 
     @classmethod
     def attach(
-        cls, provider: str | Any, address: str | bytes, account: Identity | None = None
+        cls,
+        provider: str | Any,
+        address: str | bytes,
+        account: Identity | None = None,
+        *,
+        round_init: str | None = None,
     ) -> EvmTask:
         """The task at ``address``, checked from the chain: its runtime code is the
         PvssTask artifact's (immutables aside) and its verifier's is PvssVerifier's.
         ``account`` sends what this object sends (None: read-only; the owner's identity
-        may open rounds). Its storage is audited against its logs (``audit``)."""
+        may open rounds, as clones made by ``round_init``, as in ``deploy``). Its
+        storage is audited against its logs (``audit``)."""
         self = cls._new(provider, account)
+        self.round_init = round_init
         raw = address if isinstance(address, bytes) else _parse_address(address)
         checksum = _checksum(raw)
         want = bytes.fromhex(_artifact(TASK_ARTIFACT)["deployedBytecode"].removeprefix("0x"))
@@ -336,7 +347,9 @@ class EvmTask:
         if cfg.optimistic or board_kw.get("mode") == "optimistic":
             # slashed stakes and forfeited bonds go to this task's pool (§7.9)
             board_kw["forfeit_to"] = self.raw_address
+        board_kw.setdefault("round_init", self.round_init)
         board = EvmBoard(cfg, self.w3, aggregator=self.owner, verifier=self.verifier, **board_kw)
+        self.round_init = board.round_init  # every later round is a clone of the same
         self._send(self.contract.functions.openRound(board.address), "openRound")
         self.boards[cfg.round_id] = board
         return board
