@@ -18,7 +18,8 @@ pins what it saw, and members decrypt only after a quorum confirmed the same inc
 set.
 
 How a round maps onto Flower messages. Every fit round is one secure-aggregation round
-on its own board, hosted by the ServerApp. The strategy samples nodes as usual
+on its own board, hosted by the ServerApp (on a chain, optionally every round under one
+task contract: ``task=``). The strategy samples nodes as usual
 (``configure_fit``); each sampled node whose identity the roster admits becomes a
 client (seats 1..n in node-id order); the committee is the roster's, wherever its nodes
 are (a committee node that was not sampled sits as a member only). Messages:
@@ -486,6 +487,23 @@ class PvssSecAggWorkflow:
         stage messages and the contract's address, and checks what the chain holds
         (SPEC.md §7.4). False: the server relays (and, on a chain board, submits the
         nodes' signed posts from a relayer account of its own).
+    task : str, optional
+        Chain-native only: run every round under ONE task contract (SPEC.md §7.8)
+        instead of a standalone contract per round. ``"new"``: the first round that
+        runs deploys a task owned by the server identity (committee = the roster's,
+        client seats = that round's sampled admissible nodes, in node-id order) and
+        seals it; ``"0x<address>"``: attach to an existing sealed task the server
+        identity owns (its committee must be the roster's). None (default):
+        ``run_config["pvss-task"]`` if the run sets it, else one contract per round.
+        The task's address is logged once; each round is opened under it (round ids
+        1, 2, ... as the task assigns them, a fresh contract each), and every node
+        checks at registration that the task opened the round it is sent. A round that
+        samples a node whose identity is not on the task's sealed roster fails with
+        ``RoundFailed`` naming the node ids (``on_failure`` applies: "skip" leaves the
+        model as it was); a task seat whose node is not sampled is absent that round
+        (a dropout at registration, so the round's ``min_included`` counts against the
+        task's client seats). With ``"new"`` sample every node at the first round
+        (``fraction_fit=1.0``), or later rounds may sample nodes outside the roster.
     dp : DpSpec | DpConfig, optional
         Distributed differential privacy (SPEC.md §10): a ``DpSpec`` (epsilon, delta,
         rounds, l2_clip, mechanism, colluders) is calibrated every round for its
