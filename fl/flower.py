@@ -698,6 +698,12 @@ class PvssSecAggWorkflow:
         bits = self.modulus_bits or overflow_bits(dp, config.n_clients)
         return dataclasses.replace(config, dp=dp, clip=float(dp.l2_clip), bits=bits)
 
+    @property
+    def task_address(self) -> str | None:
+        """The task contract the rounds run under (checksummed 0x address), once the
+        first round deployed or attached it; None otherwise."""
+        return None if self._task is None else str(self._task.address)
+
     def _task_clients(self, current_round: int, nodes: list[int]) -> tuple[bytes, ...]:
         """The client seats (identities, seat order) of the task this round runs under:
         the task deployed now (``task="new"``, the first time: committee = the roster's,
