@@ -18,7 +18,8 @@ pins what it saw, and members decrypt only after a quorum confirmed the same inc
 set.
 
 How a round maps onto Flower messages. Every fit round is one secure-aggregation round
-on its own board, hosted by the ServerApp. The strategy samples nodes as usual
+on its own board, hosted by the ServerApp (on a chain, optionally every round under one
+task contract: ``task=``). The strategy samples nodes as usual
 (``configure_fit``); each sampled node whose identity the roster admits becomes a
 client (seats 1..n in node-id order); the committee is the roster's, wherever its nodes
 are (a committee node that was not sampled sits as a member only). Messages:
@@ -159,6 +160,7 @@ def request_to_record(request: StageRequest) -> Any:
             "contract": request.contract,
             "since": request.since,
             "fill": request.fill,
+            "task": request.task,
         }
     )
 
@@ -175,6 +177,7 @@ def request_from_record(record: Mapping[str, Any]) -> StageRequest:
             contract=_typed(record, "contract", bytes) if "contract" in record else b"",
             since=_typed(record, "since", int),
             fill=_typed(record, "fill", bytes) if "fill" in record else b"",
+            task=_typed(record, "task", bytes) if "task" in record else b"",
         )
     except KeyError as exc:
         raise ProtocolError(f"stage request: missing {exc}") from None
@@ -385,6 +388,22 @@ _PARAM_NAMES = {
 }
 
 
+def _task_spec(task: str, chain_native: bool) -> str:
+    """``PvssSecAggWorkflow(task=...)`` / ``run_config["pvss-task"]``: "new" or a task
+    contract's 0x address; ``ConfigError`` naming the parameter otherwise."""
+    if not chain_native:
+        raise ConfigError(
+            f"PvssSecAggWorkflow: task={task!r}: rounds under a task contract are "
+            "chain-native (chain_native=True, board='rpc:URL')"
+        )
+    if task == "new" or re.fullmatch(r"0x[0-9a-fA-F]{40}", task):
+        return task
+    raise ConfigError(
+        f"PvssSecAggWorkflow: task: {task!r} is neither 'new' nor a 0x-prefixed "
+        "20-byte task contract address"
+    )
+
+
 def _workflow_error(exc: Exception) -> ConfigError:
     """A round-config error re-worded with ``PvssSecAggWorkflow``'s parameter names."""
     text = re.sub(  # "bits" as a name ("bits: ...", "bits >= 29", "bits=24"), not a unit
@@ -468,6 +487,23 @@ class PvssSecAggWorkflow:
         stage messages and the contract's address, and checks what the chain holds
         (SPEC.md §7.4). False: the server relays (and, on a chain board, submits the
         nodes' signed posts from a relayer account of its own).
+    task : str, optional
+        Chain-native only: run every round under ONE task contract (SPEC.md §7.8)
+        instead of a standalone contract per round. ``"new"``: the first round that
+        runs deploys a task owned by the server identity (committee = the roster's,
+        client seats = that round's sampled admissible nodes, in node-id order) and
+        seals it; ``"0x<address>"``: attach to an existing sealed task the server
+        identity owns (its committee must be the roster's). None (default):
+        ``run_config["pvss-task"]`` if the run sets it, else one contract per round.
+        The task's address is logged once; each round is opened under it (round ids
+        1, 2, ... as the task assigns them, a fresh contract each), and every node
+        checks at registration that the task opened the round it is sent. A round that
+        samples a node whose identity is not on the task's sealed roster fails with
+        ``RoundFailed`` naming the node ids (``on_failure`` applies: "skip" leaves the
+        model as it was); a task seat whose node is not sampled is absent that round
+        (a dropout at registration, so the round's ``min_included`` counts against the
+        task's client seats). With ``"new"`` sample every node at the first round
+        (``fraction_fit=1.0``), or later rounds may sample nodes outside the roster.
     dp : DpSpec | DpConfig, optional
         Distributed differential privacy (SPEC.md §10): a ``DpSpec`` (epsilon, delta,
         rounds, l2_clip, mechanism, colluders) is calibrated every round for its
@@ -508,6 +544,7 @@ class PvssSecAggWorkflow:
         backend: str | None = None,
         dp: DpSpec | DpConfig | None = None,
         chain_native: bool = False,
+        task: str | None = None,
     ) -> None:
         if dp is not None and not isinstance(dp, (DpSpec, DpConfig)):
             raise ConfigError(f"dp: expected a DpSpec or DpConfig, got {type(dp).__name__}")
@@ -553,6 +590,9 @@ class PvssSecAggWorkflow:
                 "anvil for one process)"
             )
         self.chain_native = bool(chain_native)
+        self.task = _task_spec(task, self.chain_native) if task is not None else None
+        self._task: Any = None  # the EvmTask, once deployed or attached
+        self._task_roster: tuple[tuple[bytes, ...], tuple[bytes, ...]] | None = None
         rng = random.Random(seed) if seed is not None else None
         self.board_address = rng.randbytes(20) if rng is not None else os.urandom(20)
         self.outcomes: list[RoundOutcome] = []
@@ -658,6 +698,74 @@ class PvssSecAggWorkflow:
         bits = self.modulus_bits or overflow_bits(dp, config.n_clients)
         return dataclasses.replace(config, dp=dp, clip=float(dp.l2_clip), bits=bits)
 
+    @property
+    def task_address(self) -> str | None:
+        """The task contract the rounds run under (checksummed 0x address), once the
+        first round deployed or attached it; None otherwise."""
+        return None if self._task is None else str(self._task.address)
+
+    def _task_clients(self, current_round: int, nodes: list[int]) -> tuple[bytes, ...]:
+        """The client seats (identities, seat order) of the task this round runs under:
+        the task deployed now (``task="new"``, the first time: committee = the roster's,
+        clients = the sampled admissible ``nodes``, then sealed) or attached (an
+        address, the first time), and reused after. ``RoundFailed`` naming the sampled
+        nodes whose identity is not on the task's sealed roster; ``ConfigError`` for a
+        task this server cannot use."""
+        from secagg.boards.task import EvmTask  # noqa: PLC0415 - needs the evm extra
+
+        if self._task is None:
+            provider = self.board
+            if self.task == "new":
+                task = EvmTask.deploy(provider, self.identity, self.committee_size)
+                task.add_roster(list(self.roster.committee), [self._addresses[n] for n in nodes])
+                how = "deployed"
+            else:
+                try:
+                    task = EvmTask.attach(provider, self.task, self.identity)
+                except ProtocolError as exc:
+                    raise ConfigError(f"PvssSecAggWorkflow: task: {exc}") from None
+                if task.owner is None:
+                    raise ConfigError(
+                        f"PvssSecAggWorkflow: task: {task.address} is owned by "
+                        f"0x{task.owner_address.hex()}, not by this server's identity "
+                        f"(0x{self.identity.address.hex()}): only its owner opens rounds"
+                    )
+                if not task.contract.functions.isSealed().call():
+                    raise ConfigError(
+                        f"PvssSecAggWorkflow: task: {task.address}: its roster is not sealed"
+                    )
+                how = "attached"
+            members, clients = task.roster()
+            if members != tuple(self.roster.committee):
+                raise ConfigError(
+                    f"PvssSecAggWorkflow: task: {task.address}: its committee is not the "
+                    "roster's (members, in seat order)"
+                )
+            self._task, self._task_roster = task, (members, clients)
+            log(
+                logging.INFO,
+                "PvssSecAggWorkflow: task %s %s (owner 0x%s, %d members, %d client seats, "
+                "%d rounds so far); every round is opened under it",
+                how,
+                task.address,
+                self.identity.address.hex(),
+                len(members),
+                len(clients),
+                task.last_round,
+            )
+        assert self._task_roster is not None
+        clients = self._task_roster[1]
+        outside = [n for n in nodes if self._addresses[n] not in clients]
+        if outside:
+            raise RoundFailed(
+                f"round {current_round}: sampled nodes {outside} (identities "
+                + ", ".join("0x" + self._addresses[n].hex()[:8] for n in outside)
+                + f") are not on the sealed roster of task {self._task.address} "
+                f"({len(clients)} client seats): a task's roster is fixed; sample only its "
+                "nodes (or run them under another task)"
+            )
+        return clients
+
     def _hello(self, grid: Any, nodes: list[int], group: str) -> None:
         """Ask nodes whose identity the server does not know yet for their address (the
         address is public; a node that lies cannot sign for the seat it gets)."""
@@ -743,6 +851,18 @@ class PvssSecAggWorkflow:
             for n in sampled
             if n in self._addresses and self.roster.admits_client(self._addresses[n])
         ]
+        configured_task = (getattr(context, "run_config", None) or {}).get("pvss-task")
+        if self.task is None and configured_task:
+            try:
+                self.task = _task_spec(str(configured_task), self.chain_native)
+            except ConfigError as exc:
+                return self._fail(current_round, exc)
+        task_clients: tuple[bytes, ...] | None = None
+        if self.task is not None:
+            try:
+                task_clients = self._task_clients(current_round, nodes)
+            except (ConfigError, RoundFailed) as exc:
+                return self._fail(current_round, exc)
         need = max(2, self.roster.min_included)
         if len(nodes) < need:
             return self._fail(
@@ -762,12 +882,19 @@ class PvssSecAggWorkflow:
         _, spec = ndarrays_to_vector(global_arrays)
 
         try:
-            config = self._round_config(
-                current_round,
-                len(nodes),
-                spec.length,
-                tuple(self._addresses[n] for n in nodes) if self.roster.clients is not None else (),
-            )
+            if task_clients is not None:  # the task's roster: unsampled seats are absent
+                config = self._round_config(
+                    self._task.last_round + 1, len(task_clients), spec.length, task_clients
+                )
+            else:
+                config = self._round_config(
+                    current_round,
+                    len(nodes),
+                    spec.length,
+                    tuple(self._addresses[n] for n in nodes)
+                    if self.roster.clients is not None
+                    else (),
+                )
         except ConfigError as exc:
             return self._fail(current_round, exc)
         round_path = self.round_path(context, current_round)
@@ -776,7 +903,18 @@ class PvssSecAggWorkflow:
             log(logging.WARNING, "round %d: replacing %s", current_round, round_path)
             shutil.rmtree(round_path)
         member_of = {by_address[a]: k + 1 for k, a in enumerate(self.roster.committee)}
-        seat = {node: i + 1 for i, node in enumerate(nodes)}
+        if task_clients is not None:  # seat i of the task is its i-th roster client
+            seat = {node: task_clients.index(self._addresses[node]) + 1 for node in nodes}
+            absent = sorted(set(range(1, len(task_clients) + 1)) - set(seat.values()))
+            if absent:
+                log(
+                    logging.INFO,
+                    "round %d: task client seats %s not sampled: absent (dropouts)",
+                    current_round,
+                    absent,
+                )
+        else:
+            seat = {node: i + 1 for i, node in enumerate(nodes)}
         roles = [
             NodeRoles(node, seat.get(node, 0), member_of.get(node, 0))
             for node in sorted(set(nodes) | set(member_of))
@@ -785,15 +923,19 @@ class PvssSecAggWorkflow:
             host = RoundHost.resume(round_path, identity=self.identity, backend=self.backend)
             config = host.config
         else:
-            host = RoundHost(
-                config,
-                round_path,
-                roles,
-                identity=self.identity,
-                board=self.board,
-                backend=self.backend,
-                chain_native=self.chain_native,
-            )
+            try:
+                host = RoundHost(
+                    config,
+                    round_path,
+                    roles,
+                    identity=self.identity,
+                    board=self.board,
+                    backend=self.backend,
+                    chain_native=self.chain_native,
+                    task=self._task,
+                )
+            except ConfigError as exc:
+                return self._fail(current_round, exc)
         fit_replies: dict[int, Any] = {}
         failures: list[Any] = []  # error replies, for Strategy.aggregate_fit
 

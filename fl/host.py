@@ -44,6 +44,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -87,6 +88,9 @@ from secagg.quantize import MaskingConfig
 from secagg.roles import Aggregator, Stage
 from secagg.unixfs import blob_id
 from secagg.verifier import BLOB_DIR, Finding, save_round, verify_round
+
+if TYPE_CHECKING:
+    from secagg.boards.task import EvmTask
 
 __all__ = [
     "BOARD_KINDS",
@@ -216,6 +220,57 @@ def make_round_config(
     )
 
 
+def _check_task(
+    task: EvmTask, config: RoundConfig, identity: Identity, board: str, chain_native: bool
+) -> None:
+    """A round opened under ``task`` (RoundHost ``task=``): chain-native, by the task's
+    owner, for the task's own roster (``ConfigError`` naming what differs)."""
+    if not chain_native or board == "memory":
+        raise ConfigError(
+            "task: rounds under a task contract are chain-native: pass chain_native=True "
+            "and a chain board (rpc:URL)"
+        )
+    if task.owner_address != identity.address:
+        raise ConfigError(
+            f"task: {task.address} is owned by 0x{task.owner_address.hex()}, not by this "
+            f"server (0x{identity.address.hex()}): only its owner opens its rounds"
+        )
+    members, clients = task.roster()
+    if tuple(config.members) != members:
+        raise ConfigError(f"task: {task.address}: config.members are not the task's committee")
+    if tuple(config.clients) != clients:
+        strangers = [a for a in config.clients if a not in clients]
+        raise ConfigError(
+            f"task: {task.address}: config.clients are not the task's {len(clients)} client "
+            "seats (in seat order)"
+            + (
+                ": not on its sealed roster: " + ", ".join("0x" + a.hex() for a in strangers)
+                if strangers
+                else ""
+            )
+        )
+
+
+def _open_task_round(task: EvmTask, config: RoundConfig, identity: Identity) -> Board:
+    """Round ``task.last_round + 1``, deployed from ``identity``'s own account and opened
+    on ``task``; the returned board is that contract attached afresh with ``identity``
+    (re-checked from the chain, and reading the account's nonce after the task's
+    ``openRound`` transaction, which the deploying board did not send)."""
+    from secagg.boards.evm import EvmBoard  # noqa: PLC0415 - needs the evm extra
+    from secagg.simulate import chain_phases  # noqa: PLC0415
+
+    opened = task.open_round(chain_phases(config), account=identity)
+    board = EvmBoard.attach(task.w3, opened.address, identity, config=opened.config)
+    log(
+        logging.INFO,
+        "round %d: opened under task %s: contract %s",
+        board.config.round_id,
+        task.address,
+        board.address,
+    )
+    return board
+
+
 @dataclass
 class NodeRoles:
     """The seats a node holds in one round: a client seat and/or a member seat
@@ -303,6 +358,18 @@ class RoundHost:
     hold_blob_bytes : int (default 2 GiB)
         How many bytes of accepted masked vectors stay in memory for the aggregation
         and the self-check (each is on disk first); the rest are re-read from disk.
+    chain_native : bool (default False)
+        The round's contract is deployed from ``identity``'s own account and every
+        node posts itself (SPEC.md §7.4); needs a chain ``board``.
+    task : secagg.boards.task.EvmTask, optional
+        Chain-native only: open the round under this task contract (SPEC.md §7.8),
+        owned by ``identity``, instead of deploying a standalone round — the task
+        assigns the round id (``last_round + 1``; ``config.round_id`` is replaced) and
+        the roster: ``config.members`` / ``config.clients`` must be the task's sealed
+        roster, in seat order. Seats need not all be held: a client seat no node
+        holds is absent (never asked: a dropout at registration); every member seat
+        must be held. Each stage request carries the task's address
+        (``StageRequest.task``) so a node can check the round is one the task opened.
     """
 
     def __init__(
@@ -318,10 +385,21 @@ class RoundHost:
         fsync: bool = True,
         chain_native: bool = False,
         hold_blob_bytes: int = HOLD_BLOB_BYTES,
+        task: EvmTask | None = None,
         _board: Board | None = None,
     ) -> None:
+        if task is not None:
+            _check_task(task, config, identity, board, chain_native)
         clients = sorted(r.client for r in roles if r.client)
-        if clients != list(range(1, config.n_clients + 1)):
+        if task is not None:  # the task's seats no sampled node holds are absent
+            if len(set(clients)) != len(clients) or not set(clients) <= set(
+                range(1, config.n_clients + 1)
+            ):
+                raise ConfigError(
+                    f"roles: client seats must be distinct seats of the task's roster "
+                    f"1..{config.n_clients}, got {clients}"
+                )
+        elif clients != list(range(1, config.n_clients + 1)):
             raise ConfigError(f"roles: client seats must be 1..{config.n_clients}, got {clients}")
         members = sorted(r.member for r in roles if r.member)
         if members != list(range(1, config.committee_size + 1)):
@@ -339,9 +417,12 @@ class RoundHost:
         # chain-native (SPEC.md §7.4): the contract is deployed from the server's own
         # account; every node reads it and posts from its own; the server only checks
         self.chain_native = chain_native
+        self.task = task
         self.resumed = _board is not None
         if _board is not None:  # resume(): the journal's board
             self.board = _board
+        elif task is not None:
+            self.board = _open_task_round(task, config, identity)
         elif board == "memory" and journal:
             self.round_dir.mkdir(parents=True, exist_ok=True)
             roles_doc = [[r.node, r.client, r.member] for r in self.roles.values()]
@@ -554,6 +635,7 @@ class RoundHost:
                 client,
                 member,
                 contract=bytes.fromhex(self.board.address[2:]),  # type: ignore[attr-defined]
+                task=b"" if self.task is None else self.task.raw_address,
             )
         since = self._acked.get(node, 0)
         self._asked[node] = len(self.board.events())

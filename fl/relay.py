@@ -134,6 +134,10 @@ class StageRequest:
     # member's decrypted dealings at unmask): codec-encoded TranscriptFile, each event
     # equal to the pinned one but for a body with the same post digest; b"" if none
     fill: bytes = b""
+    # a chain-native round opened under a task contract (SPEC.md §7.8): the task's
+    # address; at registration the node checks that ``contract`` is the round the task
+    # opened under the round's id (b"": a standalone round)
+    task: bytes = b""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES and self.stage != STAGE_HELLO:
@@ -144,6 +148,10 @@ class StageRequest:
             raise ProtocolError("stage request: contract must be a 20-byte address")
         if self.fill and not self.since:
             raise ProtocolError("stage request: fill needs a delta (since > 0)")
+        if self.task and (len(self.task) != 20 or not self.contract):
+            raise ProtocolError(
+                "stage request: task must be a 20-byte address, with the round's contract"
+            )
 
 
 @dataclass(frozen=True)
@@ -760,8 +768,28 @@ class NodeAgent:
         from secagg.boards.evm import EvmBoard  # noqa: PLC0415 - needs the evm extra
 
         chain = EvmBoard.attach(self.rpc, request.contract, self.identity)
+        if request.task and request.stage == STAGE_REGISTER:  # joining: pinned from then on
+            self._check_task_round(chain, request.task)
         transcript = codec.encode(chain.transcript())
         return chain, dataclasses.replace(request, transcript=transcript, height=chain.height())
+
+    @staticmethod
+    def _check_task_round(chain: Any, task_address: bytes) -> None:
+        """The round contract ``chain`` is the one the task at ``task_address`` opened
+        under the round's id (the task's code checked from the chain: a PvssTask)."""
+        from secagg.boards.task import EvmTask  # noqa: PLC0415 - needs the evm extra
+
+        try:
+            task = EvmTask.attach(chain.w3, task_address)
+        except ProtocolError as exc:
+            raise ProtocolError(f"relay: the round's task: {exc}") from None
+        rid = chain.config.round_id
+        opened = task.round_address(rid)
+        if opened.lower() != chain.address.lower():
+            raise ProtocolError(
+                f"relay: contract {chain.address} is not round {rid} of task {task.address} "
+                f"(the task opened {opened} as round {rid})"
+            )
 
     def _expect_ids(self, request: StageRequest, *, client: bool = False, member: bool = False):
         s = self._state

@@ -166,6 +166,20 @@ class TimedBoard(MemoryBoard):
             self.busy += time.perf_counter() - t0
 
 
+def chain_phases(cfg: RoundConfig) -> RoundConfig:
+    """``cfg`` with phase lengths that leave one block per post on a chain board (every
+    post is its own transaction, mined in its own block): register and deal n + m + 2
+    blocks, upload n + 2, unmask 2m + 2 (longer ones kept)."""
+    n, m = cfg.n_clients, cfg.committee_size
+    return replace(
+        cfg,
+        register_blocks=max(cfg.register_blocks, n + m + 2),
+        deal_blocks=max(cfg.deal_blocks, n + m + 2),
+        upload_blocks=max(cfg.upload_blocks, n + 2),
+        unmask_blocks=max(cfg.unmask_blocks, 2 * m + 2),
+    )
+
+
 def make_board(
     kind: str, cfg: RoundConfig, aggregator: Identity, *, own_account: bool = False
 ) -> Any:
@@ -176,16 +190,11 @@ def make_board(
     if kind in ("evm", "anvil") or kind.startswith("rpc:"):
         from secagg.boards.evm import EvmBoard
 
-        n, m = cfg.n_clients, cfg.committee_size
-        cfg = replace(
-            cfg,
-            register_blocks=max(cfg.register_blocks, n + m + 2),
-            deal_blocks=max(cfg.deal_blocks, n + m + 2),
-            upload_blocks=max(cfg.upload_blocks, n + 2),
-            unmask_blocks=max(cfg.unmask_blocks, 2 * m + 2),
-        )
         return EvmBoard(
-            cfg, kind, aggregator=aggregator, account=aggregator if own_account else None
+            chain_phases(cfg),
+            kind,
+            aggregator=aggregator,
+            account=aggregator if own_account else None,
         )
     raise ConfigError(f"board: {kind!r} is not memory, evm, anvil or rpc:URL")
 

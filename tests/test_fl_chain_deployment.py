@@ -1,12 +1,15 @@
 """A chain-native Flower deployment on loopback: anvil, ``flower-superlink`` and three
 ``flower-supernode`` processes run tests/flower_app with ``rpc`` set, so the ServerApp's
-``PvssSecAggWorkflow(board="rpc:URL", chain_native=True)`` deploys the round contract
+``PvssSecAggWorkflow(board="rpc:URL", chain_native=True)`` deploys the round contracts
 from the server's own (funded) account, and each node's ``pvss_secagg_mod`` reads the
 round from anvil through its own ``node_config["pvss-rpc"]`` and posts from its own
-identity's (funded) account. The server process holds no party's key: the only
-identity file it reads is its own, and every post's transaction ``from`` is the posting
-party's address. The round verifies, also against the chain, and equals FedAvg within
-the quantization bound. Every process (anvil included) is stopped by PID afterwards."""
+identity's (funded) account. Two Flower rounds run under one task contract
+(``run_config["pvss-task"] = "new"``): the first deploys the task with its roster, both
+are opened under it (round ids 1 and 2, a contract each). The server process holds no
+party's key: the only identity file it reads is its own, and every post's transaction
+``from`` is the posting party's address. Each round verifies, also against the chain,
+and equals FedAvg within the quantization bound. Every process (anvil included) is
+stopped by PID afterwards."""
 
 from __future__ import annotations
 
@@ -32,8 +35,11 @@ from .test_fl_deployment import (  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def test_one_chain_native_round_on_a_loopback_deployment(wheel: Path, tmp_path: Path) -> None:
+def test_chain_native_rounds_under_one_task_on_a_loopback_deployment(
+    wheel: Path, tmp_path: Path
+) -> None:
     from secagg.boards.evm import ANVIL, EvmBoard, fund_accounts, start_anvil, stop_process
+    from secagg.boards.task import EvmTask
     from secagg.identity import Identity
     from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER
     from secagg.quantize import quantization_error_bound
@@ -43,7 +49,7 @@ def test_one_chain_native_round_on_a_loopback_deployment(wheel: Path, tmp_path: 
         pytest.skip(f"anvil not installed ({ANVIL} missing)")
     sys.path.insert(0, str(APP_DIR))
     try:
-        from pvss_flower_app.task import CLIP, expected_fedavg, initial_arrays
+        from pvss_flower_app.task import CLIP, COUNTER, expected_fedavg, initial_arrays
     finally:
         sys.path.remove(str(APP_DIR))
 
@@ -67,7 +73,8 @@ def test_one_chain_native_round_on_a_loopback_deployment(wheel: Path, tmp_path: 
                 "loopback",
                 "--run-config",
                 f'round-dir="{rounds}" num-nodes={NODES} roster="{dep.roster_path}" '
-                f'rpc="{url}" pvss-identity="{server_path}"',
+                f'rpc="{url}" pvss-identity="{server_path}" num-server-rounds=2 '
+                'pvss-task="new"',
                 "--stream",
             ],
             env=dep.env,
@@ -82,38 +89,46 @@ def test_one_chain_native_round_on_a_loopback_deployment(wheel: Path, tmp_path: 
             + dep.tail()
         )
         summary = json.loads(summary_path.read_text())
-        assert summary["verified"] == [True]
+        assert summary["verified"] == [True, True]
         # the server process read one identity file: its own
         assert summary["identities_loaded"] == [str(server_path)]
-        (contract,) = summary["contracts"]
-        board = EvmBoard.attach(url, "0x" + contract)
-        cfg = board.config
-        owner = {(ROLE_AGGREGATOR, 0): server.address}
-        owner.update({(ROLE_MEMBER, k + 1): a for k, a in enumerate(cfg.members)})
-        owner.update({(ROLE_CLIENT, i + 1): a for i, a in enumerate(cfg.clients)})
-        posts = 0
-        for name in (
-            "Registered",
-            "SeedRevealed",
-            "DealingsPosted",
-            "MaskedInput",
-            "Confirmed",
-            "SharesPosted",
-            "ResultPosted",
-        ):
-            for log in getattr(board.contract.events, name)().get_logs(
-                from_block=board.start_block
+        contracts = summary["contracts"]
+        assert len(set(contracts)) == 2  # a fresh contract per round
+        task = EvmTask.attach(url, summary["task"])  # PvssTask code, audited
+        assert task.owner_address == server.address and task.last_round == 2
+        for rid, contract in enumerate(contracts, 1):  # the task opened both, in order
+            assert task.round_address(rid).lower() == "0x" + contract
+        heads = []
+        for contract in contracts:
+            board = EvmBoard.attach(url, "0x" + contract)
+            cfg = board.config
+            owner = {(ROLE_AGGREGATOR, 0): server.address}
+            owner.update({(ROLE_MEMBER, k + 1): a for k, a in enumerate(cfg.members)})
+            owner.update({(ROLE_CLIENT, i + 1): a for i, a in enumerate(cfg.clients)})
+            assert cfg.clients == task.roster()[1]
+            posts = 0
+            for name in (
+                "Registered",
+                "SeedRevealed",
+                "DealingsPosted",
+                "MaskedInput",
+                "Confirmed",
+                "SharesPosted",
+                "ResultPosted",
             ):
-                a = log["args"]
-                role = a.get("role", ROLE_MEMBER if "member" in a else ROLE_CLIENT)
-                party = a.get("party", a.get("member", a.get("dealer", a.get("client", 0))))
-                if name == "ResultPosted":
-                    role, party = ROLE_AGGREGATOR, 0
-                sender = board.w3.eth.get_transaction(log["transactionHash"])["from"]
-                assert sender.lower() == "0x" + owner[(role, party)].hex(), (name, role, party)
-                posts += 1
-        assert posts == len(board.events()) - 1  # every post but event 0 (the deployment)
-        head = bytes(board.contract.functions.head().call())
+                for log in getattr(board.contract.events, name)().get_logs(
+                    from_block=board.start_block
+                ):
+                    a = log["args"]
+                    role = a.get("role", ROLE_MEMBER if "member" in a else ROLE_CLIENT)
+                    party = a.get("party", a.get("member", a.get("dealer", a.get("client", 0))))
+                    if name == "ResultPosted":
+                        role, party = ROLE_AGGREGATOR, 0
+                    sender = board.w3.eth.get_transaction(log["transactionHash"])["from"]
+                    assert sender.lower() == "0x" + owner[(role, party)].hex(), (name, role, party)
+                    posts += 1
+            assert posts == len(board.events()) - 1  # every post but event 0 (the deployment)
+            heads.append(bytes(board.contract.functions.head().call()))
     finally:
         if dep is not None:
             dep.stop()
@@ -121,12 +136,17 @@ def test_one_chain_native_round_on_a_loopback_deployment(wheel: Path, tmp_path: 
     assert dep is not None and all(p.poll() is not None for p in dep.procs)
     assert anvil.poll() is not None
 
-    (rec,) = summary["rounds"]
-    assert rec["partitions"] == [0, 1, 2]
-    want = expected_fedavg(initial_arrays(), rec["partitions"])
-    bound = quantization_error_bound(CLIP, 16) + 1e-6
-    for got, expect in zip(rec["arrays"][:-1], want, strict=True):
-        assert np.abs(np.asarray(got) - expect).max() < bound
-    transcript, blobs = load_round(Path(summary["round_dirs"][0]))
-    report = verify_round(transcript, blobs, head)  # the round directory is the chain's
-    assert report.ok and len(report.included) == NODES
+    assert [rec["partitions"] for rec in summary["rounds"]] == [[0, 1, 2], [0, 1, 2]]
+    bound = quantization_error_bound(CLIP, 16) + 1e-6  # + float32 rounding of the result
+    previous = initial_arrays()
+    for rec in summary["rounds"]:
+        got = [np.asarray(a) for a in rec["arrays"]]
+        want = expected_fedavg(previous, rec["partitions"])
+        for g, w in zip(got[:-1], want, strict=True):
+            assert np.abs(g - w).max() < bound
+        assert got[-1].tolist() == [COUNTER]  # integer array carried, not averaged
+        previous = [*(g.astype(np.float32) for g in got[:-1]), np.array([COUNTER])]
+    for round_dir, head in zip(summary["round_dirs"], heads, strict=True):
+        transcript, blobs = load_round(Path(round_dir))
+        report = verify_round(transcript, blobs, head)  # the round directory is the chain's
+        assert report.ok and len(report.included) == NODES

@@ -59,6 +59,7 @@ def main(grid, context: Context) -> None:  # noqa: ANN001
         "round_dirs": [str(o.round_dir) for o in workflow.outcomes],
         "contracts": [o.config.board.hex() for o in workflow.outcomes],
         "identities_loaded": loaded,
+        "task": workflow.task_address,  # run_config pvss-task: the rounds' task contract
     }
     round_dir.mkdir(parents=True, exist_ok=True)
     (round_dir / "summary.json").write_text(json.dumps(summary))
