@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from pvss.dleq import DLEQ_PROOF_BYTES
 from pvss.scrape import MAX_POST_SHARES, SharePost
@@ -16,6 +17,7 @@ from secagg.errors import InvalidEncoding
 ROLE_CLIENT = 0
 ROLE_MEMBER = 1
 ROLE_AGGREGATOR = 2
+MAX_IMPORTED = 1024  # clients one KeysImported post registers (MAX_CHAIN_CLIENTS)
 ROLE_NAMES = {ROLE_CLIENT: "client", ROLE_MEMBER: "member", ROLE_AGGREGATOR: "aggregator"}
 
 
@@ -231,6 +233,35 @@ class ResultPost:
     digest: bytes
     included: tuple[int, ...]
     total_weight: int
+
+
+@message(
+    13,
+    ("task", Bytes(20)),
+    ("parties", ListOf(UInt(32), MAX_IMPORTED)),
+    ("keys", ListOf(Bytes(64), MAX_IMPORTED)),
+)
+@dataclass(frozen=True)
+class KeysImported:
+    """The aggregator registers client seats ``parties`` (strictly increasing) with the
+    keys (``keys``, in order, 64 bytes each) their identities registered once on the
+    task contract ``task`` (SPEC.md §7.8 "Imported keys") instead of a
+    ``Registration`` per client. A board accepts it only with that task's verified
+    keys at hand (the round contract reads them from the task itself)."""
+
+    task: bytes
+    parties: tuple[int, ...]
+    keys: tuple[bytes, ...]
+
+    def __post_init__(self) -> None:
+        if not self.parties:
+            raise InvalidEncoding("keys_imported.parties: imports at least one client")
+        if len(self.keys) != len(self.parties):
+            raise InvalidEncoding(
+                f"keys_imported.keys: {len(self.keys)} keys for {len(self.parties)} parties"
+            )
+        if any(b <= a for a, b in pairwise(self.parties)) or self.parties[0] < 1:
+            raise InvalidEncoding("keys_imported.parties: ids >= 1, strictly increasing")
 
 
 @message(8, ("member", UInt(32)), ("gamma", Bytes(64)), ("proof", Bytes(160)))

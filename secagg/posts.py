@@ -29,6 +29,7 @@ from secagg.messages import (
     ElidedDealingsPost,
     Event,
     Exclusion,
+    KeysImported,
     MaskedInputPost,
     Registration,
     ResultPost,
@@ -209,6 +210,9 @@ def post_packed(msg: Any) -> bytes:
         return _u(9, 8) + _u(msg.member, 32) + msg.head
     if isinstance(msg, Exclusion):
         return _u(11, 8) + _u(msg.dealer, 32) + _u(msg.purpose, 8) + _u(msg.partner, 32)
+    if isinstance(msg, KeysImported):
+        parties = b"".join(_u(p, 32) for p in msg.parties)
+        return _u(13, 8) + msg.task + _u(len(msg.parties), 32) + parties + b"".join(msg.keys)
     raise InvalidEncoding(f"post: {type(msg).__name__} is not a board message")
 
 

@@ -19,6 +19,7 @@ from secagg.aggregate import (
 )
 from secagg.blobs import BlobStore, blob_digest
 from secagg.boards import MemoryBoard, RuleViolation, event_hash
+from secagg.boards.memory import TaskKeys
 from secagg.config import RoundConfig
 from secagg.dp import dp_report, from_ring, noise_tail
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
@@ -73,6 +74,7 @@ def verify_round(
     expected_head: bytes | None = None,
     *,
     trust_chain_proofs: bool = False,
+    task_keys: TaskKeys | None = None,
 ) -> RoundReport:
     """Replay the board (hash chain, every rule, every proof), then recompute the
     weighted sum from the blobs and the revealed secrets and compare it with the
@@ -84,6 +86,10 @@ def verify_round(
     and share post when it accepted them; those proofs are not re-verified, every
     other rule and the sum are. It requires ``expected_head`` from that chain.
 
+    ``task_keys``: the verified keys of the task a round imported its client keys
+    from (SPEC.md §7.8 "Imported keys"; ``EvmBoard.task_keys()``); without them a
+    ``KeysImported`` event is a finding against the aggregator.
+
     ``blobs`` None: everything but the sum (an auditor reading a round from the chain
     without its masked vectors); the report says ``sum_checked = False``.
 
@@ -91,7 +97,7 @@ def verify_round(
     ``unusable``; bounded work (the config's caps are checked when event 0 decodes,
     before any graph or vector is allocated)."""
     try:
-        return _verify_round(transcript, blobs, expected_head, trust_chain_proofs)
+        return _verify_round(transcript, blobs, expected_head, trust_chain_proofs, task_keys)
     except Exception as exc:  # noqa: BLE001 - a verifier reports, it does not crash
         report = RoundReport(unusable=True)
         report.check(
@@ -107,6 +113,7 @@ def _verify_round(
     blobs: BlobStore | None,
     expected_head: bytes | None,
     trust_chain_proofs: bool,
+    task_keys: TaskKeys | None = None,
 ) -> RoundReport:
     report = RoundReport()
     if trust_chain_proofs and expected_head is None:
@@ -117,7 +124,9 @@ def _verify_round(
         )
         return report
     try:
-        board = MemoryBoard.replay(transcript, expected_head, proofs=not trust_chain_proofs)
+        board = MemoryBoard.replay(
+            transcript, expected_head, proofs=not trust_chain_proofs, task_keys=task_keys
+        )
     except RuleViolation as exc:
         f = exc.fault
         # a post its seat's identity did not sign, whose body is not the signed digest's,

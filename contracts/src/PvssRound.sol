@@ -90,8 +90,22 @@ error TransferFailed();
 error NoOpenDealings(uint32 dealer);
 /// @notice continueDealings: more dealing bytes than the post has items left
 error TooManyDealings(uint32 dealer, uint256 left);
-/// @notice round parameters the contract cannot work with (code: see the constructor)
+/// @notice round parameters the contract cannot work with (code: see PvssRoundInit.init)
 error BadConfig(uint256 code);
+/// @notice importKeys: `task` did not open this round (its rounds(roundId) is another)
+error NotTaskRound(address task);
+/// @notice importKeys: the round takes no imported keys (open membership or optimistic
+/// mode: 0 / 1), or the parties are not strictly increasing in 1..n (2)
+error BadImport(uint8 code);
+/// @notice importKeys: client seat `party` of the task is another identity than this
+/// round's seat, or has no registered key there
+error ImportMismatch(uint32 party);
+
+/// @notice what a round reads of the task that opened it (PvssTask)
+interface ITaskSeats {
+    function rounds(uint64 roundId) external view returns (address);
+    function seat(uint8 role, uint32 party) external view returns (address, bool, uint256, uint256);
+}
 
 /// @title PvssRoundBase — what a round's implementation (`PvssRound`) and its
 /// initializer (`PvssRoundInit`) share: constants, structs, events, the config (read
@@ -117,6 +131,7 @@ abstract contract PvssRoundBase {
     uint8 internal constant TAG_SEED_REVEAL = 8;
     uint8 internal constant TAG_CONFIRMATION = 9;
     uint8 internal constant TAG_EXCLUSION = 11;
+    uint8 internal constant TAG_KEYS_IMPORTED = 13;
     /// @notice the most clients a round contract takes (SPEC.md §7.3 MAX_CHAIN_CLIENTS):
     /// with it every transaction of a round stays under TX_GAS_CAP (§7.5)
     uint32 public constant MAX_CHAIN_CLIENTS = 1024;
@@ -224,6 +239,9 @@ abstract contract PvssRoundBase {
     event Confirmed(uint32 indexed member, bytes32 confirmedHead, bytes32 postView, bytes sig);
     event SharesPosted(uint32 indexed member, bytes refs, bytes post, bytes32 postView, bytes sig);
     event ResultPosted(bytes32 digest, uint32[] included, uint64 totalWeight, bytes32 postView, bytes sig);
+    /// @notice client seats `parties` registered with the keys they registered on `task`
+    /// (`keys`: 64 bytes each, in order), by the aggregator's signed post
+    event KeysImported(address task, uint32[] parties, bytes keys, bytes32 postView, bytes sig);
 
     // ------------------------------------------------------------------ configuration
     /// @dev a round is a clone (SPEC.md §7.3): its code is a proxy followed by
@@ -598,6 +616,60 @@ contract PvssRound is PvssRoundBase {
         }
         _append(role, party, postView, digest);
         emit Registered(role, party, signer, pk, pop, postView, sig);
+    }
+
+    /// @notice The aggregator registers client seats `parties` (strictly increasing)
+    /// with the keys their identities registered once on `task` (SPEC.md §7.8
+    /// "Imported keys"), in REGISTER, instead of a Registration post per client: `task`
+    /// must be the PvssTask that opened this round (rounds(roundId) is this contract), each
+    /// party's task seat the same identity as its seat here, with a key. The post digest
+    /// is keccak256(uint8 13 || address task || uint32 N || N x uint32 party || N x 64-byte
+    /// key), the keys as read from the task, so the signature covers them. Closed
+    /// membership, full mode only (an optimistic client stakes at its own registration).
+    function importKeys(address task, uint32[] calldata parties, bytes32 postView, bytes calldata sig) external {
+        uint256 n = parties.length;
+        bytes memory keys = new bytes(64 * n);
+        bool fits = true; // every seat's identity and key as the rule below needs
+        uint32 bad;
+        for (uint256 i; i < n; ++i) {
+            (address id, bool reg, uint256 x, uint256 y) = ITaskSeats(task).seat(ROLE_CLIENT, parties[i]);
+            if (fits && (!reg || id != clients[parties[i]].identity)) (fits, bad) = (false, parties[i]);
+            assembly ("memory-safe") {
+                let at := add(add(keys, 0x20), mul(i, 64))
+                mstore(at, x)
+                mstore(add(at, 0x20), y)
+            }
+        }
+        bytes32 digest = keccak256(abi.encodePacked(TAG_KEYS_IMPORTED, task, uint32(n), _packU32(parties), keys));
+        _signedBy(aggregator(), ROLE_AGGREGATOR, 0, postView, digest, sig);
+        _viewAndPhase(REGISTER, postView);
+        if (openMembership()) revert BadImport(0);
+        if (optimistic()) revert BadImport(1);
+        if (ITaskSeats(task).rounds(roundId()) != address(this)) revert NotTaskRound(task);
+        uint32 prev;
+        for (uint256 i; i < n; ++i) {
+            uint32 p = parties[i];
+            if (p <= prev || p > nClients()) revert BadImport(2);
+            prev = p;
+            if (clients[p].flags & F_REGISTERED != 0) revert AlreadyRegistered(ROLE_CLIENT, p);
+        }
+        if (n == 0) revert BadImport(2);
+        if (!fits) revert ImportMismatch(bad);
+        for (uint256 i; i < n; ++i) {
+            uint32 p = parties[i];
+            uint256 x;
+            uint256 y;
+            assembly ("memory-safe") {
+                let at := add(add(keys, 0x20), mul(i, 64))
+                x := mload(at)
+                y := mload(add(at, 0x20))
+            }
+            clients[p].flags = F_REGISTERED;
+            clientPk[p] = [x, y];
+        }
+        registeredClients += uint32(n);
+        _append(ROLE_AGGREGATOR, 0, postView, digest);
+        emit KeysImported(task, parties, keys, postView, sig);
     }
 
     // ------------------------------------------------------------------ seed reveals

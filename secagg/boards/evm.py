@@ -79,6 +79,7 @@ from secagg.messages import (
     DealingsPost,
     Event,
     Exclusion,
+    KeysImported,
     MaskedInputPost,
     Registration,
     ResultPost,
@@ -179,6 +180,9 @@ _RULES: dict[str, str] = {
     "IncludedMismatch": "result",
     "NotEnoughShares": "result",
     "PopFailed": "proof-of-possession",
+    "NotTaskRound": "import",
+    "BadImport": "import",
+    "ImportMismatch": "import",
 }
 _ENCODING_ERRORS = ("InvalidLength", "InvalidEncoding", "IdentityKey")
 
@@ -916,6 +920,31 @@ class EvmBoard(Board):
             self._proc = None
 
     # -- optimistic mode ---------------------------------------------------------------
+    def task_keys(self) -> dict[bytes, dict[int, tuple[bytes, G1Point]]]:
+        """The client keys of every task this round imported keys from (SPEC.md §7.8
+        "Imported keys"), each re-checked from that task's logs (``EvmTask.attach``:
+        its code, then every registration's proof of possession and signature), for
+        ``MemoryBoard.replay(task_keys=...)`` / ``verify_round``. A task that did not
+        open this round is refused (the contract refuses its keys too)."""
+        from secagg.boards.task import EvmTask
+
+        self._sync()
+        out: dict[bytes, dict[int, tuple[bytes, G1Point]]] = {}
+        for raw in sorted(self.imported_from):
+            task = EvmTask.attach(self.w3, raw)
+            if task.round_address(self.config.round_id) != self.address:
+                raise ProtocolError(
+                    f"board: {self.address}: keys imported from task {_checksum(raw)}, "
+                    f"which did not open round {self.config.round_id}"
+                )
+            clients = task.roster()[1]
+            out[raw] = {
+                party: (clients[party - 1], key)
+                for (role, party), key in task.verified_keys().items()
+                if role == ROLE_CLIENT
+            }
+        return out
+
     def challenge(self, key: tuple[int, int, int], challenger: str = "challenger") -> bool:
         """Dispute accepted dealing ``key`` = (dealer, purpose, partner) with the bond;
         True if the dealer was excluded (its stake slashed: the challenger is credited
@@ -1023,6 +1052,11 @@ class EvmBoard(Board):
                 raise fail("registration", "only clients and members register")
             call, name = f.register(role, sender, msg.pk, msg.pop, v, sig), "register"
             value = self._stake if role == ROLE_CLIENT else 0
+        elif isinstance(msg, KeysImported):
+            if role != ROLE_AGGREGATOR or sender != 0:
+                raise fail("import", "only the aggregator imports keys")
+            call = f.importKeys(_checksum(msg.task), list(msg.parties), v, sig)
+            name = "importKeys"
         elif isinstance(msg, SeedReveal):
             if role != ROLE_MEMBER or msg.member != sender:
                 raise fail("sender", "seed reveal for another member")
@@ -1155,6 +1189,8 @@ class EvmBoard(Board):
             }.get(fn, "sender")
         if error == "CommitteeIncomplete":
             return "seed" if fn == "revealSeed" else "dealings"
+        if fn == "importKeys" and error == "AlreadyRegistered":
+            return "import"
         if error in _ENCODING_ERRORS:
             return {
                 "register": "proof-of-possession",
@@ -1174,6 +1210,7 @@ class EvmBoard(Board):
         self.malformed: dict[int, set[tuple[int, int, int]]] = {}
         self.faults = []
         self._chain_included: tuple[tuple[int, ...], bool] | None = None
+        self.imported_from: set[bytes] = set()  # tasks whose keys a KeysImported used
         self._synced_to = self.start_block - 1
         self._sync()
 
@@ -1235,6 +1272,15 @@ class EvmBoard(Board):
                 st.client_ids[msg.party] = bytes.fromhex(a["identity"][2:])
             else:
                 st.members[msg.party] = G1Point.from_bytes(msg.pk)
+        elif name == "KeysImported":
+            raw = bytes(a["keys"])
+            keys = tuple(raw[64 * i : 64 * i + 64] for i in range(len(a["parties"])))
+            msg = KeysImported(bytes.fromhex(a["task"][2:]), tuple(a["parties"]), keys)
+            self._append(h, ROLE_AGGREGATOR, 0, msg, bytes(a["postView"]), bytes(a["sig"]))
+            self.imported_from.add(msg.task)
+            for party, key in zip(msg.parties, keys, strict=True):
+                st.clients[party] = G1Point.from_bytes(key)
+                st.client_ids[party] = self.config.clients[party - 1]
         elif name == "SeedRevealed":
             msg = SeedReveal(a["member"], bytes(a["gamma"]), bytes(a["proof"]))
             self._append(h, ROLE_MEMBER, msg.member, msg, bytes(a["postView"]), bytes(a["sig"]))

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,7 @@ from secagg.messages import (
     ElidedDealingsPost,
     Event,
     Exclusion,
+    KeysImported,
     MaskedInputPost,
     Registration,
     RelayDealingItem,
@@ -88,6 +89,9 @@ from secagg.packing import packed_size
 from secagg.posts import NO_SIGNATURE, post_digest, sign_post, signing_digest
 
 _log = logging.getLogger(__name__)
+
+# task address -> client party -> (identity, key): a task's verified registrations
+TaskKeys = Mapping[bytes, Mapping[int, tuple[bytes, G1Point]]]
 
 JOURNAL_FILE = "journal.bin"
 JOURNAL_MAGIC = b"PVSSJRN\x01"
@@ -327,6 +331,10 @@ class MemoryBoard(Board):
         self._decoded: dict[bytes, Any] = {}
         self._decoded_dealings: dict[bytes, Dealing] = {}
         self._current_digest = b""
+        # the keys client seats registered on task contracts (SPEC.md §7.8 "Imported
+        # keys"): task address -> client party -> (identity, key), for KeysImported
+        # posts; None: such a post is refused (this board cannot check it)
+        self.task_keys: TaskKeys | None = None
         post = SignedPost(ROLE_AGGREGATOR, 0, codec.encode(config), ZERO_HASH, config_sig)
         digest = post_digest(config)
         self._check_signature(post, digest, config.aggregator)
@@ -499,6 +507,7 @@ class MemoryBoard(Board):
         proofs: bool = True,
         defer_proofs: bool = False,
         trusted: int = 0,
+        task_keys: TaskKeys | None = None,
     ) -> MemoryBoard:
         """Rebuild a board from its events, re-checking the hash chain and every rule.
 
@@ -531,7 +540,12 @@ class MemoryBoard(Board):
         checked in full before and pinned — the caller has checked that event k-1's hash
         is its pin — so a closed seat's signature on them is not recovered again; every
         rule is still applied to them, the hash chain is checked throughout, and every
-        event from k on is checked in full."""
+        event from k on is checked in full.
+
+        ``task_keys`` (a round whose client keys were imported from the task that
+        opened it, SPEC.md §7.8): task address -> client party -> (identity, key), the
+        task's verified registrations (``EvmTask.verified_keys``); a ``KeysImported``
+        event is checked against them, and refused without them."""
         if trusted and not defer_proofs:
             raise ProtocolError("transcript: trusted events are a relay node's own pin only")
         if not proofs and expected_head is None:
@@ -553,6 +567,7 @@ class MemoryBoard(Board):
         if expected_head is not None and event_hash(events[-1]) != expected_head:
             raise ProtocolError("transcript: head does not match the expected head")
         board = cls._from_first_event(events[0], "transcript", trusted)
+        board.task_keys = task_keys
         board._check_proofs = proofs and not defer_proofs
         board._lazy_dealings = not proofs and not board.config.optimistic
         if defer_proofs:
@@ -866,6 +881,8 @@ class MemoryBoard(Board):
             )
         if isinstance(msg, Registration):
             return msg, digest, self._check_registration(role, sender, msg, signer)
+        if isinstance(msg, KeysImported):
+            return msg, digest, self._check_import(role, sender, msg)
         if isinstance(msg, SeedReveal):
             return msg, digest, self._check_reveal(role, sender, msg)
         if isinstance(msg, DealingsPost):
@@ -912,6 +929,56 @@ class MemoryBoard(Board):
             table[sender] = pk
             if role == ROLE_CLIENT:
                 st.client_ids[sender] = signer
+
+        return apply
+
+    def _check_import(self, role: int, sender: int, msg: KeysImported):  # noqa: ANN202
+        """SPEC.md §7.8 "Imported keys": the contract's importKeys rules, in its order."""
+        cfg, st = self.config, self._state
+        if role != ROLE_AGGREGATOR:
+            raise self._fail(role, sender, "import", "only the aggregator imports keys")
+        self._need_phase(role, sender, Phase.REGISTER)
+        if not cfg.clients:
+            raise self._fail(role, sender, "import", "open membership: no seat to import for")
+        if cfg.optimistic:
+            raise self._fail(
+                role, sender, "import", "optimistic mode: a client stakes at its own registration"
+            )
+        task = f"task 0x{msg.task.hex()}"
+        known = None if self.task_keys is None else self.task_keys.get(msg.task)
+        if known is None:
+            raise self._fail(
+                role,
+                sender,
+                "import",
+                f"keys imported from {task}: this board holds no verified keys of that task "
+                "(the task that opened the round; replay with task_keys=)",
+            )
+        for p in msg.parties:
+            if p > cfg.n_clients:
+                raise self._fail(role, sender, "import", f"client {p} outside 1..{cfg.n_clients}")
+            if p in st.clients:
+                raise self._fail(role, sender, "import", f"client {p} already registered")
+        keys: list[G1Point] = []
+        for p, raw in zip(msg.parties, msg.keys, strict=True):
+            entry = known.get(p)
+            if entry is None or entry[0] != cfg.clients[p - 1]:
+                raise self._fail(
+                    role,
+                    sender,
+                    "import",
+                    f"client {p}: {task} has no key registered by this round's seat identity",
+                )
+            if entry[1].to_bytes() != raw:
+                raise self._fail(
+                    role, sender, "import", f"client {p}: not the key it registered on {task}"
+                )
+            keys.append(entry[1])
+
+        def apply() -> None:
+            for p, pk in zip(msg.parties, keys, strict=True):
+                st.clients[p] = pk
+                st.client_ids[p] = cfg.clients[p - 1]
 
         return apply
 

@@ -39,8 +39,15 @@ from secagg.boards.evm import (
 from secagg.config import RoundConfig
 from secagg.errors import ProtocolError
 from secagg.identity import Identity
-from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, Registration
-from secagg.posts import post_digest
+from secagg.messages import (
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    Event,
+    KeysImported,
+    Registration,
+)
+from secagg.posts import post_digest, sign_post
 
 TASK_ARTIFACT = "PvssTask"
 TASK_ROUND = 0  # PvssTask.TASK_ROUND: the round id of the task's own context
@@ -353,6 +360,30 @@ class EvmTask:
         self._send(self.contract.functions.openRound(board.address), "openRound")
         self.boards[cfg.round_id] = board
         return board
+
+    def keys_imported(self, board: EvmBoard, parties: list[int] | None = None) -> KeysImported:
+        """The post that registers client seats ``parties`` (every client registered on
+        this task if None) of the round ``board`` with their task keys (SPEC.md §7.8
+        "Imported keys"), the keys read from this task as the contract reads them."""
+        if parties is None:
+            count = self.contract.functions.clientCount().call()
+            parties = list(range(1, count + 1))
+        keys = []
+        for p in parties:
+            key = self.key(ROLE_CLIENT, p)
+            if key is None:
+                raise ProtocolError(f"task: client {p} registered no key on {self.address}")
+            keys.append(key.to_bytes())
+        return KeysImported(self.raw_address, tuple(parties), tuple(keys))
+
+    def import_keys(self, board: EvmBoard, parties: list[int] | None = None) -> Event:
+        """The owner (the round's aggregator) imports ``keys_imported(board, parties)``
+        into the round, in its register phase, in one signed post (one transaction)."""
+        if self.owner is None:
+            raise ProtocolError("task: attached without the owner identity: cannot import keys")
+        msg = self.keys_imported(board, parties)
+        post = sign_post(self.owner, board.config, ROLE_AGGREGATOR, 0, msg, board.view())
+        return board.submit(post)
 
     # -- rewards (SPEC.md §7.9) ----------------------------------------------------------
     def set_rewards(self, per_client: int, per_share: int) -> None:
