@@ -50,6 +50,9 @@ from secagg.messages import (
 from secagg.posts import post_digest, sign_post
 
 TASK_ARTIFACT = "PvssTask"
+# clients one KeysImported transaction imports: ≈ 60 k gas each (a cold task read, two
+# key words and the seat's flags stored), so 128 stay well under TX_GAS_CAP
+IMPORT_CHUNK = 128
 TASK_ROUND = 0  # PvssTask.TASK_ROUND: the round id of the task's own context
 DST_POST = b"pvss-secagg/v1/post"
 ROSTER_BATCH = 200  # seats per addClients transaction (≈ 50 k gas a seat)
@@ -376,14 +379,23 @@ class EvmTask:
             keys.append(key.to_bytes())
         return KeysImported(self.raw_address, tuple(parties), tuple(keys))
 
-    def import_keys(self, board: EvmBoard, parties: list[int] | None = None) -> Event:
+    def import_keys(self, board: EvmBoard, parties: list[int] | None = None) -> list[Event]:
         """The owner (the round's aggregator) imports ``keys_imported(board, parties)``
-        into the round, in its register phase, in one signed post (one transaction)."""
+        into the round, in its register phase: one signed post (one transaction) per
+        ``IMPORT_CHUNK`` clients, so that each fits ``TX_GAS_CAP``."""
         if self.owner is None:
             raise ProtocolError("task: attached without the owner identity: cannot import keys")
         msg = self.keys_imported(board, parties)
-        post = sign_post(self.owner, board.config, ROLE_AGGREGATOR, 0, msg, board.view())
-        return board.submit(post)
+        out = []
+        for at in range(0, len(msg.parties), IMPORT_CHUNK):
+            part = KeysImported(
+                msg.task,
+                msg.parties[at : at + IMPORT_CHUNK],
+                msg.keys[at : at + IMPORT_CHUNK],
+            )
+            post = sign_post(self.owner, board.config, ROLE_AGGREGATOR, 0, part, board.view())
+            out.append(board.submit(post))
+        return out
 
     # -- rewards (SPEC.md §7.9) ----------------------------------------------------------
     def set_rewards(self, per_client: int, per_share: int) -> None:
