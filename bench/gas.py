@@ -54,18 +54,27 @@ headers only, so its gas is the same; it keeps Python's dealing time out.
 Task contract (``--task N``; SPEC.md §7.8), same run, same n = N and m = 10, rounds = 10:
 
     {"op": "task_amortised", "n", "m", "rounds", "task_deploy", "task_roster",
-     "task_register", "open_round", "round_deploy", "round_register",
-     "gas_per_round_task", "gas_per_round_per_round_deploy", "ratio",
-     "rounds_register_per_round", "provider"}
+     "task_register", "open_round", "chain_once", "round_deploy",
+     "standalone_round_deploy", "round_register", "full_contract_deploy",
+     "full_contract_rev", "gas_per_round_task", "gas_per_round_clone",
+     "gas_per_round_per_round_deploy", "ratio", "ratio_clone",
+     "rounds_register_per_round", "import_keys", "import_txs", "import_per_client",
+     "member_register", "gas_per_round_import", "ratio_import", "provider"}
 
 ``task_*`` are the one-off costs of a task (deploy, roster in batches + seal, one
-registration per seat); ``round_deploy`` / ``round_register`` one PvssRound's deployment
-and its n + m registrations (today's per round cost); ``open_round`` the task call that
-opens a round. gas_per_round_task = task one-offs / rounds + open_round + round_deploy
-+ (round_register if rounds_register_per_round). Today a round opened on a task still
-takes its seats' registrations itself (rounds_register_per_round = true: PvssRound does
-not read keys from the task yet), so the ratio is above 1; it is what a task costs
-until then, measured, not projected.
+registration per seat); ``chain_once`` the chain's PvssRound implementation and
+PvssRoundInit (once per chain); ``round_deploy`` a round's clone opened on the task
+(``standalone_round_deploy`` one without a task), ``round_register`` its n + m
+registrations, ``open_round`` the task call that opens it; ``full_contract_deploy`` the
+same round deployed as one full PvssRound contract, the design before clones
+(``full_contract_rev``'s artifact), in the same run. Per round, one-offs over
+``rounds``: ``gas_per_round_per_round_deploy`` (the baseline: full contract +
+registrations), ``gas_per_round_clone`` (clone + registrations), ``gas_per_round_task``
+(task + clone + registrations), ``gas_per_round_import`` (task + clone + the clients'
+keys imported from the task in ``import_txs`` posts, ``import_keys`` gas, and only the
+``member_register`` of the m members; SPEC.md §7.8 "Imported keys"); ``ratio*`` each
+against the baseline. The baseline's registrations are the clone's (one DELEGATECALL
+more each: it is overstated by ≤ 1.5 %).
 
 Task rewards (``--rewards N ...``; SPEC.md §7.9), m = 10, every client included and
 every member credited (the worst case: each credit writes a fresh slot):
@@ -441,9 +450,12 @@ def _full_contract_deploy(board: EvmBoard, cfg: RoundConfig, aggregator: Identit
 
 def task_amortised(n: int, m: int, rounds: int, provider: str) -> dict:
     """Task one-offs against one round's deployment + registrations (module doc)."""
-    from pvss.keys import KeyPair
+    from pvss.keys import KeyPair, prove_possession
+    from secagg.boards import pop_party
     from secagg.boards.evm import fund_accounts
     from secagg.boards.task import EvmTask
+    from secagg.messages import Registration
+    from secagg.posts import sign_post
     from tests.evm_round import round_config
 
     graph = f"regular:{degree_for(n)}" if n > 16 else "complete"
@@ -472,6 +484,25 @@ def task_amortised(n: int, m: int, rounds: int, provider: str) -> dict:
             task.register(role, party, KeyPair.generate(), ident)
     board = task.open_round(cfg)
     task_round_deploy = sum(g for name, g in board.gas if name == "deploy")
+    # the clients' keys imported from the task (SPEC.md §7.8): the aggregator's posts,
+    # then only the members register in the round
+    task.import_keys(board)
+    imported = sum(g for name, g in board.gas if name == "importKeys")
+    import_txs = sum(1 for name, _ in board.gas if name == "importKeys")
+    member_register = 0
+    for k, ident in enumerate(members, 1):
+        key = KeyPair.generate()
+        pop = prove_possession(
+            key,
+            board.config.chain_id,
+            board.config.board,
+            board.config.round_id,
+            pop_party(ROLE_MEMBER, k),
+        )
+        msg = Registration(ROLE_MEMBER, k, key.pk.to_bytes(), pop.to_bytes())
+        before = len(board.gas)
+        board.submit(sign_post(ident, board.config, ROLE_MEMBER, k, msg, board.view()))
+        member_register += sum(g for _, g in board.gas[before:])
     gas: dict[str, int] = {}
     for name, g in task.gas:
         gas[name] = gas.get(name, 0) + g
@@ -481,6 +512,9 @@ def task_amortised(n: int, m: int, rounds: int, provider: str) -> dict:
     per_task_round = (one_off + gas["register"] + chain_once) / rounds + gas["openRound"]
     per_task_round += task_round_deploy + round_register  # rounds_register_per_round
     per_clone_round = chain_once / rounds + round_deploy + round_register
+    # with imported client keys: the task's client registrations are the only ones
+    per_import_round = (one_off + gas["register"] + chain_once) / rounds + gas["openRound"]
+    per_import_round += task_round_deploy + imported + member_register
     # baseline: the full contract's deployment; its registrations taken as the clone's
     # (a clone's transactions pay a DELEGATECALL more, so this overstates it slightly)
     per_round = full_deploy + round_register
@@ -505,6 +539,12 @@ def task_amortised(n: int, m: int, rounds: int, provider: str) -> dict:
         "ratio": round(per_task_round / per_round, 3),
         "ratio_clone": round(per_clone_round / per_round, 3),
         "rounds_register_per_round": True,
+        "import_keys": imported,
+        "import_txs": import_txs,
+        "import_per_client": round(imported / n),
+        "member_register": member_register,
+        "gas_per_round_import": round(per_import_round),
+        "ratio_import": round(per_import_round / per_round, 3),
         "provider": provider,
     }
 
