@@ -297,10 +297,13 @@ def run_verify(
         print("error: --head must be 64 hex digits", file=sys.stderr)
         return 2
     transcript = local
+    task_keys = None
     if rpc is not None:
         url = rpc if rpc.startswith("rpc:") else "rpc:" + rpc
         try:
-            transcript, expected, mode = _chain_transcript(chain_transcript, url, contract, local)
+            transcript, expected, mode, task_keys = _chain_transcript(
+                chain_transcript, url, contract, local
+            )
         except PvssError as exc:
             print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
             return 2
@@ -315,7 +318,9 @@ def run_verify(
         print("error: --trust-chain-proofs needs --head (read from that chain)", file=sys.stderr)
         return 2
     assert transcript is not None
-    report = verify_round(transcript, blobs, expected, trust_chain_proofs=trust_chain_proofs)
+    report = verify_round(
+        transcript, blobs, expected, trust_chain_proofs=trust_chain_proofs, task_keys=task_keys
+    )
     if rpc is not None and local is not None:
         diff = compare_transcripts(local, transcript)
         report.check("the round directory is the chain's transcript", diff is None, diff)
@@ -358,7 +363,9 @@ def run_verify(
     return 0 if report.ok else 1
 
 
-def _chain_transcript(read: Any, url: str, contract: str, local: Any) -> tuple[Any, bytes, str]:
+def _chain_transcript(
+    read: Any, url: str, contract: str, local: Any
+) -> tuple[Any, bytes, str, Any]:
     """``read(url, contract)``; a DP round's config (the chain holds its dp record as a
     hash only) is taken from the local round directory when one is given."""
     from secagg import codec

@@ -320,17 +320,18 @@ def _body_difference(mine: bytes, theirs: bytes) -> str:
 
 def chain_transcript(
     rpc: str, contract: str, config: RoundConfig | None = None
-) -> tuple[TranscriptFile, bytes, str]:
+) -> tuple[TranscriptFile, bytes, str, TaskKeys]:
     """(transcript rebuilt from the round contract's logs, the contract's ``head()``,
-    the board mode) — ``EvmBoard.attach`` checks the contract's code and that the
-    rebuilt head is ``head()``. ``config`` for a DP round (the chain holds its dp
-    record as a hash only)."""
+    the board mode, the verified keys of the tasks it imported client keys from) —
+    ``EvmBoard.attach`` checks the contract's code and that the rebuilt head is
+    ``head()``; ``EvmBoard.task_keys`` re-checks every task registration (SPEC.md §7.8).
+    ``config`` for a DP round (the chain holds its dp record as a hash only)."""
     from secagg.boards.evm import EvmBoard
 
     board = EvmBoard.attach(rpc, contract, config=config)
     transcript = board.transcript()
     head = bytes(board.contract.functions.head().call())
-    return transcript, head, board.mode
+    return transcript, head, board.mode, board.task_keys()
 
 
 def save_round(out_dir: Path, transcript: TranscriptFile) -> Path:

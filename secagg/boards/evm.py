@@ -521,9 +521,11 @@ class EvmBoard(Board):
         self.round_init = round_init
         init = self.w3.eth.contract(address=round_init, abi=_artifact(INIT_ARTIFACT)["abi"])
         self.implementation = init.functions.implementation().call()
-        self.verifier = self.w3.eth.contract(
-            address=self.implementation, abi=self._abi
-        ).functions.verifier().call()
+        self.verifier = (
+            self.w3.eth.contract(address=self.implementation, abi=self._abi)
+            .functions.verifier()
+            .call()
+        )
         if verifier is not None and verifier != self.verifier:
             raise ProtocolError(
                 f"board: round_init {round_init} makes rounds checked by {self.verifier}, "
@@ -564,9 +566,7 @@ class EvmBoard(Board):
         ]
         iart = _artifact(INIT_ARTIFACT)
         factory = w3.eth.contract(abi=iart["abi"], bytecode=iart["bytecode"])
-        return self._send(relayer, factory.constructor(impl), "deployRoundInit")[
-            "contractAddress"
-        ]
+        return self._send(relayer, factory.constructor(impl), "deployRoundInit")["contractAddress"]
 
     def _init_chain(self, provider: str | Any, config: RoundConfig | None) -> None:
         """Connect, load the ABI and error table, set up the funding account (shared by
