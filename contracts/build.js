@@ -16,7 +16,7 @@ const solc = require("solc");
 
 const ROOT = __dirname; // contracts/
 const SOURCE_DIRS = ["src", "test"];
-const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssRoundInit", "PvssTask", "PvssTestHarness", "ReentrantChallenger", "ReentrantClaimer", "RoundStub"];
+const ARTIFACTS = ["PvssVerifier", "PvssRound", "PvssRoundInit", "PvssTask", "PvssTestHarness", "ReentrantChallenger", "ReentrantClaimer", "RoundStub", "FakeTask"];
 const PACKAGED = ["PvssVerifier", "PvssRound", "PvssRoundInit", "PvssTask"];
 const PACKAGE_DIR = path.join(ROOT, "..", "secagg", "boards", "artifacts");
 const PINNED = require(path.join(ROOT, "..", "package.json")).devDependencies.solc;

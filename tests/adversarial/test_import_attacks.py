@@ -9,7 +9,9 @@ a client key the client did not register on the task that opened the round:
   the chain re-hashed): a replay against the task's verified keys names the import;
   a control replay against the attacker's own key table accepts it;
 - an import posted by a client, twice, after the seat registered itself, outside the
-  register phase, in an optimistic round: refused, each with its rule.
+  register phase, in an optimistic round: refused, each with its rule;
+- keys from a fake task (a contract answering the task's calls with the server's own
+  keys): the chain cannot tell, every reader refuses it (the task's code is checked).
 
 Every test fails if the attack worked (the import accepted, the key in the state).
 """
@@ -183,3 +185,52 @@ def test_a_full_round_still_verifies_after_the_refused_attempts(w3: Any) -> None
     _refused(rnd.board, _sign(task, rnd.board, other), "signature")  # digest != keys read
     run_to_result(task, rnd)
     assert rnd.board.state().included == (1, 2, 3, 4)
+
+
+def test_keys_from_a_fake_task_are_caught_by_every_reader(w3: Any) -> None:
+    """The contract asks the task it is given whether it opened the round and for its
+    seats; it cannot tell PvssTask's code from a contract that answers the same calls
+    (``contracts/test/FakeTask.sol``, deployed by the server with its own keys in the
+    clients' seats). So the chain accepts that import — and every reader refuses it:
+    ``EvmBoard.task_keys`` checks the task's code (``EvmTask.attach``), and a replay
+    against the genuine task's keys names the import (SPEC.md §7.8)."""
+    from ..task_rewards import artifact
+
+    task, _ = task_round(w3)
+    art = artifact("FakeTask")
+    factory = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    fake = w3.eth.contract(
+        address=task._send(factory.constructor(), "deployFakeTask")["contractAddress"],
+        abi=art["abi"],
+    )
+    _, clients = task.seats
+    evil = [KeyPair.generate() for _ in clients]
+    for p, (ident, key) in enumerate(zip(clients, evil, strict=True), 1):
+        raw = key.pk.to_bytes()
+        x, y = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
+        task._send(fake.functions.setSeat(p, _cs(ident.address), x, y), "setSeat")
+    _, rnd = task_round(w3, task=task)
+    task._send(fake.functions.setRound(rnd.cfg.round_id, rnd.board.address), "setRound")
+    msg = KeysImported(
+        bytes.fromhex(fake.address[2:]),
+        tuple(range(1, len(clients) + 1)),
+        tuple(k.pk.to_bytes() for k in evil),
+    )
+    rnd.board.submit(_sign(task, rnd.board, msg))  # the chain alone cannot tell
+    assert rnd.board.state().clients[1] == evil[0].pk
+    with pytest.raises(Exception, match="does not run the PvssTask contract"):
+        EvmBoard.attach(w3, rnd.board.address).task_keys()
+    genuine = {
+        task.raw_address: {
+            p: (clients[p - 1].address, k.pk) for p, k in enumerate(task.client_keys, 1)
+        }
+    }
+    with pytest.raises(RuleViolation) as info:
+        MemoryBoard.replay(rnd.board.transcript(), rnd.board.head, task_keys=genuine)
+    assert info.value.fault.rule == "import" and info.value.fault.role == ROLE_AGGREGATOR
+
+
+def _cs(address: bytes) -> str:
+    from secagg.boards.evm import _checksum
+
+    return _checksum(address)
