@@ -173,3 +173,19 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (whl,) = (checkout / "dist").glob("pvss_secagg-*.whl")
     return whl
+
+
+@pytest.fixture(scope="module")
+def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A fresh anvil on loopback for one test module, stopped by its PID after it (a
+    module may define its own). Skips, saying why, without anvil."""
+    from secagg.boards.evm import ANVIL, start_anvil, stop_process
+
+    if not ANVIL.exists():
+        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
+    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
+    try:
+        yield url
+    finally:
+        stop_process(proc)
+    assert proc.poll() is not None

@@ -10,7 +10,6 @@ the task's sealed roster is refused naming the node (``RoundFailed``; skipped wi
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ pytest.importorskip("web3")
 
 from fl.flower import PvssSecAggWorkflow  # noqa: E402
 from fl.host import RoundFailed  # noqa: E402
-from secagg.boards.evm import ANVIL, fund_accounts, start_anvil, stop_process  # noqa: E402
+from secagg.boards.evm import fund_accounts  # noqa: E402
 from secagg.errors import ConfigError  # noqa: E402
 from secagg.identity import Identity  # noqa: E402
 from secagg.quantize import quantization_error_bound  # noqa: E402
@@ -38,18 +37,6 @@ def _task_identity(monkeypatch) -> None:
     monkeypatch.setattr(identity, "_task_id", 1)
     monkeypatch.setattr(identity, "_run_id", RUN_ID)
     monkeypatch.setattr(identity, "_node_id", 1)
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
-    assert proc.poll() is not None
 
 
 def _chain_grid(tmp_path: Path, url: str, server: Identity) -> FakeGrid:

@@ -7,7 +7,7 @@ absent (a dropout at registration). The server holds no party's key but its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ pytest.importorskip("web3")
 
 from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
 from fl.relay import STAGE_REGISTER, NodeAgent, StageReply, StageRequest  # noqa: E402
-from secagg.boards.evm import ANVIL, fund_accounts, start_anvil, stop_process  # noqa: E402
+from secagg.boards.evm import fund_accounts  # noqa: E402
 from secagg.boards.task import EvmTask  # noqa: E402
 from secagg.errors import ConfigError, ProtocolError, PvssError  # noqa: E402
 from secagg.identity import Identity  # noqa: E402
@@ -28,18 +28,6 @@ from secagg.verifier import load_round, verify_round  # noqa: E402
 
 N, M, T, DIM = 4, 3, 1, 6
 LEVELS = (1 << 16) - 1  # quant_bits 16: +-clip quantize to exactly 0 and LEVELS
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
-    assert proc.poll() is not None
 
 
 def _config(server: Identity, members, clients, round_id: int = 1):  # noqa: ANN001, ANN202

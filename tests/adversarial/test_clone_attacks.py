@@ -47,10 +47,12 @@ from ..evm_round import ChainRound  # noqa: E402
 STAKE_OFFSET = 116  # PvssRoundBase: uint256 stake at byte 116 of the config bytes
 
 
-def _deploy_raw(w3: Any, data: bytes) -> str:
-    """Sends a creation transaction of ``data`` from a fresh funded account."""
-    acct = Account.create()
-    fund_accounts(w3, [bytes.fromhex(acct.address[2:])])
+def _deploy_raw(w3: Any, data: bytes, acct: Any = None) -> str:
+    """Sends a creation transaction of ``data`` as the first transaction of ``acct``
+    (a fresh funded account if None)."""
+    if acct is None:
+        acct = Account.create()
+        fund_accounts(w3, [bytes.fromhex(acct.address[2:])])
     base = w3.eth.get_block("latest").get("baseFeePerGas", 10**9)
     tx = {
         "data": "0x" + data.hex(),
@@ -95,25 +97,12 @@ def test_a_clone_whose_config_bytes_disagree_with_event0_is_refused() -> None:
     sig = config_signature(rnd.aggregator, cfg)
     iabi = w3.eth.contract(abi=_artifact(INIT_ARTIFACT)["abi"])
     call = bytes.fromhex(iabi.encode_abi("init", args=[contract_config(cfg), sig])[2:])
-    base = w3.eth.get_block("latest").get("baseFeePerGas", 10**9)
-    tx = {
-        "data": "0x" + (evil + call).hex(),
-        "gas": 15_000_000,
-        "nonce": 0,
-        "chainId": w3.eth.chain_id,
-        "maxFeePerGas": 2 * base + 10**9,
-        "maxPriorityFeePerGas": 10**9,
-        "value": 0,
-    }
-    receipt = w3.eth.wait_for_transaction_receipt(
-        w3.eth.send_raw_transaction(acct.sign_transaction(tx).raw_transaction), timeout=120
-    )
-    assert receipt["status"] == 1
-    code = bytes(w3.eth.get_code(receipt["contractAddress"]))
+    clone = _deploy_raw(w3, evil + call, acct)
+    code = bytes(w3.eth.get_code(clone))
     honest = bytes(w3.eth.get_code(board.address))
     assert len(code) == len(honest) and code != honest  # only config bytes differ
     with pytest.raises(ProtocolError, match=r"stake\(\) = .* disagrees with its config"):
-        EvmBoard.attach(w3, receipt["contractAddress"])
+        EvmBoard.attach(w3, clone)
     # control: the honest clone of the same config attaches
     assert EvmBoard.attach(w3, board.address).config == rnd.cfg
 
