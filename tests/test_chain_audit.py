@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +28,7 @@ pytest.importorskip("web3")
 
 from secagg import codec  # noqa: E402
 from secagg.boards import MemoryBoard, event_hash  # noqa: E402
-from secagg.boards.evm import ANVIL, EvmBoard, start_anvil, stop_process  # noqa: E402
+from secagg.boards.evm import ANVIL, EvmBoard  # noqa: E402
 from secagg.cli import main  # noqa: E402
 from secagg.errors import ProtocolError  # noqa: E402
 from secagg.messages import (  # noqa: E402
@@ -46,17 +45,6 @@ from secagg.verifier import load_round, save_round  # noqa: E402
 from .evm_round import ChainRound  # noqa: E402
 
 SMALL = dict(clients=4, committee=3, threshold=1, dim=8, backend="reference", seed=3)
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
 
 
 @pytest.fixture(scope="module")

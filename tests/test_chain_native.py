@@ -7,7 +7,7 @@ and every post's transaction ``from`` is the posting party's own address."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,7 @@ pytest.importorskip("web3")
 
 from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
 from fl.relay import NodeAgent, StageReply, StageRequest  # noqa: E402
-from secagg.boards.evm import ANVIL, fund_accounts, start_anvil, stop_process  # noqa: E402
+from secagg.boards.evm import fund_accounts  # noqa: E402
 from secagg.errors import PvssError  # noqa: E402
 from secagg.identity import Identity  # noqa: E402
 from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER  # noqa: E402
@@ -25,17 +25,6 @@ from secagg.roster import make_deployment  # noqa: E402
 from secagg.verifier import load_round, verify_round  # noqa: E402
 
 N, M, T, DIM = 4, 3, 1, 6
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
 
 
 def test_a_chain_native_round_posts_from_every_partys_own_account(

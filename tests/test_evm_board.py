@@ -13,7 +13,6 @@ verify publicly from the chain-derived transcript and give the memory board's su
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from pvss.keys import KeyPair  # noqa: E402
 from pvss.scrape import deal  # noqa: E402
 from pvss.transcript import PURPOSE_PAIR, PURPOSE_SELF  # noqa: E402
 from secagg.boards import MemoryBoard, RuleViolation, compute_included  # noqa: E402
-from secagg.boards.evm import ANVIL, ContractRevert, EvmBoard, start_anvil, stop_process  # noqa: E402
+from secagg.boards.evm import ContractRevert, EvmBoard  # noqa: E402
 from secagg.graph import dealing_context  # noqa: E402
 from secagg.messages import (  # noqa: E402
     ROLE_AGGREGATOR,
@@ -436,17 +435,6 @@ def test_round_on_py_evm_regular_graph(tmp_path: Path) -> None:
     once a client drops, and the round would abort)."""
     res, _ = _round("evm", tmp_path, graph="regular:2", dropout=0.0)
     assert res.verified
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
 
 
 def test_round_on_anvil_verifies_and_matches_memory(tmp_path: Path, anvil_url: str) -> None:

@@ -15,7 +15,6 @@ pytest.importorskip("eth_tester")
 
 from pvss.keys import KeyPair  # noqa: E402
 from secagg.boards.evm import (  # noqa: E402
-    ANVIL,
     INIT_ARTIFACT,
     MAX_CHAIN_CLIENTS,
     TX_GAS_CAP,
@@ -26,8 +25,6 @@ from secagg.boards.evm import (  # noqa: E402
     connect,
     contract_config,
     fund_accounts,
-    start_anvil,
-    stop_process,
 )
 from secagg.boards.task import EvmTask, task_registration, task_signing_digest  # noqa: E402
 from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, Registration  # noqa: E402
@@ -248,15 +245,6 @@ def test_gas_of_task_registration_is_recorded(w3: Any) -> None:
         task.register(ROLE_CLIENT, party, KeyPair.generate(), ident)
     regs = [g for name, g in task.gas if name == "register"]
     assert len(regs) == 4 and all(50_000 < g < 400_000 for g in regs), regs
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    yield url
-    stop_process(proc)
 
 
 def test_on_anvil_attach_audits_storage_against_the_logs(anvil_url: str) -> None:

@@ -12,7 +12,6 @@ passes against the chain. The test fails if the forgery passed the chain check."
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,7 @@ pytest.importorskip("web3")
 from secagg import codec  # noqa: E402
 from secagg.blobs import BlobStore, blob_digest  # noqa: E402
 from secagg.boards import MemoryBoard  # noqa: E402
-from secagg.boards.evm import ANVIL, EvmBoard, start_anvil, stop_process  # noqa: E402
+from secagg.boards.evm import EvmBoard  # noqa: E402
 from secagg.cli import main  # noqa: E402
 from secagg.config import RoundConfig  # noqa: E402
 from secagg.messages import (  # noqa: E402
@@ -41,17 +40,6 @@ from secagg.simulate import SimParams, simulate  # noqa: E402
 from secagg.verifier import HEAD_FILE, load_round, save_round, verify_round  # noqa: E402
 
 PARAMS = SimParams(clients=4, committee=3, threshold=1, dim=8, backend="reference", seed=11)
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
 
 
 def _forge(honest: Path, forged: Path, roster) -> int:  # noqa: ANN001

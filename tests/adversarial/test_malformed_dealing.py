@@ -11,15 +11,13 @@ On anvil (the embedded py-evm chain is too slow for a whole round here)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 pytest.importorskip("web3")
 
 from pvss.transcript import PURPOSE_PAIR  # noqa: E402
 from secagg.boards import MemoryBoard  # noqa: E402
-from secagg.boards.evm import ANVIL, EvmBoard, start_anvil, stop_process  # noqa: E402
+from secagg.boards.evm import EvmBoard  # noqa: E402
 from secagg.messages import (  # noqa: E402
     ROLE_AGGREGATOR,
     ROLE_CLIENT,
@@ -33,17 +31,6 @@ from secagg.verifier import verify_round  # noqa: E402
 from ..evm_round import ChainRound  # noqa: E402
 
 OFF_CURVE = (1).to_bytes(32, "big") * 2  # (1, 1) is not on BN254
-
-
-@pytest.fixture(scope="module")
-def anvil_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    if not ANVIL.exists():
-        pytest.skip(f"anvil not installed ({ANVIL} missing): run `make install` (npm ci)")
-    proc, url = start_anvil(tmp_path_factory.mktemp("anvil") / "anvil.log")
-    try:
-        yield url
-    finally:
-        stop_process(proc)
 
 
 def _malformed(dealing: bytes) -> bytes:
