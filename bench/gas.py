@@ -424,14 +424,8 @@ def _full_contract_deploy(board: EvmBoard, cfg: RoundConfig, aggregator: Identit
 
     from secagg.boards.evm import _create_address, config_signature, contract_config
 
-    text = subprocess.run(
-        ["git", "show", f"{FULL_CONTRACT_REV}:secagg/boards/artifacts/PvssRound.json"],  # noqa: S607
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    art = json.loads(text)
+    with _artifacts_at(FULL_CONTRACT_REV):
+        art = evm._artifact()
     w3 = board.w3
     acct = Account.create()
     evm.fund_accounts(w3, [bytes.fromhex(acct.address[2:])])

@@ -688,7 +688,7 @@ class EvmBoard(Board):
         self._stake = cfg.stake
         self._config_packed = packed
         self._bind(checksum)
-        self._check_immutables()
+        self._check_config_getters()
         self.verifier = self.contract.functions.verifier().call()
         self._read_only = identity is None
         self._set_own(identity)
@@ -698,7 +698,7 @@ class EvmBoard(Board):
     def _check_code(self, address: str) -> None:
         """The runtime code at ``address`` is a round's clone (SPEC.md §7.3 "Clones"):
         ``PROXY_HEAD || implementation || PROXY_TAIL`` and ``ARGS_BYTES`` of config
-        (checked against event 0 by ``_check_immutables``), and the implementation's
+        (checked against event 0 by ``_check_config_getters``), and the implementation's
         code is the PvssRound artifact's, byte for byte outside its immutable
         placeholders (PUSH32 of zeros in the artifact: the verifier's address)."""
         code = bytes(self.w3.eth.get_code(address))
@@ -721,7 +721,7 @@ class EvmBoard(Board):
             )
         self.implementation = impl
 
-    def _check_immutables(self) -> None:
+    def _check_config_getters(self) -> None:
         """The contract's configuration getters agree with its event 0's config (a
         clone made by other creation code could hold another config)."""
         cfg, f = self.config, self.contract.functions
