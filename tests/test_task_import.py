@@ -109,3 +109,31 @@ def test_the_same_task_keys_serve_every_round_and_a_subset_may_take_part(w3: Any
     MemoryBoard.replay(r2.board.transcript(), r2.board.head, task_keys=r2.board.task_keys())
     # the client registrations happened once, on the task: 4 task transactions in all
     assert [name for name, _ in task.gas].count("register") == 4
+
+
+def test_a_malformed_keys_imported_post_is_a_typed_decoding_error() -> None:
+    """The decoder validates every field: parties strictly increasing from 1, one
+    64-byte key per party, a 20-byte task; each failure is InvalidEncoding naming it."""
+    from secagg import codec
+    from secagg.errors import InvalidEncoding
+    from secagg.messages import KeysImported
+
+    key = KeyPair.generate().pk.to_bytes()
+    good = KeysImported(b"\x11" * 20, (1, 3), (key, key))
+    assert codec.decode(codec.encode(good)) == good
+    cases = {
+        "keys_imported.parties": dict(parties=(3, 1)),
+        "keys_imported.parties ": dict(parties=(0, 1)),
+        "keys_imported.keys": dict(keys=(key,)),
+    }
+    for field, change in cases.items():
+        with pytest.raises(InvalidEncoding, match=field.strip()):
+            KeysImported(**{**good.__dict__, **change})
+    with pytest.raises(InvalidEncoding, match="parties"):
+        KeysImported(good.task, (), ())
+    wire = codec.encode(good)
+    for cut in (1, 10, len(wire) - 1):
+        with pytest.raises(InvalidEncoding):
+            codec.decode(wire[:cut])
+    with pytest.raises(InvalidEncoding):  # a 19-byte task
+        codec.decode(codec.encode(good).replace(b"\x11" * 20, b"\x11" * 19 + b"", 1))
