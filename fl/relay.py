@@ -14,6 +14,8 @@ stage       phase       what the node does
 ==========  ==========  =====================================================
 hello       (none)      tells its identity's address (no board involved)
 register    REGISTER    fresh round keys; a ``Registration`` per seat it holds
+                        (a task round's client seat: its task key, registered on
+                        the task once; no post, the server imports it)
 seed        DEAL        the member's ``SeedReveal`` (SPEC.md §6.10)
 deal        DEAL        the client's ``DealingsPost`` (self + pair dealings)
 upload      UPLOAD      trains, masks its weighted update: ``MaskedInputPost`` + blob
@@ -38,7 +40,10 @@ own dealings) and its pin in a small opaque state blob, :meth:`NodeAgent.state_b
 which a Flower ClientApp stores in its node-local ``Context.state``; nothing of it ever
 leaves the node. The client forgets its round key and dealt secrets after uploading,
 the member its round key after revealing; the identity key lives in the node's
-identity file, never in the state.
+identity file, never in the state. The one long-lived secret the state holds is a task
+key (a task round's client key, registered on the task once; SPEC.md §7.8): it stays
+across rounds, so keep the state durable (``NodeStateFile``) for tasks that outlive a
+process.
 
 Durable nodes (SPEC.md §6.14). :class:`NodeStateFile` keeps that state in a file
 (0600, written atomically and fsync'ed, the previous copy overwritten with zeros
