@@ -26,7 +26,13 @@ are (a committee node that was not sampled sits as a member only). Messages:
 
 0. ``hello`` (once per node, cached): the node tells its identity's address.
 1. ``register``: the node makes fresh round keys and returns its signed
-   ``Registration`` (s).
+   ``Registration`` (s). In a round under a task (chain-native), a client seat's key is
+   instead the node's task key, registered on the task once, by the node itself, the
+   first time it is asked; the server then imports the seats' task keys
+   (``KeysImported``, SPEC.md §7.8). Keep the task key across runs with
+   ``node_config["pvss-state-dir"]`` (otherwise it lives in the run's
+   ``Context.state`` only, and a node that lost it cannot take part in that task's
+   rounds again).
 2. ``seed``: members reveal their seed contribution (the graph is drawn from them).
 3. ``deal``: clients return their ``DealingsPost``.
 4. ``upload``: the message also carries the strategy's ``FitIns``; the mod lets the
@@ -282,7 +288,14 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     else:
         state = cast(bytes, saved["state"]) if saved is not None else b""
     rpc = ctxt.node_config.get("pvss-rpc")  # chain-native rounds: the node's own endpoint
-    agent = NodeAgent(state, identity=identity, roster=roster, rpc=str(rpc) if rpc else None)
+    agent = NodeAgent(
+        state,
+        identity=identity,
+        roster=roster,
+        rpc=str(rpc) if rpc else None,
+        # a task key made for a task round is on disk before the task registers it
+        persist=state_file.save if state_file is not None else None,
+    )
     out_content = RecordDict()
     base: np.ndarray | None = None
     # chain-native rounds carry no DP record (the chain holds it as a hash only, and

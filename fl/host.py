@@ -59,6 +59,7 @@ from fl.relay import (
     STAGES,
     StageReply,
     StageRequest,
+    imports_client_keys,
 )
 from pvss.transcript import PURPOSE_PAIR, keccak256
 from secagg import codec
@@ -257,9 +258,18 @@ def _open_task_round(task: EvmTask, config: RoundConfig, identity: Identity) -> 
     (re-checked from the chain, and reading the account's nonce after the task's
     ``openRound`` transaction, which the deploying board did not send)."""
     from secagg.boards.evm import EvmBoard  # noqa: PLC0415 - needs the evm extra
+    from secagg.boards.task import IMPORT_CHUNK  # noqa: PLC0415
     from secagg.simulate import chain_phases  # noqa: PLC0415
 
-    opened = task.open_round(chain_phases(config), account=identity)
+    cfg = chain_phases(config)
+    if imports_client_keys(cfg):  # the register window also holds, one block each, the
+        # clients' one-time task registrations (a task's first rounds) and the imports
+        n, m = cfg.n_clients, cfg.committee_size
+        imports = -(-n // IMPORT_CHUNK)
+        cfg = dataclasses.replace(
+            cfg, register_blocks=max(cfg.register_blocks, 2 + 2 * n + m + imports)
+        )
+    opened = task.open_round(cfg, account=identity)
     board = EvmBoard.attach(task.w3, opened.address, identity, config=opened.config)
     log(
         logging.INFO,
@@ -370,6 +380,12 @@ class RoundHost:
         holds is absent (never asked: a dropout at registration); every member seat
         must be held. Each stage request carries the task's address
         (``StageRequest.task``) so a node can check the round is one the task opened.
+        The clients' keys are the task's (SPEC.md §7.8 "Imported keys"; not in
+        optimistic mode): at the register stage a client node registers its key on the
+        task once, itself, and posts no round ``Registration``; once the stage's replies
+        are in, the server imports the keys of the client seats that answered
+        (:meth:`import_clients`, ``KeysImported`` from its own account). A seat with no
+        key on the task is not imported: absent (a dropout), logged.
     """
 
     def __init__(
@@ -433,6 +449,10 @@ class RoundHost:
         else:
             self.board = make_board(board, config, identity, own_account=chain_native)
         self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
+        # a task round takes its client keys from the task (SPEC.md §7.8)
+        self.imports = task is not None and imports_client_keys(self.config)
+        self._ready: set[int] = set()  # client seats whose node answered the register stage
+        self._task_keys_cache: dict | None = None
         # the accepted uploads stay in memory for the aggregator and the self-check
         # (SPEC.md §6.6): each is read right after the last stage, where SecAgg+'s
         # server holds every masked vector in memory too
@@ -693,6 +713,70 @@ class RoundHost:
                 out[node] = self.request(stage, node, member=0)
         return out
 
+    # -- imported client keys (SPEC.md §7.8) ---------------------------------------------
+    def import_clients(self) -> tuple[int, ...]:
+        """A task round, after the register stage's replies: the server's
+        ``KeysImported`` (``task.import_keys``, from its own account) registers the
+        client seats whose node answered with the keys they registered on the task; a
+        seat whose key the task does not hold is absent (a dropout, logged), as is one
+        that registered itself with a round ``Registration``. Returns the imported
+        seats (``RoundFailed`` if the chain refuses the import)."""
+        if not self.imports:
+            return ()
+        assert self.task is not None
+        st = self.board.state()
+        by_client = {r.client: node for node, r in self.roles.items() if r.client}
+        parties = []
+        for p in sorted(self._ready):
+            if p in st.clients:
+                continue  # registered already (its own Registration, or a resumed import)
+            if self.task.key(ROLE_CLIENT, p) is None:
+                node = by_client[p]
+                self._client_out.add(node)
+                self.dropped[STAGE_REGISTER].append(node)
+                log(
+                    logging.WARNING,
+                    "round %d: client %d (node %d) has no key registered on task %s: not "
+                    "imported, absent this round",
+                    self.config.round_id,
+                    p,
+                    node,
+                    self.task.address,
+                )
+                continue
+            parties.append(p)
+        if not parties:
+            return ()
+        from secagg.boards.evm import ContractRevert  # noqa: PLC0415 - needs the evm extra
+
+        t0 = time.perf_counter()
+        try:
+            self.task.import_keys(self.board, parties)  # type: ignore[arg-type]
+        except (ProtocolError, ContractRevert) as exc:
+            raise RoundFailed(
+                f"round {self.config.round_id}: importing client keys {parties} from task "
+                f"{self.task.address} failed: {exc}"
+            ) from None
+        finally:
+            self.board_seconds += time.perf_counter() - t0
+        log(
+            logging.INFO,
+            "round %d: imported the task keys of client seats %s",
+            self.config.round_id,
+            parties,
+        )
+        return tuple(parties)
+
+    def task_keys(self) -> dict | None:
+        """The verified keys of the task this round imported client keys from, for its
+        replays (``EvmBoard.task_keys``: re-checked from the chain, once per round);
+        None for a round that imported none."""
+        if not self.imports:
+            return None
+        if self._task_keys_cache is None:
+            self._task_keys_cache = self.board.task_keys()  # type: ignore[attr-defined]
+        return self._task_keys_cache
+
     # -- committee ---------------------------------------------------------------------
     def missing_members(self) -> list[int]:
         """Member seats with no accepted registration."""
@@ -723,6 +807,8 @@ class RoundHost:
         stage its member seat."""
         if stage in (STAGE_REGISTER, STAGE_DEAL, STAGE_UPLOAD) or fault:
             self._client_out.add(node)
+            if stage == STAGE_REGISTER:  # not imported
+                self._ready.discard(self.roles[node].client)
         if stage in (STAGE_REGISTER, *_MEMBER_STAGES) or fault:
             self._member_out.add(node)
         if node not in self.dropped[stage]:
@@ -833,10 +919,16 @@ class RoundHost:
         if reply is None or isinstance(reply, BaseException):
             self.drop(stage, node, "no reply" if reply is None else f"error: {reply}")
             return False
+        r = self.roles[node]
+        if stage == STAGE_REGISTER and self.imports and r.client:
+            self._ready.add(r.client)  # its key is imported, if the task holds one
+            if not reply.posts and not r.member:  # a client-only node posts nothing
+                self.client_seconds[node] = self.client_seconds.get(node, 0.0) + reply.seconds
+                return True
         if not reply.posts:
+            self._ready.discard(r.client)
             self._fault(stage, node, f"node {node}", "empty reply")
             return False
-        r = self.roles[node]
         for raw in reply.posts:  # the first refused post ends the node's round
             try:
                 post = codec.decode(raw, SignedPost)
@@ -952,6 +1044,7 @@ class RoundHost:
             self.blobs,  # the accepted bytes (held, or re-read and re-hashed from disk)
             event_hash(transcript.events[-1]) if own else None,
             trust_chain_proofs=own,
+            task_keys=self.task_keys(),
         )
         verifier_s = time.perf_counter() - t0
         if not report.ok:
@@ -989,7 +1082,9 @@ class RoundHost:
     def _posted_total(self, aggregator: Aggregator) -> np.ndarray:
         """The sum of a result the board holds already (a server that crashed after
         posting it): recomputed from the board and blobs by the verifier."""
-        report = verify_round(TranscriptFile(tuple(self.board.events())), self.blobs)
+        report = verify_round(
+            TranscriptFile(tuple(self.board.events())), self.blobs, task_keys=self.task_keys()
+        )
         if not report.ok or report.total is None:
             raise RoundVerificationError(self.config.round_id, report.findings, self.round_dir)
         aggregator.total = report.total
@@ -1044,6 +1139,8 @@ def drive_round(host: RoundHost, send: Transport) -> RoundOutcome:
                 len(accepted),
                 len(reqs),
             )
+            if stage == STAGE_REGISTER:
+                host.import_clients()  # a task round: the clients' task keys
             if stage == STAGE_REGISTER and host.missing_members():
                 raise RoundFailed(
                     f"round {host.config.round_id}: committee incomplete, member seats "

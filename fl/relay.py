@@ -14,6 +14,8 @@ stage       phase       what the node does
 ==========  ==========  =====================================================
 hello       (none)      tells its identity's address (no board involved)
 register    REGISTER    fresh round keys; a ``Registration`` per seat it holds
+                        (a task round's client seat: its task key, registered on
+                        the task once; no post, the server imports it)
 seed        DEAL        the member's ``SeedReveal`` (SPEC.md §6.10)
 deal        DEAL        the client's ``DealingsPost`` (self + pair dealings)
 upload      UPLOAD      trains, masks its weighted update: ``MaskedInputPost`` + blob
@@ -38,7 +40,10 @@ own dealings) and its pin in a small opaque state blob, :meth:`NodeAgent.state_b
 which a Flower ClientApp stores in its node-local ``Context.state``; nothing of it ever
 leaves the node. The client forgets its round key and dealt secrets after uploading,
 the member its round key after revealing; the identity key lives in the node's
-identity file, never in the state.
+identity file, never in the state. The one long-lived secret the state holds is a task
+key (a task round's client key, registered on the task once; SPEC.md §7.8): it stays
+across rounds, so keep the state durable (``NodeStateFile``) for tasks that outlive a
+process.
 
 Durable nodes (SPEC.md §6.14). :class:`NodeStateFile` keeps that state in a file
 (0600, written atomically and fsync'ed, the previous copy overwritten with zeros
@@ -69,10 +74,19 @@ from pvss.transcript import keccak256
 from secagg import codec
 from secagg.blobs import BlobStore, blob_digest, fsync_dir
 from secagg.boards import MemoryBoard, Phase, RuleViolation, event_hash, seat_identity
+from secagg.boards.memory import TaskKeys
 from secagg.config import RoundConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
-from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, Event, SignedPost, TranscriptFile
+from secagg.messages import (
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    Event,
+    KeysImported,
+    SignedPost,
+    TranscriptFile,
+)
 from secagg.roles import Client, CommitteeMember, Stage
 from secagg.roster import Roster
 
@@ -84,6 +98,7 @@ __all__ = [
     "NodeAgent",
     "NodeStateFile",
     "round_key",
+    "imports_client_keys",
 ]
 
 STAGE_HELLO = "hello"
@@ -104,7 +119,7 @@ STAGE_PHASE = {
     STAGE_UNMASK: Phase.UNMASK,
 }
 
-STATE_VERSION = 4
+STATE_VERSION = 5  # 5: + task_keys, client_task (version 4 states load without them)
 # _NodeState.verified bits: proofs this node checked once and relies on from then on
 _VERIFIED_MEMBER_POPS = 1  # every member seat's proof of possession
 _VERIFIED_REVEALS = 2  # every member's seed reveal (the graph)
@@ -212,6 +227,11 @@ class _NodeState:
     extra: bytes = b""  # the framework's own record of that reply (the mod's FitRes)
     known: bytes = b""  # that transcript (codec-encoded): what a delta request extends
     verified: int = 0  # _VERIFIED_* bits
+    # long-lived, across rounds (SPEC.md §7.8 "Imported keys"): task address -> (the
+    # client seat this node holds on that task, the secret of the key it registered
+    # there once); kept when a new round resets the rest
+    task_keys: dict[bytes, tuple[int, int]] = field(default_factory=dict)
+    client_task: bytes = b""  # this round's client key is that task's key (imported)
 
     def to_bytes(self) -> bytes:
         return msgpack.packb(
@@ -235,6 +255,8 @@ class _NodeState:
                 self.extra,
                 self.known,
                 self.verified,
+                [[t, p, scalar_to_bytes(sk)] for t, (p, sk) in sorted(self.task_keys.items())],
+                self.client_task,
             ],
             use_bin_type=True,
         )
@@ -248,7 +270,9 @@ class _NodeState:
             v = fields[0]
         except Exception as exc:  # msgpack raises several unrelated types
             raise ProtocolError(f"node state: unreadable ({type(exc).__name__})") from None
-        if v != STATE_VERSION or len(fields) != 19:
+        if v == 4 and len(fields) == 19:  # before task keys: none held
+            fields = [*fields, [], b""]
+        elif v != STATE_VERSION or len(fields) != 21:
             raise ProtocolError(f"node state: version {v!r}, expected {STATE_VERSION}")
         try:
             (
@@ -271,12 +295,20 @@ class _NodeState:
                 extra,
                 known,
                 verified,
+                tkeys,
+                ctask,
             ) = fields
             lseats = (int(lseats[0]), int(lseats[1]))
             if not all(isinstance(p, bytes) for p in lposts) or not isinstance(lblob, bytes):
                 raise TypeError
             if not isinstance(known, bytes) or not isinstance(verified, int):
                 raise TypeError
+            if not isinstance(ctask, bytes):
+                raise TypeError
+            task_keys = {
+                bytes(t): (int(p), scalar_from_bytes(sk, field="state.task_key"))
+                for t, p, sk in tkeys
+            }
         except (TypeError, ValueError, IndexError):
             raise ProtocolError("node state: malformed fields") from None
         return cls(
@@ -298,6 +330,8 @@ class _NodeState:
             extra,
             known,
             verified,
+            task_keys,
+            ctask,
         )
 
 
@@ -382,6 +416,25 @@ class NodeAgent:
         OS). Keys and dealings always use the cryptographic generator of ``pvss``.
     backend : str, optional
         Masking backend (``numba``, ``reference``, ``cupy``; default: the fastest).
+    rpc : str or Web3, optional
+        Chain-native rounds (SPEC.md §7.4): the node's own JSON-RPC endpoint.
+    persist : callable, optional
+        Called with :meth:`state_bytes` when the node must not lose its state before it
+        goes on: right after it made its task key and before the transaction that
+        registers it on the task (a ``NodeStateFile.save``; without it a crash between
+        the two loses a key the task then holds for good).
+
+    Task rounds (SPEC.md §7.8 "Imported keys"). In a round a task opened (a request
+    with ``task``; not optimistic) the node's client seat uses its task key as the round
+    key: at the register stage the node, if it holds no key for that task yet, makes
+    one, keeps it in its state (``task_keys``; kept when a new round resets the rest,
+    saved with the state: a ``NodeStateFile`` keeps it across restarts, a Flower
+    ``Context.state`` for the run only) and registers it on the task itself, from its
+    own account, once. It then posts no client ``Registration``: the server's
+    ``KeysImported`` registers the seat; the node replies with its member seat's posts
+    only (none for a client-only node). Every replay of such a round's transcript is
+    checked against the task's verified keys (``EvmBoard.task_keys``), cached per task
+    in this process and fetched again when an import names a key not in the cache.
     """
 
     def __init__(
@@ -393,8 +446,10 @@ class NodeAgent:
         rng: np.random.Generator | None = None,
         backend: str | None = None,
         rpc: str | Any | None = None,
+        persist: Callable[[bytes], None] | None = None,
     ) -> None:
         self._state = _NodeState.from_bytes(state)
+        self.persist = persist
         # chain-native rounds: the node's own JSON-RPC endpoint (or a Web3); never the
         # server's word for what the chain says
         self.rpc = rpc
@@ -436,7 +491,9 @@ class NodeAgent:
             raise ProtocolError(f"node: unreadable round config: {exc}") from None
 
     # -- the board replica -----------------------------------------------------------
-    def _replica(self, request: StageRequest) -> tuple[MemoryBoard, TranscriptFile]:
+    def _replica(
+        self, request: StageRequest, task_keys: TaskKeys | None = None
+    ) -> tuple[MemoryBoard, TranscriptFile]:
         """The relayed board, re-checked: hash chain, every signature and board rule;
         the config against this node's roster; the transcript against the pin; the BN254
         proofs this node relies on (SPEC.md §8.2: every member's proof of possession
@@ -472,7 +529,9 @@ class NodeAgent:
             and event_hash(ev[s.pin_seq]) == s.pin_head
         ):
             trusted = s.pin_seq + 1
-        board = MemoryBoard.replay(transcript, defer_proofs=True, trusted=trusted)
+        board = MemoryBoard.replay(
+            transcript, defer_proofs=True, trusted=trusted, task_keys=task_keys
+        )
         try:
             self.roster.check(board.config)
         except ConfigError as exc:
@@ -490,7 +549,8 @@ class NodeAgent:
             )
         key = round_key(transcript)
         if request.stage == STAGE_REGISTER and s.round != key:
-            self._state = s = _NodeState(round=key)  # an earlier round's secrets go
+            # an earlier round's secrets go; the task keys stay (they are long-lived)
+            self._state = s = _NodeState(round=key, task_keys=s.task_keys)
         elif s.round != key:
             raise ProtocolError(f"relay: stage {request.stage} for a round this node never joined")
         events = transcript.events
@@ -564,6 +624,7 @@ class NodeAgent:
             raise ProtocolError("relay: this node is no client in this round")
         if not s.client_sk:
             raise ProtocolError(f"relay: client {s.client} already uploaded (key erased)")
+        key = KeyPair.generate(s.client_sk)
         c = Client(
             board.config,
             s.client,
@@ -572,8 +633,9 @@ class NodeAgent:
             identity=self.identity,
             rng=self.rng,
             backend=self.backend,
+            key=key if s.client_task else None,  # imported: the task's key
         )
-        c.key = KeyPair.generate(s.client_sk)
+        c.key = key
         c.stage = Stage(s.client_stage)
         c._dealt_secrets = dict(s.secrets)  # the role's own field, restored verbatim
         self._check_seat(board, "client", c.party, c.key)
@@ -582,7 +644,10 @@ class NodeAgent:
     def _save_client(self, c: Client) -> None:
         self._state.client_stage = c.stage.value
         self._state.secrets = dict(c._dealt_secrets)
-        self._state.client_sk = c.key.sk if c.key is not None else 0
+        # the round's copy of its key goes after upload (an imported key lives on in
+        # task_keys, for the task's later rounds)
+        keep = c.key is not None and c.stage != Stage.UPLOADED
+        self._state.client_sk = c.key.sk if keep else 0
 
     def _member(self, board: MemoryBoard) -> CommitteeMember:
         s = self._state
@@ -621,9 +686,11 @@ class NodeAgent:
         if request.stage == STAGE_HELLO:
             return StageReply(identity=self.identity.address)
         chain = None
+        task_keys = None
         if request.contract:  # chain-native: the round as the chain has it
             chain, request = self._from_chain(request)
-        board, transcript = self._replica(request)
+            task_keys = self._task_keys(chain, request.task)
+        board, transcript = self._replica(request, task_keys)
         posts: list[bytes] = []
         blob = b""
         s = self._state
@@ -646,8 +713,19 @@ class NodeAgent:
                 if s.client:
                     raise ProtocolError(f"relay: already registered as client {s.client}")
                 self._check_offer(board, "client", request.client)
-                c = Client(board.config, request.client, None, 1, identity=self.identity)
-                c.register(board)
+                key = None
+                if request.task and imports_client_keys(board.config):
+                    # registered on the task by _from_chain; the server imports it
+                    party, sk = s.task_keys[request.task]
+                    if party != request.client:
+                        raise ProtocolError(
+                            f"relay: client {request.client}: this node holds client seat "
+                            f"{party} of task 0x{request.task.hex()}"
+                        )
+                    key = KeyPair.generate(sk)
+                    s.client_task = request.task
+                c = Client(board.config, request.client, None, 1, identity=self.identity, key=key)
+                c.register(board)  # imported: posts nothing
                 s.client = request.client
                 self._save_client(c)
             if request.member:
@@ -744,7 +822,8 @@ class NodeAgent:
                     f"relay: {request.stage} asked again, the board refuses the posts this "
                     f"node already sent ({exc.fault.rule}: {exc.fault.detail})"
                 ) from None
-        if not posts:
+        imported = request.stage == STAGE_REGISTER and request.client and s.client_task
+        if not posts and not imported:  # an imported client seat posts nothing there
             raise ProtocolError(f"relay: {request.stage} asked again for seats it never posted for")
         self._pin(transcript)
         blob = s.last_blob if request.client else b""
@@ -769,18 +848,24 @@ class NodeAgent:
 
         chain = EvmBoard.attach(self.rpc, request.contract, self.identity)
         if request.task and request.stage == STAGE_REGISTER:  # joining: pinned from then on
-            self._check_task_round(chain, request.task)
+            task = self._check_task_round(chain, request.task)
+            if request.client and imports_client_keys(chain.config):
+                if self._task_registration(task, request.client):
+                    # the task transaction went from this account: attach again, so the
+                    # board's posts take the account's next nonce
+                    chain = EvmBoard.attach(self.rpc, request.contract, self.identity)
         transcript = codec.encode(chain.transcript())
         return chain, dataclasses.replace(request, transcript=transcript, height=chain.height())
 
-    @staticmethod
-    def _check_task_round(chain: Any, task_address: bytes) -> None:
+    def _check_task_round(self, chain: Any, task_address: bytes) -> Any:
         """The round contract ``chain`` is the one the task at ``task_address`` opened
-        under the round's id (the task's code checked from the chain: a PvssTask)."""
+        under the round's id (the task's code checked from the chain: a PvssTask);
+        returns that ``EvmTask``, attached with this node's identity (its account pays
+        the node's own task registration)."""
         from secagg.boards.task import EvmTask  # noqa: PLC0415 - needs the evm extra
 
         try:
-            task = EvmTask.attach(chain.w3, task_address)
+            task = EvmTask.attach(chain.w3, task_address, self.identity)
         except ProtocolError as exc:
             raise ProtocolError(f"relay: the round's task: {exc}") from None
         rid = chain.config.round_id
@@ -790,6 +875,79 @@ class NodeAgent:
                 f"relay: contract {chain.address} is not round {rid} of task {task.address} "
                 f"(the task opened {opened} as round {rid})"
             )
+        return task
+
+    def _task_registration(self, task: Any, party: int) -> bool:
+        """This node's key for client seat ``party`` of ``task``, registered there once
+        (SPEC.md §7.8): made and kept in the state (``persist`` called) the first time,
+        then registered from this node's own account; a key kept but not on the task yet
+        (a crash before the transaction) is registered now. True if a transaction was
+        sent. ``ProtocolError`` for a seat that is not this identity's, a task key held
+        for another seat, or a task that holds a key this node does not have."""
+        s, addr = self._state, task.raw_address
+        where = f"relay: client {party} of task {task.address}"
+        clients = task.roster()[1]
+        if not 1 <= party <= len(clients) or clients[party - 1] != self.identity.address:
+            raise ProtocolError(f"{where}: the seat is not this node's identity's")
+        held = s.task_keys.get(addr)
+        if held is not None and held[0] != party:
+            raise ProtocolError(f"{where}: this node registered on the task as client {held[0]}")
+        on_task = task.key(ROLE_CLIENT, party)
+        if held is None:
+            if on_task is not None:
+                raise ProtocolError(
+                    f"{where}: the task holds a key for this seat that this node does not "
+                    "(its state was lost): the seat cannot take part in the task's rounds"
+                )
+            key = KeyPair.generate()
+            s.task_keys[addr] = (party, key.sk)
+            if self.persist is not None:  # kept before the task holds it
+                self.persist(self.state_bytes())
+        else:
+            key = KeyPair.generate(held[1])
+        if on_task is not None:
+            if on_task != key.pk:
+                raise ProtocolError(f"{where}: the task holds another key for this seat")
+            return False
+        try:
+            task.register(ROLE_CLIENT, party, key, self.identity)
+        except Exception as exc:  # noqa: BLE001 - a revert or the provider's error
+            raise ProtocolError(f"{where}: its task registration failed: {exc}") from None
+        return True
+
+    @staticmethod
+    def _task_keys(chain: Any, task_address: bytes) -> TaskKeys | None:
+        """The verified client keys of the task this round imported keys from (None if
+        it imported none), for the replay: from the process-wide cache when it holds
+        every key the round's ``KeysImported`` posts name, else fetched again from the
+        chain (``EvmBoard.task_keys``: the task's code, that it opened this round, every
+        registration's proof of possession and signature). The replay checks every
+        imported key against them, so a stale cache entry can only refuse, never admit."""
+        named: dict[int, bytes] = {}
+        for ev in chain.events():
+            if ev.role != ROLE_AGGREGATOR or ev.seq == 0:
+                continue
+            msg = codec.decode(ev.body)
+            if isinstance(msg, KeysImported):
+                if msg.task != task_address:
+                    raise ProtocolError(
+                        f"relay: the round imported keys from task 0x{msg.task.hex()}, "
+                        f"not from its task 0x{task_address.hex()}"
+                    )
+                named.update(zip(msg.parties, msg.keys, strict=True))
+        if not named:
+            return None
+        slot = (chain.config.chain_id, task_address)
+        cached = _TASK_KEYS.get(slot)
+        if cached is None or any(
+            p not in cached or cached[p][1].to_bytes() != raw for p, raw in named.items()
+        ):
+            fetched = chain.task_keys()
+            if task_address not in fetched:
+                raise ProtocolError(f"relay: no keys of task 0x{task_address.hex()} on the chain")
+            cached = dict(fetched[task_address])
+            _TASK_KEYS[slot] = cached
+        return {task_address: cached}
 
     def _expect_ids(self, request: StageRequest, *, client: bool = False, member: bool = False):
         s = self._state
@@ -803,6 +961,18 @@ class NodeAgent:
                 f"relay: {request.stage} for member {request.member}, this node is member "
                 f"{s.member or 'none'}"
             )
+
+
+def imports_client_keys(config: RoundConfig) -> bool:
+    """Whether a round opened under a task takes its client keys from the task
+    (SPEC.md §7.8 "Imported keys"): yes, but in optimistic mode (a client stakes at its
+    own registration) and under open membership (no seat to import for)."""
+    return not config.optimistic and bool(config.clients)
+
+
+# (chain id, task address) -> client party -> (identity, key): verified task keys,
+# per process (a task key never changes once registered; new ones are fetched)
+_TASK_KEYS: dict[tuple[int, bytes], dict[int, tuple[bytes, G1Point]]] = {}
 
 
 def _filled(base: tuple[Event, ...], fill: bytes) -> tuple[Event, ...]:

@@ -104,7 +104,18 @@ class _Role:
 
 
 class Client(_Role):
-    """A client: registers, deals (self + pair dealings), masks and uploads once."""
+    """A client: registers, deals (self + pair dealings), masks and uploads once.
+
+    By default its round key is fresh (``KeyPair.generate()``), registered with a
+    ``Registration`` and erased after upload (with its dealt seeds and its update).
+
+    ``key`` given: the client's long-lived key registered once on the task that opened
+    the round (SPEC.md §7.8 "Imported keys"): the aggregator's ``KeysImported`` post
+    registers the seat with it, so :meth:`register` posts nothing, and :meth:`forget`
+    keeps the key (it serves the task's later rounds; dealt seeds and the update are
+    still erased). The price is forward secrecy (SPEC.md §7.8 "Which keys may be
+    reused"): a task key stolen later opens the pair dealings addressed to this client in
+    every round that used it, where an erased round key opens none."""
 
     role = ROLE_CLIENT
 
@@ -118,6 +129,7 @@ class Client(_Role):
         identity: Identity,
         rng: np.random.Generator | None = None,
         backend: str | None = None,
+        key: KeyPair | None = None,
     ) -> None:
         self.config = config
         self.identity = identity
@@ -127,7 +139,9 @@ class Client(_Role):
         self.rng = rng if rng is not None else np.random.default_rng()
         self._own_rng = rng is not None  # a caller's generator also seeds the DP noise
         self.backend = backend
-        self.key: KeyPair | None = KeyPair.generate()
+        # a given key is the task's (imported, long-lived); else a fresh round key
+        self.imported = key is not None
+        self.key: KeyPair | None = key if key is not None else KeyPair.generate()
         self.stage = Stage.NEW
         self._dealt_secrets: dict[tuple[int, int, int], G1Point] = {}
         self._tables: dict = {}  # this client's own key tables, as in its own process
@@ -138,7 +152,12 @@ class Client(_Role):
         return self.key
 
     def register(self, board: Board) -> None:
+        """Posts the round key's ``Registration``; with an imported key nothing (the
+        aggregator's ``KeysImported`` registers the seat with its task key)."""
         self._expect(Stage.NEW, board, Phase.REGISTER)
+        if self.imported:
+            self.stage = Stage.REGISTERED
+            return
         cfg, key = self.config, self._key()
         pop = prove_possession(
             key, cfg.chain_id, cfg.board, cfg.round_id, pop_party(ROLE_CLIENT, self.party)
@@ -247,10 +266,12 @@ class Client(_Role):
         return digest
 
     def forget(self) -> None:
-        """One-shot: erase every round secret (dealt seeds, the round key, the update)."""
+        """One-shot: erase every round secret (dealt seeds, the round key, the update);
+        an imported key is the task's, not the round's: it is kept."""
         self._dealt_secrets.clear()
         self._tables.clear()
-        self.key = None
+        if not self.imported:
+            self.key = None
         self.update = None
 
 

@@ -7,7 +7,10 @@ identity's (funded) account. Two Flower rounds run under one task contract
 (``run_config["pvss-task"] = "new"``): the first deploys the task with its roster, both
 are opened under it (round ids 1 and 2, a contract each). The server process holds no
 party's key: the only identity file it reads is its own, and every post's transaction
-``from`` is the posting party's address. Each round verifies, also against the chain,
+``from`` is the posting party's address. The clients' keys are imported (SPEC.md §7.8):
+each node registered its key on the task once (round 1, from its own account), neither
+round holds a client ``Registration``, and the server's ``KeysImported`` registered
+every client seat in each round. Each round verifies, also against the chain,
 and equals FedAvg within the quantization bound. Every process (anvil included) is
 stopped by PID afterwards."""
 
@@ -98,7 +101,7 @@ def test_chain_native_rounds_under_one_task_on_a_loopback_deployment(
         assert task.owner_address == server.address and task.last_round == 2
         for rid, contract in enumerate(contracts, 1):  # the task opened both, in order
             assert task.round_address(rid).lower() == "0x" + contract
-        heads = []
+        heads, task_keys = [], []
         for contract in contracts:
             board = EvmBoard.attach(url, "0x" + contract)
             cfg = board.config
@@ -107,8 +110,18 @@ def test_chain_native_rounds_under_one_task_on_a_loopback_deployment(
             owner.update({(ROLE_CLIENT, i + 1): a for i, a in enumerate(cfg.clients)})
             assert cfg.clients == task.roster()[1]
             posts = 0
+            assert (
+                not [  # imported client keys: no client registers in the round
+                    log
+                    for log in board.contract.events.Registered().get_logs(
+                        from_block=board.start_block
+                    )
+                    if log["args"]["role"] == ROLE_CLIENT
+                ]
+            )
             for name in (
                 "Registered",
+                "KeysImported",
                 "SeedRevealed",
                 "DealingsPosted",
                 "MaskedInput",
@@ -122,13 +135,27 @@ def test_chain_native_rounds_under_one_task_on_a_loopback_deployment(
                     a = log["args"]
                     role = a.get("role", ROLE_MEMBER if "member" in a else ROLE_CLIENT)
                     party = a.get("party", a.get("member", a.get("dealer", a.get("client", 0))))
-                    if name == "ResultPosted":
+                    if name in ("ResultPosted", "KeysImported"):
                         role, party = ROLE_AGGREGATOR, 0
+                    if name == "KeysImported":
+                        assert list(a["parties"]) == list(range(1, NODES + 1))
                     sender = board.w3.eth.get_transaction(log["transactionHash"])["from"]
                     assert sender.lower() == "0x" + owner[(role, party)].hex(), (name, role, party)
                     posts += 1
             assert posts == len(board.events()) - 1  # every post but event 0 (the deployment)
             heads.append(bytes(board.contract.functions.head().call()))
+            task_keys.append(board.task_keys())
+        # every client registered on the task once, from its own account
+        clients = task.roster()[1]
+        regs = [
+            log
+            for log in task.contract.events.TaskRegistered().get_logs(from_block=0)
+            if log["args"]["role"] == ROLE_CLIENT
+        ]
+        assert sorted(log["args"]["party"] for log in regs) == list(range(1, NODES + 1))
+        for log in regs:
+            sender = task.w3.eth.get_transaction(log["transactionHash"])["from"]
+            assert sender.lower() == "0x" + clients[log["args"]["party"] - 1].hex()
     finally:
         if dep is not None:
             dep.stop()
@@ -146,7 +173,8 @@ def test_chain_native_rounds_under_one_task_on_a_loopback_deployment(
             assert np.abs(g - w).max() < bound
         assert got[-1].tolist() == [COUNTER]  # integer array carried, not averaged
         previous = [*(g.astype(np.float32) for g in got[:-1]), np.array([COUNTER])]
-    for round_dir, head in zip(summary["round_dirs"], heads, strict=True):
+    for round_dir, head, keys in zip(summary["round_dirs"], heads, task_keys, strict=True):
         transcript, blobs = load_round(Path(round_dir))
-        report = verify_round(transcript, blobs, head)  # the round directory is the chain's
+        # the round directory is the chain's; its imported keys the task's
+        report = verify_round(transcript, blobs, head, task_keys=keys)
         assert report.ok and len(report.included) == NODES

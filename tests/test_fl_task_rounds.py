@@ -17,11 +17,18 @@ pytest.importorskip("web3")
 
 from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
 from fl.relay import STAGE_REGISTER, NodeAgent, StageReply, StageRequest  # noqa: E402
+from secagg import codec  # noqa: E402
 from secagg.boards.evm import fund_accounts  # noqa: E402
 from secagg.boards.task import EvmTask  # noqa: E402
 from secagg.errors import ConfigError, ProtocolError, PvssError  # noqa: E402
 from secagg.identity import Identity  # noqa: E402
-from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER  # noqa: E402
+from secagg.messages import (  # noqa: E402
+    ROLE_AGGREGATOR,
+    ROLE_CLIENT,
+    ROLE_MEMBER,
+    KeysImported,
+    Registration,
+)
 from secagg.roster import make_deployment  # noqa: E402
 from secagg.simulate import make_board  # noqa: E402
 from secagg.verifier import load_round, verify_round  # noqa: E402
@@ -46,21 +53,29 @@ def _config(server: Identity, members, clients, round_id: int = 1):  # noqa: ANN
     )
 
 
-def _nodes(anvil_url: str, roster, idents, updates, weights):  # noqa: ANN001, ANN202
+def _nodes(anvil_url: str, roster, idents, updates, weights, states=None, persisted=None):  # noqa: ANN001, ANN202
     """A transport that hands each request to the node's own NodeAgent (own identity,
-    own RPC endpoint, own state)."""
-    states: dict[int, bytes] = {}
+    own RPC endpoint, own state: ``states``, node -> state bytes, kept across rounds
+    when the caller passes it; ``persisted`` counts each node's ``persist`` calls)."""
+    states = {} if states is None else states
+    persisted = {} if persisted is None else persisted
 
     def send(stage: str, requests: Mapping[int, StageRequest]) -> dict[int, object]:
         replies: dict[int, StageReply | BaseException] = {}
         for node, req in requests.items():
             assert req.contract and req.task and not req.transcript
+
+            def persist(state: bytes, node: int = node) -> None:
+                states[node] = state
+                persisted[node] = persisted.get(node, 0) + 1
+
             agent = NodeAgent(
                 states.get(node, b""),
                 identity=idents[node],
                 roster=roster,
                 rpc=anvil_url,
                 backend="reference",
+                persist=persist,
             )
             try:
                 replies[node] = agent.handle(req, lambda node=node: (updates[node], weights[node]))
@@ -85,6 +100,8 @@ def test_two_chain_native_rounds_run_under_one_task(anvil_url: str, tmp_path: Pa
     updates = {node: rng.choice([-1.0, 1.0], DIM) for node in range(N)}
     weights = {node: node + 1 for node in range(N)}
     contracts = []
+    states: dict[int, bytes] = {}  # each node's state, across both rounds
+    persisted: dict[int, int] = {}
     for rnd, holders in ((1, range(N)), (2, range(N - 1))):  # round 2: client seat 4 absent
         roles = [NodeRoles(n, n + 1, n + 1 if n < M else 0) for n in holders]
         host = RoundHost(
@@ -98,7 +115,8 @@ def test_two_chain_native_rounds_run_under_one_task(anvil_url: str, tmp_path: Pa
             task=task,
         )
         board = host.board
-        outcome = drive_round(host, _nodes(anvil_url, roster, idents, updates, weights))
+        send = _nodes(anvil_url, roster, idents, updates, weights, states, persisted)
+        outcome = drive_round(host, send)
         assert outcome.verified and not outcome.faults
         assert outcome.round_id == rnd and board.config.round_id == rnd
         assert outcome.included == tuple(n + 1 for n in holders)
@@ -127,9 +145,94 @@ def test_two_chain_native_rounds_run_under_one_task(anvil_url: str, tmp_path: Pa
                     role, party = ROLE_AGGREGATOR, 0
                 sender = board.w3.eth.get_transaction(log["transactionHash"])["from"]
                 assert sender.lower() == "0x" + owner[(role, party)].hex(), (name, role, party)
+        # imported keys (SPEC.md §7.8): no client Registration in the round; one
+        # KeysImported from the server's account registered the sampled seats
+        assert not [
+            log
+            for log in board.contract.events.Registered().get_logs(from_block=board.start_block)
+            if log["args"]["role"] == ROLE_CLIENT
+        ]
+        regs = [
+            ev
+            for ev in board.events()
+            if ev.role == ROLE_CLIENT and isinstance(codec.decode(ev.body), Registration)
+        ]
+        assert regs == []
+        imports = [codec.decode(ev.body) for ev in board.events() if ev.role == ROLE_AGGREGATOR]
+        imports = [msg for msg in imports if isinstance(msg, KeysImported)]
+        assert [(m.task, m.parties) for m in imports] == [
+            (task.raw_address, tuple(n + 1 for n in holders))
+        ]
+        (log,) = board.contract.events.KeysImported().get_logs(from_block=board.start_block)
+        sender = board.w3.eth.get_transaction(log["transactionHash"])["from"]
+        assert sender.lower() == "0x" + server.address.hex()
+        assert board.state().clients == {
+            p: task.key(ROLE_CLIENT, p) for p in (n + 1 for n in holders)
+        }
         transcript, blobs = load_round(outcome.round_dir)
-        assert verify_round(transcript, blobs, bytes(board.contract.functions.head().call())).ok
+        head = bytes(board.contract.functions.head().call())
+        keys = board.task_keys()
+        assert verify_round(transcript, blobs, head, task_keys=keys).ok
+        assert not verify_round(transcript, blobs, head).ok  # the import needs the task's keys
     assert contracts[0] != contracts[1]
+    # every client registered on the task once (round 1), from its own account
+    logs = task.contract.events.TaskRegistered().get_logs(from_block=0)
+    assert sorted(log["args"]["party"] for log in logs if log["args"]["role"] == ROLE_CLIENT) == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    for log in logs:
+        sender = task.w3.eth.get_transaction(log["transactionHash"])["from"]
+        assert sender.lower() == "0x" + clients[log["args"]["party"] - 1].hex()
+    # each node kept its new task key (persist) before registering it, once
+    assert persisted == {node: 1 for node in range(N)}
+    assert [name for name, _ in task.gas].count("register") == 0  # the server registered none
+
+
+def test_a_client_seat_without_a_task_key_is_absent(anvil_url: str, tmp_path: Path) -> None:
+    """A client node that answers the register stage but never registered on the task
+    (here: it replies without acting) is not imported: absent, a dropout at register,
+    logged; the round completes with the others."""
+    roster, paths = make_deployment(tmp_path / "deployment", N, M, T)
+    idents = [Identity.load(p) for p in paths]
+    server = Identity.generate()
+    fund_accounts(anvil_url, [server.address, *(i.address for i in idents)])
+    task = EvmTask.deploy(f"rpc:{anvil_url}", server, M)
+    clients = tuple(i.address for i in idents)
+    task.add_roster(list(roster.committee), list(clients))
+    rng = np.random.default_rng(8)
+    updates = {node: rng.choice([-1.0, 1.0], DIM) for node in range(N)}
+    weights = {node: 1 for node in range(N)}
+    roles = [NodeRoles(n, n + 1, n + 1 if n < M else 0) for n in range(N)]
+    host = RoundHost(
+        _config(server, roster.committee, clients),
+        tmp_path / "round",
+        roles,
+        identity=server,
+        board=f"rpc:{anvil_url}",
+        chain_native=True,
+        backend="reference",
+        task=task,
+    )
+    board = host.board
+    honest = _nodes(anvil_url, roster, idents, updates, weights)
+    lazy = N - 1  # client seat 4 (no member seat)
+
+    def send(stage: str, requests: Mapping[int, StageRequest]) -> dict[int, object]:
+        replies = honest(stage, {k: v for k, v in requests.items() if k != lazy})
+        if stage == STAGE_REGISTER and lazy in requests:
+            replies[lazy] = StageReply(identity=idents[lazy].address)  # ready, but no key
+        return replies
+
+    outcome = drive_round(host, send)
+    assert outcome.verified and not outcome.faults
+    assert task.key(ROLE_CLIENT, N) is None
+    assert outcome.dropped["register"] == [lazy]
+    assert outcome.included == (1, 2, 3) and N not in board.state().clients
+    want = sum(np.where(updates[n] > 0, LEVELS, 0) for n in range(N - 1))
+    assert outcome.total[:-1].tolist() == want.tolist() and outcome.total_weight == N - 1
 
 
 def test_a_task_round_refuses_a_roster_other_than_the_tasks(anvil_url: str, tmp_path: Path) -> None:
