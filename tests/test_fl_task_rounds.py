@@ -87,7 +87,9 @@ def _nodes(anvil_url: str, roster, idents, updates, weights, states=None, persis
     return send
 
 
-def test_two_chain_native_rounds_run_under_one_task(anvil_url: str, tmp_path: Path) -> None:
+def _task_deployment(anvil_url: str, tmp_path: Path):  # noqa: ANN202
+    """A deployment (roster, node identities), a funded server identity and its task
+    with the roster sealed: (roster, idents, server, task, client addresses)."""
     roster, paths = make_deployment(tmp_path / "deployment", N, M, T)
     idents = [Identity.load(p) for p in paths]
     server = Identity.generate()
@@ -95,6 +97,11 @@ def test_two_chain_native_rounds_run_under_one_task(anvil_url: str, tmp_path: Pa
     task = EvmTask.deploy(f"rpc:{anvil_url}", server, M)
     clients = tuple(i.address for i in idents)
     task.add_roster(list(roster.committee), list(clients))
+    return roster, idents, server, task, clients
+
+
+def test_two_chain_native_rounds_run_under_one_task(anvil_url: str, tmp_path: Path) -> None:
+    roster, idents, server, task, clients = _task_deployment(anvil_url, tmp_path)
     # every coordinate at +-clip: the quantized values are exact, so is the sum
     rng = np.random.default_rng(7)
     updates = {node: rng.choice([-1.0, 1.0], DIM) for node in range(N)}
@@ -195,13 +202,7 @@ def test_a_client_seat_without_a_task_key_is_absent(anvil_url: str, tmp_path: Pa
     """A client node that answers the register stage but never registered on the task
     (here: it replies without acting) is not imported: absent, a dropout at register,
     logged; the round completes with the others."""
-    roster, paths = make_deployment(tmp_path / "deployment", N, M, T)
-    idents = [Identity.load(p) for p in paths]
-    server = Identity.generate()
-    fund_accounts(anvil_url, [server.address, *(i.address for i in idents)])
-    task = EvmTask.deploy(f"rpc:{anvil_url}", server, M)
-    clients = tuple(i.address for i in idents)
-    task.add_roster(list(roster.committee), list(clients))
+    roster, idents, server, task, clients = _task_deployment(anvil_url, tmp_path)
     rng = np.random.default_rng(8)
     updates = {node: rng.choice([-1.0, 1.0], DIM) for node in range(N)}
     weights = {node: 1 for node in range(N)}
