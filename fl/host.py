@@ -324,6 +324,9 @@ _EXPECTED = {
 }
 _MEMBER_STAGES = (STAGE_SEED, STAGE_CONFIRM, STAGE_UNMASK)
 ROLES_FILE = "roles.json"
+# a chain-native round's resume record (SPEC.md §6.14): the board kind, the round
+# contract and its task, written before any stage request is sent
+CHAIN_FILE = "chain.json"
 
 
 def posted(stage: str, board: Board) -> set[int]:
@@ -448,6 +451,8 @@ class RoundHost:
             )
         else:
             self.board = make_board(board, config, identity, own_account=chain_native)
+            if chain_native and board.startswith("rpc:"):  # resumable from the chain
+                self._write_chain_record(board)
         self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         # a task round takes its client keys from the task (SPEC.md §7.8)
         self.imports = task is not None and imports_client_keys(self.config)
@@ -483,13 +488,30 @@ class RoundHost:
         self._dealing_hashes: dict[int, tuple[bytes, ...]] = {}  # per dealings post
 
     # -- resuming ----------------------------------------------------------------------
+    def _write_chain_record(self, board: str) -> None:
+        """Chain-native on an external node (``rpc:URL``): the seat table and the round's
+        contract (and task) on disk before any request goes out, so that :meth:`resume`
+        can rebuild the round from the chain (SPEC.md §6.14)."""
+        self.round_dir.mkdir(parents=True, exist_ok=True)
+        roles_doc = [[r.node, r.client, r.member] for r in self.roles.values()]
+        durable_write(self.round_dir / ROLES_FILE, json.dumps(roles_doc).encode())
+        record = {
+            "board": board,
+            "contract": self.board.address,  # type: ignore[attr-defined]
+            "task": None if self.task is None else self.task.address,
+        }
+        durable_write(self.round_dir / CHAIN_FILE, json.dumps(record).encode())
+
     @staticmethod
     def can_resume(round_dir: Path) -> bool:
-        """Whether ``round_dir`` holds a journaled round that did not verify yet: its
-        journal and its seat table (:meth:`finish` removes ``roles.json`` once the round
-        verified; a round killed after posting its result is resumable and finishes)."""
+        """Whether ``round_dir`` holds a round that did not verify yet: its seat table and
+        either its journal (memory board) or its chain record (a chain-native round on
+        ``rpc:URL``). :meth:`finish` removes ``roles.json`` once the round verified; a
+        round killed after posting its result is resumable and finishes."""
         round_dir = Path(round_dir)
-        return (round_dir / JOURNAL_FILE).is_file() and (round_dir / ROLES_FILE).is_file()
+        return (round_dir / ROLES_FILE).is_file() and (
+            (round_dir / JOURNAL_FILE).is_file() or (round_dir / CHAIN_FILE).is_file()
+        )
 
     @classmethod
     def resume(
@@ -511,6 +533,8 @@ class RoundHost:
             roles = [NodeRoles(int(n), int(c), int(m)) for n, c, m in roles_doc]
         except (OSError, ValueError, TypeError) as exc:
             raise ProtocolError(f"resume: {round_dir / ROLES_FILE}: unreadable ({exc})") from None
+        if (round_dir / CHAIN_FILE).is_file():
+            return cls._resume_from_chain(round_dir, roles, identity=identity, backend=backend)
         board = MemoryBoard.open(round_dir / JOURNAL_FILE, fsync=fsync)
         if identity.address != board.config.aggregator:
             raise ConfigError(
@@ -531,6 +555,69 @@ class RoundHost:
             len(st.clients),
             len(st.dealers),
             len(st.masked),
+            len(st.confirmations),
+        )
+        return host
+
+    @classmethod
+    def _resume_from_chain(
+        cls, round_dir: Path, roles: list[NodeRoles], *, identity: Identity, backend: str | None
+    ) -> RoundHost:
+        """A chain-native round rebuilt from the chain (SPEC.md §6.14): the contract of
+        ``chain.json`` attached with the server's identity (code, config and head checked
+        by ``EvmBoard.attach``), its task attached and checked to have opened it, the
+        blobs already stored under ``round_dir``."""
+        from secagg.boards.evm import EvmBoard  # noqa: PLC0415 - needs the evm extra
+        from secagg.boards.task import EvmTask  # noqa: PLC0415
+
+        where = round_dir / CHAIN_FILE
+        try:
+            record = json.loads(where.read_text())
+            kind, contract, task_addr = record["board"], record["contract"], record["task"]
+            if not (isinstance(kind, str) and kind.startswith("rpc:")):
+                raise ValueError(f"board {kind!r} is not rpc:URL")
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise ProtocolError(f"resume: {where}: unreadable ({exc})") from None
+        board = EvmBoard.attach(kind[len("rpc:") :], contract, identity)
+        if identity.address != board.config.aggregator:
+            raise ConfigError(
+                f"resume: the round was opened by aggregator 0x{board.config.aggregator.hex()}, "
+                f"this server is 0x{identity.address.hex()}: resume with the same identity"
+            )
+        task = None
+        if task_addr is not None:
+            task = EvmTask.attach(board.w3, task_addr, identity)
+            opened = task.round_address(board.config.round_id)
+            if opened.lower() != board.address.lower():
+                raise ProtocolError(
+                    f"resume: {contract} is not round {board.config.round_id} of task "
+                    f"{task.address} (the task opened {opened})"
+                )
+        host = cls(
+            board.config,
+            round_dir,
+            roles,
+            identity=identity,
+            board=kind,
+            backend=backend,
+            chain_native=True,
+            task=task,
+            _board=board,
+        )
+        st = board.state()
+        log(
+            logging.INFO,
+            "round %d: resumed from the chain (contract %s) at %s (height %d, %d events): "
+            "%d registered, %d dealt, %d uploaded (%d blobs held), %d confirmed",
+            board.config.round_id,
+            board.address,
+            board.phase().name,
+            board.height(),
+            len(board.events()),
+            len(st.clients),
+            len(st.dealers),
+            len(st.masked),
+            sum(d in host.blobs for d, _ in st.masked.values()),
             len(st.confirmations),
         )
         return host
@@ -693,6 +780,10 @@ class RoundHost:
         }.get(stage, {})
         out: dict[int, StageRequest] = {}
         done = posted(stage, self.board)  # a resumed round: never asked again
+        if stage == STAGE_UPLOAD and self.chain_native:
+            # a chain-native client posts its digest itself: one whose blob the server
+            # never stored (it stopped before the reply came) is asked again for it
+            done = {c for c in done if st.masked[c][0] in self.blobs}
         for node, r in self.roles.items():
             client = r.client if r.client and node not in self._client_out else 0
             member = r.member if r.member and node not in self._member_out else 0

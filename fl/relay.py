@@ -707,7 +707,7 @@ class NodeAgent:
             and request.member in (0, s.last_seats[1])
         ):  # asked again (for all or some of the seats it answered for)
             self._resent = True
-            return self._resend(board, transcript, request, t0)
+            return self._resend(board, transcript, request, t0, on_chain=chain is not None)
         if request.stage == STAGE_REGISTER:
             if request.client:
                 if s.client:
@@ -802,19 +802,30 @@ class NodeAgent:
         return StageReply(tuple(posts), blob, time.perf_counter() - t0, self.identity.address)
 
     def _resend(
-        self, board: MemoryBoard, transcript: TranscriptFile, request: StageRequest, t0: float
+        self,
+        board: MemoryBoard,
+        transcript: TranscriptFile,
+        request: StageRequest,
+        t0: float,
+        *,
+        on_chain: bool = False,
     ) -> StageReply:
         """The same stage asked again (a server that restarted without our reply): the
         same signed posts and blob, once the replica accepts them on this board — a
-        board that holds them already, or moved to another view, is refused."""
+        relayed board that holds them already, or moved to another view, is refused.
+        Chain-native (``on_chain``), the node sent its posts itself, so the chain (and
+        the replica read from it) holds them: the same posts are expected there."""
         s = self._state
         wanted = {(ROLE_CLIENT, request.client), (ROLE_MEMBER, request.member)}
         posts = []
+        held = {(ev.role, ev.sender, ev.body, ev.sig) for ev in board.events()} if on_chain else set()
         for raw in s.last_posts:  # the posts of the seats asked for (a server may hold some)
             post = codec.decode(raw, SignedPost)
             if (post.role, post.sender) not in wanted:
                 continue
             posts.append(raw)
+            if (post.role, post.sender, post.body, post.sig) in held:
+                continue  # chain-native: this node's own transaction is on the chain already
             try:
                 board.submit(post)
             except RuleViolation as exc:

@@ -4,7 +4,7 @@ board under ``<dir>/round`` and every node keeps its state in a ``NodeStateFile`
 again with the same arguments, and it continues the round (SPEC.md §6.14).
 
     python tests/durable_round.py DIR [--delay S] [--transit S] [--hold-result S]
-        [--no-fsync]
+        [--no-fsync] [--rpc URL]
 
 The first start makes the deployment (``DIR/deployment``: identities, roster, the
 server's identity); later starts reuse it and resume the round if ``DIR/round`` holds an
@@ -14,7 +14,10 @@ seconds to arrive after the node saved its state, as over a slow network), and
 appends ``<pid> <stage> <node>`` to ``DIR/requests.log`` for every request it delivers.
 At the end ``DIR/result.json`` holds the verified mean, the inputs and the seconds the
 round took. Used by tests/test_durable.py (kill -9 at every stage) and for the
-journal's overhead measurement (``--bench``)."""
+journal's overhead measurement (``--bench``). With ``--rpc URL`` the round is
+chain-native on that node (an anvil the test started, which outlives this process):
+every node posts from its own account, the host writes ``chain.json`` and a restart
+resumes the round from the chain (SPEC.md §6.14, tests/test_chain_durable.py)."""
 
 from __future__ import annotations
 
@@ -77,12 +80,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--hold-result", type=float, default=0.0)
     ap.add_argument("--no-fsync", action="store_true")
     ap.add_argument("--no-journal", action="store_true")
+    ap.add_argument("--rpc", default=None)
     args = ap.parse_args(argv)
     base: Path = args.dir
     dep = base / "deployment"
     if not (dep / "roster.json").exists():
         make_deployment(dep, NODES, COMMITTEE, THRESHOLD)
         Identity.generate().save(dep / "server.json")
+        if args.rpc:
+            from secagg.boards.evm import fund_accounts  # noqa: PLC0415
+
+            ids = [Identity.load(dep / "identities" / f"node-{i}.json") for i in range(NODES)]
+            fund_accounts(args.rpc, [Identity.load(dep / "server.json").address] +
+                          [i.address for i in ids])
     roster = Roster.load(dep / "roster.json")
     idents = [Identity.load(dep / "identities" / f"node-{i}.json") for i in range(NODES)]
     server = Identity.load(dep / "server.json")
@@ -117,7 +127,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         roles = [NodeRoles(k, k + 1, k + 1) for k in range(NODES)]
         host = RoundHost(
-            cfg, round_dir, roles, identity=server, journal=not args.no_journal, fsync=fsync
+            cfg,
+            round_dir,
+            roles,
+            identity=server,
+            journal=not args.no_journal,
+            fsync=fsync,
+            board=f"rpc:{args.rpc}" if args.rpc else "memory",
+            chain_native=bool(args.rpc),
         )
     log = (base / "requests.log").open("a")
     files = [NodeStateFile(base / "nodes", i.address) for i in idents]
@@ -131,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             identity=idents[node],
             roster=roster,
             rng=np.random.default_rng([7, node]),
+            rpc=args.rpc,
         )
         try:
             reply: StageReply | BaseException = agent.handle(req, lambda: inputs(node))
