@@ -707,7 +707,7 @@ class NodeAgent:
             and request.member in (0, s.last_seats[1])
         ):  # asked again (for all or some of the seats it answered for)
             self._resent = True
-            return self._resend(board, transcript, request, t0, on_chain=chain is not None)
+            return self._resend(board, transcript, request, t0, chain=chain)
         if request.stage == STAGE_REGISTER:
             if request.client:
                 if s.client:
@@ -788,18 +788,23 @@ class NodeAgent:
             mb.reveal(board)
             self._save_member(mb)  # REVEALED: round key erased
         relay(before)
-        if chain is not None:  # the node's own transactions, from its own account
-            for raw in posts:
-                try:
-                    chain.submit(codec.decode(raw, SignedPost))
-                except ProtocolError as exc:
-                    raise ProtocolError(
-                        f"relay: the chain refused this node's post: {exc}"
-                    ) from None
         self._pin(transcript)
         s.last_stage, s.last_seats = request.stage, (request.client, request.member)
         s.last_posts, s.last_blob, s.extra = tuple(posts), blob, b""
+        if chain is not None:  # the node's own transactions, from its own account
+            if self.persist is not None:  # write-ahead: kept before the chain holds them
+                self.persist(self.state_bytes())
+            self._submit_own(chain, [codec.decode(raw, SignedPost) for raw in posts])
         return StageReply(tuple(posts), blob, time.perf_counter() - t0, self.identity.address)
+
+    @staticmethod
+    def _submit_own(chain: Any, posts: list[SignedPost]) -> None:
+        """Chain-native: this node's posts sent from its own account (SPEC.md §7.4)."""
+        for post in posts:
+            try:
+                chain.submit(post)
+            except ProtocolError as exc:
+                raise ProtocolError(f"relay: the chain refused this node's post: {exc}") from None
 
     def _resend(
         self,
@@ -808,23 +813,27 @@ class NodeAgent:
         request: StageRequest,
         t0: float,
         *,
-        on_chain: bool = False,
+        chain: Any = None,
     ) -> StageReply:
         """The same stage asked again (a server that restarted without our reply): the
         same signed posts and blob, once the replica accepts them on this board — a
         relayed board that holds them already, or moved to another view, is refused.
-        Chain-native (``on_chain``), the node sent its posts itself, so the chain (and
-        the replica read from it) holds them: the same posts are expected there."""
+        Chain-native (``chain``: the round contract), the node sends its posts itself:
+        those the chain holds already are not sent again, any it does not (the node
+        stopped between keeping its state and its transaction) are sent now, checked
+        first on the replica read from the chain."""
         s = self._state
         wanted = {(ROLE_CLIENT, request.client), (ROLE_MEMBER, request.member)}
-        posts = []
-        held = {(ev.role, ev.sender, ev.body, ev.sig) for ev in board.events()} if on_chain else set()
+        posts, missing = [], []
+        held = set()
+        if chain is not None:
+            held = {(ev.role, ev.sender, ev.body, ev.sig) for ev in board.events()}
         for raw in s.last_posts:  # the posts of the seats asked for (a server may hold some)
             post = codec.decode(raw, SignedPost)
             if (post.role, post.sender) not in wanted:
                 continue
             posts.append(raw)
-            if (post.role, post.sender, post.body, post.sig) in held:
+            if chain is not None and (post.role, post.sender, post.body, post.sig) in held:
                 continue  # chain-native: this node's own transaction is on the chain already
             try:
                 board.submit(post)
@@ -833,6 +842,9 @@ class NodeAgent:
                     f"relay: {request.stage} asked again, the board refuses the posts this "
                     f"node already sent ({exc.fault.rule}: {exc.fault.detail})"
                 ) from None
+            missing.append(post)
+        if chain is not None:
+            self._submit_own(chain, missing)
         imported = request.stage == STAGE_REGISTER and request.client and s.client_task
         if not posts and not imported:  # an imported client seat posts nothing there
             raise ProtocolError(f"relay: {request.stage} asked again for seats it never posted for")

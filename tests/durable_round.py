@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             from secagg.boards.evm import fund_accounts  # noqa: PLC0415
 
             ids = [Identity.load(dep / "identities" / f"node-{i}.json") for i in range(NODES)]
-            fund_accounts(args.rpc, [Identity.load(dep / "server.json").address] +
-                          [i.address for i in ids])
+            fund_accounts(
+                args.rpc, [Identity.load(dep / "server.json").address] + [i.address for i in ids]
+            )
     roster = Roster.load(dep / "roster.json")
     idents = [Identity.load(dep / "identities" / f"node-{i}.json") for i in range(NODES)]
     server = Identity.load(dep / "server.json")
@@ -149,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             roster=roster,
             rng=np.random.default_rng([7, node]),
             rpc=args.rpc,
+            persist=files[node].save,  # chain-native: saved before its transactions
         )
         try:
             reply: StageReply | BaseException = agent.handle(req, lambda: inputs(node))
