@@ -91,6 +91,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import os
 import random
@@ -122,7 +123,7 @@ from fl.relay import (
     StageRequest,
 )
 from fl.tensors import ndarrays_to_vector, vector_to_ndarrays
-from secagg.blobs import durable_write_many
+from secagg.blobs import durable_write, durable_write_many
 from secagg.boards import JOURNAL_FILE
 from secagg.config import RoundConfig
 from secagg.dp import DpConfig, DpSpec, dp_report, overflow_bits
@@ -143,6 +144,8 @@ __all__ = [
     "reply_from_record",
 ]
 
+# a run's task contract when it deployed one (task="new"): a restart attaches it
+TASK_FILE = "task.json"
 RECORD_KEY = "pvss_secagg"  # the config record of a stage request / reply
 STATE_KEY = "pvss_secagg_state"  # node-local state between stages (Context.state)
 
@@ -717,24 +720,40 @@ class PvssSecAggWorkflow:
         first round deployed or attached it; None otherwise."""
         return None if self._task is None else str(self._task.address)
 
-    def _task_clients(self, current_round: int, nodes: list[int]) -> tuple[bytes, ...]:
+    def _task_clients(
+        self, current_round: int, nodes: list[int], run_dir: Path
+    ) -> tuple[bytes, ...]:
         """The client seats (identities, seat order) of the task this round runs under:
         the task deployed now (``task="new"``, the first time: committee = the roster's,
         clients = the sampled admissible ``nodes``, then sealed) or attached (an
         address, the first time), and reused after. ``RoundFailed`` naming the sampled
         nodes whose identity is not on the task's sealed roster; ``ConfigError`` for a
-        task this server cannot use."""
+        task this server cannot use.
+
+        A deployed task's address is kept in ``run_dir/task.json`` (durably, before its
+        roster is sent): a server restarted under the same run attaches that task (and
+        seals its roster if the crash came first) instead of deploying another one
+        (SPEC.md §6.14)."""
         from secagg.boards.task import EvmTask  # noqa: PLC0415 - needs the evm extra
 
         if self._task is None:
             provider = self.board
-            if self.task == "new":
+            kept = run_dir / TASK_FILE
+            address = self.task
+            if self.task == "new" and kept.is_file():  # this run deployed it: a restart
+                try:
+                    address = str(json.loads(kept.read_text())["task"])
+                except (OSError, ValueError, TypeError, KeyError) as exc:
+                    raise ConfigError(f"PvssSecAggWorkflow: {kept}: unreadable ({exc})") from None
+            if address == "new":
                 task = EvmTask.deploy(provider, self.identity, self.committee_size)
+                run_dir.mkdir(parents=True, exist_ok=True)
+                durable_write(kept, json.dumps({"task": str(task.address)}).encode())
                 task.add_roster(list(self.roster.committee), [self._addresses[n] for n in nodes])
                 how = "deployed"
             else:
                 try:
-                    task = EvmTask.attach(provider, self.task, self.identity)
+                    task = EvmTask.attach(provider, address, self.identity)
                 except ProtocolError as exc:
                     raise ConfigError(f"PvssSecAggWorkflow: task: {exc}") from None
                 if task.owner is None:
@@ -743,11 +762,22 @@ class PvssSecAggWorkflow:
                         f"0x{task.owner_address.hex()}, not by this server's identity "
                         f"(0x{self.identity.address.hex()}): only its owner opens rounds"
                     )
-                if not task.contract.functions.isSealed().call():
+                sealed = task.contract.functions.isSealed().call()
+                if not sealed and address != self.task:  # deployed by this run, then a crash
+                    want = (tuple(self.roster.committee), tuple(self._addresses[n] for n in nodes))
+                    have = task.roster()
+                    if any(w[: len(h)] != h for w, h in zip(want, have, strict=True)):
+                        raise ConfigError(
+                            f"PvssSecAggWorkflow: task: {task.address} (kept in {kept}): its "
+                            "unsealed roster is not a prefix of this round's committee and "
+                            "sampled clients: start a new run"
+                        )
+                    task.add_roster(list(want[0][len(have[0]) :]), list(want[1][len(have[1]) :]))
+                elif not sealed:
                     raise ConfigError(
                         f"PvssSecAggWorkflow: task: {task.address}: its roster is not sealed"
                     )
-                how = "attached"
+                how = "attached" if address == self.task else f"kept in {kept}, attached"
             members, clients = task.roster()
             if members != tuple(self.roster.committee):
                 raise ConfigError(
@@ -873,7 +903,9 @@ class PvssSecAggWorkflow:
         task_clients: tuple[bytes, ...] | None = None
         if self.task is not None:
             try:
-                task_clients = self._task_clients(current_round, nodes)
+                task_clients = self._task_clients(
+                    current_round, nodes, self.round_path(context, current_round).parent
+                )
             except (ConfigError, RoundFailed) as exc:
                 return self._fail(current_round, exc)
         need = max(2, self.roster.min_included)
@@ -911,7 +943,8 @@ class PvssSecAggWorkflow:
         except ConfigError as exc:
             return self._fail(current_round, exc)
         round_path = self.round_path(context, current_round)
-        resume = self.board == "memory" and RoundHost.can_resume(round_path)
+        # a journaled memory board, or a chain-native round on rpc:URL (chain.json)
+        resume = RoundHost.can_resume(round_path)
         if round_path.exists() and not resume:  # a rerun under the same run id: no blobs mixed in
             log(logging.WARNING, "round %d: replacing %s", current_round, round_path)
             shutil.rmtree(round_path)

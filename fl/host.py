@@ -451,8 +451,8 @@ class RoundHost:
             )
         else:
             self.board = make_board(board, config, identity, own_account=chain_native)
-            if chain_native and board.startswith("rpc:"):  # resumable from the chain
-                self._write_chain_record(board)
+        if _board is None and chain_native and board.startswith("rpc:"):
+            self._write_chain_record(board)  # resumable from the chain (SPEC.md §6.14)
         self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         # a task round takes its client keys from the task (SPEC.md §7.8)
         self.imports = task is not None and imports_client_keys(self.config)

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("web3")
 
 from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
-from fl.relay import STAGE_REGISTER, NodeAgent, StageReply, StageRequest  # noqa: E402
+from fl.relay import STAGE_REGISTER, NodeAgent, StageReply, StageRequest, _NodeState  # noqa: E402
 from secagg import codec  # noqa: E402
 from secagg.boards.evm import fund_accounts  # noqa: E402
 from secagg.boards.task import EvmTask  # noqa: E402
@@ -56,7 +56,8 @@ def _config(server: Identity, members, clients, round_id: int = 1):  # noqa: ANN
 def _nodes(anvil_url: str, roster, idents, updates, weights, states=None, persisted=None):  # noqa: ANN001, ANN202
     """A transport that hands each request to the node's own NodeAgent (own identity,
     own RPC endpoint, own state: ``states``, node -> state bytes, kept across rounds
-    when the caller passes it; ``persisted`` counts each node's ``persist`` calls)."""
+    when the caller passes it; ``persisted``: each node's task keys at each ``persist``
+    call, the first before its task registration, the others before its own posts)."""
     states = {} if states is None else states
     persisted = {} if persisted is None else persisted
 
@@ -67,7 +68,7 @@ def _nodes(anvil_url: str, roster, idents, updates, weights, states=None, persis
 
             def persist(state: bytes, node: int = node) -> None:
                 states[node] = state
-                persisted[node] = persisted.get(node, 0) + 1
+                persisted.setdefault(node, []).append(_NodeState.from_bytes(state).task_keys)
 
             agent = NodeAgent(
                 states.get(node, b""),
@@ -193,8 +194,11 @@ def test_two_chain_native_rounds_run_under_one_task(anvil_url: str, tmp_path: Pa
     for log in logs:
         sender = task.w3.eth.get_transaction(log["transactionHash"])["from"]
         assert sender.lower() == "0x" + clients[log["args"]["party"] - 1].hex()
-    # each node kept its new task key (persist) before registering it, once
-    assert persisted == {node: 1 for node in range(N)}
+    # each node kept its new task key (its first persist) before registering it, and
+    # the same one key in every state it kept after (made once, never replaced)
+    assert sorted(persisted) == list(range(N))
+    for node, kept in persisted.items():
+        assert len(kept[0]) == 1 and all(k == kept[0] for k in kept), node
     assert [name for name, _ in task.gas].count("register") == 0  # the server registered none
 
 
