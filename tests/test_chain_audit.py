@@ -97,6 +97,44 @@ def test_attach_refuses_what_is_not_a_round_contract(anvil_url: str) -> None:
     assert got.config == rnd.cfg and got.events() == rnd.board.events()
 
 
+def test_a_log_read_racing_the_newest_block_is_read_again(
+    anvil_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A node that answers ``eth_getLogs`` for its newest block before indexing it
+    (real clients do; SPEC.md §7.4 ``SYNC_ATTEMPTS``): the reader's head check fails,
+    it reads the log again from the start and gets the whole transcript; a node that
+    never returns those logs is refused with ``ProtocolError``, not silently trusted."""
+    import secagg.boards.evm as evm
+
+    rnd = ChainRound.create(f"rpc:{anvil_url}", n=2, m=3).register_all()
+    reader = EvmBoard.attach(anvil_url, rnd.board.address)
+    before = len(reader.events())
+    rnd.reveal_all()  # new blocks with new logs
+    want = EvmBoard.attach(anvil_url, rnd.board.address).events()
+    assert len(want) > before
+    monkeypatch.setattr(evm, "SYNC_PAUSE_S", 0.0)
+    real = reader.w3.eth.get_logs
+    calls = []
+
+    def racing(query, drop):  # noqa: ANN001, ANN202 - the newest block's logs missing
+        calls.append(query)
+        logs = real(query)
+        newest = reader.w3.eth.block_number
+        return [e for e in logs if e["blockNumber"] != newest] if drop(len(calls)) else logs
+
+    monkeypatch.setattr(reader.w3.eth, "get_logs", lambda q: racing(q, lambda k: k == 1))
+    assert reader.events() == want  # the second read, from the start, has them all
+    assert len(calls) == 2 and calls[1]["fromBlock"] == rnd.board.start_block
+    rnd.deal_all()  # more blocks, more logs
+    calls.clear()
+    monkeypatch.setattr(reader.w3.eth, "get_logs", lambda q: racing(q, lambda k: True))
+    with pytest.raises(ProtocolError, match="not the contract's head"):
+        reader.events()
+    assert len(calls) == evm.SYNC_ATTEMPTS
+    monkeypatch.setattr(reader.w3.eth, "get_logs", real)  # the node caught up
+    assert reader.events() == EvmBoard.attach(anvil_url, rnd.board.address).events()
+
+
 def test_verify_from_the_chain_alone(
     chain_round: tuple[Path, str], anvil_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import shutil
 import socket
@@ -126,6 +127,11 @@ ANVIL_HINT = (
     "install it with `npm install @foundry-rs/anvil-linux-amd64` (node_modules/.bin/anvil) "
     f"or Foundry (https://getfoundry.sh, anvil on PATH), or set ${ANVIL_ENV} to its path"
 )
+# SPEC.md §7.4: a head mismatch is read again this many times (a node's newest block
+# may answer eth_getLogs before its logs are indexed), pausing SYNC_PAUSE_S * attempt
+SYNC_ATTEMPTS = 4
+SYNC_PAUSE_S = 0.2
+_LOG = logging.getLogger(__name__)
 TX_GAS_CAP = 15_000_000  # SPEC.md §7.5: the gas limit of every transaction the board sends
 TX_GAS = TX_GAS_CAP  # (pre-flight tells the real need; more than this never goes out)
 MAX_CHAIN_CLIENTS = 1024  # PvssRound.MAX_CHAIN_CLIENTS (SPEC.md §7.3)
@@ -1202,6 +1208,11 @@ class EvmBoard(Board):
 
     # -- reading the log ---------------------------------------------------------------
     def _reset_log(self) -> None:
+        self._reset_log_state()
+        self._sync()
+
+    def _reset_log_state(self) -> None:
+        """Everything rebuilt from the logs, emptied: the next sync reads them all."""
         self._state = RoundState(self.config)
         self._events: list[Event] = []
         self._pending = _Pending()
@@ -1212,25 +1223,38 @@ class EvmBoard(Board):
         self._chain_included: tuple[tuple[int, ...], bool] | None = None
         self.imported_from: set[bytes] = set()  # tasks whose keys a KeysImported used
         self._synced_to = self.start_block - 1
-        self._sync()
 
     def _sync(self) -> None:
+        """Apply the contract's logs up to the latest block and check the rebuilt head
+        against the contract's ``head()`` there. A node may answer ``eth_getLogs`` for
+        its newest block before that block's logs are indexed (a known race of real
+        clients, seen on anvil too): on a mismatch the log is read again from the start,
+        up to ``SYNC_ATTEMPTS`` times with a growing pause, before ``ProtocolError``."""
+        for attempt in range(SYNC_ATTEMPTS):
+            if self._sync_once():
+                return
+            start = self._synced_to
+            self._reset_log_state()  # the next read starts over, from the first block
+            _LOG.debug("board %s: head mismatch at block %d", self.address, start)
+            if attempt + 1 < SYNC_ATTEMPTS:
+                time.sleep(SYNC_PAUSE_S * (attempt + 1))
+        # emptied: a later read starts over too, never from a half-applied log
+        raise ProtocolError("board: the transcript rebuilt from the log is not the contract's head")
+
+    def _sync_once(self) -> bool:
         latest = self.w3.eth.block_number
         if latest <= self._synced_to:
-            return
+            return True
         logs = self.w3.eth.get_logs(
             {"address": self.address, "fromBlock": self._synced_to + 1, "toBlock": latest}
         )
-        for log in logs:
-            ev = self._topics.get(bytes(log["topics"][0]))
+        for entry in logs:
+            ev = self._topics.get(bytes(entry["topics"][0]))
             if ev is not None:
-                self._apply(ev.event_name, ev.process_log(log)["args"], int(log["blockNumber"]))
+                self._apply(ev.event_name, ev.process_log(entry)["args"], int(entry["blockNumber"]))
         self._synced_to = latest
         chain_head = bytes(self.contract.functions.head().call(block_identifier=latest))
-        if not self._events or event_hash(self._events[-1]) != chain_head:
-            raise ProtocolError(
-                "board: the transcript rebuilt from the log is not the contract's head"
-            )
+        return bool(self._events) and event_hash(self._events[-1]) == chain_head
 
     def _phase_heads(self, now: Phase) -> dict[int, bytes]:
         """phase p -> hash of the last event with height < start(p), for p <= now."""
