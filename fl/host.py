@@ -346,6 +346,15 @@ def posted(stage: str, board: Board) -> set[int]:
     return set()
 
 
+def _check_aggregator(config: RoundConfig, identity: Identity) -> None:
+    """A round is resumed only by the server that opened it (its config's aggregator)."""
+    if identity.address != config.aggregator:
+        raise ConfigError(
+            f"resume: the round was opened by aggregator 0x{config.aggregator.hex()}, "
+            f"this server is 0x{identity.address.hex()}: resume with the same identity"
+        )
+
+
 class RoundHost:
     """One round on the server: board, blob store, relay bookkeeping, result.
 
@@ -536,27 +545,9 @@ class RoundHost:
         if (round_dir / CHAIN_FILE).is_file():
             return cls._resume_from_chain(round_dir, roles, identity=identity, backend=backend)
         board = MemoryBoard.open(round_dir / JOURNAL_FILE, fsync=fsync)
-        if identity.address != board.config.aggregator:
-            raise ConfigError(
-                f"resume: the round was opened by aggregator 0x{board.config.aggregator.hex()}, "
-                f"this server is 0x{identity.address.hex()}: resume with the same identity"
-            )
+        _check_aggregator(board.config, identity)
         host = cls(board.config, round_dir, roles, identity=identity, backend=backend, _board=board)
-        st = board.state()
-        log(
-            logging.INFO,
-            "round %d: resumed from %s at %s (height %d, %d events): %d registered, "
-            "%d dealt, %d uploaded, %d confirmed",
-            board.config.round_id,
-            round_dir / JOURNAL_FILE,
-            board.phase().name,
-            board.height(),
-            len(board.events()),
-            len(st.clients),
-            len(st.dealers),
-            len(st.masked),
-            len(st.confirmations),
-        )
+        host._log_resumed(str(round_dir / JOURNAL_FILE))
         return host
 
     @classmethod
@@ -579,11 +570,7 @@ class RoundHost:
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise ProtocolError(f"resume: {where}: unreadable ({exc})") from None
         board = EvmBoard.attach(kind[len("rpc:") :], contract, identity)
-        if identity.address != board.config.aggregator:
-            raise ConfigError(
-                f"resume: the round was opened by aggregator 0x{board.config.aggregator.hex()}, "
-                f"this server is 0x{identity.address.hex()}: resume with the same identity"
-            )
+        _check_aggregator(board.config, identity)
         task = None
         if task_addr is not None:
             task = EvmTask.attach(board.w3, task_addr, identity)
@@ -604,23 +591,26 @@ class RoundHost:
             task=task,
             _board=board,
         )
-        st = board.state()
+        host._log_resumed(f"the chain (contract {board.address})")
+        return host
+
+    def _log_resumed(self, source: str) -> None:
+        board, st = self.board, self.board.state()
         log(
             logging.INFO,
-            "round %d: resumed from the chain (contract %s) at %s (height %d, %d events): "
-            "%d registered, %d dealt, %d uploaded (%d blobs held), %d confirmed",
+            "round %d: resumed from %s at %s (height %d, %d events): %d registered, "
+            "%d dealt, %d uploaded (%d blobs held), %d confirmed",
             board.config.round_id,
-            board.address,
+            source,
             board.phase().name,
             board.height(),
             len(board.events()),
             len(st.clients),
             len(st.dealers),
             len(st.masked),
-            sum(d in host.blobs for d, _ in st.masked.values()),
+            sum(d in self.blobs for d, _ in st.masked.values()),
             len(st.confirmations),
         )
-        return host
 
     @property
     def board_checks_proofs(self) -> bool:

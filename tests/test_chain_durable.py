@@ -15,53 +15,21 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from fl.host import CHAIN_FILE, ROLES_FILE
 from secagg import codec
 from secagg.blobs import BlobStore
-from secagg.messages import (
-    Confirmation,
-    DealingsPost,
-    MaskedInputPost,
-    Registration,
-    ResultPost,
-    SeedReveal,
-    SharesPost,
-)
-from secagg.quantize import quantization_error_bound
+from secagg.messages import MaskedInputPost, ResultPost
 from secagg.verifier import BLOB_DIR
 
-SCRIPT = Path(__file__).parent / "durable_round.py"
-ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
-import durable_round  # noqa: E402
 
-STAGE_MESSAGE = {
-    "register": Registration,
-    "seed": SeedReveal,
-    "deal": DealingsPost,
-    "upload": MaskedInputPost,
-    "confirm": Confirmation,
-    "unmask": SharesPost,
-    "result": ResultPost,
-}
-SEAT_OF = {
-    Registration: lambda m: ("register", m.party - 1),
-    SeedReveal: lambda m: ("seed", m.member - 1),
-    DealingsPost: lambda m: ("deal", m.dealer - 1),
-    MaskedInputPost: lambda m: ("upload", m.client - 1),
-    Confirmation: lambda m: ("confirm", m.member - 1),
-    SharesPost: lambda m: ("unmask", m.member - 1),
-}
+from tests.test_durable import SCRIPT, STAGE_MESSAGE, _env, check_mean, held_seats  # noqa: E402
+
 # every stage killed once its first post is on the chain; then the stages where a node
 # acts (its transaction on the chain) while its reply is on its way to the server
 CASES = [(stage, False) for stage in STAGE_MESSAGE] + [("upload", True), ("unmask", True)]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
 
 
 class ChainWatch:
@@ -156,19 +124,10 @@ def test_chain_native_kill_9_at_each_stage_then_resume(
     assert cli(["verify", str(tmp_path / "round"), "--rpc", anvil_url, "--contract", contract]) == 0
     # exactly one round on this contract: the restart did not deploy another one
     assert sum(isinstance(m, ResultPost) for m in watch.messages()) == 1
-    xs = [durable_round.inputs(k) for k in range(durable_round.NODES)]
-    expect = sum(w * np.clip(v, -durable_round.CLIP, durable_round.CLIP) for v, w in xs) / sum(
-        w for _, w in xs
-    )
-    bound = quantization_error_bound(durable_round.CLIP, durable_round.QBITS) + 1e-9
-    assert np.abs(np.asarray(result["mean"]) - expect).max() < bound
+    check_mean(result["mean"])
 
     # nobody whose post the chain held at the kill is asked for that stage again
-    held = {SEAT_OF[type(m)](m) for m in before if type(m) in SEAT_OF}
-    both = {m.party for m in before if isinstance(m, Registration)}
-    for party in both:  # a node registers two seats: the missing one is asked again
-        if sum(isinstance(m, Registration) and m.party == party for m in before) < 2:
-            held.discard(("register", party - 1))
+    held = held_seats(before)
     held -= {("upload", node) for node in lost_blobs}  # its blob: asked again, on purpose
     lines = (tmp_path / "requests.log").read_text().split()
     entries = [(int(lines[i]), lines[i + 1], int(lines[i + 2])) for i in range(0, len(lines), 3)]

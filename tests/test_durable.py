@@ -46,6 +46,15 @@ STAGE_MESSAGE = {
     "unmask": SharesPost,
     "result": ResultPost,
 }
+# the (stage, node) a post answers (node k holds client k+1 and member k+1)
+SEAT_OF = {
+    Registration: lambda m: ("register", m.party - 1),
+    SeedReveal: lambda m: ("seed", m.member - 1),
+    DealingsPost: lambda m: ("deal", m.dealer - 1),
+    MaskedInputPost: lambda m: ("upload", m.client - 1),
+    Confirmation: lambda m: ("confirm", m.member - 1),
+    SharesPost: lambda m: ("unmask", m.member - 1),
+}
 
 
 def _env() -> dict[str, str]:
@@ -220,6 +229,26 @@ def _state_mtimes(base: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in nodes.glob("*.state")}
 
 
+def check_mean(mean: list[float]) -> None:
+    """``mean`` is durable_round's plain weighted mean within the quantization bound."""
+    xs = [durable_round.inputs(k) for k in range(durable_round.NODES)]
+    clip = durable_round.CLIP
+    expect = sum(w * np.clip(v, -clip, clip) for v, w in xs) / sum(w for _, w in xs)
+    bound = quantization_error_bound(clip, durable_round.QBITS) + 1e-9
+    assert np.abs(np.asarray(mean) - expect).max() < bound
+
+
+def held_seats(before: list[object]) -> set[tuple[str, int]]:
+    """The (stage, node) seats whose post ``before`` holds: never to be asked again.
+    Node k registers two seats (client k+1, member k+1): if the kill fell between its
+    two registrations it is rightly asked again for the missing one."""
+    held = {SEAT_OF[type(m)](m) for m in before if type(m) in SEAT_OF}
+    for party in {m.party for m in before if isinstance(m, Registration)}:
+        if sum(isinstance(m, Registration) and m.party == party for m in before) < 2:
+            held.discard(("register", party - 1))
+    return held
+
+
 CASES = [(stage, False) for stage in STAGE_MESSAGE] + [
     ("deal", True),
     ("upload", True),
@@ -292,30 +321,10 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
     transcript, blobs = load_round(tmp_path / "round")
     report = verify_round(transcript, blobs)
     assert report.ok, report.findings
-    xs = [durable_round.inputs(k) for k in range(durable_round.NODES)]
-    expect = sum(w * np.clip(v, -durable_round.CLIP, durable_round.CLIP) for v, w in xs) / sum(
-        w for _, w in xs
-    )
-    bound = quantization_error_bound(durable_round.CLIP, durable_round.QBITS) + 1e-9
-    assert np.abs(np.asarray(result["mean"]) - expect).max() < bound
+    check_mean(result["mean"])
 
     # nobody whose post the journal held at the kill is asked for that stage again
-    seat_of = {
-        Registration: lambda m: ("register", m.party - 1),
-        SeedReveal: lambda m: ("seed", m.member - 1),
-        DealingsPost: lambda m: ("deal", m.dealer - 1),
-        MaskedInputPost: lambda m: ("upload", m.client - 1),
-        Confirmation: lambda m: ("confirm", m.member - 1),
-        SharesPost: lambda m: ("unmask", m.member - 1),
-    }
-    held = {seat_of[type(m)](m) for m in before if type(m) in seat_of}
-    # node k registers two seats (client k+1, member k+1): if the kill fell between its
-    # two registrations it is rightly asked again for the missing one
-    both = {m.party for m in before if isinstance(m, Registration)}
-    for party in both:
-        regs = [m for m in before if isinstance(m, Registration) and m.party == party]
-        if len(regs) < 2:
-            held.discard(("register", party - 1))
+    held = held_seats(before)
     lines = (tmp_path / "requests.log").read_text().split()
     asked_after = {
         (lines[i + 1], int(lines[i + 2]))

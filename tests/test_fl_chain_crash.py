@@ -15,9 +15,6 @@ a chain does; every process is stopped by PID, also on failure."""
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import subprocess
 import sys
 import time
@@ -31,7 +28,12 @@ pytest.importorskip("web3")
 
 from secagg import codec  # noqa: E402
 from secagg.messages import Confirmation, MaskedInputPost, SharesPost  # noqa: E402
-from tests.test_fl_crash_recovery import _serverapp_pids  # noqa: E402
+from tests.test_fl_crash_recovery import (  # noqa: E402
+    _serverapp_pids,
+    kill_serverapp,
+    rerun,
+    stage_requests,
+)
 from tests.test_fl_deployment import (  # noqa: E402
     APP_DIR,
     BIN,
@@ -103,12 +105,7 @@ def test_chain_native_serverapp_killed_then_rerun_resumes_from_the_chain(
                 contract = json.loads((round_dir / CHAIN_FILE).read_text())["contract"]
                 board = EvmBoard.attach(url, contract)  # read-only, as an auditor
             time.sleep(0.05)
-        pids = _serverapp_pids(dep.link_port)
-        assert len(pids) == 1, pids
-        os.kill(pids[0], signal.SIGKILL)
-        end = time.monotonic() + 20
-        while Path(f"/proc/{pids[0]}").exists() and time.monotonic() < end:
-            time.sleep(0.1)  # gone (or a zombie its parent reaps)
+        kill_serverapp(dep)
         assert not (rounds / "summary.json").exists()
         time.sleep(1.0)  # a node's transaction already on its way lands
         before = _chain_messages(board)
@@ -116,19 +113,7 @@ def test_chain_native_serverapp_killed_then_rerun_resumes_from_the_chain(
         kept_blobs = sum(isinstance(m, MaskedInputPost) and m.digest in stored for m in before)
         task_kept = json.loads((rounds / RUN_NAME / "task.json").read_text())["task"]
 
-        second = subprocess.run(
-            [*flwr_run, "--stream"],
-            env=dep.env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=400,
-        )
-        summary_path = rounds / "summary.json"
-        assert summary_path.exists(), (
-            f"flwr run exited {second.returncode}\n{second.stdout[-3000:]}\n"
-            f"{second.stderr[-2000:]}\n" + dep.tail()
-        )
+        second, summary_path = rerun(flwr_run, dep, tmp_path, rounds, timeout=400)
         summary = json.loads(summary_path.read_text())
         task = EvmTask.attach(url, task_kept)
         assert summary["task"].lower() == task_kept.lower()  # the kept task, not a second one
@@ -161,9 +146,7 @@ def test_chain_native_serverapp_killed_then_rerun_resumes_from_the_chain(
     assert after[: len(before)] == before
     assert [codec.decode(ev.body) for ev in transcript.events[1:]] == after
     # nothing re-asked: only the seats the chain lacked (or whose blob was lost)
-    asked = {
-        s: int(n) for s, n in re.findall(r"\[Stage \d (\w+)\] Sending requests to (\d+) nodes", out)
-    }
+    asked = stage_requests(out)
     if stage == "upload":
         assert asked.get("upload", 0) == NODES - kept_blobs, (asked, kept_blobs)
         assert "register" not in asked and "deal" not in asked

@@ -81,6 +81,43 @@ def _state_mtimes(base: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in base.glob("node-state-*/*.state")}
 
 
+def kill_serverapp(dep: Deployment) -> None:
+    """SIGKILL the deployment's one flwr-serverapp process and wait until it is gone."""
+    pids = _serverapp_pids(dep.link_port)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    end = time.monotonic() + 20
+    while Path(f"/proc/{pids[0]}").exists() and time.monotonic() < end:
+        time.sleep(0.1)  # gone (or a zombie its parent reaps)
+
+
+def rerun(
+    flwr_run: list[str], dep: Deployment, cwd: Path, rounds: Path, *, timeout: int
+) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """The second ``flwr run`` (streamed, to read the server's log), which must finish
+    the round: (the process, its summary.json)."""
+    second = subprocess.run(
+        [*flwr_run, "--stream"],
+        env=dep.env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    summary_path = rounds / "summary.json"
+    assert summary_path.exists(), (
+        f"flwr run exited {second.returncode}\n{second.stdout[-3000:]}\n"
+        f"{second.stderr[-2000:]}\n" + dep.tail()
+    )
+    return second, summary_path
+
+
+def stage_requests(out: str) -> dict[str, int]:
+    """stage -> how many nodes the server's log says it sent that stage's requests to."""
+    found = re.findall(r"\[Stage \d (\w+)\] Sending requests to (\d+) nodes", out)
+    return {stage: int(n) for stage, n in found}
+
+
 @pytest.mark.parametrize("stage", ["upload", "unmask"])
 def test_serverapp_killed_then_rerun_resumes(stage: str, wheel: Path, tmp_path: Path) -> None:
     import sys
@@ -124,28 +161,10 @@ def test_serverapp_killed_then_rerun_resumes(stage: str, wheel: Path, tmp_path: 
         while _state_mtimes(tmp_path) == seen:
             assert time.monotonic() < deadline, f"no node acted at {stage}\n" + dep.tail()
             time.sleep(0.01)
-        pids = _serverapp_pids(dep.link_port)
-        assert len(pids) == 1, pids
-        os.kill(pids[0], signal.SIGKILL)
-        end = time.monotonic() + 20
-        while Path(f"/proc/{pids[0]}").exists() and time.monotonic() < end:
-            time.sleep(0.1)  # gone (or a zombie its parent reaps)
+        kill_serverapp(dep)
         before = _journal_messages(journal)
         assert not (rounds / "summary.json").exists()
-
-        second = subprocess.run(
-            [*flwr_run, "--stream"],
-            env=dep.env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        summary_path = rounds / "summary.json"
-        assert summary_path.exists(), (
-            f"flwr run exited {second.returncode}\n{second.stdout[-3000:]}\n"
-            f"{second.stderr[-2000:]}\n" + dep.tail()
-        )
+        second, summary_path = rerun(flwr_run, dep, tmp_path, rounds, timeout=300)
     finally:
         dep.stop()
     assert all(p.poll() is not None for p in dep.procs)
@@ -170,9 +189,7 @@ def test_serverapp_killed_then_rerun_resumes(stage: str, wheel: Path, tmp_path: 
     # nothing re-asked: the resumed server asked only the seats the journal lacked
     uploaded = sum(isinstance(m, MaskedInputPost) for m in before)
     shared = {m.member for m in before if isinstance(m, SharesPost)}
-    asked = {
-        s: int(n) for s, n in re.findall(r"\[Stage \d (\w+)\] Sending requests to (\d+) nodes", out)
-    }
+    asked = stage_requests(out)
     if stage == "upload":
         assert asked.get("upload", 0) == NODES - uploaded, (asked, uploaded)
         assert "register" not in asked and "deal" not in asked
