@@ -8,11 +8,7 @@ verifies from the chain alone."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +21,14 @@ from secagg.verifier import BLOB_DIR
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from tests.test_durable import SCRIPT, STAGE_MESSAGE, _env, check_mean, held_seats  # noqa: E402
+from tests.test_durable import (  # noqa: E402
+    STAGE_MESSAGE,
+    check_mean,
+    held_seats,
+    kill_mid_round,
+    requests_after,
+    resume_round,
+)
 
 # every stage killed once its first post is on the chain; then the stages where a node
 # acts (its transaction on the chain) while its reply is on its way to the server
@@ -70,31 +73,13 @@ def test_chain_native_kill_9_at_each_stage_then_resume(
     timing = ["--transit", "0.6"] if in_transit else ["--delay", "0.4"]
     if stage == "result":  # hold the process between the result and the verification
         timing += ["--hold-result", "5"]
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(tmp_path), "--rpc", anvil_url, *timing],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    killed_pid = kill_mid_round(  # in transit: a further node acts (its transaction on
+        tmp_path,  # the chain) and its reply never arrives
+        ["--rpc", anvil_url, *timing],
+        lambda: any(isinstance(m, want) for m in watch.messages()),
+        (lambda: sum(isinstance(m, want) for m in watch.messages())) if in_transit else None,
+        what=want.__name__,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not any(isinstance(m, want) for m in watch.messages()):
-            assert proc.poll() is None, f"the round ended before any {want.__name__}"
-            assert time.monotonic() < deadline, f"no {want.__name__} within 240 s"
-            time.sleep(0.05)
-        if in_transit:  # a further node acts (its transaction on the chain) ...
-            first = sum(isinstance(m, want) for m in watch.messages())
-            while sum(isinstance(m, want) for m in watch.messages()) == first:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)  # ... and its reply never arrives
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    assert not (tmp_path / "result.json").exists()
     assert (tmp_path / "round" / ROLES_FILE).is_file()  # resumable: not verified yet
     before = watch.messages()  # the chain at the kill: nobody has written since
     assert any(isinstance(m, want) for m in before)
@@ -102,19 +87,8 @@ def test_chain_native_kill_9_at_each_stage_then_resume(
     lost_blobs = {
         m.client - 1 for m in before if isinstance(m, MaskedInputPost) and m.digest not in stored
     }
-    killed_pid = proc.pid
 
-    rerun = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path), "--rpc", anvil_url],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["verified"] and result["resumed"]
-    assert result["included"] == [1, 2, 3]
+    result = resume_round(tmp_path, ["--rpc", anvil_url])
     assert not (tmp_path / "round" / ROLES_FILE).exists()  # finished: nothing to resume
 
     # the round verifies from the chain alone, and the local directory is the chain's
@@ -129,15 +103,10 @@ def test_chain_native_kill_9_at_each_stage_then_resume(
     # nobody whose post the chain held at the kill is asked for that stage again
     held = held_seats(before)
     held -= {("upload", node) for node in lost_blobs}  # its blob: asked again, on purpose
-    lines = (tmp_path / "requests.log").read_text().split()
-    entries = [(int(lines[i]), lines[i + 1], int(lines[i + 2])) for i in range(0, len(lines), 3)]
-    asked_after = {(s, n) for pid, s, n in entries if pid != killed_pid and "-" not in s}
+    asked = requests_after(tmp_path, killed_pid)
+    asked_after = {(s, n) for s, n in asked if "-" not in s}
     assert not held & asked_after, f"asked again: {sorted(held & asked_after)}"
-    resent = {
-        (s.removeprefix("resent-"), n)
-        for pid, s, n in entries
-        if pid != killed_pid and s.startswith("resent-")
-    }
+    resent = {(s.removeprefix("resent-"), n) for s, n in asked if s.startswith("resent-")}
     # an upload whose blob was lost is asked again and the node sends the same vector
     assert {("upload", node) for node in lost_blobs} <= resent, (resent, lost_blobs)
     # a node sends a kept reply again only for a seat the chain did not hold (it was

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,74 @@ def held_seats(before: list[object]) -> set[tuple[str, int]]:
     return held
 
 
+def kill_mid_round(
+    base: Path,
+    args: list[str],
+    reached: Callable[[], bool],
+    changed: Callable[[], object] | None = None,
+    *,
+    what: str,
+) -> int:
+    """Run the round script on ``base`` with ``args``, wait (240 s at most) until
+    ``reached()``; with ``changed``, wait further until its value differs from the one it
+    had then (a further node acted, its reply still in transit); SIGKILL the process
+    and return its pid. The process is stopped by PID whatever happens."""
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(base), *args],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while not reached():
+            assert proc.poll() is None, f"the round ended before any {what}"
+            assert time.monotonic() < deadline, f"no {what} within 240 s"
+            time.sleep(0.02)
+        if changed is not None:
+            seen = changed()
+            while changed() == seen:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (base / "result.json").exists()
+    return proc.pid
+
+
+def resume_round(base: Path, args: list[str]) -> dict:
+    """Start the killed round on ``base`` again (300 s at most): it resumes, finishes,
+    verifies and includes every client; its ``result.json``."""
+    rerun = subprocess.run(
+        [sys.executable, str(SCRIPT), str(base), *args],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    result = json.loads((base / "result.json").read_text())
+    assert result["verified"] and result["resumed"]
+    assert result["included"] == [1, 2, 3]
+    return result
+
+
+def requests_after(base: Path, killed_pid: int) -> list[tuple[str, int]]:
+    """The (stage, node) requests the restarted process made (``requests.log``: one
+    ``pid stage node`` line per request, ``resent-<stage>`` for a kept reply sent again)."""
+    words = (base / "requests.log").read_text().split()
+    return [
+        (words[i + 1], int(words[i + 2]))
+        for i in range(0, len(words), 3)
+        if int(words[i]) != killed_pid
+    ]
+
+
 CASES = [(stage, False) for stage in STAGE_MESSAGE] + [
     ("deal", True),
     ("upload", True),
@@ -276,46 +345,17 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
         # between it and the verification (which ends what can be resumed), or a loaded
         # machine's poll can see it only once the round is complete
         timing += ["--hold-result", "5"]
-    proc = subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(tmp_path), *timing],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    killed_pid = kill_mid_round(
+        tmp_path,
+        timing,
+        lambda: any(isinstance(m, want) for m in _journal_messages(journal)),
+        (lambda: _state_mtimes(tmp_path)) if in_transit else None,
+        what=want.__name__,
     )
-    try:
-        deadline = time.monotonic() + 240
-        while not any(isinstance(m, want) for m in _journal_messages(journal)):
-            assert proc.poll() is None, f"the round ended before any {want.__name__}"
-            assert time.monotonic() < deadline, f"no {want.__name__} within 240 s"
-            time.sleep(0.02)
-        if in_transit:
-            seen = _state_mtimes(tmp_path)
-            while _state_mtimes(tmp_path) == seen:
-                assert proc.poll() is None and time.monotonic() < deadline
-                time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
-    assert proc.returncode == -signal.SIGKILL
-    assert not (tmp_path / "result.json").exists()
     before = _journal_messages(journal)
     assert any(isinstance(m, want) for m in before)
-    killed_pid = proc.pid
 
-    rerun = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path)],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["verified"] and result["resumed"]
-    assert result["included"] == [1, 2, 3]
+    result = resume_round(tmp_path, [])
 
     # the round directory verifies publicly, and the sum is exact
     transcript, blobs = load_round(tmp_path / "round")
@@ -325,18 +365,11 @@ def test_kill_9_at_each_stage_then_resume(stage: str, in_transit: bool, tmp_path
 
     # nobody whose post the journal held at the kill is asked for that stage again
     held = held_seats(before)
-    lines = (tmp_path / "requests.log").read_text().split()
-    asked_after = {
-        (lines[i + 1], int(lines[i + 2]))
-        for i in range(0, len(lines), 3)
-        if int(lines[i]) != killed_pid and not lines[i + 1].startswith("resent-")
-    }
-    assert not held & asked_after, f"asked again: {sorted(held & asked_after)}"
+    asked = requests_after(tmp_path, killed_pid)
+    asked_again = {(s, n) for s, n in asked if not s.startswith("resent-")}
+    assert not held & asked_again, f"asked again: {sorted(held & asked_again)}"
     if in_transit:  # the node that acted before the kill sent the same reply again
-        assert any(
-            lines[i + 1] == f"resent-{stage}" and int(lines[i]) != killed_pid
-            for i in range(0, len(lines), 3)
-        ), " ".join(lines)
+        assert any(s == f"resent-{stage}" for s, _ in asked), asked
     # every event of the killed run is in the final transcript, unchanged (nothing lost)
     final = [codec.decode(ev.body) for ev in transcript.events[1:]]
     assert final[: len(before)] == before
