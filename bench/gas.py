@@ -294,7 +294,7 @@ def whole_round(
         graph=f"regular:{k}",
         dim=16,
         bits=32,
-        open_membership=n > 500,  # a 1000-address roster exceeds EIP-3860's initcode cap
+        open_membership=False,  # a clone takes a 1000-address roster (SPEC §7.3)
         register=n + m + 4,
         deal_blocks=3 * n + m + 10,
         unmask_blocks=4 * m + 20,
@@ -365,8 +365,6 @@ def whole_round(
         )
     if reuse:
         row["reuse"] = True
-    if n > 500:
-        row["membership"] = "open"
     return row, board
 
 

@@ -200,6 +200,44 @@ def test_a_roster_beyond_the_initcode_cap(w3: Any) -> None:
     assert len(batches) == 3 and max(batches) < TX_GAS_CAP, batches
 
 
+def test_the_largest_closed_roster_is_created_under_the_gas_cap(w3: Any) -> None:
+    """A round with MAX_CHAIN_CLIENTS closed-membership client seats and 255 members is
+    created in one transaction under TX_GAS_CAP: the client seats are one contract's
+    code (SPEC.md §7.3 "Roster"), not a storage slot each (≈ 22 k gas a seat, 23 M for
+    1 024: a round that could never be created). Every seat reads its roster identity,
+    a seat registered with another identity's signature is refused, and the attached
+    copy checks the roster code against event 0."""
+    from dataclasses import replace
+
+    cfg, agg, _, _ = round_config(n=3, m=3)
+    clients = tuple(identity().address for _ in range(MAX_CHAIN_CLIENTS))
+    big = replace(
+        cfg,
+        n_clients=MAX_CHAIN_CLIENTS,
+        clients=clients,
+        members=tuple(identity().address for _ in range(255)),
+        committee_size=255,
+        threshold=127,
+        confirm_quorum=255,
+        min_included=2,
+        graph="regular:20",
+        bits=24,
+        register_blocks=2000,
+        deal_blocks=2000,
+        upload_blocks=2000,
+    )
+    fund_accounts(w3, [agg.address])
+    board = EvmBoard(big, w3, aggregator=agg)
+    deploy = max(g for name, g in board.gas if name == "deploy")
+    assert deploy < TX_GAS_CAP, deploy
+    f = board.contract.functions
+    for seat in (1, 2, 513, MAX_CHAIN_CLIENTS):
+        assert bytes.fromhex(f.clientIdentity(seat).call()[2:]) == clients[seat - 1]
+    assert int(f.clientIdentity(MAX_CHAIN_CLIENTS + 1).call(), 16) == 0  # out of range
+    assert int(f.clients(1).call()[0], 16) == 0  # nothing stored until it registers
+    assert EvmBoard.attach(w3, board.address).config == board.config
+
+
 def test_rounds_opened_by_call_with_the_task_roster(w3: Any) -> None:
     task, owner, members, clients = _task(w3)
     cfg = round_config(n=4, m=3)[0]

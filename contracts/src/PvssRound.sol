@@ -382,6 +382,10 @@ abstract contract PvssRoundBase {
     uint256 public pool;
     uint32 public registeredClients;
     uint32 public excludedClients;
+    /// @notice closed membership: the contract whose code is the client roster, 0x00 ||
+    /// 20 bytes per seat (SPEC.md §7.3 "Roster"); a seat's identity is copied into
+    /// `clients` when it registers (0: open membership)
+    address public rosterData;
     /// @dev withdraw() is running (re-entrancy lock, transient storage)
     bool transient internal withdrawing;
 
@@ -548,6 +552,18 @@ contract PvssRound is PvssRoundBase {
         return memberIdentity[member];
     }
 
+    /// @notice client seat `party`'s identity: the registered one, else the roster's
+    /// (address(0): a free seat under open membership)
+    function clientIdentity(uint32 party) public view returns (address id) {
+        id = clients[party].identity;
+        address data = rosterData;
+        if (id != address(0) || data == address(0) || party == 0 || party > nClients()) return id;
+        assembly ("memory-safe") {
+            extcodecopy(data, 0, add(1, mul(20, sub(party, 1))), 20)
+            id := shr(96, mload(0))
+        }
+    }
+
     function _needMember(uint32 member) internal view {
         if ((memberBits >> member) & 1 == 0) revert NotRegistered(ROLE_MEMBER, member);
     }
@@ -585,7 +601,7 @@ contract PvssRound is PvssRoundBase {
         bytes32 digest = keccak256(abi.encodePacked(TAG_REGISTRATION, role, party, pk, pop));
         address signer = _recover(roundId(), role, party, postView, digest, sig);
         Client storage c = clients[party];
-        address seat = role == ROLE_CLIENT ? c.identity : memberIdentity[party];
+        address seat = role == ROLE_CLIENT ? clientIdentity(party) : memberIdentity[party];
         if (seat != address(0) && seat != signer) revert WrongSigner(role, party, signer);
         _viewAndPhase(REGISTER, postView);
         uint256 want;
@@ -595,8 +611,8 @@ contract PvssRound is PvssRoundBase {
                 uint32 held = clientSeat[signer];
                 if (held != 0) revert IdentitySeated(signer, held);
                 clientSeat[signer] = party;
-                c.identity = signer;
             }
+            c.identity = signer; // the roster's (closed) or the registrant (open)
             want = optimistic() ? stake() : 0;
         } else if ((memberBits >> party) & 1 != 0) {
             revert AlreadyRegistered(role, party);
@@ -633,7 +649,7 @@ contract PvssRound is PvssRoundBase {
         uint32 bad;
         for (uint256 i; i < n; ++i) {
             (address id, bool reg, uint256 x, uint256 y) = ITaskSeats(task).seat(ROLE_CLIENT, parties[i]);
-            if (fits && (!reg || id != clients[parties[i]].identity)) (fits, bad) = (false, parties[i]);
+            if (fits && (!reg || id != clientIdentity(parties[i]))) (fits, bad) = (false, parties[i]);
             assembly ("memory-safe") {
                 let at := add(add(keys, 0x20), mul(i, 64))
                 mstore(at, x)
@@ -664,7 +680,7 @@ contract PvssRound is PvssRoundBase {
                 x := mload(at)
                 y := mload(add(at, 0x20))
             }
-            clients[p].flags = F_REGISTERED;
+            (clients[p].identity, clients[p].flags) = (clientIdentity(p), F_REGISTERED);
             clientPk[p] = [x, y];
         }
         registeredClients += uint32(n);

@@ -68,6 +68,11 @@ contract RoundStub {
         (nClients, includedCount) = (i, count);
     }
 
+    /// @notice PvssRound.clientIdentity: the stub stores every seat's identity
+    function clientIdentity(uint32 party) external view returns (address) {
+        return clients[party].identity;
+    }
+
     function setFault(address identity, uint64 faults) external {
         reputation[identity].faults = faults;
     }

@@ -68,6 +68,7 @@ from secagg.boards import (
     phase_at,
 )
 from secagg.config import RoundConfig, dp_record_bytes, parse_graph
+from secagg.dp import DpConfig
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.graph import compute_mask_graph, compute_round_seed
 from secagg.identity import Identity
@@ -650,6 +651,7 @@ class EvmBoard(Board):
         identity: Identity | None = None,
         *,
         config: RoundConfig | None = None,
+        dp: DpConfig | None = None,
     ) -> EvmBoard:
         """The board of the ``PvssRound`` contract already deployed at ``address``,
         rebuilt from the chain alone: its code must be PvssRound's (the artifact's
@@ -662,7 +664,8 @@ class EvmBoard(Board):
         refused (a fresh chain has no contract), or a connected ``Web3``. ``identity``:
         the party reading it; its own Ethereum account sends every post it submits
         (None: read-only, an auditor). ``config``: the round's config when it carries
-        a DP record, which the chain holds as a hash only (checked against it)."""
+        a DP record, which the chain holds as a hash only (checked against it); or
+        ``dp``: that record alone (a node told it by the server, SPEC.md §7.4)."""
         if isinstance(provider, str) and provider.startswith(("http://", "https://")):
             provider = "rpc:" + provider
         if isinstance(provider, str) and not provider.startswith("rpc:"):
@@ -679,7 +682,7 @@ class EvmBoard(Board):
             raise ProtocolError(f"board: {checksum} has no RoundCreated event at block {start}")
         packed = bytes(created[0]["args"]["config"])
         try:
-            cfg = config_unpack(packed, None if config is None else config.dp)
+            cfg = config_unpack(packed, dp if config is None else config.dp)
         except (InvalidEncoding, ConfigError) as exc:
             raise ProtocolError(f"board: {checksum}: the contract's config: {exc}") from None
         if config is not None and cfg != config:
@@ -765,6 +768,16 @@ class EvmBoard(Board):
                     f"board: {self.address}: {name}() = {got!r} disagrees with its config "
                     f"({value!r})"
                 )
+        roster = f.rosterData().call()  # closed membership: the client seats as code
+        if cfg.clients:  # 0x00 || 20 bytes per seat (SPEC.md §7.3 "Roster")
+            seated = bytes(self.w3.eth.get_code(roster)) == b"\x00" + b"".join(cfg.clients)
+        else:
+            seated = int(roster, 16) == 0
+        if not seated:
+            raise ProtocolError(
+                f"board: {self.address}: its roster data {roster} is not its config's "
+                f"{len(cfg.clients)} client seats"
+            )
         vcode = bytes(self.w3.eth.get_code(f.verifier().call()))
         vwant = bytes.fromhex(_artifact(VERIFIER_ARTIFACT)["deployedBytecode"].removeprefix("0x"))
         if not _code_matches(vcode, vwant):

@@ -504,7 +504,7 @@ class EvmTask:
             for k in range(1, f.committeeSize().call() + 1)
         ]
         seats += [
-            (ROLE_CLIENT, i, f.clients(i).call()[0]) for i in range(1, f.nClients().call() + 1)
+            (ROLE_CLIENT, i, f.clientIdentity(i).call()) for i in range(1, f.nClients().call() + 1)
         ]
         for role, party, ident in seats:
             dealings, shares, faults = f.reputation(ident).call()

@@ -6,6 +6,7 @@ every clone whose behaviour is not PvssRound's under event 0's config:
 - a clone whose config bytes disagree with its event 0 (the real initializer ran —
   storage, hash chain and ``RoundCreated`` are genuine — and then the creation code
   flipped the stake in the code it deployed): the getter that reads it is named;
+- a clone whose roster code (the client seats, SPEC.md §7.3 "Roster") is not event 0's;
 - a proxy to an implementation that is not PvssRound's code;
 - a proxy to a genuine PvssRound implementation that was never initialised (no event 0);
 - the initializer run twice in one storage (``BadConfig(13)``), and a clone's calls
@@ -42,7 +43,7 @@ from secagg.boards.evm import (  # noqa: E402
 )
 from secagg.errors import ProtocolError  # noqa: E402
 
-from ..evm_round import ChainRound  # noqa: E402
+from ..evm_round import ChainRound, identity  # noqa: E402
 
 STAKE_OFFSET = 116  # PvssRoundBase: uint256 stake at byte 116 of the config bytes
 
@@ -78,17 +79,14 @@ def _returning(code: bytes) -> bytes:
     return prefix + code
 
 
-def test_a_clone_whose_config_bytes_disagree_with_event0_is_refused() -> None:
-    rnd = ChainRound.create(n=3, m=3, mode="optimistic")
+def _patched_clone(rnd: ChainRound, patch: bytes) -> str:
+    """A clone of ``rnd``'s config made by the attacker's creation code: the genuine
+    initializer's delegate call, then ``patch``, then the initializer's RETURN."""
     board, w3 = rnd.board, rnd.board.w3
-    # the attacker's creation code: the genuine initializer, then the stake's last
-    # byte in the returned code overwritten (MSTORE8) before RETURN
     init = clone_initcode(bytes.fromhex(board.round_init[2:]))
     assert init[-4:] == bytes.fromhex("5b3d5ff3")  # JUMPDEST RETURNDATASIZE PUSH0 RETURN
-    where = len(PROXY_HEAD) + 20 + len(PROXY_TAIL) + STAKE_OFFSET + 31
-    patch = bytes([0x60, 0x07, 0x61, where >> 8, where & 0xFF, 0x53])  # PUSH1 7 PUSH2 w MSTORE8
     evil = init[:-3] + patch + init[-3:]
-    assert evil[:1] == b"\x60" and evil[1] == 0x32  # its own length is now 56, not 50
+    assert evil[:1] == b"\x60" and evil[1] == 0x32  # its own length is no longer 50
     evil = evil[:1] + bytes([len(evil)]) + evil[2:6] + bytes([len(evil)]) + evil[7:]
     acct = Account.create()
     fund_accounts(w3, [bytes.fromhex(acct.address[2:])])
@@ -97,7 +95,17 @@ def test_a_clone_whose_config_bytes_disagree_with_event0_is_refused() -> None:
     sig = config_signature(rnd.aggregator, cfg)
     iabi = w3.eth.contract(abi=_artifact(INIT_ARTIFACT)["abi"])
     call = bytes.fromhex(iabi.encode_abi("init", args=[contract_config(cfg), sig])[2:])
-    clone = _deploy_raw(w3, evil + call, acct)
+    return _deploy_raw(w3, evil + call, acct)
+
+
+def test_a_clone_whose_config_bytes_disagree_with_event0_is_refused() -> None:
+    rnd = ChainRound.create(n=3, m=3, mode="optimistic")
+    board, w3 = rnd.board, rnd.board.w3
+    # the attacker's creation code: the genuine initializer, then the stake's last
+    # byte in the returned code overwritten (MSTORE8) before RETURN
+    where = len(PROXY_HEAD) + 20 + len(PROXY_TAIL) + STAKE_OFFSET + 31
+    patch = bytes([0x60, 0x07, 0x61, where >> 8, where & 0xFF, 0x53])  # PUSH1 7 PUSH2 w MSTORE8
+    clone = _patched_clone(rnd, patch)
     code = bytes(w3.eth.get_code(clone))
     honest = bytes(w3.eth.get_code(board.address))
     assert len(code) == len(honest) and code != honest  # only config bytes differ
@@ -105,6 +113,33 @@ def test_a_clone_whose_config_bytes_disagree_with_event0_is_refused() -> None:
         EvmBoard.attach(w3, clone)
     # control: the honest clone of the same config attaches
     assert EvmBoard.attach(w3, board.address).config == rnd.cfg
+
+
+def test_a_clone_whose_roster_code_is_swapped_is_refused() -> None:
+    """The genuine initializer ran (event 0 lists the real client seats), then the
+    creation code pointed ``rosterData`` at the attacker's own roster code, its identity
+    in client seat 1: the contract now takes that identity's signature for seat 1.
+    ``attach`` compares the roster code with event 0's seats and refuses the clone."""
+    rnd = ChainRound.create(n=3, m=3)
+    board, w3 = rnd.board, rnd.board.w3
+    genuine = int(board.contract.functions.rosterData().call(), 16)
+    # rosterData's storage slot, found in an honest clone: it shares the slot with
+    # registeredClients and excludedClients (two uint32, 0 at creation), below it
+    slot = next(
+        k
+        for k in range(256)
+        if int.from_bytes(w3.eth.get_storage_at(board.address, k)) == genuine << 64
+    )
+    attacker = identity()
+    seats = attacker.address + b"".join(rnd.cfg.clients[1:])
+    fake = int(_deploy_raw(w3, _returning(b"\x00" + seats)), 16)
+    word = (fake << 64).to_bytes(32, "big")
+    clone = _patched_clone(rnd, b"\x7f" + word + bytes([0x60, slot, 0x55]))  # PUSH32 PUSH1 SSTORE
+    f = w3.eth.contract(address=clone, abi=board.contract.abi).functions
+    assert bytes.fromhex(f.clientIdentity(1).call()[2:]) == attacker.address  # the attack
+    with pytest.raises(ProtocolError, match="roster data .* is not its config's 3 client seats"):
+        EvmBoard.attach(w3, clone)
+    assert EvmBoard.attach(w3, board.address).config == rnd.cfg  # control
 
 
 def test_a_proxy_to_other_code_or_an_uninitialised_clone_is_refused() -> None:
