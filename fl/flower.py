@@ -170,6 +170,7 @@ def request_to_record(request: StageRequest) -> Any:
             "since": request.since,
             "fill": request.fill,
             "task": request.task,
+            "dp": request.dp,
         }
     )
 
@@ -187,6 +188,7 @@ def request_from_record(record: Mapping[str, Any]) -> StageRequest:
             since=_typed(record, "since", int),
             fill=_typed(record, "fill", bytes) if "fill" in record else b"",
             task=_typed(record, "task", bytes) if "task" in record else b"",
+            dp=_typed(record, "dp", bytes) if "dp" in record else b"",
         )
     except KeyError as exc:
         raise ProtocolError(f"stage request: missing {exc}") from None
@@ -301,13 +303,9 @@ def pvss_secagg_mod(msg: Any, ctxt: Any, call_next: Any) -> Any:
     )
     out_content = RecordDict()
     base: np.ndarray | None = None
-    # chain-native rounds carry no DP record (the chain holds it as a hash only, and
-    # EvmBoard.attach refuses such a round without it): no DP there
-    if (
-        request.stage == STAGE_UPLOAD
-        and not request.contract
-        and agent.relayed_config(request).has_dp
-    ):
+    # chain-native: the request's dp record, checked against the chain's hash by handle
+    # before anything is sent
+    if request.stage == STAGE_UPLOAD and agent.round_has_dp(request):
         fitins = compat.recorddict_to_fitins(msg.content, keep_input=True)
         base, _ = ndarrays_to_vector(parameters_to_ndarrays(fitins.parameters))
 

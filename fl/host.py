@@ -66,7 +66,7 @@ from secagg import codec
 from secagg.aggregate import dp_rotation_seed
 from secagg.blobs import BlobStore, StagedBlob, durable_write
 from secagg.boards import JOURNAL_FILE, Board, Fault, MemoryBoard, Phase, RuleViolation, event_hash
-from secagg.config import RoundConfig
+from secagg.config import RoundConfig, dp_record_bytes, dp_record_decode
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.graph import DealingKey
 from secagg.identity import Identity
@@ -460,9 +460,9 @@ class RoundHost:
             )
         else:
             self.board = make_board(board, config, identity, own_account=chain_native)
+        self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         if _board is None and chain_native and board.startswith("rpc:"):
             self._write_chain_record(board)  # resumable from the chain (SPEC.md §6.14)
-        self.config = self.board.config  # an EVM board fixes chain, address, phase lengths
         # a task round takes its client keys from the task (SPEC.md §7.8)
         self.imports = task is not None and imports_client_keys(self.config)
         self._ready: set[int] = set()  # client seats whose node answered the register stage
@@ -508,6 +508,8 @@ class RoundHost:
             "board": board,
             "contract": self.board.address,  # type: ignore[attr-defined]
             "task": None if self.task is None else self.task.address,
+            # a DP round's record: the chain holds its hash only (checked at resume)
+            "dp": dp_record_bytes(self.config.dp).hex() if self.config.has_dp else None,
         }
         durable_write(self.round_dir / CHAIN_FILE, json.dumps(record).encode())
 
@@ -567,9 +569,11 @@ class RoundHost:
             kind, contract, task_addr = record["board"], record["contract"], record["task"]
             if not (isinstance(kind, str) and kind.startswith("rpc:")):
                 raise ValueError(f"board {kind!r} is not rpc:URL")
-        except (OSError, ValueError, TypeError, KeyError) as exc:
+            dp_hex = record.get("dp")
+            dp = None if dp_hex is None else dp_record_decode(bytes.fromhex(dp_hex), "dp")
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, InvalidEncoding) as exc:
             raise ProtocolError(f"resume: {where}: unreadable ({exc})") from None
-        board = EvmBoard.attach(kind[len("rpc:") :], contract, identity)
+        board = EvmBoard.attach(kind[len("rpc:") :], contract, identity, dp=dp)
         _check_aggregator(board.config, identity)
         task = None
         if task_addr is not None:
@@ -733,6 +737,7 @@ class RoundHost:
                 member,
                 contract=bytes.fromhex(self.board.address[2:]),  # type: ignore[attr-defined]
                 task=b"" if self.task is None else self.task.raw_address,
+                dp=dp_record_bytes(self.config.dp) if self.config.has_dp else b"",
             )
         since = self._acked.get(node, 0)
         self._asked[node] = len(self.board.events())

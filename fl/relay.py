@@ -75,7 +75,7 @@ from secagg import codec
 from secagg.blobs import BlobStore, blob_digest, fsync_dir
 from secagg.boards import MemoryBoard, Phase, RuleViolation, event_hash, seat_identity
 from secagg.boards.memory import TaskKeys
-from secagg.config import RoundConfig
+from secagg.config import DP_RECORD_MAX_BYTES, RoundConfig, dp_record_decode
 from secagg.errors import ConfigError, InvalidEncoding, ProtocolError
 from secagg.identity import Identity
 from secagg.messages import (
@@ -153,6 +153,10 @@ class StageRequest:
     # address; at registration the node checks that ``contract`` is the round the task
     # opened under the round's id (b"": a standalone round)
     task: bytes = b""
+    # a chain-native DP round: its dp record (secagg.config.dp_record_bytes), which the
+    # chain holds as a hash only; the node attaches with it, so the chain checks it
+    # (b"": no DP — a DP round then fails to attach, a non-DP one with a record too)
+    dp: bytes = b""
 
     def __post_init__(self) -> None:
         if self.stage not in STAGES and self.stage != STAGE_HELLO:
@@ -163,6 +167,11 @@ class StageRequest:
             raise ProtocolError("stage request: contract must be a 20-byte address")
         if self.fill and not self.since:
             raise ProtocolError("stage request: fill needs a delta (since > 0)")
+        if self.dp and (not self.contract or len(self.dp) > DP_RECORD_MAX_BYTES):
+            raise ProtocolError(
+                f"stage request: dp must be at most {DP_RECORD_MAX_BYTES} bytes, with the "
+                "round's contract"
+            )
         if self.task and (len(self.task) != 20 or not self.contract):
             raise ProtocolError(
                 "stage request: task must be a 20-byte address, with the round's contract"
@@ -476,6 +485,14 @@ class NodeAgent:
     def state_bytes(self) -> bytes:
         """The node's round secrets and pin between stages (node-local; never sent)."""
         return self._state.to_bytes()
+
+    def round_has_dp(self, request: StageRequest) -> bool:
+        """Whether the round ``request`` asks about runs DP, before :meth:`handle`
+        checks it: chain-native, whether the request carries a dp record (attaching
+        with it fails unless the chain holds its hash); else the relayed config's."""
+        if request.contract:
+            return bool(request.dp)
+        return self.relayed_config(request).has_dp
 
     def relayed_config(self, request: StageRequest) -> RoundConfig:
         """The round config (event 0) of the relayed transcript — of the one this node
@@ -869,14 +886,18 @@ class NodeAgent:
             )
         from secagg.boards.evm import EvmBoard  # noqa: PLC0415 - needs the evm extra
 
-        chain = EvmBoard.attach(self.rpc, request.contract, self.identity)
+        try:
+            dp = dp_record_decode(request.dp, "stage request: dp") if request.dp else None
+        except InvalidEncoding as exc:
+            raise ProtocolError(str(exc)) from None
+        chain = EvmBoard.attach(self.rpc, request.contract, self.identity, dp=dp)
         if request.task and request.stage == STAGE_REGISTER:  # joining: pinned from then on
             task = self._check_task_round(chain, request.task)
             if request.client and imports_client_keys(chain.config):
                 if self._task_registration(task, request.client):
                     # the task transaction went from this account: attach again, so the
                     # board's posts take the account's next nonce
-                    chain = EvmBoard.attach(self.rpc, request.contract, self.identity)
+                    chain = EvmBoard.attach(self.rpc, request.contract, self.identity, dp=dp)
         transcript = codec.encode(chain.transcript())
         return chain, dataclasses.replace(request, transcript=transcript, height=chain.height())
 

@@ -110,6 +110,25 @@ def dp_record_bytes(dp: DpConfig) -> bytes:
     return msgpack.packb(DP_RECORD.dump(dp), use_bin_type=True)
 
 
+DP_RECORD_MAX_BYTES = 256  # a dp record's msgpack bytes are ≈ 90
+
+
+def dp_record_decode(data: bytes, where: str = "dp") -> DpConfig:
+    """The ``DpConfig`` whose ``dp_record_bytes`` are ``data`` (validated: field types,
+    the DpConfig's own checks, and the one canonical encoding); ``InvalidEncoding``
+    naming ``where`` and the field otherwise."""
+    if not isinstance(data, bytes) or not 0 < len(data) <= DP_RECORD_MAX_BYTES:
+        raise InvalidEncoding(f"{where}: expected 1..{DP_RECORD_MAX_BYTES} bytes of dp record")
+    try:
+        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise InvalidEncoding(f"{where}: not a msgpack value ({type(exc).__name__})") from None
+    dp = _normalise_dp(DP_RECORD.check(obj, where))
+    if dp_record_bytes(dp) != data:
+        raise InvalidEncoding(f"{where}: not the canonical encoding of its dp record")
+    return dp
+
+
 def _normalise_dp(dp: object) -> DpConfig:
     """One encoding per DpConfig: float fields as floats, int fields as ints."""
     if dp is None:

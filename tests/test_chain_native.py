@@ -7,6 +7,7 @@ and every post's transaction ``from`` is the posting party's own address."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,6 +19,7 @@ pytest.importorskip("web3")
 from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
 from fl.relay import NodeAgent, StageReply, StageRequest  # noqa: E402
 from secagg.boards.evm import fund_accounts  # noqa: E402
+from secagg.dp import calibrate, mean_error_bound, overflow_bits  # noqa: E402
 from secagg.errors import PvssError  # noqa: E402
 from secagg.identity import Identity  # noqa: E402
 from secagg.messages import ROLE_AGGREGATOR, ROLE_CLIENT, ROLE_MEMBER  # noqa: E402
@@ -27,9 +29,10 @@ from secagg.verifier import load_round, verify_round  # noqa: E402
 N, M, T, DIM = 4, 3, 1, 6
 
 
-def test_a_chain_native_round_posts_from_every_partys_own_account(
-    anvil_url: str, tmp_path: Path
-) -> None:
+def _chain_native_round(anvil_url: str, tmp_path: Path, dp: bool = False) -> tuple:
+    """A chain-native round on anvil, every node attaching itself (with ``dp``, under
+    distributed DP: clipped, noised updates, the record the server sends checked
+    against the chain's hash by each node). (outcome, host, updates, idents, server)."""
     roster, paths = make_deployment(tmp_path / "deployment", N, M, T)
     idents = [Identity.load(p) for p in paths]  # each node's own file, loaded by that node
     server = Identity.generate()
@@ -47,6 +50,9 @@ def test_a_chain_native_round_posts_from_every_partys_own_account(
         members=roster.committee,
         clients=tuple(i.address for i in idents),
     )
+    if dp:
+        record = calibrate(8.0, 1e-5, 1, 1.0, cfg.min_included, 1.0, DIM)
+        cfg = dataclasses.replace(cfg, dp=record, bits=overflow_bits(record, N))
     roles = [NodeRoles(node, node + 1, node + 1 if node < M else 0) for node in range(N)]
     host = RoundHost(
         cfg,
@@ -59,12 +65,15 @@ def test_a_chain_native_round_posts_from_every_partys_own_account(
     )
     rng = np.random.default_rng(1)
     updates = {node: rng.uniform(-1, 1, DIM) for node in range(N)}
+    if dp:  # inside the L2 clip, so the mean is the plain one within the noise bound
+        updates = {node: 0.3 * u / np.linalg.norm(u) for node, u in updates.items()}
     states: dict[int, bytes] = {}
 
     def send(stage: str, requests: Mapping[int, StageRequest]) -> dict[int, object]:
         replies: dict[int, StageReply | BaseException] = {}
         for node, req in requests.items():
             assert req.contract and not req.transcript  # the node reads the chain itself
+            assert bool(req.dp) == dp  # a DP round's record travels with every request
             agent = NodeAgent(
                 states.get(node, b""),
                 identity=idents[node],
@@ -79,8 +88,14 @@ def test_a_chain_native_round_posts_from_every_partys_own_account(
             states[node] = agent.state_bytes()
         return replies
 
+    return drive_round(host, send), host, updates, idents, server
+
+
+def test_a_chain_native_round_posts_from_every_partys_own_account(
+    anvil_url: str, tmp_path: Path
+) -> None:
+    outcome, host, _, _, server = _chain_native_round(anvil_url, tmp_path)
     board = host.board
-    outcome = drive_round(host, send)
     assert outcome.verified and outcome.included == (1, 2, 3, 4) and not outcome.faults
     # the server's board sent only from the server's own account, created no other
     assert board._accounts == {} and board._own.address.lower() == "0x" + server.address.hex()
@@ -112,3 +127,20 @@ def test_a_chain_native_round_posts_from_every_partys_own_account(
     # the round directory verifies, and against the chain
     transcript, blobs = load_round(outcome.round_dir)
     assert verify_round(transcript, blobs, bytes(board.contract.functions.head().call())).ok
+
+
+def test_a_chain_native_round_under_distributed_dp(anvil_url: str, tmp_path: Path) -> None:
+    """Distributed DP in a chain-native round: the contract holds the dp record as a
+    hash, the server sends the record with each request and every node attaches with
+    it (the chain checks it); the round verifies, from the chain too (the record from
+    the round directory), and the mean is the clients' within the DP error bound."""
+    from secagg.cli import main as cli  # noqa: PLC0415 - needs the evm extra
+
+    outcome, host, updates, _, _ = _chain_native_round(anvil_url, tmp_path, dp=True)
+    assert outcome.verified and outcome.included == (1, 2, 3, 4) and not outcome.faults
+    assert host.board.config.has_dp and host.board.config.dp == outcome.config.dp
+    want = np.mean([updates[node] for node in range(N)], axis=0)  # unweighted under DP
+    err = np.abs(outcome.mean - want).max()
+    assert 0 < err <= mean_error_bound(outcome.config.dp, N), err  # noised, within bound
+    contract = host.board.address
+    assert cli(["verify", str(outcome.round_dir), "--rpc", anvil_url, "--contract", contract]) == 0

@@ -134,7 +134,12 @@ def test_cli_simulate_dp_json(capsys, tmp_path: Path) -> None:
     assert cli_main(argv + ["--dp-epsilon", "-1", "--json"]) == 2
 
 
-def test_flower_mod_round_with_dp(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("chain", [False, True], ids=["relayed", "chain-native"])
+def test_flower_mod_round_with_dp(tmp_path: Path, monkeypatch, request, chain: bool) -> None:
+    """The Flower mod in a DP round: nodes send their clipped, noised update (trained
+    minus received parameters), unweighted. Relayed (memory board behind the server) or
+    chain-native on anvil (each node attaches with the dp record the server sends, the
+    chain holding its hash; the server holds no node's key)."""
     pytest.importorskip("flwr")
     from flwr.app import Context, Message, RecordDict
     from flwr.app.message_type import MessageType
@@ -191,7 +196,17 @@ def test_flower_mod_round_with_dp(tmp_path: Path, monkeypatch) -> None:
     )
     assert cfg.has_dp and cfg.dp.min_clients == cfg.min_included and cfg.clip == 1.0
     roles = [NodeRoles(n, i + 1, i + 1 if i < 3 else 0) for i, n in enumerate(nodes)]
-    host = RoundHost(cfg, tmp_path / "round-1", roles, identity=server)
+    extra: dict = {}
+    node_extra: dict = {}
+    if chain:
+        pytest.importorskip("web3")
+        from secagg.boards.evm import fund_accounts
+
+        url = request.getfixturevalue("anvil_url")
+        fund_accounts(url, [server.address, *(Identity.load(p).address for p in paths)])
+        extra = {"board": f"rpc:{url}", "chain_native": True}
+        node_extra = {"pvss-rpc": url}
+    host = RoundHost(cfg, tmp_path / "round-1", roles, identity=server, **extra)
     roster_path = str(tmp_path / "deployment" / "roster.json")
     contexts = {
         n: Context(
@@ -201,6 +216,7 @@ def test_flower_mod_round_with_dp(tmp_path: Path, monkeypatch) -> None:
                 "partition-id": i,
                 "pvss-identity": str(paths[i]),
                 "pvss-roster": roster_path,
+                **node_extra,
             },
             state=RecordDict(),
             run_config={},
@@ -238,6 +254,7 @@ def test_flower_mod_round_with_dp(tmp_path: Path, monkeypatch) -> None:
 
     outcome = drive_round(host, send)
     assert outcome.verified and outcome.total_weight == 4  # unweighted: every weight is 1
+    assert host.board.config.dp == cfg.dp  # on the chain: the record its hash commits to
     # the mean of the updates (not of the parameters), within the stated noise
     from secagg.dp import mean_error_bound
 

@@ -151,6 +151,10 @@ def test_other_messages_pass_through_untouched() -> None:
 def test_envelope_round_trip_and_malformed_requests() -> None:
     req = StageRequest("deal", 3, b"\x01\x02", client=4, member=0, since=7)
     assert request_from_record(request_to_record(req)) == req
+    chain = StageRequest("upload", 0, b"", 1, 0, contract=bytes(range(20)), dp=b"\x9c\x01")
+    assert request_from_record(request_to_record(chain)) == chain  # a DP round's record
+    with pytest.raises(ProtocolError, match="dp must be .* with the round's contract"):
+        StageRequest("upload", 0, b"", 1, 0, dp=b"\x9c\x01")  # no contract: no record
     with pytest.raises(ProtocolError, match="height"):
         request_from_record(
             {"stage": "deal", "height": "3", "transcript": b"", "client": 1, "member": 0}
