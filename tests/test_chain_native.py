@@ -19,6 +19,7 @@ pytest.importorskip("web3")
 from fl.host import NodeRoles, RoundHost, drive_round, make_round_config  # noqa: E402
 from fl.relay import NodeAgent, StageReply, StageRequest  # noqa: E402
 from secagg.boards.evm import fund_accounts  # noqa: E402
+from secagg.config import RoundConfig  # noqa: E402
 from secagg.dp import calibrate, mean_error_bound, overflow_bits  # noqa: E402
 from secagg.errors import PvssError  # noqa: E402
 from secagg.identity import Identity  # noqa: E402
@@ -29,11 +30,11 @@ from secagg.verifier import load_round, verify_round  # noqa: E402
 N, M, T, DIM = 4, 3, 1, 6
 
 
-def _chain_native_round(anvil_url: str, tmp_path: Path, dp: bool = False) -> tuple:
-    """A chain-native round on anvil, every node attaching itself (with ``dp``, under
-    distributed DP: clipped, noised updates, the record the server sends checked
-    against the chain's hash by each node). (outcome, host, updates, idents, server)."""
-    roster, paths = make_deployment(tmp_path / "deployment", N, M, T)
+def chain_parties(anvil_url: str, base: Path) -> tuple:
+    """N nodes (node k: client k+1, member k+1 for k < M), each with its own identity
+    file, and a server identity, every account funded on anvil; the round config
+    (no DP). (roster, idents, server, config)."""
+    roster, paths = make_deployment(base / "deployment", N, M, T)
     idents = [Identity.load(p) for p in paths]  # each node's own file, loaded by that node
     server = Identity.generate()
     fund_accounts(anvil_url, [server.address, *(i.address for i in idents)])
@@ -50,9 +51,22 @@ def _chain_native_round(anvil_url: str, tmp_path: Path, dp: bool = False) -> tup
         members=roster.committee,
         clients=tuple(i.address for i in idents),
     )
+    return roster, idents, server, cfg
+
+
+def with_dp(cfg: RoundConfig, epsilon: float = 8.0) -> RoundConfig:
+    """``cfg`` under distributed DP: a record calibrated for epsilon, one round."""
+    record = calibrate(epsilon, 1e-5, 1, 1.0, cfg.min_included, 1.0, cfg.dim)
+    return dataclasses.replace(cfg, dp=record, bits=overflow_bits(record, cfg.n_clients))
+
+
+def _chain_native_round(anvil_url: str, tmp_path: Path, dp: bool = False) -> tuple:
+    """A chain-native round on anvil, every node attaching itself (with ``dp``, under
+    distributed DP: clipped, noised updates, the record the server sends checked
+    against the chain's hash by each node). (outcome, host, updates, idents, server)."""
+    roster, idents, server, cfg = chain_parties(anvil_url, tmp_path)
     if dp:
-        record = calibrate(8.0, 1e-5, 1, 1.0, cfg.min_included, 1.0, DIM)
-        cfg = dataclasses.replace(cfg, dp=record, bits=overflow_bits(record, N))
+        cfg = with_dp(cfg)
     roles = [NodeRoles(node, node + 1, node + 1 if node < M else 0) for node in range(N)]
     host = RoundHost(
         cfg,

@@ -18,16 +18,11 @@ import pytest
 
 pytest.importorskip("web3")
 
-from fl.host import CHAIN_FILE, NodeRoles, RoundHost, make_round_config  # noqa: E402
+from fl.host import CHAIN_FILE, NodeRoles, RoundHost  # noqa: E402
 from fl.relay import STAGE_REGISTER, NodeAgent, StageRequest  # noqa: E402
-from secagg.boards.evm import fund_accounts  # noqa: E402
 from secagg.config import dp_record_bytes  # noqa: E402
-from secagg.dp import calibrate, overflow_bits  # noqa: E402
 from secagg.errors import ProtocolError  # noqa: E402
-from secagg.identity import Identity  # noqa: E402
-from secagg.roster import make_deployment  # noqa: E402
-
-N, M, T, DIM = 4, 3, 1, 6
+from tests.test_chain_native import M, N, chain_parties, with_dp  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -35,25 +30,8 @@ def rounds(anvil_url: str, tmp_path_factory: pytest.TempPathFactory):  # noqa: A
     """A chain-native DP round and one without DP, both deployed by the same server,
     the nodes' roster and identities."""
     base = tmp_path_factory.mktemp("chain-dp")
-    roster, paths = make_deployment(base / "deployment", N, M, T)
-    idents = [Identity.load(p) for p in paths]
-    server = Identity.generate()
-    fund_accounts(anvil_url, [server.address, *(i.address for i in idents)])
-    plain = make_round_config(
-        round_id=1,
-        n_clients=N,
-        committee_size=M,
-        threshold=T,
-        dim=DIM,
-        clip=1.0,
-        quant_bits=16,
-        max_weight=10,
-        aggregator=server.address,
-        members=roster.committee,
-        clients=tuple(i.address for i in idents),
-    )
-    record = calibrate(4.0, 1e-5, 1, 1.0, plain.min_included, 1.0, DIM)
-    with_dp = dataclasses.replace(plain, dp=record, bits=overflow_bits(record, N))
+    roster, idents, server, plain = chain_parties(anvil_url, base)
+    dp = with_dp(plain, epsilon=4.0)
     roles = [NodeRoles(n, n + 1, n + 1 if n < M else 0) for n in range(N)]
     hosts = [
         RoundHost(
@@ -65,7 +43,7 @@ def rounds(anvil_url: str, tmp_path_factory: pytest.TempPathFactory):  # noqa: A
             chain_native=True,
             backend="reference",
         )
-        for cfg, name in ((with_dp, "dp"), (plain, "plain"))
+        for cfg, name in ((dp, "dp"), (plain, "plain"))
     ]
     return hosts, roster, idents, server, anvil_url
 
@@ -93,7 +71,7 @@ def test_a_stripped_weaker_or_garbled_record_is_refused(rounds) -> None:  # noqa
     weaker = dataclasses.replace(dp_host.config.dp, epsilon=8.0)  # same noise, weaker promise
     with pytest.raises(ProtocolError, match="a DP round: give its dp record"):
         _handle(rounds, 1, dataclasses.replace(request, dp=b""))
-    less_noise = calibrate(64.0, 1e-5, 1, 1.0, dp_host.config.min_included, 1.0, DIM)
+    less_noise = with_dp(dp_host.config, epsilon=64.0).dp
     for forged in (less_noise, weaker):
         with pytest.raises(ProtocolError, match="not the given one's"):
             _handle(rounds, 1, dataclasses.replace(request, dp=dp_record_bytes(forged)))
@@ -111,7 +89,7 @@ def test_a_stripped_weaker_or_garbled_record_is_refused(rounds) -> None:  # noqa
 def test_an_edited_record_in_chain_json_is_refused_at_resume(rounds, tmp_path: Path) -> None:  # noqa: ANN001
     hosts, _, _, server, _ = rounds
     dp_host = hosts[0]
-    weaker = calibrate(64.0, 1e-5, 1, 1.0, dp_host.config.min_included, 1.0, DIM)
+    weaker = with_dp(dp_host.config, epsilon=64.0).dp
     for name, value in (("stripped", None), ("weaker", dp_record_bytes(weaker).hex())):
         where = tmp_path / name
         shutil.copytree(dp_host.round_dir, where)
