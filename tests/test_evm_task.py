@@ -6,6 +6,7 @@ field tampered), rounds opened by a call with increasing round ids, each round i
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from secagg.boards.evm import (  # noqa: E402
     fund_accounts,
 )
 from secagg.boards.task import EvmTask, task_registration, task_signing_digest  # noqa: E402
+from secagg.config import RoundConfig  # noqa: E402
 from secagg.messages import ROLE_CLIENT, ROLE_MEMBER, Registration  # noqa: E402
 from secagg.posts import post_digest  # noqa: E402
 
@@ -160,6 +162,26 @@ def test_roster_rules_and_only_the_owner(w3: Any) -> None:
         EvmTask.attach(w3, task.verifier)
 
 
+def _largest(cfg: RoundConfig) -> RoundConfig:
+    """``cfg`` at the contract's caps: MAX_CHAIN_CLIENTS fresh closed-roster clients,
+    255 members (a regular:20 graph, windows long enough for every seat)."""
+    return dataclasses.replace(
+        cfg,
+        n_clients=MAX_CHAIN_CLIENTS,
+        clients=tuple(identity().address for _ in range(MAX_CHAIN_CLIENTS)),
+        members=tuple(identity().address for _ in range(255)),
+        committee_size=255,
+        threshold=127,
+        confirm_quorum=255,
+        min_included=2,
+        graph="regular:20",
+        bits=24,
+        register_blocks=2000,
+        deal_blocks=2000,
+        upload_blocks=2000,
+    )
+
+
 def test_a_roster_beyond_the_initcode_cap(w3: Any) -> None:
     """600 closed-membership clients, stored by the task in batches of transactions
     each under TX_GAS_CAP. A round is a clone (SPEC.md §7.3): its creation code is 50
@@ -171,19 +193,7 @@ def test_a_roster_beyond_the_initcode_cap(w3: Any) -> None:
     clients = [identity().address for _ in range(n)]
     members = [identity().address for _ in range(3)]
     cfg = round_config(n=3, m=3)[0]
-    from dataclasses import replace
-
-    big = replace(
-        cfg,
-        n_clients=MAX_CHAIN_CLIENTS,
-        clients=tuple(identity().address for _ in range(MAX_CHAIN_CLIENTS)),
-        members=tuple(identity().address for _ in range(255)),
-        committee_size=255,
-        threshold=127,
-        confirm_quorum=255,
-        min_included=2,
-        bits=24,
-    )
+    big = _largest(cfg)
     init = w3.eth.contract(abi=_artifact(INIT_ARTIFACT)["abi"])
     call = init.encode_abi("init", args=[contract_config(big), bytes(65)])
     initcode = len(clone_initcode(bytes(20))) + len(bytes.fromhex(call[2:]))
@@ -204,28 +214,12 @@ def test_the_largest_closed_roster_is_created_under_the_gas_cap(w3: Any) -> None
     """A round with MAX_CHAIN_CLIENTS closed-membership client seats and 255 members is
     created in one transaction under TX_GAS_CAP: the client seats are one contract's
     code (SPEC.md §7.3 "Roster"), not a storage slot each (≈ 22 k gas a seat, 23 M for
-    1 024: a round that could never be created). Every seat reads its roster identity,
-    a seat registered with another identity's signature is refused, and the attached
-    copy checks the roster code against event 0."""
-    from dataclasses import replace
-
+    1 024: a round that could never be created). Every seat reads its roster identity
+    and the attached copy checks the roster code against event 0 (a squatter's
+    registration on a closed seat: tests/adversarial/test_contract_seats.py)."""
     cfg, agg, _, _ = round_config(n=3, m=3)
-    clients = tuple(identity().address for _ in range(MAX_CHAIN_CLIENTS))
-    big = replace(
-        cfg,
-        n_clients=MAX_CHAIN_CLIENTS,
-        clients=clients,
-        members=tuple(identity().address for _ in range(255)),
-        committee_size=255,
-        threshold=127,
-        confirm_quorum=255,
-        min_included=2,
-        graph="regular:20",
-        bits=24,
-        register_blocks=2000,
-        deal_blocks=2000,
-        upload_blocks=2000,
-    )
+    big = _largest(cfg)
+    clients = big.clients
     fund_accounts(w3, [agg.address])
     board = EvmBoard(big, w3, aggregator=agg)
     deploy = max(g for name, g in board.gas if name == "deploy")
