@@ -16,6 +16,11 @@ Writes into bench/results/:
   d measured at two or more n; each legend entry carries the least-squares slope of
   log t on log n (t ~ n^slope).
 
+* ``gas_vs_n.png``  whole rounds on the chain (bench/gas.py ``round_total`` rows in
+  bench/results/gas_rounds.jsonl): a client's own gas per round and the largest
+  transaction against n, full and optimistic mode, with issue 13's targets (per
+  client at n = 100) and ``TX_GAS_CAP``.
+
 When a configuration was measured more than once, the latest line wins; EVM-board
 lines (``params.board == "evm"``) are left out.
 """
@@ -240,11 +245,87 @@ def plot_bytes(rows: dict[tuple, dict], dropout: float, out: Path) -> Path:
     return _save(fig, out / "round_bytes_per_coordinate.png")
 
 
+TX_GAS_CAP = 15_000_000  # secagg.boards.evm.TX_GAS_CAP (SPEC.md §7.5)
+CLIENT_GAS_TARGET = {"full": 2_000_000, "optimistic": 400_000}  # issue 13, n = 100, m = 10
+
+
+def gas_series(path: Path) -> dict[str, dict[str, list[tuple[int, int]]]]:
+    """Per mode: ``client`` (a client's own gas per round) and ``largest`` (the round's
+    largest transaction) as sorted (n, gas) points; the latest row per (n, mode)."""
+    latest: dict[tuple[int, str], dict] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            if row.get("op") == "round_total":
+                latest[(row["n"], row["mode"])] = row
+    out: dict[str, dict[str, list[tuple[int, int]]]] = {}
+    for (n, mode), row in sorted(latest.items()):
+        series = out.setdefault(mode, {"client": [], "largest": [], "partial": []})
+        series["client"].append((n, row["client_gas_per_client"]))
+        series["largest"].append((n, row["max_tx_gas"]))
+        if row.get("measured", "round") != "round":  # member txs not sent at this n
+            series["partial"].append((n, row["max_tx_gas"]))
+    return out
+
+
+def plot_gas(path: Path, out: Path) -> Path | None:
+    """``gas_vs_n.png`` from ``path``'s round_total rows (None if it has none)."""
+    series = gas_series(path) if path.exists() else {}
+    if not series:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12.4, 4.6))
+    for i, (mode, pts) in enumerate(sorted(series.items())):
+        colour = f"C{i}"
+        ns, gas = zip(*pts["client"], strict=True)
+        left.plot(ns, gas, "o-", color=colour, label=f"{mode}: client's own txs")
+        if mode in CLIENT_GAS_TARGET:
+            left.plot(
+                [100],
+                [CLIENT_GAS_TARGET[mode]],
+                "*",
+                ms=12,
+                color=colour,
+                label=f"{mode}: target at n = 100",
+            )
+        ns, gas = zip(*pts["largest"], strict=True)
+        right.plot(ns, gas, "o-", color=colour, label=f"{mode}: largest transaction")
+    right.axhline(TX_GAS_CAP, color="gray", ls=":", label="TX_GAS_CAP (15 M)")
+    partial = sorted({n for pts in series.values() for n, _ in pts["partial"]})
+    if partial:
+        fig.text(
+            0.5,
+            0.005,
+            f"n = {', '.join(map(str, partial))}: the creation, every client transaction and "
+            "close() sent; the members' and aggregator's were not (split under a 12 M plan)",
+            ha="center",
+            fontsize=7,
+        )
+    left.set(
+        xscale="log",
+        yscale="log",
+        xlabel="n (clients)",
+        ylabel="gas per client per round",
+        title="a client's gas per round (m = 10)",
+    )
+    right.set(
+        xscale="log",
+        xlabel="n (clients)",
+        ylabel="gas",
+        ylim=(0, TX_GAS_CAP * 1.15),
+        title="largest transaction of the round",
+    )
+    for ax in (left, right):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out / "gas_vs_n.png", "whole rounds on the chain (anvil)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jsonl", type=Path, default=RESULTS / "round.jsonl")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--gas-jsonl", type=Path, default=RESULTS / "gas_rounds.jsonl")
     args = ap.parse_args()
     rows = load(args.jsonl)
     if not rows:
@@ -257,6 +338,7 @@ def main() -> None:
         plot_time_vs_n(simulated, drop, args.out),
         plot_bytes(simulated, drop, args.out),
         plot_deployed_vs_n(rows, drop, args.out),
+        plot_gas(args.gas_jsonl, args.out),
     ):
         if path is not None:
             print(path)

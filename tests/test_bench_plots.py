@@ -1,7 +1,9 @@
-"""bench/plots.py: the deployed per-role plot's fitted slopes and the series it draws."""
+"""bench/plots.py: the deployed per-role plot's fitted slopes and the series it draws; the
+whole-round gas plot's series."""
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from pathlib import Path
@@ -60,3 +62,32 @@ def test_deployed_series_keeps_only_d_measured_at_two_n_and_draws_the_png(tmp_pa
     path = plots.plot_deployed_vs_n(rows, 0.1, tmp_path)
     assert path is not None and path.stat().st_size > 1000
     assert plots.plot_deployed_vs_n({}, 0.1, tmp_path) is None
+
+
+def test_gas_series_takes_the_latest_round_rows_per_mode_and_draws_the_png(tmp_path):
+    def row(n: int, mode: str, client: int, largest: int, **extra: str) -> dict:
+        gas = {"client_gas_per_client": client, "max_tx_gas": largest}
+        return {"op": "round_total", "n": n, "mode": mode, **gas, **extra}
+
+    rows = [
+        row(100, "full", 9, 9),  # measured again below: the later row wins
+        {"op": "dealing_full", "m": 4, "gas": 1},  # a per-op row: not drawn
+        row(10, "full", 2, 3, measured="round"),
+        row(100, "full", 4, 5),
+        row(10, "optimistic", 1, 2),
+        row(1000, "optimistic", 6, 7, measured="close+client-txs"),
+    ]
+    path = tmp_path / "gas_rounds.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    series = plots.gas_series(path)
+    assert series["full"]["client"] == [(10, 2), (100, 4)]
+    assert series["full"]["largest"] == [(10, 3), (100, 5)]
+    assert series["full"]["partial"] == []  # every row measured a whole round
+    assert series["optimistic"] == {
+        "client": [(10, 1), (1000, 6)],
+        "largest": [(10, 2), (1000, 7)],
+        "partial": [(1000, 7)],  # its member transactions were not sent
+    }
+    png = plots.plot_gas(path, tmp_path)
+    assert png is not None and png.stat().st_size > 1000
+    assert plots.plot_gas(tmp_path / "missing.jsonl", tmp_path) is None
