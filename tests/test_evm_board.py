@@ -118,7 +118,7 @@ def test_event0_is_the_enforced_config_signed_by_the_aggregator() -> None:
     fields[-2] = "0x" + "11" * 20
     init = board.w3.eth.contract(address=board.round_init, abi=_artifact(INIT_ARTIFACT)["abi"])
     sig = config_signature(rnd.aggregator, cfg)
-    call = init.encode_abi("init", args=[tuple(fields), sig])
+    call = init.encode_abi("init", args=[tuple(fields), sig, "0x" + "00" * 20])
     data = clone_initcode(bytes.fromhex(board.round_init[2:])) + bytes.fromhex(call[2:])
     tx = {"from": board.w3.eth.accounts[0], "gas": 15_000_000, "data": "0x" + data.hex()}
     with pytest.raises(Exception) as raw:

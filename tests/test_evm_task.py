@@ -18,6 +18,7 @@ from pvss.keys import KeyPair  # noqa: E402
 from secagg.boards.evm import (  # noqa: E402
     INIT_ARTIFACT,
     MAX_CHAIN_CLIENTS,
+    NO_ADDRESS,
     TX_GAS_CAP,
     ContractRevert,
     EvmBoard,
@@ -195,7 +196,7 @@ def test_a_roster_beyond_the_initcode_cap(w3: Any) -> None:
     cfg = round_config(n=3, m=3)[0]
     big = _largest(cfg)
     init = w3.eth.contract(abi=_artifact(INIT_ARTIFACT)["abi"])
-    call = init.encode_abi("init", args=[contract_config(big), bytes(65)])
+    call = init.encode_abi("init", args=[contract_config(big), bytes(65), NO_ADDRESS])
     initcode = len(clone_initcode(bytes(20))) + len(bytes.fromhex(call[2:]))
     assert 40_000 < initcode <= INITCODE_CAP, initcode
     # the same roster in a full contract's creation code (the design before clones)
@@ -240,6 +241,11 @@ def test_rounds_opened_by_call_with_the_task_roster(w3: Any) -> None:
     assert (b1.config.round_id, b2.config.round_id) == (1, 2)
     assert task.last_round == 2
     assert task.round_address(1) == b1.address and task.round_address(2) == b2.address
+    # the second round shares the first's roster code (same seats: not created again)
+    r1, r2 = (b.contract.functions.rosterData().call() for b in (b1, b2))
+    assert r1 == r2 and int(r1, 16) != 0
+    d1, d2 = (next(g for name, g in b.gas if name == "deploy") for b in (b1, b2))
+    assert d2 < d1 - 20 * 4 * 200, (d1, d2)  # no code deposit for the 4 seats
     for b in (b1, b2):
         assert b.config.members == tuple(i.address for i in members)
         assert b.config.clients == tuple(i.address for i in clients)

@@ -34,11 +34,14 @@ contract PvssRoundInit is PvssRoundBase {
     /// length 0, 5 challengeBlocks, 6 members, 7 clients, 8 minIncluded,
     /// 9 minNeighbours, 10 confirmQuorum, 11 stake/bond/challengeBlocks/forfeitTo outside
     /// optimistic mode, 13 the round already exists (init ran in this storage).
-    function init(Config calldata cfgIn, bytes calldata sig) external {
+    /// `rosterCode`: an existing contract whose code is exactly this round's client
+    /// roster code (an earlier round's `rosterData` with the same clients), used
+    /// instead of creating the same code again; any other address (0) is ignored.
+    function init(Config calldata cfgIn, bytes calldata sig, address rosterCode) external {
         if (eventCount != 0) revert BadConfig(13);
         Config memory cfg = cfgIn;
         _checkConfig(cfg);
-        _seat(cfg);
+        _seat(cfg, rosterCode);
         bytes memory packed = _configPacked(cfg);
         bytes32 digest = keccak256(packed);
         address signer = _recover(cfg.roundId, ROLE_AGGREGATOR, 0, bytes32(0), digest, sig);
@@ -119,7 +122,7 @@ contract PvssRoundInit is PvssRoundBase {
 
     /// @dev the roster: member seats, and client seats under closed membership;
     /// identities distinct and non-zero within each list (transient storage marks)
-    function _seat(Config memory cfg) internal {
+    function _seat(Config memory cfg, address hint) internal {
         for (uint256 k; k < cfg.members.length; ++k) {
             address a = cfg.members[k];
             if (a == address(0) || _marked(a, 0)) revert BadConfig(6);
@@ -147,7 +150,9 @@ contract PvssRoundInit is PvssRoundBase {
         address made;
         assembly ("memory-safe") {
             mstore(initcode, add(12, len))
-            made := create(0, add(initcode, 0x20), add(12, len))
+            // the same seats already as code (code is immutable since EIP-6780): reuse it
+            if eq(extcodehash(hint), keccak256(add(initcode, 0x2c), len)) { made := hint }
+            if iszero(made) { made := create(0, add(initcode, 0x20), add(12, len)) }
         }
         if (made == address(0)) revert BadConfig(7);
         rosterData = made;

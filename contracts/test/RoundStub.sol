@@ -68,6 +68,11 @@ contract RoundStub {
         (nClients, includedCount) = (i, count);
     }
 
+    /// @notice PvssRound.rosterData: the stub keeps its seats in storage (no roster code)
+    function rosterData() external pure returns (address) {
+        return address(0);
+    }
+
     /// @notice PvssRound.clientIdentity: the stub stores every seat's identity
     function clientIdentity(uint32 party) external view returns (address) {
         return clients[party].identity;

@@ -135,6 +135,7 @@ SYNC_PAUSE_S = 0.2
 _LOG = logging.getLogger(__name__)
 TX_GAS_CAP = 15_000_000  # SPEC.md §7.5: the gas limit of every transaction the board sends
 TX_GAS = TX_GAS_CAP  # (pre-flight tells the real need; more than this never goes out)
+NO_ADDRESS = "0x" + "00" * 20  # an ABI address argument meaning "none"
 MAX_CHAIN_CLIENTS = 1024  # PvssRound.MAX_CHAIN_CLIENTS (SPEC.md §7.3)
 MAX_CHAIN_DEGREE = 64  # PvssRound.MAX_CHAIN_DEGREE
 DEALINGS_TX_BUDGET = 12_000_000  # what the board plans one split transaction for (< cap)
@@ -484,7 +485,10 @@ class EvmBoard(Board):
     implementation and, unless ``verifier`` (a deployed ``PvssVerifier``) is given, a
     verifier. ``forfeit_to`` (optimistic
     only) replaces the config's: the address credited every slashed stake and forfeited
-    bond, a task contract (SPEC.md §7.9)."""
+    bond, a task contract (SPEC.md §7.9). ``roster_code``: an earlier round's
+    ``rosterData()`` with the same client seats, which the new round then shares
+    instead of creating the same code again (SPEC.md §7.3 "Roster"; checked by its
+    code hash on-chain, ignored if it differs)."""
 
     def __init__(
         self,
@@ -501,6 +505,7 @@ class EvmBoard(Board):
         account: Identity | None = None,
         forfeit_to: bytes | None = None,
         round_init: str | None = None,
+        roster_code: str | None = None,
     ) -> None:
         if mode not in (None, "full", "optimistic"):
             raise ProtocolError(f"board: mode {mode!r} is neither full nor optimistic")
@@ -546,7 +551,9 @@ class EvmBoard(Board):
         sig = sign_config(cfg) if sign_config is not None else config_signature(aggregator, cfg)  # type: ignore[arg-type]
         self._config_packed = config_packed(cfg)
         call = bytes.fromhex(
-            init.encode_abi("init", args=[contract_config(cfg), sig]).removeprefix("0x")
+            init.encode_abi(
+                "init", args=[contract_config(cfg), sig, roster_code or NO_ADDRESS]
+            ).removeprefix("0x")
         )
         initcode = clone_initcode(bytes.fromhex(round_init[2:])) + call
         receipt = self._send_create(relayer, initcode, "deploy")

@@ -358,6 +358,9 @@ class EvmTask:
             # slashed stakes and forfeited bonds go to this task's pool (§7.9)
             board_kw["forfeit_to"] = self.raw_address
         board_kw.setdefault("round_init", self.round_init)
+        if self.last_round and clients:  # the roster is sealed: its code is the last round's
+            last = self.round_contract(self.last_round).functions
+            board_kw.setdefault("roster_code", last.rosterData().call())
         board = EvmBoard(cfg, self.w3, aggregator=self.owner, verifier=self.verifier, **board_kw)
         self.round_init = board.round_init  # every later round is a clone of the same
         self._send(self.contract.functions.openRound(board.address), "openRound")

@@ -29,6 +29,7 @@ from eth_account import Account  # noqa: E402
 from secagg.boards.evm import (  # noqa: E402
     ARGS_BYTES,
     INIT_ARTIFACT,
+    NO_ADDRESS,
     PROXY_HEAD,
     PROXY_TAIL,
     ContractRevert,
@@ -94,7 +95,7 @@ def _patched_clone(rnd: ChainRound, patch: bytes) -> str:
     cfg = rnd.cfg.__class__(**{**rnd.cfg.__dict__, "board": address})
     sig = config_signature(rnd.aggregator, cfg)
     iabi = w3.eth.contract(abi=_artifact(INIT_ARTIFACT)["abi"])
-    call = bytes.fromhex(iabi.encode_abi("init", args=[contract_config(cfg), sig])[2:])
+    call = bytes.fromhex(iabi.encode_abi("init", args=[contract_config(cfg), sig, NO_ADDRESS])[2:])
     return _deploy_raw(w3, evil + call, acct)
 
 
@@ -142,6 +143,33 @@ def test_a_clone_whose_roster_code_is_swapped_is_refused() -> None:
     assert EvmBoard.attach(w3, board.address).config == rnd.cfg  # control
 
 
+def test_a_roster_code_hint_that_is_not_the_seats_is_ignored() -> None:
+    """Whoever creates a round names an existing contract as its roster code
+    (``roster_code``, SPEC.md §7.3 "Roster"): one whose code is the roster with the
+    attacker in seat 1, or any other contract. ``init`` takes a hint only if its code
+    hash is the round's own seats' code: the round gets its own roster code, every
+    seat reads event 0's identity, and the round attaches."""
+    rnd = ChainRound.create(n=3, m=3)
+    board, w3 = rnd.board, rnd.board.w3
+    seats = b"".join(rnd.cfg.clients)
+    forged = _deploy_raw(w3, _returning(b"\x00" + identity().address + seats[20:]))
+    cfg = rnd.cfg.__class__(**{**rnd.cfg.__dict__, "round_id": 2})
+    for hint in (forged, board.verifier):
+        other = EvmBoard(cfg, w3, aggregator=rnd.aggregator, round_init=board.round_init,
+                         roster_code=hint)  # fmt: skip
+        f = other.contract.functions
+        assert f.rosterData().call() not in (hint, board.contract.functions.rosterData().call())
+        for i, a in enumerate(rnd.cfg.clients, 1):
+            assert bytes.fromhex(f.clientIdentity(i).call()[2:]) == a
+        assert EvmBoard.attach(w3, other.address).config == other.config
+    # control: the honest round's own roster code is taken
+    same = EvmBoard(cfg, w3, aggregator=rnd.aggregator, round_init=board.round_init,
+                    roster_code=board.contract.functions.rosterData().call())  # fmt: skip
+    assert (
+        same.contract.functions.rosterData().call() == board.contract.functions.rosterData().call()
+    )
+
+
 def test_a_proxy_to_other_code_or_an_uninitialised_clone_is_refused() -> None:
     rnd = ChainRound.create(n=2, m=3)
     board, w3 = rnd.board, rnd.board.w3
@@ -175,7 +203,7 @@ def test_the_initializer_runs_once_per_storage_and_never_through_a_clone() -> No
     # through the clone: it delegates to PvssRound, which has no init function
     clone = w3.eth.contract(address=board.address, abi=_artifact(INIT_ARTIFACT)["abi"])
     with pytest.raises(Exception) as raw:  # noqa: PT011 - a bare revert, no error data
-        clone.functions.init(contract_config(rnd.cfg), sig).call({"gas": 15_000_000})
+        clone.functions.init(contract_config(rnd.cfg), sig, NO_ADDRESS).call({"gas": 15_000_000})
     data = _revert_data(raw.value)
     assert not data  # no selector matched: a plain revert, storage untouched
     assert board.head == bytes(board.contract.functions.head().call())
@@ -184,8 +212,8 @@ def test_the_initializer_runs_once_per_storage_and_never_through_a_clone() -> No
     cfg = rnd.cfg.__class__(**{**rnd.cfg.__dict__, "board": bytes.fromhex(board.round_init[2:])})
     sig = config_signature(rnd.aggregator, cfg)
     tx = {"from": w3.eth.accounts[0], "gas": 15_000_000}
-    init.functions.init(contract_config(cfg), sig).transact(tx)
+    init.functions.init(contract_config(cfg), sig, NO_ADDRESS).transact(tx)
     with pytest.raises(Exception) as raw:  # noqa: PT011 - mapped below
-        init.functions.init(contract_config(cfg), sig).call(tx)
+        init.functions.init(contract_config(cfg), sig, NO_ADDRESS).call(tx)
     err = ContractRevert(_revert_data(raw.value), board._errors)
     assert err.name == "BadConfig" and err.args_ == (13,)
