@@ -479,7 +479,7 @@ def task_amortised(n: int, m: int, rounds: int, provider: str) -> dict:
         for party, ident in enumerate(seats, 1):
             task.register(role, party, KeyPair.generate(), ident)
     board = task.open_round(cfg)
-    task_round_deploy = first_round_deploy = sum(g for name, g in board.gas if name == "deploy")
+    first_round_deploy = sum(g for name, g in board.gas if name == "deploy")
     # the clients' keys imported from the task (SPEC.md §7.8): the aggregator's posts,
     # then only the members register in the round
     task.import_keys(board)
@@ -508,7 +508,8 @@ def task_amortised(n: int, m: int, rounds: int, provider: str) -> dict:
     gas: dict[str, int] = {}
     for name, g in task.gas[:gas_before_later]:
         gas[name] = gas.get(name, 0) + g
-    task_round_deploy = (task_round_deploy + (rounds - 1) * later_round_deploy) // rounds
+    # per round: the first round's clone once, then the later ones'
+    task_round_deploy = (first_round_deploy + (rounds - 1) * later_round_deploy) // rounds
     board.close()
     rnd.board.close()
     one_off = gas["deployTask"] + gas["addMembers"] + gas["addClients"] + gas["sealRoster"]
