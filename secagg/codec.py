@@ -231,6 +231,15 @@ def pack_item(cls: type, item: Any) -> bytes:
     return msgpack.packb(kind.item.dump(item), use_bin_type=True)
 
 
+def unpack_value(data: bytes, where: str) -> Any:
+    """The one msgpack value ``data`` holds, as every decoder here reads it (str keys,
+    lists, no raw strings); ``InvalidEncoding`` naming ``where`` otherwise."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
+    except Exception as exc:  # msgpack raises several unrelated types
+        raise InvalidEncoding(f"{where}: not a msgpack value ({type(exc).__name__})") from None
+
+
 def decode(data: bytes, expect: type[T] | None = None) -> T:
     """Decode and validate; ``expect`` restricts the message type."""
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -238,10 +247,7 @@ def decode(data: bytes, expect: type[T] | None = None) -> T:
     data = bytes(data)
     if len(data) > MAX_MESSAGE_BYTES:
         raise InvalidEncoding("codec: message too large")
-    try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise InvalidEncoding(f"codec: not a msgpack value ({type(exc).__name__})") from None
+    obj = unpack_value(data, "codec")
     if not isinstance(obj, list) or len(obj) < 2:
         raise InvalidEncoding("codec: expected [version, tag, ...]")
     version, tag = obj[0], obj[1]

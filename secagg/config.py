@@ -10,7 +10,7 @@ from typing import Any
 
 import msgpack
 
-from secagg.codec import Bool, Bytes, Float, Kind, ListOf, Str, UInt, message
+from secagg.codec import Bool, Bytes, Float, Kind, ListOf, Str, UInt, message, unpack_value
 from secagg.codec import record as codec_record
 from secagg.dp import NO_DP, DpConfig, overflow_bits, padded_dim
 from secagg.errors import ConfigError, InvalidEncoding
@@ -110,7 +110,7 @@ def dp_record_bytes(dp: DpConfig) -> bytes:
     return msgpack.packb(DP_RECORD.dump(dp), use_bin_type=True)
 
 
-DP_RECORD_MAX_BYTES = 256  # a dp record's msgpack bytes are ≈ 90
+DP_RECORD_MAX_BYTES = 256  # a calibrated DDG record's msgpack bytes are 73
 
 
 def dp_record_decode(data: bytes, where: str = "dp") -> DpConfig:
@@ -119,11 +119,7 @@ def dp_record_decode(data: bytes, where: str = "dp") -> DpConfig:
     naming ``where`` and the field otherwise."""
     if not isinstance(data, bytes) or not 0 < len(data) <= DP_RECORD_MAX_BYTES:
         raise InvalidEncoding(f"{where}: expected 1..{DP_RECORD_MAX_BYTES} bytes of dp record")
-    try:
-        obj = msgpack.unpackb(data, raw=False, strict_map_key=True, use_list=True)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise InvalidEncoding(f"{where}: not a msgpack value ({type(exc).__name__})") from None
-    dp = _normalise_dp(DP_RECORD.check(obj, where))
+    dp = _normalise_dp(DP_RECORD.check(unpack_value(data, where), where))
     if dp_record_bytes(dp) != data:
         raise InvalidEncoding(f"{where}: not the canonical encoding of its dp record")
     return dp

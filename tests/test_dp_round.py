@@ -134,6 +134,40 @@ def test_cli_simulate_dp_json(capsys, tmp_path: Path) -> None:
     assert cli_main(argv + ["--dp-epsilon", "-1", "--json"]) == 2
 
 
+def test_dp_record_decode_round_trips_and_refuses_every_malformed_record() -> None:
+    """The record a chain-native node is sent (StageRequest.dp): its canonical bytes
+    decode to the same DpConfig; anything else is an InvalidEncoding naming the field."""
+    import msgpack
+
+    from secagg.config import DP_RECORD_MAX_BYTES, dp_record_decode
+    from secagg.errors import InvalidEncoding
+
+    dp = calibrate(2.0, 1e-5, 4, 1.0, 3, 1.0, 100)
+    good = dp_record_bytes(dp)
+    assert dp_record_decode(good) == dp and dp_record_decode(dp_record_bytes(NO_DP)) == NO_DP
+    fields = msgpack.unpackb(good)
+    assert fields[3] == 4  # rounds
+    for data, match in (
+        (b"", "expected 1..256 bytes"),
+        (good + b"\x00" * DP_RECORD_MAX_BYTES, "expected 1..256 bytes"),
+        (good[:-3], "not a msgpack value"),
+        (msgpack.packb(["ddg", "2.0", *fields[2:]]), r"dp\.epsilon"),  # a string
+        (msgpack.packb(fields[:-1]), "expected 12 fields"),
+        (msgpack.packb([*fields[:3], 4.0, *fields[4:]]), r"dp\.rounds"),  # a float
+        (msgpack.packb([fields[0], 1e-9, *fields[2:]]), "dp"),  # below the accountant's
+    ):
+        with pytest.raises(InvalidEncoding, match=match):
+            dp_record_decode(data)
+    # the same values in another msgpack encoding (rounds = 4 as a uint16, not a
+    # fixint) are not the canonical bytes whose hash the chain holds
+    parts = [msgpack.packb(f) for f in fields]
+    parts[3] = b"\xcd\x00\x04"
+    other = bytes([0x90 | len(parts)]) + b"".join(parts)
+    assert msgpack.unpackb(other) == fields and other != good
+    with pytest.raises(InvalidEncoding, match="canonical"):
+        dp_record_decode(other)
+
+
 @pytest.mark.parametrize("chain", [False, True], ids=["relayed", "chain-native"])
 def test_flower_mod_round_with_dp(tmp_path: Path, monkeypatch, request, chain: bool) -> None:
     """The Flower mod in a DP round: nodes send their clipped, noised update (trained
